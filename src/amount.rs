@@ -1,0 +1,141 @@
+//! Exact decimal amounts of the LoyaltyAPI, one type per unit so the unit is in the signature:
+//! rubles (most sums), kopecks (gift-card sums and the return's `noCashSum`), loyalty points,
+//! quantities (3 decimals) and percents. Binary floating point never touches them.
+//!
+//! On the wire they are JSON numbers, parsed from the number's exact text (serde_json's
+//! `arbitrary_precision`) and written back the same way; a JSON string where a number belongs is
+//! a type error, not silently accepted.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! decimal_amount {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(pub Decimal);
+
+        impl $name {
+            pub const ZERO: $name = $name(Decimal::ZERO);
+
+            /// Strictly below zero (`-0` is not negative).
+            pub fn is_negative(self) -> bool {
+                self.0 < Decimal::ZERO
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serialize_decimal(self.0, s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                deserialize_decimal(d).map($name)
+            }
+        }
+    };
+}
+
+decimal_amount! {
+    /// An amount in rubles, e.g. `123.45`.
+    Rubles
+}
+decimal_amount! {
+    /// An amount in kopecks, e.g. `12345` for 123.45 ₽.
+    Kopecks
+}
+decimal_amount! {
+    /// Loyalty points (bonuses). Whole or fractional depending on the vendor.
+    Points
+}
+decimal_amount! {
+    /// A quantity of goods, up to 3 decimals.
+    Quantity
+}
+decimal_amount! {
+    /// A percentage, 0–100.
+    Percent
+}
+
+const KOPECKS_PER_RUBLE: Decimal = Decimal::ONE_HUNDRED;
+
+impl Rubles {
+    pub fn to_kopecks(self) -> Kopecks {
+        Kopecks(self.0 * KOPECKS_PER_RUBLE)
+    }
+}
+
+impl Kopecks {
+    pub fn to_rubles(self) -> Rubles {
+        Rubles(self.0 / KOPECKS_PER_RUBLE)
+    }
+}
+
+fn serialize_decimal<S: Serializer>(value: Decimal, s: S) -> Result<S::Ok, S::Error> {
+    // With `arbitrary_precision` a Number keeps its text, so 62.95 is written as 62.95.
+    serde_json::Number::from_str(&value.to_string())
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
+}
+
+fn deserialize_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let number = serde_json::Number::deserialize(d)?;
+    let text = number.as_str();
+    Decimal::from_str_exact(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .map_err(|_| serde::de::Error::custom(format!("number {text} is out of range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn converts_exactly() {
+        assert_eq!(Rubles(d("123.45")).to_kopecks(), Kopecks(d("12345")));
+        assert_eq!(Kopecks(d("283100")).to_rubles(), Rubles(d("2831")));
+        assert_eq!(Kopecks(d("1")).to_rubles(), Rubles(d("0.01")));
+    }
+
+    #[test]
+    fn negative_zero_is_not_negative() {
+        assert!(!Rubles(d("-0")).is_negative());
+        assert!(Rubles(d("-0.01")).is_negative());
+    }
+
+    #[test]
+    fn json_numbers_round_trip_exactly() {
+        let r: Rubles = serde_json::from_str("1107.5").unwrap();
+        assert_eq!(r, Rubles(d("1107.5")));
+        assert_eq!(serde_json::to_string(&Rubles(d("62.95"))).unwrap(), "62.95");
+        let k: Kopecks = serde_json::from_str("283100.0").unwrap();
+        assert_eq!(serde_json::to_string(&k).unwrap(), "283100.0");
+        // A float parse would give 0.30000000000000004 here.
+        let q: Quantity = serde_json::from_str("0.3").unwrap();
+        assert_eq!(q.0, d("0.1") + d("0.2"));
+        let e: Points = serde_json::from_str("1.5e2").unwrap();
+        assert_eq!(e.0, d("150"));
+    }
+
+    #[test]
+    fn strings_and_out_of_range_numbers_are_refused() {
+        assert!(serde_json::from_str::<Rubles>("\"12.5\"").is_err());
+        assert!(serde_json::from_str::<Rubles>("1e400").is_err());
+        assert!(serde_json::from_str::<Rubles>("null").is_err());
+    }
+}

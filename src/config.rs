@@ -1,0 +1,546 @@
+//! `config.toml`: listen address, limits, logging and the tenants (one per MoySklad account).
+//!
+//! Loading is two passes, after rathole: serde with `deny_unknown_fields` (a typo is an error that
+//! names the key), then [`RawConfig::validate`], which checks values, resolves `${ENV}` references
+//! and produces the [`Config`] the server runs with. Every message names the offending field.
+//!
+//! Secrets are never required in clear text: a tenant's token is `${ENV_VAR}` or its SHA-256
+//! (`token_sha256`); credentials are `${ENV_VAR}` (optionally `${ENV_VAR:-default}`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+
+/// Looks up an environment variable; injectable so tests need not touch the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: String,
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the file says
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address `loyalty-bridge serve` binds.
+    pub listen: SocketAddr,
+    /// Path prefix of the LoyaltyAPI endpoints (`""` or e.g. `"/loyalty"`), as in the base URL
+    /// registered with MoySklad.
+    pub base_path: String,
+    /// Largest accepted request body, before and after gzip decoding.
+    pub max_body_bytes: usize,
+    /// Deadline for one request: reading the body, all upstream calls, the answer.
+    pub request_timeout_ms: u64,
+    /// Time allowed for a client to send the request headers (slow-client protection).
+    pub header_read_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            base_path: String::new(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `loyalty_bridge=debug,info`, …; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub name: String,
+    /// `${ENV_VAR}` holding the access key registered with MoySklad.
+    pub token: Option<String>,
+    /// Hex SHA-256 of the access key, when the key itself should not be on this machine at all.
+    pub token_sha256: Option<String>,
+    /// The vendor mapping file, relative to the config file.
+    pub mapping: PathBuf,
+    /// The vendor API's base URL.
+    pub base_url: String,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Upstream rate limits of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub requests_per_second: u32,
+    pub burst: u32,
+    /// Longest a request waits for a permit before it is refused.
+    pub max_wait_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            requests_per_second: 20,
+            burst: 40,
+            max_wait_ms: 1_000,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the server runs with
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub tenants: Vec<Tenant>,
+}
+
+/// SHA-256 of a tenant's access key. Tokens are compared by hash, in constant time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        TokenHash(Sha256::digest(token.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(****)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub token_hash: TokenHash,
+    pub mapping: PathBuf,
+    /// Without a trailing `/`.
+    pub base_url: String,
+    pub credentials: BTreeMap<String, Secret>,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; `${ENV}` references come from the process.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &path.display().to_string(), base_dir, &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Parses and validates config text; `origin` names it in messages, `base_dir` anchors
+    /// relative paths.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.to_string(),
+            source,
+        })?;
+        raw.validate(base_dir, env)
+            .map_err(|(field, message)| ConfigError::Invalid {
+                path: origin.to_string(),
+                field,
+                message,
+            })
+    }
+}
+
+type Invalid = (String, String);
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
+    (field.into(), message.into())
+}
+
+impl RawConfig {
+    pub fn validate(self, base_dir: &Path, env: EnvLookup<'_>) -> Result<Config, Invalid> {
+        self.server.validate()?;
+        self.log.validate()?;
+        if self.tenants.is_empty() {
+            return Err(invalid(
+                "tenants",
+                "at least one [[tenants]] entry is required",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut tenants: Vec<Tenant> = Vec::with_capacity(self.tenants.len());
+        for (i, raw) in self.tenants.into_iter().enumerate() {
+            let tenant = raw.validate(&format!("tenants[{i}]"), base_dir, env)?;
+            if !names.insert(tenant.name.clone()) {
+                return Err(invalid(
+                    format!("tenants[{i}].name"),
+                    format!("duplicate tenant name {:?}", tenant.name),
+                ));
+            }
+            if let Some(j) = tenants
+                .iter()
+                .position(|t| t.token_hash == tenant.token_hash)
+            {
+                return Err(invalid(
+                    format!("tenants[{i}].token"),
+                    format!("same access key as tenants[{j}]: every tenant needs its own"),
+                ));
+            }
+            tenants.push(tenant);
+        }
+        Ok(Config {
+            server: self.server,
+            log: self.log,
+            tenants,
+        })
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        let p = &self.base_path;
+        if !p.is_empty() && (!p.starts_with('/') || p.ends_with('/') || p.contains(['?', '#', ' ']))
+        {
+            return Err(invalid(
+                "server.base_path",
+                "must be empty or a path like \"/loyalty\" (leading /, no trailing /)",
+            ));
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 64 * 1024 * 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        for (field, value) in [
+            ("server.request_timeout_ms", self.request_timeout_ms),
+            ("server.header_read_timeout_ms", self.header_read_timeout_ms),
+            ("server.shutdown_grace_ms", self.shutdown_grace_ms),
+        ] {
+            if value == 0 || value > 600_000 {
+                return Err(invalid(field, "must be between 1 and 600000 milliseconds"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map(|_| ())
+            .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))
+    }
+}
+
+impl Limits {
+    fn validate(&self, at: &str) -> Result<(), Invalid> {
+        if self.requests_per_second == 0 {
+            return Err(invalid(
+                format!("{at}.requests_per_second"),
+                "must be at least 1",
+            ));
+        }
+        if self.burst == 0 {
+            return Err(invalid(format!("{at}.burst"), "must be at least 1"));
+        }
+        if self.max_wait_ms > 600_000 {
+            return Err(invalid(
+                format!("{at}.max_wait_ms"),
+                "must be at most 600000",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RawTenant {
+    fn validate(self, at: &str, base_dir: &Path, env: EnvLookup<'_>) -> Result<Tenant, Invalid> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok {
+            return Err(invalid(
+                format!("{at}.name"),
+                "1–64 characters of A–Z, a–z, 0–9, '-', '_', '.'",
+            ));
+        }
+        let token_hash = match (&self.token, &self.token_sha256) {
+            (Some(template), None) => token_from_env(template, &format!("{at}.token"), env)?,
+            (None, Some(hex_hash)) => parse_sha256(hex_hash).ok_or_else(|| {
+                invalid(
+                    format!("{at}.token_sha256"),
+                    "must be 64 hex digits (the SHA-256 of the access key)",
+                )
+            })?,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    format!("{at}.token"),
+                    "give either token or token_sha256, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    format!("{at}.token"),
+                    "missing: give token = \"${ENV_VAR}\" or token_sha256 = \"<hex>\"",
+                ));
+            }
+        };
+        if self.mapping.as_os_str().is_empty()
+            || self.mapping.extension().is_none_or(|e| e != "toml")
+        {
+            return Err(invalid(
+                format!("{at}.mapping"),
+                "must be the path of a .toml mapping file",
+            ));
+        }
+        let base_url =
+            validate_base_url(&self.base_url).map_err(|m| invalid(format!("{at}.base_url"), m))?;
+        let mut credentials = BTreeMap::new();
+        for (key, template) in &self.credentials {
+            let field = format!("{at}.credentials.{key}");
+            if !template.contains("${") {
+                return Err(invalid(
+                    field,
+                    "credentials are not kept in clear text: write \"${ENV_VAR}\" (or \"${ENV_VAR:-default}\")",
+                ));
+            }
+            credentials.insert(key.clone(), Secret::new(expand(template, &field, env)?));
+        }
+        self.limits.validate(&format!("{at}.limits"))?;
+        Ok(Tenant {
+            name: self.name,
+            token_hash,
+            mapping: base_dir.join(&self.mapping),
+            base_url,
+            credentials,
+            limits: self.limits,
+        })
+    }
+}
+
+fn token_from_env(template: &str, field: &str, env: EnvLookup<'_>) -> Result<TokenHash, Invalid> {
+    let var = template
+        .strip_prefix("${")
+        .and_then(|t| t.strip_suffix('}'))
+        .filter(|v| is_env_name(v))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                "the access key is not kept in clear text: write token = \"${ENV_VAR}\" or use token_sha256",
+            )
+        })?;
+    let value =
+        env(var).ok_or_else(|| invalid(field, format!("environment variable {var} is not set")))?;
+    if value.trim().is_empty() {
+        return Err(invalid(
+            field,
+            format!("environment variable {var} is empty"),
+        ));
+    }
+    Ok(TokenHash::of(&value))
+}
+
+fn parse_sha256(text: &str) -> Option<TokenHash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut out).ok()?;
+    Some(TokenHash(out))
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Replaces every `${NAME}` / `${NAME:-default}` in `template`.
+fn expand(template: &str, field: &str, env: EnvLookup<'_>) -> Result<String, Invalid> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| invalid(field, "unterminated ${…} reference"))?;
+        let reference = &after[..end];
+        let (name, default) = match reference.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (reference, None),
+        };
+        if !is_env_name(name) {
+            return Err(invalid(
+                field,
+                format!("{name:?} is not an environment variable name"),
+            ));
+        }
+        match (env(name), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => {
+                return Err(invalid(
+                    field,
+                    format!("environment variable {name} is not set"),
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn validate_base_url(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("must start with http:// or https://".into()),
+    }
+    if uri.authority().is_none() {
+        return Err("must name a host".into());
+    }
+    if uri.query().is_some() {
+        return Err("must not have a query string".into());
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN_A" => Some("token-a".into()),
+            "API_KEY" => Some("key-1".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_references_and_defaults() {
+        assert_eq!(expand("${API_KEY}", "f", &env).unwrap(), "key-1");
+        assert_eq!(
+            expand("Basic ${API_KEY}:x", "f", &env).unwrap(),
+            "Basic key-1:x"
+        );
+        assert_eq!(expand("${NOPE:-dflt}", "f", &env).unwrap(), "dflt");
+        assert!(
+            expand("${NOPE}", "f", &env)
+                .unwrap_err()
+                .1
+                .contains("NOPE is not set")
+        );
+        assert!(
+            expand("${API_KEY", "f", &env)
+                .unwrap_err()
+                .1
+                .contains("unterminated")
+        );
+        assert!(expand("${1X}", "f", &env).is_err());
+    }
+
+    #[test]
+    fn token_hash_is_sha256_and_debug_is_masked() {
+        let h = TokenHash::of("abc");
+        assert_eq!(
+            hex::encode(h.0),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(format!("{h:?}"), "TokenHash(****)");
+    }
+
+    #[test]
+    fn tenant_debug_never_shows_credentials() {
+        let text = r#"
+            [[tenants]]
+            name = "a"
+            token = "${TOKEN_A}"
+            mapping = "mappings/maxma.toml"
+            base_url = "http://127.0.0.1:1/"
+            credentials = { api_key = "${API_KEY}" }
+        "#;
+        let config = Config::parse(text, "t.toml", Path::new("/etc/lb"), &env).unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("key-1"), "{printed}");
+        assert!(!printed.contains("token-a"), "{printed}");
+        let t = &config.tenants[0];
+        assert_eq!(t.base_url, "http://127.0.0.1:1");
+        assert_eq!(t.mapping, Path::new("/etc/lb/mappings/maxma.toml"));
+        assert_eq!(t.credentials["api_key"].expose(), "key-1");
+        assert_eq!(t.token_hash, TokenHash::of("token-a"));
+    }
+}

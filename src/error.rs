@@ -1,0 +1,320 @@
+//! The one place where failures become LoyaltyAPI answers.
+//!
+//! Handlers and the server return [`Error`]; [`respond`] turns it into the envelope
+//! `{"errors":[{error, parameter, code, error_message}]}` with its status. Nothing else in the crate
+//! formats an error body. Texts are Russian because MoySklad shows them to the cashier.
+//!
+//! Codes: `999` is a field-level validation error (as in the LoyaltyAPI reference); `28001` is
+//! reserved for "customer must confirm registration"; the gateway's own failures use
+//! `9000 + HTTP status` so an operator can tell them apart from vendor refusals at a glance.
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::loyalty::ops::Op;
+
+/// Code of a field-level validation error, as used by the LoyaltyAPI reference.
+pub const CODE_INVALID_FIELD: i64 = 999;
+
+/// What was wrong with a field, for the cashier-facing title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldProblem {
+    Missing,
+    WrongType,
+    NotAllowed,
+    OutOfRange,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("missing auth token header")]
+    MissingToken,
+    #[error("unknown auth token")]
+    UnknownToken,
+    #[error("no such endpoint: {path}")]
+    NotFound { path: String },
+    #[error("method not allowed")]
+    MethodNotAllowed { allowed: &'static [Method] },
+    #[error("request body over {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported content encoding {encoding:?}")]
+    UnsupportedEncoding { encoding: String },
+    /// The body is not JSON at all (bad syntax, not UTF-8, truncated, undecodable gzip).
+    #[error("malformed body: {reason}")]
+    MalformedBody { reason: String },
+    /// A field is missing, of the wrong type or outside its allowed values.
+    #[error("invalid field {parameter}: {detail}")]
+    InvalidField {
+        parameter: String,
+        problem: FieldProblem,
+        detail: String,
+    },
+    /// The whole body (or query) has the wrong shape, with no single field to blame.
+    #[error("invalid request: {detail}")]
+    InvalidRequest { detail: String },
+    /// The tenant has no working vendor mapping yet.
+    #[error("vendor mapping not configured for tenant {tenant} ({op})")]
+    MappingNotConfigured { tenant: String, op: Op },
+    /// Our own request deadline ran out before an answer was ready.
+    #[error("request deadline of {ms} ms exceeded")]
+    DeadlineExceeded { ms: u64 },
+    /// A bug: should not happen. Logged with the request id.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(
+        parameter: impl Into<String>,
+        problem: FieldProblem,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::InvalidField {
+            parameter: parameter.into(),
+            problem,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::MissingToken | Error::UnknownToken => StatusCode::UNAUTHORIZED,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::MalformedBody { .. }
+            | Error::InvalidField { .. }
+            | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::MappingNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> i64 {
+        match self {
+            Error::InvalidField { .. } => CODE_INVALID_FIELD,
+            other => 9000 + i64::from(other.status().as_u16()),
+        }
+    }
+
+    fn parameter(&self) -> Option<&str> {
+        match self {
+            Error::InvalidField { parameter, .. } => Some(parameter),
+            _ => None,
+        }
+    }
+
+    /// Short title (`error`) and the text for the cashier (`error_message`).
+    fn texts(&self) -> (&'static str, String) {
+        match self {
+            Error::MissingToken => (
+                "Ошибка авторизации",
+                "Не передан ключ доступа (заголовок Lognex-Discount-API-Auth-Token). Проверьте настройки программы лояльности в Моём Складе.".into(),
+            ),
+            Error::UnknownToken => (
+                "Ошибка авторизации",
+                "Ключ доступа не принят. Проверьте ключ в настройках программы лояльности в Моём Складе.".into(),
+            ),
+            Error::NotFound { path } => (
+                "Метод не найден",
+                format!("Адрес {path} не поддерживается сервером лояльности. Проверьте адрес сервера в настройках."),
+            ),
+            Error::MethodNotAllowed { allowed } => (
+                "Метод не поддерживается",
+                format!("Для этого адреса допустимы только: {}.", method_list(allowed)),
+            ),
+            Error::PayloadTooLarge { limit } => (
+                "Слишком большой запрос",
+                format!("Размер запроса превышает допустимые {limit} байт."),
+            ),
+            Error::UnsupportedEncoding { encoding } => (
+                "Неподдерживаемое сжатие",
+                format!("Сжатие запроса «{encoding}» не поддерживается; используйте gzip или без сжатия."),
+            ),
+            Error::MalformedBody { reason } => (
+                "Некорректный запрос",
+                format!("Тело запроса не является корректным JSON: {reason}."),
+            ),
+            Error::InvalidField {
+                parameter,
+                problem,
+                detail,
+            } => {
+                let title = match problem {
+                    FieldProblem::Missing => "Не указан обязательный параметр",
+                    FieldProblem::WrongType => "Неверный тип параметра",
+                    FieldProblem::NotAllowed => "Недопустимое значение параметра",
+                    FieldProblem::OutOfRange => "Значение параметра вне допустимого диапазона",
+                };
+                (title, format!("Параметр «{parameter}»: {detail}."))
+            }
+            Error::InvalidRequest { detail } => ("Некорректный запрос", format!("{detail}.")),
+            Error::MappingNotConfigured { tenant, op } => (
+                "Программа лояльности не настроена",
+                format!(
+                    "Для подключения «{tenant}» не настроено сопоставление с API поставщика лояльности (операция {}). Обратитесь к администратору сервера лояльности.",
+                    op.name()
+                ),
+            ),
+            Error::DeadlineExceeded { ms } => (
+                "Сервер лояльности не ответил вовремя",
+                format!("Ответ не получен за {ms} мс. Повторите операцию."),
+            ),
+            Error::Internal(_) => (
+                "Внутренняя ошибка сервера лояльности",
+                "Произошла непредвиденная ошибка. Повторите операцию; если ошибка повторяется, сообщите администратору номер запроса.".into(),
+            ),
+        }
+    }
+}
+
+fn method_list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    errors: [ErrorItem<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ErrorItem<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter: Option<&'a str>,
+    code: i64,
+    error_message: String,
+}
+
+/// The envelope body of an error, as bytes.
+pub fn envelope(err: &Error) -> Bytes {
+    let (error, error_message) = err.texts();
+    let body = Envelope {
+        errors: [ErrorItem {
+            error,
+            parameter: err.parameter(),
+            code: err.code(),
+            error_message,
+        }],
+    };
+    // Serializing plain strings and integers cannot fail; fall back to a fixed body anyway.
+    serde_json::to_vec(&body).map(Bytes::from).unwrap_or_else(|_| {
+        Bytes::from_static(
+            br#"{"errors":[{"error":"Internal error","code":9500,"error_message":"Internal error"}]}"#,
+        )
+    })
+}
+
+/// The full HTTP response for an error (the server adds compression and the request id).
+pub fn respond(err: &Error) -> Response<Bytes> {
+    let mut response = Response::new(envelope(err));
+    *response.status_mut() = err.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    if let Error::MethodNotAllowed { allowed } = err {
+        if let Ok(value) = HeaderValue::from_str(&method_list(allowed)) {
+            headers.insert(header::ALLOW, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(err: &Error) -> serde_json::Value {
+        serde_json::from_slice(&envelope(err)).unwrap()
+    }
+
+    #[test]
+    fn field_error_names_parameter_and_uses_code_999() {
+        let v = body_of(&Error::invalid(
+            "positions[2].quantity",
+            FieldProblem::OutOfRange,
+            "должно быть больше 0",
+        ));
+        let item = &v["errors"][0];
+        assert_eq!(item["parameter"], "positions[2].quantity");
+        assert_eq!(item["code"], 999);
+        assert_eq!(
+            item["error"],
+            "Значение параметра вне допустимого диапазона"
+        );
+        assert!(
+            item["error_message"]
+                .as_str()
+                .unwrap()
+                .contains("positions[2].quantity")
+        );
+    }
+
+    #[test]
+    fn every_variant_has_the_required_keys() {
+        let all = [
+            Error::MissingToken,
+            Error::UnknownToken,
+            Error::NotFound { path: "/x".into() },
+            Error::MethodNotAllowed {
+                allowed: &[Method::GET],
+            },
+            Error::PayloadTooLarge { limit: 10 },
+            Error::UnsupportedEncoding {
+                encoding: "br".into(),
+            },
+            Error::MalformedBody { reason: "x".into() },
+            Error::InvalidRequest { detail: "x".into() },
+            Error::MappingNotConfigured {
+                tenant: "t".into(),
+                op: Op::RetaildemandRecalc,
+            },
+            Error::DeadlineExceeded { ms: 5 },
+            Error::Internal("boom".into()),
+        ];
+        for err in &all {
+            let v = body_of(err);
+            let item = &v["errors"][0];
+            assert!(
+                item["error"].as_str().is_some_and(|s| !s.is_empty()),
+                "{err:?}"
+            );
+            assert!(
+                item["error_message"]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{err:?}"
+            );
+            assert_eq!(
+                item["code"].as_i64(),
+                Some(9000 + i64::from(err.status().as_u16()))
+            );
+            assert!(item.get("parameter").is_none());
+            assert!(!err.status().is_success());
+        }
+    }
+
+    #[test]
+    fn internal_detail_is_not_shown_to_the_cashier() {
+        let v = body_of(&Error::Internal("secret stack detail".into()));
+        assert!(!v.to_string().contains("secret stack detail"));
+    }
+
+    #[test]
+    fn method_not_allowed_sets_allow_header() {
+        let r = respond(&Error::MethodNotAllowed {
+            allowed: &[Method::GET, Method::POST],
+        });
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "GET, POST");
+    }
+}

@@ -1,0 +1,122 @@
+//! Which tenant is calling: the `Lognex-Discount-API-Auth-Token` header, hashed and compared in
+//! constant time against every tenant (no early exit, so timing tells nothing about which or how
+//! many tenants share a prefix).
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+use crate::config::{Tenant, TokenHash};
+use crate::error::Error;
+
+pub const TOKEN_HEADER: &str = "lognex-discount-api-auth-token";
+
+pub struct Tenants {
+    tenants: Vec<Arc<Tenant>>,
+}
+
+impl Tenants {
+    pub fn new(tenants: impl IntoIterator<Item = Tenant>) -> Self {
+        Tenants {
+            tenants: tenants.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// The tenant whose access key the request carries.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Tenant>, Error> {
+        let token = headers
+            .get(TOKEN_HEADER)
+            .map(|v| v.as_bytes())
+            .filter(|v| !v.iter().all(u8::is_ascii_whitespace))
+            .ok_or(Error::MissingToken)?;
+        let presented = TokenHash::of(&String::from_utf8_lossy(token));
+        let mut found: Option<&Arc<Tenant>> = None;
+        for tenant in &self.tenants {
+            if bool::from(tenant.token_hash.0.ct_eq(&presented.0)) {
+                found = Some(tenant);
+            }
+        }
+        found.cloned().ok_or(Error::UnknownToken)
+    }
+}
+
+/// A short, non-reversible tag of a presented token, for logs of failed attempts.
+pub fn fingerprint(headers: &HeaderMap) -> Option<String> {
+    let token = headers.get(TOKEN_HEADER)?;
+    let hash = TokenHash::of(&String::from_utf8_lossy(token.as_bytes()));
+    Some(hex::encode(&hash.0[..4]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use http::HeaderValue;
+
+    fn tenant(name: &str, token: &str) -> Tenant {
+        Tenant {
+            name: name.into(),
+            token_hash: TokenHash::of(token),
+            mapping: "m.toml".into(),
+            base_url: "http://x".into(),
+            credentials: Default::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    fn headers(token: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(t) = token {
+            h.insert(
+                "Lognex-Discount-API-Auth-Token",
+                HeaderValue::from_str(t).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn each_token_selects_its_own_tenant_only() {
+        let tenants = Tenants::new([tenant("a", "tok-a"), tenant("b", "tok-b")]);
+        assert_eq!(
+            tenants.authenticate(&headers(Some("tok-a"))).unwrap().name,
+            "a"
+        );
+        assert_eq!(
+            tenants.authenticate(&headers(Some("tok-b"))).unwrap().name,
+            "b"
+        );
+        assert!(matches!(
+            tenants.authenticate(&headers(Some("tok-a "))),
+            Err(Error::UnknownToken)
+        ));
+        assert!(matches!(
+            tenants.authenticate(&headers(Some("tok"))),
+            Err(Error::UnknownToken)
+        ));
+        assert!(matches!(
+            tenants.authenticate(&headers(None)),
+            Err(Error::MissingToken)
+        ));
+        assert!(matches!(
+            tenants.authenticate(&headers(Some(""))),
+            Err(Error::MissingToken)
+        ));
+    }
+
+    #[test]
+    fn fingerprint_does_not_contain_the_token() {
+        let fp = fingerprint(&headers(Some("tok-secret"))).unwrap();
+        assert_eq!(fp.len(), 8);
+        assert!(!fp.contains("tok"));
+    }
+}

@@ -1,0 +1,7 @@
+//! The MoySklad side: LoyaltyAPI 1.0 models, authentication and the nine operations.
+
+pub mod auth;
+pub mod models;
+pub mod ops;
+pub mod parse;
+pub mod validate;

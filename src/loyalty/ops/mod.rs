@@ -1,0 +1,230 @@
+//! The nine LoyaltyAPI operations: one file each, dispatched from [`Request`] (after mini-redis'
+//! `Command`). The edge parses a call into a typed [`Request`]; [`Request::apply`] runs it for the
+//! calling tenant and returns a typed [`Reply`] or an [`Error`]; the server renders either.
+
+mod counterparty_create;
+mod counterparty_detail;
+mod counterparty_search;
+mod counterparty_verify;
+mod giftcard_search;
+mod retaildemand_create;
+mod retaildemand_recalc;
+mod retaildemand_verify;
+mod retailsalesreturn_create;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+
+use super::models::{
+    CounterpartyCreateRequest, CounterpartyDetailRequest, CounterpartyDetailResponse,
+    CounterpartySearchQuery, CounterpartySearchResponse, CounterpartyVerifyRequest, GiftCardQuery,
+    GiftCardResponse, RecalcRequest, RecalcResponse, RetaildemandVerifyRequest, ReturnRequest,
+    SaleRequest, VerificationResponse,
+};
+use super::parse::{Query, json_body};
+use super::validate::Validate;
+use crate::config::Tenant;
+use crate::error::Error;
+
+/// A LoyaltyAPI operation: what a (method, path) pair means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    CounterpartyCreate,
+    CounterpartySearch,
+    CounterpartyDetail,
+    CounterpartyVerify,
+    RetaildemandRecalc,
+    RetaildemandVerify,
+    RetaildemandCreate,
+    RetailsalesreturnCreate,
+    GiftcardSearch,
+}
+
+impl Op {
+    pub const ALL: [Op; 9] = [
+        Op::CounterpartyCreate,
+        Op::CounterpartySearch,
+        Op::CounterpartyDetail,
+        Op::CounterpartyVerify,
+        Op::RetaildemandRecalc,
+        Op::RetaildemandVerify,
+        Op::RetaildemandCreate,
+        Op::RetailsalesreturnCreate,
+        Op::GiftcardSearch,
+    ];
+
+    /// Stable name, used in logs, metrics and mapping files (`[ops.<name>]`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::CounterpartyCreate => "counterparty.create",
+            Op::CounterpartySearch => "counterparty.search",
+            Op::CounterpartyDetail => "counterparty.detail",
+            Op::CounterpartyVerify => "counterparty.verify",
+            Op::RetaildemandRecalc => "retaildemand.recalc",
+            Op::RetaildemandVerify => "retaildemand.verify",
+            Op::RetaildemandCreate => "retaildemand.create",
+            Op::RetailsalesreturnCreate => "retailsalesreturn.create",
+            Op::GiftcardSearch => "giftcard.search",
+        }
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            Op::CounterpartySearch | Op::GiftcardSearch => Method::GET,
+            _ => Method::POST,
+        }
+    }
+
+    /// Path relative to the configured base path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Op::CounterpartyCreate | Op::CounterpartySearch => "/counterparty",
+            Op::CounterpartyDetail => "/counterparty/detail",
+            Op::CounterpartyVerify => "/counterparty/verify",
+            Op::RetaildemandRecalc => "/retaildemand/recalc",
+            Op::RetaildemandVerify => "/retaildemand/verify",
+            Op::RetaildemandCreate => "/retaildemand",
+            Op::RetailsalesreturnCreate => "/retailsalesreturn",
+            Op::GiftcardSearch => "/giftcard",
+        }
+    }
+
+    /// Whether the call carries a JSON body (the two lookups are GETs with a query string).
+    pub fn has_body(self) -> bool {
+        self.method() == Method::POST
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A parsed, validated LoyaltyAPI call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    CounterpartyCreate(CounterpartyCreateRequest),
+    CounterpartySearch(CounterpartySearchQuery),
+    CounterpartyDetail(CounterpartyDetailRequest),
+    CounterpartyVerify(CounterpartyVerifyRequest),
+    RetaildemandRecalc(RecalcRequest),
+    RetaildemandVerify(RetaildemandVerifyRequest),
+    RetaildemandCreate(SaleRequest),
+    RetailsalesreturnCreate(ReturnRequest),
+    GiftcardSearch(GiftCardQuery),
+}
+
+fn body<T: serde::de::DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Error> {
+    let value: T = json_body(bytes)?;
+    value.validate()?;
+    Ok(value)
+}
+
+impl Request {
+    /// Parses and validates the query (GETs) or body (POSTs) of `op`.
+    pub fn parse(op: Op, query: Option<&str>, bytes: &[u8]) -> Result<Request, Error> {
+        Ok(match op {
+            Op::CounterpartyCreate => Request::CounterpartyCreate(body(bytes)?),
+            Op::CounterpartySearch => {
+                Request::CounterpartySearch(counterparty_search::parse(&Query::parse(query))?)
+            }
+            Op::CounterpartyDetail => Request::CounterpartyDetail(body(bytes)?),
+            Op::CounterpartyVerify => Request::CounterpartyVerify(body(bytes)?),
+            Op::RetaildemandRecalc => Request::RetaildemandRecalc(body(bytes)?),
+            Op::RetaildemandVerify => Request::RetaildemandVerify(body(bytes)?),
+            Op::RetaildemandCreate => Request::RetaildemandCreate(body(bytes)?),
+            Op::RetailsalesreturnCreate => Request::RetailsalesreturnCreate(body(bytes)?),
+            Op::GiftcardSearch => {
+                Request::GiftcardSearch(giftcard_search::parse(&Query::parse(query))?)
+            }
+        })
+    }
+
+    pub fn op(&self) -> Op {
+        match self {
+            Request::CounterpartyCreate(_) => Op::CounterpartyCreate,
+            Request::CounterpartySearch(_) => Op::CounterpartySearch,
+            Request::CounterpartyDetail(_) => Op::CounterpartyDetail,
+            Request::CounterpartyVerify(_) => Op::CounterpartyVerify,
+            Request::RetaildemandRecalc(_) => Op::RetaildemandRecalc,
+            Request::RetaildemandVerify(_) => Op::RetaildemandVerify,
+            Request::RetaildemandCreate(_) => Op::RetaildemandCreate,
+            Request::RetailsalesreturnCreate(_) => Op::RetailsalesreturnCreate,
+            Request::GiftcardSearch(_) => Op::GiftcardSearch,
+        }
+    }
+
+    /// Runs the operation for the calling tenant.
+    pub async fn apply(self, ctx: &OpContext) -> Result<Reply, Error> {
+        match self {
+            Request::CounterpartyCreate(r) => counterparty_create::run(ctx, r).await,
+            Request::CounterpartySearch(q) => counterparty_search::run(ctx, q).await,
+            Request::CounterpartyDetail(r) => counterparty_detail::run(ctx, r).await,
+            Request::CounterpartyVerify(r) => counterparty_verify::run(ctx, r).await,
+            Request::RetaildemandRecalc(r) => retaildemand_recalc::run(ctx, r).await,
+            Request::RetaildemandVerify(r) => retaildemand_verify::run(ctx, r).await,
+            Request::RetaildemandCreate(r) => retaildemand_create::run(ctx, r).await,
+            Request::RetailsalesreturnCreate(r) => retailsalesreturn_create::run(ctx, r).await,
+            Request::GiftcardSearch(q) => giftcard_search::run(ctx, q).await,
+        }
+    }
+}
+
+/// What an operation knows about the call it serves.
+pub struct OpContext {
+    pub tenant: Arc<Tenant>,
+    pub request_id: String,
+}
+
+impl OpContext {
+    /// The tenant's vendor mapping for `op`. The mapping engine is not built yet, so no tenant
+    /// has one: this is the honest "not configured" answer (503) until it is.
+    fn mapping(&self, op: Op) -> Result<std::convert::Infallible, Error> {
+        Err(Error::MappingNotConfigured {
+            tenant: self.tenant.name.clone(),
+            op,
+        })
+    }
+}
+
+/// A successful answer, rendered at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `POST /counterparty`: 201, empty body.
+    CustomerCreated,
+    Customers(CounterpartySearchResponse),
+    Balance(CounterpartyDetailResponse),
+    CodeSent(VerificationResponse),
+    Priced(RecalcResponse),
+    /// `POST /retaildemand`: 201.
+    SaleRecorded,
+    /// `POST /retailsalesreturn`: 201.
+    ReturnRecorded,
+    GiftCard(GiftCardResponse),
+}
+
+impl Reply {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Reply::CustomerCreated | Reply::SaleRecorded | Reply::ReturnRecorded => {
+                StatusCode::CREATED
+            }
+            _ => StatusCode::OK,
+        }
+    }
+
+    /// The JSON body, if the answer has one.
+    pub fn body(&self) -> Result<Option<Vec<u8>>, serde_json::Error> {
+        match self {
+            Reply::CustomerCreated | Reply::SaleRecorded | Reply::ReturnRecorded => Ok(None),
+            Reply::Customers(v) => serde_json::to_vec(v).map(Some),
+            Reply::Balance(v) => serde_json::to_vec(v).map(Some),
+            Reply::CodeSent(v) => serde_json::to_vec(v).map(Some),
+            Reply::Priced(v) => serde_json::to_vec(v).map(Some),
+            Reply::GiftCard(v) => serde_json::to_vec(v).map(Some),
+        }
+    }
+}

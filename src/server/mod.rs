@@ -1,0 +1,234 @@
+//! The HTTP server: hyper on hyper-util's auto builder (HTTP/1.1 and h2c), graceful shutdown,
+//! and the per-request pipeline route → auth → body → parse → operation → render.
+
+mod body;
+mod route;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::error::{self, Error};
+use crate::loyalty::auth::{self, Tenants};
+use crate::loyalty::ops::{self, OpContext, Reply};
+use route::Route;
+
+pub use route::route;
+
+/// Everything a request needs, shared by all connections.
+struct App {
+    config: Config,
+    tenants: Tenants,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+/// (at most `server.shutdown_grace_ms`).
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let header_timeout = Duration::from_millis(config.server.header_read_timeout_ms);
+    let app = Arc::new(App {
+        tenants: Tenants::new(config.tenants.iter().cloned()),
+        config,
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+
+    let graceful = GracefulShutdown::new();
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tenants = app.tenants.len(),
+        "loyalty-bridge listening"
+    );
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(&app, req).await) }
+                });
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, waiting for in-flight requests");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "in-flight requests still running at the end of the grace period"
+        );
+    }
+    Ok(())
+}
+
+/// What the access log says about a request beyond method, path and status.
+#[derive(Default)]
+struct Outcome {
+    tenant: Option<String>,
+    op: Option<&'static str>,
+}
+
+async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let request_id = request_id(req.headers());
+    let gzip_ok = body::accepts_gzip(req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let deadline_ms = app.config.server.request_timeout_ms;
+    let mut outcome = Outcome::default();
+
+    let result = tokio::time::timeout(
+        Duration::from_millis(deadline_ms),
+        dispatch(app, req, &request_id, &mut outcome),
+    )
+    .await
+    .unwrap_or(Err(Error::DeadlineExceeded { ms: deadline_ms }));
+
+    let mut response = result.unwrap_or_else(|err| {
+        if let Error::Internal(detail) = &err {
+            tracing::error!(request_id = %request_id, detail = %detail, "internal error");
+        }
+        error::respond(&err)
+    });
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", value);
+    }
+    if gzip_ok {
+        body::gzip(&mut response);
+    }
+    tracing::info!(
+        target: "access",
+        request_id = %request_id,
+        method = %method,
+        path = %path,
+        tenant = outcome.tenant.as_deref().unwrap_or("-"),
+        op = outcome.op.unwrap_or("-"),
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+    );
+    response.map(Full::new)
+}
+
+async fn dispatch(
+    app: &App,
+    req: Request<Incoming>,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Bytes>, Error> {
+    let server = &app.config.server;
+    let op = match route(&server.base_path, req.method(), req.uri().path())? {
+        Route::Healthz => {
+            return Ok(json(
+                StatusCode::OK,
+                Bytes::from_static(br#"{"status":"ok"}"#),
+            ));
+        }
+        Route::Readyz => {
+            let body = format!(r#"{{"status":"ready","tenants":{}}}"#, app.tenants.len());
+            return Ok(json(StatusCode::OK, Bytes::from(body)));
+        }
+        Route::Op(op) => op,
+    };
+    outcome.op = Some(op.name());
+    let tenant = app.tenants.authenticate(req.headers()).inspect_err(|_| {
+        if let Some(fp) = auth::fingerprint(req.headers()) {
+            tracing::warn!(request_id, token_fingerprint = %fp, "unknown access key");
+        }
+    })?;
+    outcome.tenant = Some(tenant.name.clone());
+
+    let (parts, incoming) = req.into_parts();
+    let bytes = if op.has_body() {
+        body::read(incoming, &parts.headers, server.max_body_bytes).await?
+    } else {
+        Bytes::new()
+    };
+    let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
+    let ctx = OpContext {
+        tenant,
+        request_id: request_id.to_owned(),
+    };
+    let reply = request.apply(&ctx).await?;
+    render(&reply)
+}
+
+fn render(reply: &Reply) -> Result<Response<Bytes>, Error> {
+    let body = reply
+        .body()
+        .map_err(|e| Error::Internal(format!("cannot serialize the answer: {e}")))?;
+    Ok(match body {
+        Some(bytes) => json(reply.status(), Bytes::from(bytes)),
+        None => {
+            let mut response = Response::new(Bytes::new());
+            *response.status_mut() = reply.status();
+            response
+        }
+    })
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// The caller's `X-Request-Id` if it is a sane token, else a fresh one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+}

@@ -16,6 +16,8 @@ use crate::loyalty::ops::Op;
 
 /// Code of a field-level validation error, as used by the LoyaltyAPI reference.
 pub const CODE_INVALID_FIELD: i64 = 999;
+/// Reserved by LoyaltyAPI for "customer must confirm registration with a code".
+pub const CODE_CONFIRMATION_REQUIRED: i64 = 28001;
 
 /// What was wrong with a field, for the cashier-facing title.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,10 @@ pub enum Error {
     /// The whole body (or query) has the wrong shape, with no single field to blame.
     #[error("invalid request: {detail}")]
     InvalidRequest { detail: String },
+    /// The customer must confirm registration with a code (create with `statusCheck` UNCHECKED
+    /// when the program requires it). MoySklad then calls `/counterparty/verify`.
+    #[error("customer must confirm registration by code")]
+    ConfirmationRequired,
     /// The tenant has no working vendor mapping yet.
     #[error("vendor mapping not configured for tenant {tenant} ({op})")]
     MappingNotConfigured { tenant: String, op: Op },
@@ -87,6 +93,7 @@ impl Error {
             Error::MalformedBody { .. }
             | Error::InvalidField { .. }
             | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::ConfirmationRequired => StatusCode::PRECONDITION_FAILED,
             Error::MappingNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,6 +103,7 @@ impl Error {
     fn code(&self) -> i64 {
         match self {
             Error::InvalidField { .. } => CODE_INVALID_FIELD,
+            Error::ConfirmationRequired => CODE_CONFIRMATION_REQUIRED,
             other => 9000 + i64::from(other.status().as_u16()),
         }
     }
@@ -152,6 +160,10 @@ impl Error {
                 (title, format!("Параметр «{parameter}»: {detail}."))
             }
             Error::InvalidRequest { detail } => ("Некорректный запрос", format!("{detail}.")),
+            Error::ConfirmationRequired => (
+                "Необходимо подтверждение создания покупателя.",
+                "Покупатель должен подтвердить свои данные через код.".into(),
+            ),
             Error::MappingNotConfigured { tenant, op } => (
                 "Программа лояльности не настроена",
                 format!(
@@ -301,6 +313,13 @@ mod tests {
             assert!(item.get("parameter").is_none());
             assert!(!err.status().is_success());
         }
+    }
+
+    #[test]
+    fn confirmation_required_is_412_with_28001() {
+        let err = Error::ConfirmationRequired;
+        assert_eq!(err.status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(body_of(&err)["errors"][0]["code"], 28001);
     }
 
     #[test]

@@ -31,7 +31,14 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(&cli.config).map_err(anyhow::Error::from)?;
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            // The message names the file and the field; a backtrace would only bury it.
+            eprintln!("loyalty-bridge: {e}");
+            std::process::exit(2);
+        }
+    };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check => {
             println!(

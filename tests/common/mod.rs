@@ -1,0 +1,114 @@
+//! Starting a real bridge on 127.0.0.1:0 for black-box tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use loyalty_bridge::Config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TOKEN_A: &str = "token-a-0123456789";
+pub const TOKEN_B: &str = "token-b-9876543210";
+pub const API_KEY_A: &str = "maxma-key-of-shop-a";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "LB_TOKEN_A" => Some(TOKEN_A.into()),
+        "LB_TOKEN_B" => Some(TOKEN_B.into()),
+        "LB_KEY_A" => Some(API_KEY_A.into()),
+        _ => None,
+    }
+}
+
+/// Two tenants, A and B, plus whatever `[server]` keys the test needs.
+pub fn config(server_keys: &str) -> Config {
+    let text = format!(
+        r#"
+        [server]
+        {server_keys}
+
+        [[tenants]]
+        name = "shop-a"
+        token = "${{LB_TOKEN_A}}"
+        mapping = "mappings/maxma.toml"
+        base_url = "http://127.0.0.1:9"
+        credentials = {{ api_key = "${{LB_KEY_A}}" }}
+
+        [[tenants]]
+        name = "shop-b"
+        token = "${{LB_TOKEN_B}}"
+        mapping = "mappings/uds.toml"
+        base_url = "http://127.0.0.1:9"
+        "#
+    );
+    Config::parse(&text, "test config", Path::new("."), &env).expect("test config is valid")
+}
+
+pub struct Bridge {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Bridge {
+    pub async fn start(server_keys: &str) -> Bridge {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(loyalty_bridge::run(listener, config(server_keys), async {
+            let _ = rx.await;
+        }));
+        Bridge {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Signals shutdown; the server stops accepting and drains in-flight requests.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// The single error of an envelope, checked for the keys LoyaltyAPI requires.
+pub fn the_error(body: &serde_json::Value) -> &serde_json::Value {
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an envelope: {body}"));
+    assert_eq!(errors.len(), 1, "{body}");
+    let e = &errors[0];
+    assert!(e["error"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+    assert!(
+        e["error_message"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    assert!(e["code"].is_i64(), "{body}");
+    e
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/loyaltyapi")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -1,0 +1,120 @@
+//! Table-driven config tests: every file in `tests/config/valid/` loads; every file in
+//! `tests/config/invalid/` fails with the message its first line names (`# error: <text>`).
+
+use std::path::{Path, PathBuf};
+
+use loyalty_bridge::Config;
+
+/// The environment these files may reference; the process environment is never read.
+fn env(name: &str) -> Option<String> {
+    match name {
+        "LB_TOKEN_A" => Some("token-a".into()),
+        "LB_TOKEN_B" => Some("token-b".into()),
+        "LB_EMPTY" => Some(String::new()),
+        "MAXMA_API_KEY" => Some("maxma-key".into()),
+        "LOYALTY_BRIDGE_TOKEN" => Some("demo-token".into()),
+        _ => None,
+    }
+}
+
+fn toml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .toml files in {}", dir.display());
+    files
+}
+
+fn load(path: &Path) -> Result<Config, loyalty_bridge::config::ConfigError> {
+    let text = std::fs::read_to_string(path).unwrap();
+    Config::parse(
+        &text,
+        &path.display().to_string(),
+        path.parent().unwrap(),
+        &env,
+    )
+}
+
+#[test]
+fn every_valid_config_loads() {
+    for path in toml_files("tests/config/valid") {
+        let config = load(&path).unwrap_or_else(|e| panic!("{} should load: {e}", path.display()));
+        assert!(!config.tenants.is_empty());
+    }
+}
+
+#[test]
+fn every_invalid_config_fails_naming_the_field() {
+    for path in toml_files("tests/config/invalid") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# error: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `# error: <text>`", path.display()));
+        match load(&path) {
+            Ok(_) => panic!("{} should fail", path.display()),
+            Err(e) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains(expected),
+                    "{}: expected the error to contain {expected:?}, got:\n{message}",
+                    path.display()
+                );
+                assert!(
+                    message.contains(&path.display().to_string()),
+                    "message names the file: {message}"
+                );
+                for secret in [
+                    "token-a",
+                    "token-b",
+                    "maxma-key",
+                    "my-secret-token",
+                    "abc123",
+                ] {
+                    assert!(
+                        !message.contains(&format!("\"{secret}\"")) || text.contains(secret),
+                        "{}: a secret from the environment leaked: {message}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn full_example_values_are_read() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/valid/full.toml");
+    let config = load(&path).unwrap();
+    assert_eq!(config.server.base_path, "/loyalty/api");
+    assert_eq!(config.server.max_body_bytes, 2 * 1024 * 1024);
+    assert_eq!(config.tenants.len(), 2);
+    let uds = &config.tenants[1];
+    assert_eq!(uds.base_url, "https://api.uds.app/partner/v2");
+    assert_eq!(uds.credentials["company_id"].expose(), "549755813888");
+    assert_eq!(uds.credentials["api_key"].expose(), "Basic maxma-key");
+    assert_eq!(
+        uds.mapping,
+        Path::new("/etc/loyalty-bridge/mappings/uds.toml")
+    );
+    // token_sha256 is hex, case-insensitive: this one is the hash of the empty string.
+    assert_eq!(uds.token_hash, loyalty_bridge::config::TokenHash::of(""));
+    let shop = &config.tenants[0];
+    assert_eq!(shop.limits.requests_per_second, 5);
+    assert!(shop.mapping.ends_with("mappings/maxma.toml"));
+}
+
+#[test]
+fn shipped_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let config = load(&path).unwrap_or_else(|e| panic!("config.toml: {e}"));
+    assert_eq!(
+        config.tenants[0].credentials["api_key"].expose(),
+        "maxma-key"
+    );
+}

@@ -44,7 +44,7 @@ mod tests {
         let s = Secret::new("super-secret-token");
         assert_eq!(format!("{s:?}"), "Secret(****)");
         assert_eq!(format!("{s}"), "****");
-        assert_eq!(format!("{:#?}", Some(s.clone())).contains("super"), false);
+        assert!(!format!("{:#?}", Some(s.clone())).contains("super"));
         assert_eq!(s.expose(), "super-secret-token");
     }
 }

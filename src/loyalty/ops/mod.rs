@@ -198,7 +198,7 @@ pub enum Reply {
     Customers(CounterpartySearchResponse),
     Balance(CounterpartyDetailResponse),
     CodeSent(VerificationResponse),
-    Priced(RecalcResponse),
+    Priced(Box<RecalcResponse>),
     /// `POST /retaildemand`: 201.
     SaleRecorded,
     /// `POST /retailsalesreturn`: 201.

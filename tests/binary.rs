@@ -52,8 +52,11 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
     });
     let mut lines = Vec::new();
     let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("the server starts and logs its address");
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server starts and logs its address");
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
         lines.push(line);
         if v["message"] == "loyalty-bridge listening" {
             break v["addr"].as_str().unwrap().to_string();
@@ -78,9 +81,15 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
         assert!(resp.status().is_client_error() || resp.status().is_server_error());
     }
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     lines.extend(rx.try_iter());
 
@@ -101,6 +110,9 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
     assert!(ok["latency_ms"].as_f64().is_some());
     assert_eq!(access[1]["tenant"], "-");
     assert_eq!(access[1]["status"], 401);
-    assert!(all.contains("token_fingerprint"), "failed auth is logged with a fingerprint:\n{all}");
+    assert!(
+        all.contains("token_fingerprint"),
+        "failed auth is logged with a fingerprint:\n{all}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

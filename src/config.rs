@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace_ms: u64,
+    /// How often mapping files are checked for changes (SIGHUP reloads at once).
+    pub mapping_reload_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
+            mapping_reload_ms: 2_000,
         }
     }
 }
@@ -284,6 +287,7 @@ impl ServerConfig {
             ("server.request_timeout_ms", self.request_timeout_ms),
             ("server.header_read_timeout_ms", self.header_read_timeout_ms),
             ("server.shutdown_grace_ms", self.shutdown_grace_ms),
+            ("server.mapping_reload_ms", self.mapping_reload_ms),
         ] {
             if value == 0 || value > 600_000 {
                 return Err(invalid(field, "must be between 1 and 600000 milliseconds"));

@@ -8,6 +8,8 @@
 //! reserved for "customer must confirm registration"; the gateway's own failures use
 //! `9000 + HTTP status` so an operator can tell them apart from vendor refusals at a glance.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
@@ -18,6 +20,20 @@ use crate::loyalty::ops::Op;
 pub const CODE_INVALID_FIELD: i64 = 999;
 /// Reserved by LoyaltyAPI for "customer must confirm registration with a code".
 pub const CODE_CONFIRMATION_REQUIRED: i64 = 28001;
+
+/// How a vendor call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamFailure {
+    #[error("timed out")]
+    Timeout,
+    #[error("unreachable")]
+    Unreachable,
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    /// Not JSON, truncated, or otherwise unusable.
+    #[error("answered something that is not JSON")]
+    BadAnswer,
+}
 
 /// What was wrong with a field, for the cashier-facing title.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +78,26 @@ pub enum Error {
     /// The tenant has no working vendor mapping yet.
     #[error("vendor mapping not configured for tenant {tenant} ({op})")]
     MappingNotConfigured { tenant: String, op: Op },
+    /// A vendor call failed in transport, or answered with something we cannot use.
+    #[error("upstream step {step}: {failure}")]
+    Upstream {
+        step: String,
+        failure: UpstreamFailure,
+    },
+    /// The vendor refused, as a mapping rule decided: status, code and texts come from the rule.
+    #[error("vendor refused: {code} {title}")]
+    Refused {
+        status: StatusCode,
+        code: i64,
+        title: String,
+        message: String,
+        parameter: Option<String>,
+    },
+    /// A mapping expression failed at run time, or built an answer that does not fit the
+    /// LoyaltyAPI model. A fault of the mapping (or of an unexpected vendor answer): logged in
+    /// full, shown to the cashier only as "could not process the vendor's answer".
+    #[error("mapping failed in {op} at {at}: {detail}")]
+    MappingFailed { op: Op, at: String, detail: String },
     /// Our own request deadline ran out before an answer was ready.
     #[error("request deadline of {ms} ms exceeded")]
     DeadlineExceeded { ms: u64 },
@@ -94,6 +130,12 @@ impl Error {
             | Error::InvalidField { .. }
             | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Error::ConfirmationRequired => StatusCode::PRECONDITION_FAILED,
+            Error::Upstream { failure, .. } => match failure {
+                UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            Error::Refused { status, .. } => *status,
+            Error::MappingFailed { .. } => StatusCode::BAD_GATEWAY,
             Error::MappingNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -104,6 +146,7 @@ impl Error {
         match self {
             Error::InvalidField { .. } => CODE_INVALID_FIELD,
             Error::ConfirmationRequired => CODE_CONFIRMATION_REQUIRED,
+            Error::Refused { code, .. } => *code,
             other => 9000 + i64::from(other.status().as_u16()),
         }
     }
@@ -111,13 +154,14 @@ impl Error {
     fn parameter(&self) -> Option<&str> {
         match self {
             Error::InvalidField { parameter, .. } => Some(parameter),
+            Error::Refused { parameter, .. } => parameter.as_deref(),
             _ => None,
         }
     }
 
     /// Short title (`error`) and the text for the cashier (`error_message`).
-    fn texts(&self) -> (&'static str, String) {
-        match self {
+    fn texts(&self) -> (Cow<'_, str>, String) {
+        let (title, message) = match self {
             Error::MissingToken => (
                 "Ошибка авторизации",
                 "Не передан ключ доступа (заголовок Lognex-Discount-API-Auth-Token). Проверьте настройки программы лояльности в Моём Складе.".into(),
@@ -175,11 +219,35 @@ impl Error {
                 "Сервер лояльности не ответил вовремя",
                 format!("Ответ не получен за {ms} мс. Повторите операцию."),
             ),
+            Error::Upstream { failure, .. } => match failure {
+                UpstreamFailure::Timeout => (
+                    "Поставщик лояльности не ответил вовремя",
+                    "Система лояльности не ответила вовремя. Повторите операцию.".into(),
+                ),
+                UpstreamFailure::Unreachable => (
+                    "Поставщик лояльности недоступен",
+                    "Не удалось связаться с системой лояльности. Повторите операцию позже.".into(),
+                ),
+                UpstreamFailure::Status(status) => (
+                    "Ошибка поставщика лояльности",
+                    format!("Система лояльности вернула ошибку (HTTP {status}). Повторите операцию позже."),
+                ),
+                UpstreamFailure::BadAnswer => (
+                    "Ошибка поставщика лояльности",
+                    "Система лояльности вернула некорректный ответ. Повторите операцию позже.".into(),
+                ),
+            },
+            Error::Refused { title, message, .. } => return (Cow::Borrowed(title), message.clone()),
+            Error::MappingFailed { .. } => (
+                "Ошибка обработки ответа поставщика",
+                "Ответ системы лояльности не удалось обработать. Сообщите администратору номер запроса.".into(),
+            ),
             Error::Internal(_) => (
                 "Внутренняя ошибка сервера лояльности",
                 "Произошла непредвиденная ошибка. Повторите операцию; если ошибка повторяется, сообщите администратору номер запроса.".into(),
             ),
-        }
+        };
+        (Cow::Borrowed(title), message)
     }
 }
 
@@ -210,7 +278,7 @@ pub fn envelope(err: &Error) -> Bytes {
     let (error, error_message) = err.texts();
     let body = Envelope {
         errors: [ErrorItem {
-            error,
+            error: &error,
             parameter: err.parameter(),
             code: err.code(),
             error_message,
@@ -291,6 +359,19 @@ mod tests {
                 op: Op::RetaildemandRecalc,
             },
             Error::DeadlineExceeded { ms: 5 },
+            Error::Upstream {
+                step: "calc".into(),
+                failure: UpstreamFailure::Timeout,
+            },
+            Error::Upstream {
+                step: "calc".into(),
+                failure: UpstreamFailure::BadAnswer,
+            },
+            Error::MappingFailed {
+                op: Op::RetaildemandRecalc,
+                at: "response.body".into(),
+                detail: "x".into(),
+            },
             Error::Internal("boom".into()),
         ];
         for err in &all {
@@ -320,6 +401,22 @@ mod tests {
         let err = Error::ConfirmationRequired;
         assert_eq!(err.status(), StatusCode::PRECONDITION_FAILED);
         assert_eq!(body_of(&err)["errors"][0]["code"], 28001);
+    }
+
+    #[test]
+    fn refusals_carry_the_rule_texts() {
+        let err = Error::Refused {
+            status: StatusCode::NOT_FOUND,
+            code: 1003,
+            title: "Покупатель не найден".into(),
+            message: "Проверьте телефон".into(),
+            parameter: Some("agent".into()),
+        };
+        let v = body_of(&err);
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        assert_eq!(v["errors"][0]["code"], 1003);
+        assert_eq!(v["errors"][0]["error"], "Покупатель не найден");
+        assert_eq!(v["errors"][0]["parameter"], "agent");
     }
 
     #[test]

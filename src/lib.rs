@@ -6,9 +6,12 @@ pub mod amount;
 pub mod config;
 pub mod error;
 pub mod loyalty;
+pub mod mapping;
+pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod upstream;
 
 use std::future::Future;
 
@@ -17,10 +20,11 @@ use tokio::net::TcpListener;
 pub use config::Config;
 
 /// Serves the LoyaltyAPI on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Fails at start if a tenant's mapping file does not load.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> Result<(), server::ServeError> {
     server::serve(listener, config, shutdown).await
 }

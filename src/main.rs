@@ -1,7 +1,11 @@
+use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use loyalty_bridge::mapping::golden::{self, CannedUpstream};
+use loyalty_bridge::mapping::plan::{Canned, Mapping, op_named};
 use loyalty_bridge::{Config, telemetry};
 
 /// MoySklad LoyaltyAPI server bridging to an existing loyalty vendor.
@@ -25,40 +29,49 @@ struct Cli {
 enum Command {
     /// Serve the LoyaltyAPI (the default).
     Serve,
-    /// Load and validate the configuration, print a summary, and exit.
-    Check,
+    /// Validate the configuration and mapping files and run the mappings' golden examples.
+    Check {
+        /// Check only these mapping files (no configuration needed).
+        #[arg(long)]
+        mapping: Vec<PathBuf>,
+    },
+    /// Dry run: print the vendor request(s) a MoySklad request (JSON on stdin) would cause.
+    Map {
+        /// Operation, e.g. retaildemand.recalc (or just recalc).
+        #[arg(long)]
+        op: String,
+        #[arg(long)]
+        mapping: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(load_config(&cli.config)),
+        Command::Check { mapping } => check(&cli.config, mapping),
+        Command::Map { op, mapping } => map(&op, &mapping),
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Config {
+    match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
             // The message names the file and the field; a backtrace would only bury it.
             eprintln!("loyalty-bridge: {e}");
             std::process::exit(2);
         }
-    };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Check => {
-            println!(
-                "{}: ok, {} tenant(s)",
-                cli.config.display(),
-                config.tenants.len()
-            );
-            for t in &config.tenants {
-                println!("  {} → {} ({})", t.name, t.base_url, t.mapping.display());
-            }
-            Ok(())
-        }
-        Command::Serve => serve(config),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let addr = config.server.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -66,6 +79,119 @@ fn serve(config: Config) -> anyhow::Result<()> {
         loyalty_bridge::run(listener, config, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+fn check(config_path: &std::path::Path, only: Vec<PathBuf>) -> anyhow::Result<()> {
+    let paths = if only.is_empty() {
+        let config = load_config(config_path);
+        println!(
+            "{}: ok, {} tenant(s)",
+            config_path.display(),
+            config.tenants.len()
+        );
+        for t in &config.tenants {
+            println!("  {} → {} ({})", t.name, t.base_url, t.mapping.display());
+        }
+        let mut paths: Vec<PathBuf> = config.tenants.iter().map(|t| t.mapping.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    } else {
+        only
+    };
+    let runtime = runtime()?;
+    let mut failed = 0;
+    for path in paths {
+        let mapping = match Mapping::load(&path) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                println!("FAIL {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        println!(
+            "{}: compiles ({} examples)",
+            path.display(),
+            mapping.examples.len()
+        );
+        for report in runtime.block_on(golden::run_examples(&mapping)) {
+            if report.problems.is_empty() {
+                println!("  ok   {}", report.name);
+            } else {
+                failed += 1;
+                println!("  FAIL {}", report.name);
+                for p in &report.problems {
+                    println!("       {p}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} problem(s)");
+    }
+    Ok(())
+}
+
+fn map(op: &str, mapping_path: &std::path::Path) -> anyhow::Result<()> {
+    let op = op_named(op)
+        .or_else(|| {
+            loyalty_bridge::loyalty::ops::Op::ALL
+                .into_iter()
+                .find(|o| o.name().ends_with(&format!(".{op}")))
+        })
+        .with_context(|| format!("unknown operation {op:?}"))?;
+    let mapping = Arc::new(Mapping::load(mapping_path)?);
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the request from stdin")?;
+    let request: serde_json::Value =
+        serde_json::from_str(&text).context("the request on stdin is not JSON")?;
+    // Every vendor call is answered `{}` with 200: later steps see stand-in answers.
+    let upstream = Arc::new(CannedUpstream::new(
+        Default::default(),
+        Some(Canned::Answer {
+            status: 200,
+            body: "{}".into(),
+        }),
+    ));
+    let answer = runtime()?.block_on(golden::answer(mapping, op, &request, upstream.clone()));
+    let calls = upstream.take_calls();
+    if calls.is_empty() {
+        println!(
+            "(no vendor call; the bridge would answer {} {})",
+            answer.status, answer.body
+        );
+    }
+    for call in calls {
+        println!("# step {}", call.step);
+        println!("{} {}", call.method, call.url);
+        for (name, value) in &call.headers {
+            let shown = if is_secret_header(name.as_str()) {
+                "****"
+            } else {
+                value.to_str().unwrap_or("<binary>")
+            };
+            println!("{name}: {shown}");
+        }
+        if let Some(body) = &call.body {
+            let pretty = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+            println!("\n{pretty}");
+        }
+        println!();
+    }
+    Ok(())
+}
+
+fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["key", "auth", "token", "secret", "password"]
+        .iter()
+        .any(|s| name.contains(s))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

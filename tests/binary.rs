@@ -16,9 +16,11 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("lb-binary-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");
+    let mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/maxma.toml");
     std::fs::write(
         &config,
-        r#"
+        format!(
+            r#"
         [server]
         listen = "127.0.0.1:0"
         [log]
@@ -26,11 +28,12 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
         level = "info"
         [[tenants]]
         name = "demo"
-        token = "${LB_TEST_TOKEN}"
-        mapping = "mappings/maxma.toml"
+        token = "${{LB_TEST_TOKEN}}"
+        mapping = "{mapping}"
         base_url = "http://127.0.0.1:9"
-        credentials = { api_key = "${LB_TEST_KEY}" }
-        "#,
+        credentials = {{ api_key = "${{LB_TEST_KEY}}" }}
+        "#
+        ),
     )
     .unwrap();
 
@@ -63,6 +66,7 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
         }
     };
 
+    loyalty_bridge::upstream::install_crypto();
     let client = reqwest::Client::new();
     let body = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -608,6 +608,7 @@ async fn base_path_prefixes_the_endpoints() {
 #[tokio::test]
 async fn h2c_prior_knowledge_works() {
     let bridge = Bridge::start("").await;
+    loyalty_bridge::upstream::install_crypto();
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()

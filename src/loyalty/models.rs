@@ -179,7 +179,8 @@ customer_struct! {
 // ---------------------------------------------------------------------------------------------
 // 2. GET /counterparty?search=S&retailStoreId=R
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CounterpartySearchQuery {
     pub search: String,
     pub retail_store_id: String,
@@ -495,7 +496,8 @@ pub struct ReturnRequest {
 // ---------------------------------------------------------------------------------------------
 // 9. GET /giftcard?name=N&retailStoreId=R
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GiftCardQuery {
     pub name: String,
     pub retail_store_id: String,

@@ -23,6 +23,9 @@ use crate::config::Config;
 use crate::error::{self, Error};
 use crate::loyalty::auth::{self, Tenants};
 use crate::loyalty::ops::{self, OpContext, Reply};
+use crate::mapping::plan::LoadError;
+use crate::mapping::registry::Mappings;
+use crate::upstream::{HttpUpstream, Upstream};
 use route::Route;
 
 pub use route::route;
@@ -31,6 +34,19 @@ pub use route::route;
 struct App {
     config: Config,
     tenants: Tenants,
+    mappings: Mappings,
+    upstream: Arc<dyn Upstream>,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Mapping(#[from] LoadError),
+    #[error("{0}")]
+    Client(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
@@ -39,13 +55,28 @@ pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> Result<(), ServeError> {
+    let upstream = HttpUpstream::new().map_err(ServeError::Client)?;
+    serve_with(listener, config, Arc::new(upstream), shutdown).await
+}
+
+/// [`serve`] with a chosen upstream (tests and dry runs pass their own).
+pub async fn serve_with(
+    listener: TcpListener,
+    config: Config,
+    upstream: Arc<dyn Upstream>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let header_timeout = Duration::from_millis(config.server.header_read_timeout_ms);
+    let mappings = Mappings::load(config.tenants.iter().map(|t| t.mapping.as_path()))?;
     let app = Arc::new(App {
         tenants: Tenants::new(config.tenants.iter().cloned()),
+        mappings,
+        upstream,
         config,
     });
+    let reloader = tokio::spawn(watch_mappings(app.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -89,6 +120,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    reloader.abort();
     tracing::info!("shutting down: no new connections, waiting for in-flight requests");
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -100,6 +132,34 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Reloads changed mapping files (polled) and all of them on SIGHUP.
+async fn watch_mappings(app: Arc<App>) {
+    let every = Duration::from_millis(app.config.server.mapping_reload_ms);
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let force = match hangup.as_mut() {
+            Some(signal) => tokio::select! {
+                _ = signal.recv() => true,
+                () = tokio::time::sleep(every) => false,
+            },
+            None => {
+                tokio::time::sleep(every).await;
+                false
+            }
+        };
+        #[cfg(not(unix))]
+        let force = {
+            tokio::time::sleep(every).await;
+            false
+        };
+        // Compiling a mapping is CPU work; keep it off the request threads.
+        let app = app.clone();
+        let _ = tokio::task::spawn_blocking(move || app.mappings.reload(force)).await;
+    }
 }
 
 /// What the access log says about a request beyond method, path and status.
@@ -116,11 +176,12 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let deadline_ms = app.config.server.request_timeout_ms;
+    let deadline = Instant::now() + Duration::from_millis(deadline_ms);
     let mut outcome = Outcome::default();
 
     let result = tokio::time::timeout(
         Duration::from_millis(deadline_ms),
-        dispatch(app, req, &request_id, &mut outcome),
+        dispatch(app, req, &request_id, deadline, &mut outcome),
     )
     .await
     .unwrap_or(Err(Error::DeadlineExceeded { ms: deadline_ms }));
@@ -156,6 +217,7 @@ async fn dispatch(
     app: &App,
     req: Request<Incoming>,
     request_id: &str,
+    deadline: Instant,
     outcome: &mut Outcome,
 ) -> Result<Response<Bytes>, Error> {
     let server = &app.config.server;
@@ -188,11 +250,30 @@ async fn dispatch(
     };
     let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
     let ctx = OpContext {
+        mapping: app.mappings.get(&tenant.mapping),
         tenant,
         request_id: request_id.to_owned(),
+        upstream: app.upstream.clone(),
+        deadline,
     };
-    let reply = request.apply(&ctx).await?;
+    let reply = request
+        .apply(&ctx)
+        .await
+        .inspect_err(|e| log_failure(e, request_id))?;
     render(&reply)
+}
+
+/// Failures whose detail the envelope hides are logged in full here.
+fn log_failure(err: &Error, request_id: &str) {
+    match err {
+        Error::MappingFailed { op, at, detail } => {
+            tracing::error!(request_id, op = op.name(), at = %at, detail = %detail, "mapping failed");
+        }
+        Error::Upstream { step, failure } => {
+            tracing::warn!(request_id, step = %step, failure = %failure, "vendor call failed");
+        }
+        _ => {}
+    }
 }
 
 fn render(reply: &Reply) -> Result<Response<Bytes>, Error> {

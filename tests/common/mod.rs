@@ -39,7 +39,7 @@ pub fn config(server_keys: &str) -> Config {
         [[tenants]]
         name = "shop-b"
         token = "${{LB_TOKEN_B}}"
-        mapping = "mappings/uds.toml"
+        mapping = "mappings/maxma.toml"
         base_url = "http://127.0.0.1:9"
         "#
     );
@@ -49,7 +49,7 @@ pub fn config(server_keys: &str) -> Config {
 pub struct Bridge {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    pub task: Option<JoinHandle<std::io::Result<()>>>,
+    pub task: Option<JoinHandle<Result<(), loyalty_bridge::server::ServeError>>>,
 }
 
 impl Bridge {
@@ -87,7 +87,9 @@ impl Bridge {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().build().unwrap()
+    loyalty_bridge::upstream::install_crypto();
+    // No automatic decompression: the gzip tests look at the raw answer.
+    reqwest::Client::builder().no_gzip().build().unwrap()
 }
 
 /// The single error of an envelope, checked for the keys LoyaltyAPI requires.

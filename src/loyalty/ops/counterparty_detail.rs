@@ -4,6 +4,7 @@ use super::{Op, OpContext, Reply};
 use crate::error::Error;
 use crate::loyalty::models::CounterpartyDetailRequest;
 
-pub async fn run(ctx: &OpContext, _request: CounterpartyDetailRequest) -> Result<Reply, Error> {
-    match ctx.mapping(Op::CounterpartyDetail)? {}
+pub async fn run(ctx: &OpContext, request: CounterpartyDetailRequest) -> Result<Reply, Error> {
+    let body = ctx.execute(Op::CounterpartyDetail, &request).await?;
+    Ok(Reply::Balance(ctx.answer(Op::CounterpartyDetail, body)?))
 }

@@ -2,7 +2,7 @@
 
 use super::{Op, OpContext, Reply};
 use crate::error::Error;
-use crate::loyalty::models::CounterpartySearchQuery;
+use crate::loyalty::models::{CounterpartySearchQuery, CounterpartySearchResponse};
 use crate::loyalty::parse::Query;
 
 pub fn parse(query: &Query) -> Result<CounterpartySearchQuery, Error> {
@@ -12,6 +12,21 @@ pub fn parse(query: &Query) -> Result<CounterpartySearchQuery, Error> {
     })
 }
 
-pub async fn run(ctx: &OpContext, _query: CounterpartySearchQuery) -> Result<Reply, Error> {
-    match ctx.mapping(Op::CounterpartySearch)? {}
+pub async fn run(ctx: &OpContext, query: CounterpartySearchQuery) -> Result<Reply, Error> {
+    let body = ctx.execute(Op::CounterpartySearch, &query).await?;
+    let found: CounterpartySearchResponse = ctx.answer(Op::CounterpartySearch, body)?;
+    // MoySklad stores these ids: they must be GUIDs (mappings use uuid_v5 for other vendor ids).
+    if let Some((i, row)) = found
+        .rows
+        .iter()
+        .enumerate()
+        .find(|(_, r)| uuid::Uuid::parse_str(&r.id).is_err())
+    {
+        return Err(Error::MappingFailed {
+            op: Op::CounterpartySearch,
+            at: format!("response.body: rows[{i}].id"),
+            detail: format!("{:?} is not a GUID", row.id),
+        });
+    }
+    Ok(Reply::Customers(found))
 }

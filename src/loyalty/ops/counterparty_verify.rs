@@ -4,6 +4,7 @@ use super::{Op, OpContext, Reply};
 use crate::error::Error;
 use crate::loyalty::models::CounterpartyVerifyRequest;
 
-pub async fn run(ctx: &OpContext, _request: CounterpartyVerifyRequest) -> Result<Reply, Error> {
-    match ctx.mapping(Op::CounterpartyVerify)? {}
+pub async fn run(ctx: &OpContext, request: CounterpartyVerifyRequest) -> Result<Reply, Error> {
+    let body = ctx.execute(Op::CounterpartyVerify, &request).await?;
+    Ok(Reply::CodeSent(ctx.answer(Op::CounterpartyVerify, body)?))
 }

@@ -2,7 +2,7 @@
 
 use super::{Op, OpContext, Reply};
 use crate::error::Error;
-use crate::loyalty::models::GiftCardQuery;
+use crate::loyalty::models::{GiftCardQuery, GiftCardResponse, GiftCardStatus};
 use crate::loyalty::parse::Query;
 
 pub fn parse(query: &Query) -> Result<GiftCardQuery, Error> {
@@ -12,6 +12,19 @@ pub fn parse(query: &Query) -> Result<GiftCardQuery, Error> {
     })
 }
 
-pub async fn run(ctx: &OpContext, _query: GiftCardQuery) -> Result<Reply, Error> {
-    match ctx.mapping(Op::GiftcardSearch)? {}
+pub async fn run(ctx: &OpContext, query: GiftCardQuery) -> Result<Reply, Error> {
+    let body = ctx.execute(Op::GiftcardSearch, &query).await?;
+    let card: GiftCardResponse = ctx.answer(Op::GiftcardSearch, body)?;
+    let usable = matches!(
+        card.status,
+        GiftCardStatus::CanBeUsed | GiftCardStatus::PartiallyRedeemed
+    );
+    if usable && card.current_balance.is_none() {
+        return Err(Error::MappingFailed {
+            op: Op::GiftcardSearch,
+            at: "response.body: currentBalance".into(),
+            detail: "required when the card can be used".into(),
+        });
+    }
+    Ok(Reply::GiftCard(card))
 }

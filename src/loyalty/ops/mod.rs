@@ -14,8 +14,12 @@ mod retailsalesreturn_create;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::models::{
     CounterpartyCreateRequest, CounterpartyDetailRequest, CounterpartyDetailResponse,
@@ -27,6 +31,9 @@ use super::parse::{Query, json_body};
 use super::validate::Validate;
 use crate::config::Tenant;
 use crate::error::Error;
+use crate::mapping::plan::Mapping;
+use crate::mapping::run::{Invocation, run};
+use crate::upstream::Upstream;
 
 /// A LoyaltyAPI operation: what a (method, path) pair means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,15 +184,49 @@ impl Request {
 pub struct OpContext {
     pub tenant: Arc<Tenant>,
     pub request_id: String,
+    /// The tenant's vendor mapping (None if it could not be loaded).
+    pub mapping: Option<Arc<Mapping>>,
+    pub upstream: Arc<dyn Upstream>,
+    /// When the whole request must be answered by.
+    pub deadline: Instant,
 }
 
 impl OpContext {
-    /// The tenant's vendor mapping for `op`. The mapping engine is not built yet, so no tenant
-    /// has one: this is the honest "not configured" answer (503) until it is.
-    fn mapping(&self, op: Op) -> Result<std::convert::Infallible, Error> {
-        Err(Error::MappingNotConfigured {
+    /// Runs the tenant's mapping for `op` on the validated request; returns the answer body the
+    /// mapping built, if any.
+    async fn execute<T: Serialize>(&self, op: Op, request: &T) -> Result<Option<Value>, Error> {
+        let not_configured = || Error::MappingNotConfigured {
             tenant: self.tenant.name.clone(),
             op,
+        };
+        let mapping = self.mapping.as_ref().ok_or_else(not_configured)?;
+        let plan = mapping.op(op).ok_or_else(not_configured)?;
+        let req = serde_json::to_value(request)
+            .map_err(|e| Error::Internal(format!("cannot serialize {op}: {e}")))?;
+        let invocation = Invocation {
+            op,
+            req,
+            tenant: &self.tenant,
+            request_id: &self.request_id,
+            deadline: self.deadline,
+        };
+        run(mapping, plan, &invocation, self.upstream.as_ref()).await
+    }
+
+    /// The mapping's answer read as the LoyaltyAPI model `T`; a misfit names the field.
+    fn answer<T: DeserializeOwned>(&self, op: Op, body: Option<Value>) -> Result<T, Error> {
+        let failed = |at: String, detail: String| Error::MappingFailed { op, at, detail };
+        let body = body.ok_or_else(|| {
+            failed(
+                "response".into(),
+                "the mapping builds no answer for this operation".into(),
+            )
+        })?;
+        serde_path_to_error::deserialize(body).map_err(|e| {
+            failed(
+                format!("response.body: {}", e.path()),
+                e.into_inner().to_string(),
+            )
         })
     }
 }

@@ -4,6 +4,7 @@ use super::{Op, OpContext, Reply};
 use crate::error::Error;
 use crate::loyalty::models::RetaildemandVerifyRequest;
 
-pub async fn run(ctx: &OpContext, _request: RetaildemandVerifyRequest) -> Result<Reply, Error> {
-    match ctx.mapping(Op::RetaildemandVerify)? {}
+pub async fn run(ctx: &OpContext, request: RetaildemandVerifyRequest) -> Result<Reply, Error> {
+    let body = ctx.execute(Op::RetaildemandVerify, &request).await?;
+    Ok(Reply::CodeSent(ctx.answer(Op::RetaildemandVerify, body)?))
 }

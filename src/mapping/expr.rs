@@ -1,0 +1,266 @@
+//! jq expressions of mapping files, compiled once at load and evaluated over `serde_json::Value`.
+//!
+//! jaq (a maintained Rust jq) parses and runs them. Its values are not `Send`, so an evaluation
+//! is one synchronous call: convert in, run, convert out; no jaq value outlives [`Expr::eval`].
+//! Numbers cross the boundary as their exact decimal text, so money keeps every digit.
+
+use std::str::FromStr;
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Native, Vars, data};
+use jaq_json::{Num, Val};
+use serde_json::Value;
+
+use super::natives;
+
+pub type Data = data::JustLut<Val>;
+
+/// A compiled jq expression and its source (kept for messages).
+pub struct Expr {
+    source: String,
+    filter: jaq_core::compile::Filter<Native<Data>>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+/// Why an evaluation failed, in words for the log (never shown to MoySklad as is).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+impl Expr {
+    /// Parses and compiles `source`; the error says what jaq expected where.
+    pub fn compile(source: &str) -> Result<Expr, String> {
+        Expr::compile_with("", source)
+    }
+
+    /// Compiles `source` with jq definitions (`def f: …;`) in scope.
+    pub fn compile_with(defs: &str, source: &str) -> Result<Expr, String> {
+        let program = if defs.trim().is_empty() {
+            source.to_string()
+        } else {
+            format!("{defs}\n{source}")
+        };
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs())
+            .chain(natives::funs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let modules = loader
+            .load(
+                &arena,
+                File {
+                    code: program.as_str(),
+                    path: (),
+                },
+            )
+            .map_err(|errors| {
+                let mut out = Vec::new();
+                for (_, error) in errors {
+                    match error {
+                        jaq_core::load::Error::Io(items) => {
+                            out.extend(
+                                items
+                                    .into_iter()
+                                    .map(|(path, e)| format!("cannot load {path}: {e}")),
+                            );
+                        }
+                        jaq_core::load::Error::Lex(items) => {
+                            out.extend(items.into_iter().map(|(expect, at)| {
+                                format!("expected {} at `{}`", expect.as_str(), snippet(at))
+                            }))
+                        }
+                        jaq_core::load::Error::Parse(items) => {
+                            out.extend(items.into_iter().map(|(expect, at)| {
+                                format!("expected {} at `{}`", expect.as_str(), snippet(at))
+                            }))
+                        }
+                    }
+                }
+                format!("jq syntax error: {}", out.join("; "))
+            })?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errors| {
+                let names: Vec<String> = errors
+                    .into_iter()
+                    .flat_map(|(_, undefined)| undefined)
+                    .map(|(name, kind)| match kind {
+                        jaq_core::compile::Undefined::Filter(arity) => {
+                            format!("undefined function `{name}/{arity}`")
+                        }
+                        other => format!("undefined {} `{name}`", other.as_str()),
+                    })
+                    .collect();
+                format!("jq: {}", names.join("; "))
+            })?;
+        Ok(Expr {
+            source: source.to_string(),
+            filter,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The first output of the expression for `input`; no output is an error.
+    pub fn eval(&self, input: &Value) -> Result<Value, EvalError> {
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+        let mut outputs = self.filter.id.run((ctx, to_val(input)));
+        match outputs.next() {
+            Some(Ok(val)) => from_val(&val),
+            Some(Err(exn)) => Err(EvalError(match exn.get_err() {
+                Ok(err) => err.to_string(),
+                Err(_) => "the expression stopped without a value".into(),
+            })),
+            None => Err(EvalError("the expression produced no value".into())),
+        }
+    }
+
+    /// Evaluates a condition: `false` and `null` are false, anything else is true (jq's rule).
+    pub fn test(&self, input: &Value) -> Result<bool, EvalError> {
+        Ok(!matches!(
+            self.eval(input)?,
+            Value::Null | Value::Bool(false)
+        ))
+    }
+}
+
+fn snippet(at: &str) -> String {
+    let s: String = at.chars().take(24).collect();
+    if s.is_empty() {
+        "end of expression".into()
+    } else {
+        s
+    }
+}
+
+/// serde_json → jaq. Numbers keep their exact text (integers stay integers).
+pub fn to_val(value: &Value) -> Val {
+    match value {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => jaq_json::read::parse_single_num(n.as_str().as_bytes())
+            .map(Val::Num)
+            .unwrap_or(Val::Null),
+        Value::String(s) => Val::utf8_str(s.clone().into_bytes()),
+        Value::Array(items) => items.iter().map(to_val).collect(),
+        Value::Object(map) => Val::obj(
+            map.iter()
+                .map(|(k, v)| (Val::utf8_str(k.clone().into_bytes()), to_val(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// jaq → serde_json. Floats (from jq arithmetic) are written in their shortest exact form.
+pub fn from_val(val: &Val) -> Result<Value, EvalError> {
+    Ok(match val {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(n) => Value::Number(number(n)?),
+        Val::TStr(bytes) | Val::BStr(bytes) => {
+            Value::String(String::from_utf8_lossy(bytes).into_owned())
+        }
+        Val::Arr(items) => Value::Array(items.iter().map(from_val).collect::<Result<_, _>>()?),
+        Val::Obj(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (k, v) in map.iter() {
+                let key = match k {
+                    Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => other.to_string(),
+                };
+                out.insert(key, from_val(v)?);
+            }
+            Value::Object(out)
+        }
+    })
+}
+
+fn number(n: &Num) -> Result<serde_json::Number, EvalError> {
+    let text = match n {
+        Num::Float(f) if !f.is_finite() => {
+            return Err(EvalError(format!(
+                "the expression computed a non-finite number ({f})"
+            )));
+        }
+        other => other.to_string(),
+    };
+    serde_json::Number::from_str(&text).map_err(|_| EvalError(format!("not a JSON number: {text}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(src: &str, input: Value) -> Value {
+        Expr::compile(src).unwrap().eval(&input).unwrap()
+    }
+
+    #[test]
+    fn paths_objects_arrays_and_alternatives() {
+        let input = json!({"req": {"a": 1, "xs": [{"p": 2}, {"p": 3}]}});
+        assert_eq!(eval(".req.a", input.clone()), json!(1));
+        assert_eq!(
+            eval("{x: .req.a, ys: [.req.xs[] | .p]}", input.clone()),
+            json!({"x": 1, "ys": [2, 3]})
+        );
+        assert_eq!(
+            eval(".req.missing // \"dflt\"", input.clone()),
+            json!("dflt")
+        );
+        assert_eq!(
+            eval("if .req.a == 1 then \"one\" else \"other\" end", input),
+            json!("one")
+        );
+    }
+
+    #[test]
+    fn decimals_keep_their_text() {
+        let input: Value =
+            serde_json::from_str(r#"{"price": 123.45, "big": 12345678901234567890.123}"#).unwrap();
+        assert_eq!(eval(".price", input.clone()).to_string(), "123.45");
+        assert_eq!(eval(".big", input).to_string(), "12345678901234567890.123");
+    }
+
+    #[test]
+    fn compile_errors_say_what_is_wrong() {
+        let e = Expr::compile("{a: }").unwrap_err();
+        assert!(e.contains("syntax"), "{e}");
+        let e = Expr::compile(".a | no_such_fn").unwrap_err();
+        assert!(e.contains("no_such_fn/0"), "{e}");
+    }
+
+    #[test]
+    fn runtime_errors_and_empty_outputs_are_errors() {
+        let x = Expr::compile(".a + 1").unwrap();
+        assert!(x.eval(&json!({"a": "s"})).is_err());
+        let e = Expr::compile("empty").unwrap();
+        assert!(e.eval(&json!(null)).is_err());
+        let err = Expr::compile("error(\"boom\")")
+            .unwrap()
+            .eval(&json!(null))
+            .unwrap_err();
+        assert!(err.0.contains("boom"), "{err}");
+    }
+
+    #[test]
+    fn truthiness_follows_jq() {
+        let t = |src: &str| Expr::compile(src).unwrap().test(&json!({"a": 0})).unwrap();
+        assert!(t(".a"));
+        assert!(!t(".b"));
+        assert!(!t("false"));
+        assert!(t(".a == 0"));
+    }
+}

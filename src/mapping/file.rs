@@ -1,0 +1,199 @@
+//! The mapping file as written (TOML, `deny_unknown_fields`): what ops people edit.
+//! [`super::plan`] compiles it; the README's "Mapping files" section documents every key.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingFile {
+    pub vendor: VendorSection,
+    /// jq definitions (`def client_query: …;`) available to every expression of the file.
+    #[serde(default)]
+    pub defs: Option<String>,
+    /// Rules applied after every step of every operation, after the operation's own rules
+    /// (the vendor's error codes, written once).
+    #[serde(default)]
+    pub errors: Vec<RuleSection>,
+    /// Keyed by operation name (`"retaildemand.recalc"`, …).
+    #[serde(default)]
+    pub ops: BTreeMap<String, OpSection>,
+    #[serde(default)]
+    pub examples: Vec<ExampleSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorSection {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Headers sent with every call (templates; credentials as `{.credentials.api_key}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Default timeout of one upstream call.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpSection {
+    /// Rules checked before the first step (input the vendor cannot work with).
+    #[serde(default)]
+    pub checks: Vec<RuleSection>,
+    #[serde(default)]
+    pub steps: Vec<StepSection>,
+    #[serde(default)]
+    pub errors: Vec<RuleSection>,
+    #[serde(default)]
+    pub response: Option<ResponseSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSection {
+    pub method: String,
+    /// Template; holes are percent-encoded path segments.
+    pub path: String,
+    /// Query parameters; values are templates, percent-encoded exactly (`+` → `%2B`).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// jq expression building the JSON body; absent means no body.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSection {
+    pub name: String,
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// jq condition; the step is skipped when it is false.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// The call may be retried (it changes nothing, or the vendor deduplicates it).
+    #[serde(default)]
+    pub idempotent: bool,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// The step's answer may be cached under `key` for `ttl_secs`.
+    #[serde(default)]
+    pub cache: Option<CacheSection>,
+    /// A call that undoes this step, made when a later step fails.
+    #[serde(default)]
+    pub compensate: Option<CallSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Template of the cache key (within the tenant).
+    pub key: String,
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    /// Only after this step; absent means after every step.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// jq condition over `{req, steps, step: {name, status, body, error}, …}`.
+    pub when: String,
+    /// Answer MoySklad with this error envelope.
+    #[serde(default)]
+    pub error: Option<ErrorSpec>,
+    /// Finish the operation successfully now, answering this jq value.
+    #[serde(default)]
+    pub respond: Option<String>,
+    /// Treat the step as successful and go on.
+    #[serde(default)]
+    pub accept: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorSpec {
+    pub status: u16,
+    pub code: i64,
+    /// Title shown to the cashier.
+    pub error: String,
+    /// Text shown to the cashier (template).
+    pub message: String,
+    #[serde(default)]
+    pub parameter: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSection {
+    /// jq expression building the LoyaltyAPI answer body.
+    pub body: String,
+}
+
+/// A golden example: a MoySklad request plus canned vendor answers → the expected vendor
+/// requests and the expected MoySklad answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleSection {
+    pub name: String,
+    pub op: String,
+    /// The MoySklad request body (JSON text); for the GETs, the query as a JSON object.
+    pub request: String,
+    /// Canned answers by step name.
+    #[serde(default)]
+    pub upstream: BTreeMap<String, CannedAnswer>,
+    /// The upstream calls expected, in order.
+    #[serde(default)]
+    pub expect_calls: Vec<ExpectedCall>,
+    pub expect: ExpectedAnswer,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CannedAnswer {
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// JSON text; may be omitted for an empty body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Instead of an answer: `"timeout"` or `"connect"`.
+    #[serde(default)]
+    pub fail: Option<String>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedCall {
+    pub step: String,
+    pub method: String,
+    /// Path plus encoded query, relative to the base URL.
+    pub path: String,
+    /// JSON text compared as JSON.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAnswer {
+    pub status: u16,
+    /// JSON text compared as JSON; absent means an empty body.
+    #[serde(default)]
+    pub body: Option<String>,
+}

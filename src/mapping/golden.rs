@@ -1,0 +1,232 @@
+//! Golden examples: each example in a mapping file is a MoySklad request plus canned vendor
+//! answers; running it checks the upstream calls the mapping makes and the answer it gives.
+//! `loyalty-bridge check` and `cargo test` run them; `loyalty-bridge map` uses the same
+//! machinery for a dry run.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::plan::{Canned, Example, Mapping};
+use crate::config::{Limits, Tenant, TokenHash};
+use crate::error;
+use crate::loyalty::ops::{self, OpContext};
+use crate::upstream::{Upstream, UpstreamError, UpstreamFuture, UpstreamRequest, UpstreamResponse};
+
+/// Base URL of the pretend vendor in examples and dry runs; expected paths are relative to it.
+pub const EXAMPLE_BASE_URL: &str = "http://vendor.example";
+
+/// Answers from a table by step name, and records every request.
+pub struct CannedUpstream {
+    answers: BTreeMap<String, Canned>,
+    /// Answer for steps without a canned one (`None`: such a call is an error).
+    fallback: Option<Canned>,
+    pub calls: Mutex<Vec<UpstreamRequest>>,
+}
+
+impl CannedUpstream {
+    pub fn new(answers: BTreeMap<String, Canned>, fallback: Option<Canned>) -> Self {
+        CannedUpstream {
+            answers,
+            fallback,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn take_calls(&self) -> Vec<UpstreamRequest> {
+        std::mem::take(&mut *self.calls.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Upstream for CannedUpstream {
+    fn send(&self, request: UpstreamRequest) -> UpstreamFuture<'_> {
+        let canned = self
+            .answers
+            .get(&request.step)
+            .or(self.fallback.as_ref())
+            .cloned();
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request);
+        Box::pin(async move {
+            match canned {
+                Some(Canned::Answer { status, body }) => Ok(UpstreamResponse {
+                    status,
+                    body: Bytes::from(body),
+                }),
+                Some(Canned::Timeout) => Err(UpstreamError::Timeout),
+                Some(Canned::Unreachable) => Err(UpstreamError::Connect("canned".into())),
+                None => Err(UpstreamError::Transport(
+                    "the example has no canned answer for this step".into(),
+                )),
+            }
+        })
+    }
+}
+
+/// A tenant for examples: no secrets, the pretend vendor's URL.
+pub fn example_tenant(mapping: &Mapping) -> Tenant {
+    Tenant {
+        name: "example".into(),
+        token_hash: TokenHash::of(""),
+        mapping: mapping.path.clone(),
+        base_url: EXAMPLE_BASE_URL.into(),
+        credentials: BTreeMap::new(),
+        limits: Limits::default(),
+    }
+}
+
+/// The MoySklad answer: status and JSON body (`Null` when empty).
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// Runs one MoySklad request through `mapping` against `upstream`, as the server would.
+pub async fn answer(
+    mapping: Arc<Mapping>,
+    op: ops::Op,
+    request: &Value,
+    upstream: Arc<dyn Upstream>,
+) -> Answer {
+    let tenant = Arc::new(example_tenant(&mapping));
+    let (query, body) = if op.has_body() {
+        (None, serde_json::to_vec(request).unwrap_or_default())
+    } else {
+        (Some(query_string(request)), Vec::new())
+    };
+    let outcome = match ops::Request::parse(op, query.as_deref(), &body) {
+        Ok(parsed) => {
+            let ctx = OpContext {
+                tenant,
+                request_id: "example".into(),
+                mapping: Some(mapping),
+                upstream,
+                deadline: Instant::now() + Duration::from_secs(30),
+            };
+            parsed.apply(&ctx).await
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(reply) => Answer {
+            status: reply.status().as_u16(),
+            body: reply
+                .body()
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null),
+        },
+        Err(err) => Answer {
+            status: err.status().as_u16(),
+            body: serde_json::from_slice(&error::envelope(&err)).unwrap_or(Value::Null),
+        },
+    }
+}
+
+/// `{"search": "+7…", "retailStoreId": "…"}` → `search=%2B7…&retailStoreId=…`.
+fn query_string(request: &Value) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    if let Value::Object(map) = request {
+        for (k, v) in map {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.append_pair(k, &text);
+        }
+    }
+    out.finish()
+}
+
+/// The outcome of one example: empty `problems` means it passed.
+pub struct ExampleReport {
+    pub name: String,
+    pub problems: Vec<String>,
+}
+
+/// Runs every example of `mapping`.
+pub async fn run_examples(mapping: &Arc<Mapping>) -> Vec<ExampleReport> {
+    let mut reports = Vec::with_capacity(mapping.examples.len());
+    for example in &mapping.examples {
+        reports.push(run_example(mapping, example).await);
+    }
+    reports
+}
+
+async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport {
+    let upstream = Arc::new(CannedUpstream::new(example.upstream.clone(), None));
+    let got = answer(
+        mapping.clone(),
+        example.op,
+        &example.request,
+        upstream.clone(),
+    )
+    .await;
+    let calls = upstream.take_calls();
+    let mut problems = Vec::new();
+    if calls.len() != example.expect_calls.len() {
+        problems.push(format!(
+            "expected {} upstream call(s), the mapping made {}: {:?}",
+            example.expect_calls.len(),
+            calls.len(),
+            calls
+                .iter()
+                .map(|c| format!("{} {}", c.method, relative(&c.url)))
+                .collect::<Vec<_>>()
+        ));
+    }
+    for (i, (want, call)) in example.expect_calls.iter().zip(&calls).enumerate() {
+        if want.step != call.step || want.method != call.method || want.path != relative(&call.url)
+        {
+            problems.push(format!(
+                "call {i}: expected {} {} (step {}), got {} {} (step {})",
+                want.method,
+                want.path,
+                want.step,
+                call.method,
+                relative(&call.url),
+                call.step
+            ));
+        }
+        if let Some(body) = &want.body {
+            let sent: Value = call
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            if &sent != body {
+                problems.push(format!(
+                    "call {i} ({}): body\n  expected {body}\n  sent     {sent}",
+                    call.step
+                ));
+            }
+        }
+    }
+    if got.status != example.expect_status {
+        problems.push(format!(
+            "answer status: expected {}, got {} ({})",
+            example.expect_status, got.status, got.body
+        ));
+    }
+    let expected_body = example.expect_body.clone().unwrap_or(Value::Null);
+    if got.body != expected_body {
+        problems.push(format!(
+            "answer body\n  expected {expected_body}\n  got      {}",
+            got.body
+        ));
+    }
+    ExampleReport {
+        name: format!("{} [{}]", example.name, example.op),
+        problems,
+    }
+}
+
+fn relative(url: &str) -> &str {
+    url.strip_prefix(EXAMPLE_BASE_URL).unwrap_or(url)
+}

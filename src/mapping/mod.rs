@@ -1,0 +1,10 @@
+//! The mapping engine: mapping files (`mappings/<vendor>.toml`) loaded, compiled and run.
+
+pub mod expr;
+pub mod file;
+pub mod golden;
+mod natives;
+pub mod plan;
+pub mod registry;
+pub mod run;
+pub mod template;

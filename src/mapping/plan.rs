@@ -1,0 +1,514 @@
+//! A mapping file compiled: every expression and template parsed once, every reference checked.
+//! Errors name the file, the operation, the step and the field, so an ops person can fix them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method, StatusCode};
+use serde_json::Value;
+
+use super::expr::Expr;
+use super::file::{CallSection, ExampleSection, MappingFile, RuleSection, StepSection};
+use super::template::{Template, encode_component};
+use crate::loyalty::ops::Op;
+
+/// Default timeout of one upstream call when neither the step nor the vendor sets one.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct Mapping {
+    pub path: PathBuf,
+    pub vendor: Vendor,
+    /// Rules after every step of every operation, after the operation's own.
+    pub vendor_rules: Vec<Rule>,
+    ops: HashMap<Op, OpPlan>,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug)]
+pub struct Vendor {
+    pub name: String,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct OpPlan {
+    /// Rules evaluated before the first step.
+    pub checks: Vec<Rule>,
+    pub steps: Vec<Step>,
+    pub rules: Vec<Rule>,
+    pub response: Option<Expr>,
+}
+
+#[derive(Debug)]
+pub struct Call {
+    pub method: Method,
+    pub path: Template,
+    /// Encoded key and value template, in file order.
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub body: Option<Expr>,
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub name: String,
+    pub call: Call,
+    pub when: Option<Expr>,
+    pub idempotent: bool,
+    pub timeout: Option<Duration>,
+    pub cache: Option<CachePlan>,
+    pub compensate: Option<Call>,
+}
+
+#[derive(Debug)]
+pub struct CachePlan {
+    pub key: Template,
+    pub ttl: Duration,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub step: Option<String>,
+    pub when: Expr,
+    pub action: RuleAction,
+}
+
+#[derive(Debug)]
+pub enum RuleAction {
+    Fail(ErrorPlan),
+    Respond(Expr),
+    Accept,
+}
+
+#[derive(Debug)]
+pub struct ErrorPlan {
+    pub status: StatusCode,
+    pub code: i64,
+    pub error: String,
+    pub message: Template,
+    pub parameter: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Example {
+    pub name: String,
+    pub op: Op,
+    pub request: Value,
+    pub upstream: BTreeMap<String, Canned>,
+    pub expect_calls: Vec<ExpectedCall>,
+    pub expect_status: u16,
+    pub expect_body: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Canned {
+    Answer { status: u16, body: String },
+    Timeout,
+    Unreachable,
+}
+
+#[derive(Debug)]
+pub struct ExpectedCall {
+    pub step: String,
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {at}: {message}")]
+pub struct LoadError {
+    pub path: String,
+    /// Where in the file: `ops."retaildemand.recalc".steps[0] (calc).body`.
+    pub at: String,
+    pub message: String,
+}
+
+impl Mapping {
+    /// Reads and compiles a mapping file.
+    pub fn load(path: &Path) -> Result<Mapping, LoadError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+            path: shown.clone(),
+            at: "file".into(),
+            message: e.to_string(),
+        })?;
+        Mapping::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Mapping, LoadError> {
+        let shown = path.display().to_string();
+        let file: MappingFile = toml::from_str(text).map_err(|e| LoadError {
+            path: shown.clone(),
+            at: "toml".into(),
+            message: e.to_string(),
+        })?;
+        compile(file, path).map_err(|(at, message)| LoadError {
+            path: shown,
+            at,
+            message,
+        })
+    }
+
+    /// The plan of `op`, if the mapping covers it.
+    pub fn op(&self, op: Op) -> Option<&OpPlan> {
+        self.ops.get(&op)
+    }
+}
+
+type Failure = (String, String);
+
+fn at(place: impl Into<String>) -> impl FnOnce(String) -> Failure {
+    let place = place.into();
+    move |message| (place, message)
+}
+
+fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
+    let defs_text = file.defs.unwrap_or_default();
+    let defs = defs_text.as_str();
+    if !defs.trim().is_empty() {
+        // Definitions alone are not a program: check them with a trivial body.
+        Expr::compile_with(defs, ".").map_err(at("defs"))?;
+    }
+    if file.vendor.name.trim().is_empty() {
+        return Err(("vendor.name".into(), "must not be empty".into()));
+    }
+    let vendor = Vendor {
+        name: file.vendor.name,
+        headers: headers(&file.vendor.headers, "vendor.headers", defs)?,
+        timeout: millis(file.vendor.timeout_ms, "vendor.timeout_ms")?
+            .unwrap_or(DEFAULT_CALL_TIMEOUT),
+    };
+    let mut vendor_rules = Vec::with_capacity(file.errors.len());
+    for (i, rule) in file.errors.into_iter().enumerate() {
+        let place = format!("errors[{i}]");
+        if rule.step.is_some() {
+            return Err((
+                format!("{place}.step"),
+                "vendor-wide rules apply to every step; remove step".into(),
+            ));
+        }
+        vendor_rules.push(compile_rule(rule, &place, defs)?);
+    }
+    let mut ops = HashMap::new();
+    for (name, section) in file.ops {
+        let place = format!("ops.\"{name}\"");
+        let op = op_named(&name).ok_or_else(|| {
+            let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
+            (
+                place.clone(),
+                format!("unknown operation; known: {}", known.join(", ")),
+            )
+        })?;
+        let mut steps: Vec<Step> = Vec::with_capacity(section.steps.len());
+        for (i, step) in section.steps.into_iter().enumerate() {
+            let step_place = format!("{place}.steps[{i}] ({})", step.name);
+            if steps.iter().any(|s| s.name == step.name) {
+                return Err((step_place, "duplicate step name".into()));
+            }
+            steps.push(compile_step(step, &step_place, defs)?);
+        }
+        let mut checks = Vec::with_capacity(section.checks.len());
+        for (i, rule) in section.checks.into_iter().enumerate() {
+            let check_place = format!("{place}.checks[{i}]");
+            if rule.step.is_some() {
+                return Err((
+                    format!("{check_place}.step"),
+                    "checks run before any step; remove step".into(),
+                ));
+            }
+            checks.push(compile_rule(rule, &check_place, defs)?);
+        }
+        let mut rules = Vec::with_capacity(section.errors.len());
+        for (i, rule) in section.errors.into_iter().enumerate() {
+            let rule_place = format!("{place}.errors[{i}]");
+            if let Some(step) = &rule.step {
+                if !steps.iter().any(|s| &s.name == step) {
+                    return Err((
+                        format!("{rule_place}.step"),
+                        format!("no step named {step:?} in this operation"),
+                    ));
+                }
+            }
+            rules.push(compile_rule(rule, &rule_place, defs)?);
+        }
+        let response = section
+            .response
+            .map(|r| {
+                Expr::compile_with(defs, &r.body).map_err(at(format!("{place}.response.body")))
+            })
+            .transpose()?;
+        ops.insert(
+            op,
+            OpPlan {
+                checks,
+                steps,
+                rules,
+                response,
+            },
+        );
+    }
+    let mut examples = Vec::with_capacity(file.examples.len());
+    for (i, example) in file.examples.into_iter().enumerate() {
+        examples.push(compile_example(example, &format!("examples[{i}]"), &ops)?);
+    }
+    Ok(Mapping {
+        path: path.to_path_buf(),
+        vendor,
+        vendor_rules,
+        ops,
+        examples,
+    })
+}
+
+pub fn op_named(name: &str) -> Option<Op> {
+    Op::ALL.into_iter().find(|op| op.name() == name)
+}
+
+fn millis(value: Option<u64>, place: &str) -> Result<Option<Duration>, Failure> {
+    match value {
+        Some(0) => Err((place.into(), "must be at least 1".into())),
+        Some(ms) if ms > 600_000 => Err((place.into(), "must be at most 600000".into())),
+        other => Ok(other.map(Duration::from_millis)),
+    }
+}
+
+fn method(text: &str, place: &str) -> Result<Method, Failure> {
+    match text.to_ascii_uppercase().as_str() {
+        "GET" => Ok(Method::GET),
+        "POST" => Ok(Method::POST),
+        "PUT" => Ok(Method::PUT),
+        "PATCH" => Ok(Method::PATCH),
+        "DELETE" => Ok(Method::DELETE),
+        _ => Err((
+            place.into(),
+            format!("{text:?} is not one of GET, POST, PUT, PATCH, DELETE"),
+        )),
+    }
+}
+
+fn headers(
+    map: &BTreeMap<String, String>,
+    place: &str,
+    defs: &str,
+) -> Result<Vec<(HeaderName, Template)>, Failure> {
+    map.iter()
+        .map(|(name, value)| {
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                (
+                    format!("{place}.{name}"),
+                    "not a valid header name".to_string(),
+                )
+            })?;
+            let template =
+                Template::parse_with(value, defs).map_err(at(format!("{place}.{name}")))?;
+            Ok((header, template))
+        })
+        .collect()
+}
+
+fn compile_call(call: CallSection, place: &str, defs: &str) -> Result<Call, Failure> {
+    let path = Template::parse_with(&call.path, defs).map_err(at(format!("{place}.path")))?;
+    if !call.path.starts_with('/') && !call.path.starts_with('{') {
+        return Err((
+            format!("{place}.path"),
+            "must start with / (it is appended to the tenant's base_url)".into(),
+        ));
+    }
+    let query = call
+        .query
+        .iter()
+        .map(|(k, v)| {
+            Ok((
+                encode_component(k),
+                Template::parse_with(v, defs).map_err(at(format!("{place}.query.{k}")))?,
+            ))
+        })
+        .collect::<Result<_, Failure>>()?;
+    Ok(Call {
+        method: method(&call.method, &format!("{place}.method"))?,
+        path,
+        query,
+        headers: headers(&call.headers, &format!("{place}.headers"), defs)?,
+        body: call
+            .body
+            .map(|b| Expr::compile_with(defs, &b).map_err(at(format!("{place}.body"))))
+            .transpose()?,
+    })
+}
+
+fn compile_step(step: StepSection, place: &str, defs: &str) -> Result<Step, Failure> {
+    if step.name.is_empty()
+        || !step
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err((
+            format!("{place}.name"),
+            "use letters, digits and _ (it is used as .steps.<name>)".into(),
+        ));
+    }
+    let call = compile_call(
+        CallSection {
+            method: step.method,
+            path: step.path,
+            query: step.query,
+            headers: step.headers,
+            body: step.body,
+        },
+        place,
+        defs,
+    )?;
+    let cache = step
+        .cache
+        .map(|c| {
+            if c.ttl_secs == 0 {
+                return Err((
+                    format!("{place}.cache.ttl_secs"),
+                    "must be at least 1".to_string(),
+                ));
+            }
+            Ok(CachePlan {
+                key: Template::parse_with(&c.key, defs)
+                    .map_err(at(format!("{place}.cache.key")))?,
+                ttl: Duration::from_secs(c.ttl_secs),
+            })
+        })
+        .transpose()?;
+    Ok(Step {
+        name: step.name,
+        call,
+        when: step
+            .when
+            .map(|w| Expr::compile_with(defs, &w).map_err(at(format!("{place}.when"))))
+            .transpose()?,
+        idempotent: step.idempotent,
+        timeout: millis(step.timeout_ms, &format!("{place}.timeout_ms"))?,
+        cache,
+        compensate: step
+            .compensate
+            .map(|c| compile_call(c, &format!("{place}.compensate"), defs))
+            .transpose()?,
+    })
+}
+
+fn compile_rule(rule: RuleSection, place: &str, defs: &str) -> Result<Rule, Failure> {
+    let when = Expr::compile_with(defs, &rule.when).map_err(at(format!("{place}.when")))?;
+    let action = match (rule.error, rule.respond, rule.accept) {
+        (Some(spec), None, false) => {
+            let status = StatusCode::from_u16(spec.status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .ok_or_else(|| {
+                    (
+                        format!("{place}.error.status"),
+                        "must be a 4xx or 5xx status".to_string(),
+                    )
+                })?;
+            if spec.error.trim().is_empty() {
+                return Err((
+                    format!("{place}.error.error"),
+                    "the title must not be empty".into(),
+                ));
+            }
+            RuleAction::Fail(ErrorPlan {
+                status,
+                code: spec.code,
+                error: spec.error,
+                message: Template::parse_with(&spec.message, defs)
+                    .map_err(at(format!("{place}.error.message")))?,
+                parameter: spec.parameter,
+            })
+        }
+        (None, Some(respond), false) => RuleAction::Respond(
+            Expr::compile_with(defs, &respond).map_err(at(format!("{place}.respond")))?,
+        ),
+        (None, None, true) => RuleAction::Accept,
+        _ => {
+            return Err((
+                place.into(),
+                "give exactly one of error, respond or accept = true".into(),
+            ));
+        }
+    };
+    Ok(Rule {
+        step: rule.step,
+        when,
+        action,
+    })
+}
+
+fn json_text(text: &str, place: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text).map_err(|e| (place.to_string(), format!("not valid JSON: {e}")))
+}
+
+fn compile_example(
+    example: ExampleSection,
+    place: &str,
+    ops: &HashMap<Op, OpPlan>,
+) -> Result<Example, Failure> {
+    let place = format!("{place} ({})", example.name);
+    let op = op_named(&example.op)
+        .ok_or_else(|| (format!("{place}.op"), "unknown operation".to_string()))?;
+    let plan = ops.get(&op).ok_or_else(|| {
+        (
+            format!("{place}.op"),
+            "the mapping has no plan for this operation".to_string(),
+        )
+    })?;
+    let has_step = |name: &str| plan.steps.iter().any(|s| s.name == name);
+    let mut upstream = BTreeMap::new();
+    for (step, answer) in example.upstream {
+        if !has_step(&step) {
+            return Err((format!("{place}.upstream.{step}"), "no such step".into()));
+        }
+        let canned = match answer.fail.as_deref() {
+            None => Canned::Answer {
+                status: answer.status,
+                body: answer.body.unwrap_or_default(),
+            },
+            Some("timeout") => Canned::Timeout,
+            Some("connect") => Canned::Unreachable,
+            Some(other) => {
+                return Err((
+                    format!("{place}.upstream.{step}.fail"),
+                    format!("{other:?} is not \"timeout\" or \"connect\""),
+                ));
+            }
+        };
+        upstream.insert(step, canned);
+    }
+    let mut expect_calls = Vec::with_capacity(example.expect_calls.len());
+    for (i, call) in example.expect_calls.into_iter().enumerate() {
+        let call_place = format!("{place}.expect_calls[{i}]");
+        if !has_step(&call.step) {
+            return Err((format!("{call_place}.step"), "no such step".into()));
+        }
+        expect_calls.push(ExpectedCall {
+            method: method(&call.method, &format!("{call_place}.method"))?,
+            body: call
+                .body
+                .map(|b| json_text(&b, &format!("{call_place}.body")))
+                .transpose()?,
+            step: call.step,
+            path: call.path,
+        });
+    }
+    Ok(Example {
+        request: json_text(&example.request, &format!("{place}.request"))?,
+        expect_body: example
+            .expect
+            .body
+            .map(|b| json_text(&b, &format!("{place}.expect.body")))
+            .transpose()?,
+        expect_status: example.expect.status,
+        name: example.name,
+        op,
+        upstream,
+        expect_calls,
+    })
+}

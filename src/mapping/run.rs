@@ -1,0 +1,361 @@
+//! Running an operation's plan: steps in order, rules after each step, compensations on
+//! failure, then the answer. Every expression is evaluated synchronously on plain
+//! `serde_json::Value`s, so the future stays `Send` across the upstream awaits.
+
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::{Map, Value, json};
+
+use super::expr::EvalError;
+use super::plan::{Call, Mapping, OpPlan, Rule, RuleAction, Step};
+use super::template::Encoding;
+use crate::config::Tenant;
+use crate::error::{Error, UpstreamFailure};
+use crate::loyalty::ops::Op;
+use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+
+/// What the plan runs for: one LoyaltyAPI call of one tenant.
+pub struct Invocation<'a> {
+    pub op: Op,
+    /// The validated MoySklad request as JSON (`.req`).
+    pub req: Value,
+    pub tenant: &'a Tenant,
+    pub request_id: &'a str,
+    pub deadline: Instant,
+}
+
+/// Runs `plan`; `Ok(Some(body))` is the answer body built by the mapping, `Ok(None)` an
+/// operation without a body (sale, return, create).
+pub async fn run(
+    mapping: &Mapping,
+    plan: &OpPlan,
+    call: &Invocation<'_>,
+    upstream: &dyn Upstream,
+) -> Result<Option<Value>, Error> {
+    let mut root = root_object(call, &mapping.vendor.name);
+    match verdict(plan.checks.iter(), &root, call.op, "checks")? {
+        Some(Verdict::Fail(err)) => return Err(err),
+        Some(Verdict::Respond(body)) => return Ok(Some(body)),
+        Some(Verdict::Accept) | None => {}
+    }
+    let mut done: Vec<&Step> = Vec::new();
+    for step in &plan.steps {
+        let failed = |detail: EvalError, field: &str| {
+            mapping_failed(call.op, &format!("steps.{}.{field}", step.name), detail)
+        };
+        if let Some(when) = &step.when {
+            if !when.test(&root).map_err(|e| failed(e, "when"))? {
+                record_step(&mut root, &step.name, json!({"skipped": true}));
+                continue;
+            }
+        }
+        let timeout = remaining(call, step.timeout.unwrap_or(mapping.vendor.timeout))?;
+        let request = build(mapping, &step.call, &root, &step.name, call, timeout)
+            .map_err(|(field, e)| failed(e, field))?;
+        let started = Instant::now();
+        let result = upstream.send(request).await;
+        tracing::debug!(
+            request_id = call.request_id,
+            tenant = %call.tenant.name,
+            op = call.op.name(),
+            step = %step.name,
+            status = result.as_ref().map(|r| r.status).ok(),
+            error = result.as_ref().err().map(UpstreamError::kind),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "upstream call"
+        );
+        let (outcome, default_failure) = step_outcome(&result);
+        record_step(&mut root, &step.name, outcome.clone());
+        set(&mut root, "step", with_name(outcome, &step.name));
+
+        let step_rules = plan
+            .rules
+            .iter()
+            .filter(|r| r.step.as_deref().is_none_or(|n| n == step.name));
+        let place = format!("errors (after step {})", step.name);
+        let accepted = match verdict(
+            step_rules.chain(&mapping.vendor_rules),
+            &root,
+            call.op,
+            &place,
+        )? {
+            Some(Verdict::Accept) => true,
+            Some(Verdict::Respond(body)) => return Ok(Some(body)),
+            Some(Verdict::Fail(err)) => {
+                compensate(mapping, &done, &root, call, upstream).await;
+                return Err(err);
+            }
+            None => false,
+        };
+        if let (false, Some(failure)) = (accepted, default_failure) {
+            compensate(mapping, &done, &root, call, upstream).await;
+            return Err(Error::Upstream {
+                step: step.name.clone(),
+                failure,
+            });
+        }
+        if let Value::Object(map) = &mut root {
+            map.remove("step");
+        }
+        done.push(step);
+    }
+    plan.response
+        .as_ref()
+        .map(|expr| {
+            expr.eval(&root)
+                .map_err(|e| mapping_failed(call.op, "response.body", e))
+        })
+        .transpose()
+}
+
+/// What the first matching rule decided.
+enum Verdict {
+    Accept,
+    Respond(Value),
+    Fail(Error),
+}
+
+fn verdict<'r>(
+    rules: impl Iterator<Item = &'r Rule>,
+    root: &Value,
+    op: Op,
+    place: &str,
+) -> Result<Option<Verdict>, Error> {
+    for rule in rules {
+        if !rule
+            .when
+            .test(root)
+            .map_err(|e| mapping_failed(op, &format!("{place}.when"), e))?
+        {
+            continue;
+        }
+        return Ok(Some(match &rule.action {
+            RuleAction::Accept => Verdict::Accept,
+            RuleAction::Respond(expr) => Verdict::Respond(
+                expr.eval(root)
+                    .map_err(|e| mapping_failed(op, &format!("{place}.respond"), e))?,
+            ),
+            RuleAction::Fail(plan_error) => {
+                let message = plan_error
+                    .message
+                    .render(root, Encoding::Verbatim)
+                    .map_err(|e| mapping_failed(op, &format!("{place}.error.message"), e))?;
+                Verdict::Fail(Error::Refused {
+                    status: plan_error.status,
+                    code: plan_error.code,
+                    title: plan_error.error.clone(),
+                    message,
+                    parameter: plan_error.parameter.clone(),
+                })
+            }
+        }));
+    }
+    Ok(None)
+}
+
+fn mapping_failed(op: Op, at: &str, detail: EvalError) -> Error {
+    Error::MappingFailed {
+        op,
+        at: at.to_string(),
+        detail: detail.0,
+    }
+}
+
+/// The input every expression sees.
+fn root_object(call: &Invocation<'_>, vendor: &str) -> Value {
+    let credentials: Map<String, Value> = call
+        .tenant
+        .credentials
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.expose().to_string())))
+        .collect();
+    json!({
+        "req": call.req,
+        "op": call.op.name(),
+        "tenant": {"name": call.tenant.name, "vendor": vendor},
+        "credentials": credentials,
+        "request_id": call.request_id,
+        "now": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        "steps": {},
+    })
+}
+
+/// Records a step's outcome under `.steps.<name>`.
+fn record_step(root: &mut Value, name: &str, outcome: Value) {
+    if let Some(Value::Object(steps)) = root.get_mut("steps") {
+        steps.insert(name.to_string(), outcome);
+    }
+}
+
+fn set(root: &mut Value, key: &str, value: Value) {
+    if let Value::Object(map) = root {
+        map.insert(key.to_string(), value);
+    }
+}
+
+fn with_name(mut outcome: Value, name: &str) -> Value {
+    set(&mut outcome, "name", Value::String(name.to_string()));
+    outcome
+}
+
+/// `{status, body, error}` for the rules, and the failure to report if no rule accepts it.
+fn step_outcome(
+    result: &Result<UpstreamResponse, UpstreamError>,
+) -> (Value, Option<UpstreamFailure>) {
+    match result {
+        Err(e) => {
+            let failure = match e {
+                UpstreamError::Timeout => UpstreamFailure::Timeout,
+                UpstreamError::Connect(_) | UpstreamError::Transport(_) => {
+                    UpstreamFailure::Unreachable
+                }
+            };
+            (
+                json!({"status": null, "body": null, "error": e.kind()}),
+                Some(failure),
+            )
+        }
+        Ok(response) => {
+            let parsed = if response.body.iter().all(u8::is_ascii_whitespace) {
+                Some(Value::Null)
+            } else {
+                serde_json::from_slice::<Value>(&response.body).ok()
+            };
+            let failure = if !(200..300).contains(&response.status) {
+                Some(UpstreamFailure::Status(response.status))
+            } else if parsed.is_none() {
+                Some(UpstreamFailure::BadAnswer)
+            } else {
+                None
+            };
+            let error = if parsed.is_none() {
+                json!("body")
+            } else {
+                Value::Null
+            };
+            (
+                json!({"status": response.status, "body": parsed.unwrap_or(Value::Null), "error": error}),
+                failure,
+            )
+        }
+    }
+}
+
+fn remaining(call: &Invocation<'_>, wanted: Duration) -> Result<Duration, Error> {
+    let left = call.deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::Upstream {
+            step: String::new(),
+            failure: UpstreamFailure::Timeout,
+        });
+    }
+    Ok(wanted.min(left))
+}
+
+/// Builds the HTTP request of a call; the error names the field that failed.
+fn build(
+    mapping: &Mapping,
+    call: &Call,
+    root: &Value,
+    step: &str,
+    invocation: &Invocation<'_>,
+    timeout: Duration,
+) -> Result<UpstreamRequest, (&'static str, EvalError)> {
+    let mut url = invocation.tenant.base_url.clone();
+    url.push_str(
+        &call
+            .path
+            .render(root, Encoding::Component)
+            .map_err(|e| ("path", e))?,
+    );
+    let mut first = true;
+    for (key, value) in &call.query {
+        let value = value
+            .render(root, Encoding::Component)
+            .map_err(|e| ("query", e))?;
+        url.push(if first { '?' } else { '&' });
+        first = false;
+        url.push_str(key);
+        url.push('=');
+        url.push_str(&value);
+    }
+    let mut headers = HeaderMap::new();
+    for (name, template) in mapping.vendor.headers.iter().chain(&call.headers) {
+        let text = template
+            .render(root, Encoding::Verbatim)
+            .map_err(|e| ("headers", e))?;
+        let value = HeaderValue::from_str(&text).map_err(|_| {
+            (
+                "headers",
+                EvalError(format!(
+                    "header {name} has characters not allowed in a header"
+                )),
+            )
+        })?;
+        headers.insert(name.clone(), value);
+    }
+    if let Ok(id) = HeaderValue::from_str(invocation.request_id) {
+        headers.insert("x-request-id", id);
+    }
+    let body = match &call.body {
+        Some(expr) => {
+            let value = expr.eval(root).map_err(|e| ("body", e))?;
+            headers
+                .entry(header::CONTENT_TYPE)
+                .or_insert(HeaderValue::from_static("application/json"));
+            Some(serde_json::to_vec(&value).map_err(|e| ("body", EvalError(e.to_string())))?)
+        }
+        None => None,
+    };
+    headers
+        .entry(header::ACCEPT)
+        .or_insert(HeaderValue::from_static("application/json"));
+    Ok(UpstreamRequest {
+        step: step.to_string(),
+        method: call.method.clone(),
+        url,
+        headers,
+        body,
+        timeout,
+    })
+}
+
+/// Undoes completed steps, newest first, best effort: a failed compensation is logged, and the
+/// original failure is what MoySklad hears about.
+async fn compensate(
+    mapping: &Mapping,
+    done: &[&Step],
+    root: &Value,
+    call: &Invocation<'_>,
+    upstream: &dyn Upstream,
+) {
+    for step in done.iter().rev() {
+        let Some(undo) = &step.compensate else {
+            continue;
+        };
+        let timeout = match remaining(call, mapping.vendor.timeout) {
+            Ok(t) => t,
+            // Out of time for the request, but an undo must still be tried.
+            Err(_) => mapping.vendor.timeout,
+        };
+        let outcome = match build(mapping, undo, root, &step.name, call, timeout) {
+            Ok(request) => upstream
+                .send(request)
+                .await
+                .map(|r| r.status)
+                .map_err(|e| e.to_string()),
+            Err((field, e)) => Err(format!("cannot build the compensation ({field}): {e}")),
+        };
+        match outcome {
+            Ok(status) if (200..300).contains(&status) => tracing::info!(
+                request_id = call.request_id, tenant = %call.tenant.name, op = call.op.name(), step = %step.name,
+                "compensation done"
+            ),
+            other => tracing::error!(
+                request_id = call.request_id, tenant = %call.tenant.name, op = call.op.name(), step = %step.name,
+                outcome = ?other, "compensation failed: the vendor may hold a half-done operation"
+            ),
+        }
+    }
+}

@@ -35,6 +35,21 @@ enum Command {
         #[arg(long)]
         mapping: Vec<PathBuf>,
     },
+    /// Run a vendor emulator with demo data (the shipped config.toml points at MAXMA's).
+    Sandbox {
+        /// Which vendor: maxma.
+        vendor: String,
+        #[arg(long, default_value = "127.0.0.1:9081")]
+        listen: std::net::SocketAddr,
+        /// The processing key the emulator accepts.
+        #[arg(
+            long,
+            env = "MAXMA_API_KEY",
+            default_value = "sandbox-key",
+            hide_env_values = true
+        )]
+        key: String,
+    },
     /// Dry run: print the vendor request(s) a MoySklad request (JSON on stdin) would cause.
     Map {
         /// Operation, e.g. retaildemand.recalc (or just recalc).
@@ -51,7 +66,29 @@ fn main() -> anyhow::Result<()> {
         Command::Serve => serve(load_config(&cli.config)),
         Command::Check { mapping } => check(&cli.config, mapping),
         Command::Map { op, mapping } => map(&op, &mapping),
+        Command::Sandbox {
+            vendor,
+            listen,
+            key,
+        } => sandbox(&vendor, listen, key),
     }
+}
+
+fn sandbox(vendor: &str, listen: std::net::SocketAddr, key: String) -> anyhow::Result<()> {
+    if vendor != "maxma" {
+        bail!("no sandbox for {vendor:?}; available: maxma");
+    }
+    telemetry::init(&Default::default());
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        eprintln!("MAXMA sandbox with demo data on http://{listen} (Ctrl-C to stop)");
+        loyalty_bridge::sandbox::maxma::MaxmaSandbox::with_demo_data(key)
+            .serve(listener, shutdown_signal())
+            .await?;
+        Ok(())
+    })
 }
 
 fn load_config(path: &std::path::Path) -> Config {

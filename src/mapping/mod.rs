@@ -1,5 +1,6 @@
 //! The mapping engine: mapping files (`mappings/<vendor>.toml`) loaded, compiled and run.
 
+pub mod builtins;
 pub mod expr;
 pub mod file;
 pub mod golden;

@@ -89,7 +89,13 @@ pub async fn run(
             None => false,
         };
         if let (false, Some(failure)) = (accepted, default_failure) {
-            compensate(mapping, &done, &root, call, upstream).await;
+            // Undo earlier steps only when this one was definitely refused. After a timeout or a
+            // 5xx the step may have gone through: undoing then could cancel what succeeded,
+            // while leaving it lets a retry of the same request finish it (vendors dedupe by
+            // the idempotency key the mapping derives from MoySklad's id).
+            if matches!(failure, UpstreamFailure::Status(status) if (400..500).contains(&status)) {
+                compensate(mapping, &done, &root, call, upstream).await;
+            }
             return Err(Error::Upstream {
                 step: step.name.clone(),
                 failure,

@@ -16,7 +16,10 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("lb-binary-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");
-    let mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/maxma.toml");
+    let mapping = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mappings/unconfigured.toml"
+    );
     std::fs::write(
         &config,
         format!(

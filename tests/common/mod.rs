@@ -22,8 +22,17 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
+/// A mapping that maps no operation (every call ends in 503 after parsing).
+pub fn unconfigured_mapping() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mappings/unconfigured.toml")
+        .display()
+        .to_string()
+}
+
 /// Two tenants, A and B, plus whatever `[server]` keys the test needs.
 pub fn config(server_keys: &str) -> Config {
+    let mapping = unconfigured_mapping();
     let text = format!(
         r#"
         [server]
@@ -32,14 +41,14 @@ pub fn config(server_keys: &str) -> Config {
         [[tenants]]
         name = "shop-a"
         token = "${{LB_TOKEN_A}}"
-        mapping = "mappings/maxma.toml"
+        mapping = "{mapping}"
         base_url = "http://127.0.0.1:9"
         credentials = {{ api_key = "${{LB_KEY_A}}" }}
 
         [[tenants]]
         name = "shop-b"
         token = "${{LB_TOKEN_B}}"
-        mapping = "mappings/maxma.toml"
+        mapping = "{mapping}"
         base_url = "http://127.0.0.1:9"
         "#
     );

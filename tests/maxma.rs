@@ -1,0 +1,655 @@
+//! Whole checkouts through the MAXMA mapping against the MAXMA sandbox, both on 127.0.0.1:0,
+//! driven the way MoySklad drives the bridge.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{client, fixture, the_error};
+use loyalty_bridge::Config;
+use loyalty_bridge::sandbox::maxma::{
+    Fault, GiftCardStatus, MaxmaSandbox, SandboxClient, SandboxSettings,
+};
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "maxma-tenant-token";
+const KEY: &str = "processing-key-1";
+const STORE: &str = r#"{"meta":{"href":"https://api.moysklad.ru/api/remap/1.2/entity/retailstore/s1","id":"2b5eb22f-139e-11e6-9464-e4de00000073"},"name":"Магазин №1"}"#;
+
+struct World {
+    sandbox: MaxmaSandbox,
+    bridge: String,
+    _stop: (oneshot::Sender<()>, oneshot::Sender<()>),
+}
+
+async fn start_sandbox(sandbox: MaxmaSandbox) -> (String, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(sandbox.serve(listener, async {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+async fn start_bridge(
+    vendor_url: &str,
+    key: &str,
+    server_keys: &str,
+) -> (String, oneshot::Sender<()>) {
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
+    let text = format!(
+        r#"
+        [server]
+        {server_keys}
+        [[tenants]]
+        name = "shop"
+        token = "${{TOKEN}}"
+        mapping = "{}"
+        base_url = "{vendor_url}"
+        credentials = {{ api_key = "${{KEY}}" }}
+        "#,
+        mapping.display()
+    );
+    let key = key.to_string();
+    let env = move |name: &str| match name {
+        "TOKEN" => Some(TOKEN.to_string()),
+        "KEY" => Some(key.clone()),
+        _ => None,
+    };
+    let config = Config::parse(&text, "maxma test", Path::new("."), &env).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(loyalty_bridge::run(listener, config, async {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+async fn world(sandbox: MaxmaSandbox) -> World {
+    let (vendor, stop_vendor) = start_sandbox(sandbox.clone()).await;
+    let (bridge, stop_bridge) = start_bridge(&vendor, KEY, "").await;
+    World {
+        sandbox,
+        bridge,
+        _stop: (stop_vendor, stop_bridge),
+    }
+}
+
+impl World {
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        send(
+            client()
+                .post(format!("{}{path}", self.bridge))
+                .json_body(body),
+        )
+        .await
+    }
+
+    async fn get(&self, path_and_query: &str) -> (StatusCode, Value) {
+        send(client().get(format!("{}{path_and_query}", self.bridge))).await
+    }
+
+    async fn balance(&self, meta_id: &str, phone: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/counterparty/detail",
+                &json!({"retailStore": store(), "meta": {"id": meta_id}, "phone": phone}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["bonusProgram"]["agentBonusBalance"].clone()
+    }
+}
+
+trait JsonBody {
+    fn json_body(self, body: &Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, body: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .body(body.to_string())
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req
+        .header("Lognex-Discount-API-Auth-Token", TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, body)
+}
+
+fn store() -> Value {
+    serde_json::from_str(STORE).unwrap()
+}
+
+fn num(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.to_string()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {v}"))
+}
+
+const PHONE: &str = "+7 916 123-45-67";
+const CUSTOMER: &str = "7d0f4c2e-1b3a-4e5f-9a8b-0c1d2e3f4a5b";
+
+fn agent() -> Value {
+    json!({"meta": {"href": format!("https://api.moysklad.ru/api/remap/1.2/entity/counterparty/{CUSTOMER}"), "id": CUSTOMER},
+           "name": "Смирнова Анна", "phone": PHONE})
+}
+
+fn cart() -> Value {
+    json!([
+        {"assortment": {"meta": {"id": "sku-coffee", "href": "https://x/product/sku-coffee"}}, "quantity": 2, "price": 500.00},
+        {"assortment": {"meta": {"id": "sku-tea", "href": "https://x/product/sku-tea"}}, "quantity": 1, "price": 250.00}
+    ])
+}
+
+fn recalc(kind: &str, preferred: Option<i64>) -> Value {
+    let mut body = json!({"retailStore": store(), "agent": agent(), "positions": cart(), "bonusProgram": {"transactionType": kind}});
+    if let Some(p) = preferred {
+        body["preferredBonusToSpend"] = json!(p);
+    }
+    body
+}
+
+fn sale(id: &str, positions: Value, spend: i64, earn: i64) -> Value {
+    json!({"retailStore": store(), "name": "00042", "moment": "2026-11-29 10:15:00",
+           "meta": {"href": format!("https://api.moysklad.ru/api/remap/1.2/entity/retaildemand/{id}"), "id": id},
+           "agent": agent(), "positions": positions,
+           "bonusProgram": {"bonusValueToSpend": spend, "bonusValueToEarn": earn}, "cashSum": 1150.00, "noCashSum": 0})
+}
+
+#[tokio::test]
+async fn a_whole_checkout_as_moysklad_plays_it() {
+    let sandbox = MaxmaSandbox::new(KEY);
+    sandbox.set_settings(SandboxSettings {
+        welcome_bonus: 300,
+        ..SandboxSettings::default()
+    });
+    let w = world(sandbox).await;
+
+    // 1. Register the customer.
+    let create = json!({"retailStore": store(), "meta": {"id": CUSTOMER}, "name": "Смирнова Анна Петровна",
+        "legalFirstName": "Анна", "legalLastName": "Смирнова", "phone": PHONE, "email": "anna@example.com",
+        "birthDate": "1990-05-17 00:00:00", "sex": "FEMALE", "statusCheck": "CHECKED"});
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body, Value::Null);
+    // MoySklad may re-send the same create: still fine, still one customer.
+    let (status, _) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // 2. Search by phone (as typed at the till) finds her, with a GUID id and her MoySklad id.
+    let (status, body) = w
+        .get("/counterparty?search=%2B7%20916%20123-45-67&retailStoreId=s1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let row = &body["rows"][0];
+    assert!(
+        uuid::Uuid::parse_str(row["id"].as_str().unwrap()).is_ok(),
+        "{row}"
+    );
+    assert_eq!(row["msId"], CUSTOMER);
+    assert_eq!(row["name"], "Смирнова Анна Петровна");
+    assert_eq!(row["phone"], "+79161234567");
+    assert_eq!(row["sex"], "FEMALE");
+    assert_eq!(row["birthDate"], "1990-05-17 00:00:00");
+    let (status, body) = w.get("/counterparty?search=Nobody&retailStoreId=s1").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"rows": []})));
+
+    // 3. Balance: the welcome bonus.
+    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(300));
+
+    // 4. Earning: 5 % of each row, rounded down; no discount.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("EARNING", None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bp = &body["bonusProgram"];
+    assert_eq!(
+        (dec(&bp["bonusValueToEarn"]), dec(&bp["bonusValueToSpend"])),
+        (Decimal::from(62), Decimal::ZERO)
+    );
+    assert_eq!(dec(&bp["agentBonusBalanceAfter"]), Decimal::from(362));
+    assert_eq!(body["positions"][0]["discountedPrice"], num("500"));
+    assert_eq!(body["positions"][0]["discountPercent"], num("0"));
+    assert_eq!(body["agent"]["meta"]["id"], CUSTOMER);
+    assert_eq!(body["needVerification"], false);
+
+    // 5. Spending the maximum (no preferredBonusToSpend): all 300, spread by row amount.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bp = &body["bonusProgram"];
+    assert_eq!(dec(&bp["bonusValueToSpend"]), Decimal::from(300));
+    assert_eq!(dec(&bp["paidByBonusPoints"]), Decimal::from(300));
+    assert_eq!(dec(&bp["bonusValueToEarn"]), Decimal::from(47));
+    assert_eq!(dec(&bp["agentBonusBalanceAfter"]), Decimal::from(47));
+    assert_eq!(
+        dec(&body["positions"][0]["discountedPrice"]),
+        "380.00".parse().unwrap()
+    );
+    assert_eq!(
+        dec(&body["positions"][0]["discountPercent"]),
+        Decimal::from(24)
+    );
+    assert_eq!(
+        dec(&body["positions"][1]["discountedPrice"]),
+        "190.00".parse().unwrap()
+    );
+
+    // 6. Spending what the buyer asked for.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(100)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bp = &body["bonusProgram"];
+    assert_eq!(dec(&bp["bonusValueToSpend"]), Decimal::from(100));
+    assert_eq!(dec(&bp["bonusValueToEarn"]), Decimal::from(57));
+    assert_eq!(
+        dec(&body["positions"][0]["discountedPrice"]),
+        Decimal::from(460)
+    );
+    assert_eq!(
+        dec(&body["positions"][1]["discountedPrice"]),
+        Decimal::from(230)
+    );
+    let priced_positions = body["positions"].clone();
+    // Asking for more than the cart allows is refused with the field named.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(5000)))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["parameter"], "preferredBonusToSpend");
+
+    // 7. A spending code goes to the customer; the bridge answers it to MoySklad.
+    let (status, body) = w
+        .post(
+            "/retaildemand/verify",
+            &json!({"retailStore": store(), "counterpartyId": CUSTOMER, "phone": PHONE}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        Some(body["verificationCode"].as_str().unwrap().to_string()),
+        w.sandbox.last_code(PHONE)
+    );
+
+    // 8. The sale, once — a repeat changes nothing.
+    let sale_id = "a3c1e2f0-5b6d-11ef-0a80-000000000042";
+    let sale_body = sale(sale_id, priced_positions, 100, 57);
+    let (status, body) = w.post("/retaildemand", &sale_body).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.sandbox.balance_by_phone(PHONE), Some(257));
+    let confirms = w.sandbox.calls("confirm-ticket");
+    let (status, _) = w.post("/retaildemand", &sale_body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        w.sandbox.balance_by_phone(PHONE),
+        Some(257),
+        "a repeated sale must not earn twice"
+    );
+    assert_eq!(w.sandbox.calls("confirm-ticket"), confirms);
+
+    // 9. The balance MoySklad sees.
+    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(257));
+
+    // 10. A partial return (the tea): 20 % of the paid amount → 20 spent bonuses back, 11 earned taken.
+    let ret = json!({"retailStore": store(), "name": "R-1", "moment": "2026-11-29 11:00:00",
+        "meta": {"href": "", "id": "b7e8f9a0-5b6d-11ef-0a80-000000000043"},
+        "demand": {"meta": {"href": "", "id": sale_id}}, "agent": {"id": CUSTOMER},
+        "positions": [{"assortment": {"meta": {"id": "sku-tea"}}, "quantity": 1, "price": 250.00, "discountPercent": 8, "discountedPrice": 230.00}],
+        "cashSum": 230.00, "noCashSum": 0});
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(266));
+    let (status, _) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "a repeated return is accepted");
+    assert_eq!(
+        w.balance(CUSTOMER, PHONE).await,
+        json!(266),
+        "and changes nothing"
+    );
+
+    // What reached MAXMA: the txid the return referred to is the sale's.
+    let requests = w.sandbox.requests();
+    let apply = requests.iter().find(|(p, _)| p == "/apply-return").unwrap();
+    assert_eq!(
+        apply.1["transaction"]["purchaseId"],
+        format!("ms-retaildemand-{sale_id}")
+    );
+    assert_eq!(apply.1["transaction"]["refundAmount"], num("230"));
+}
+
+#[tokio::test]
+async fn kopecks_are_exact_when_a_row_cannot_be_discounted_evenly() {
+    let sandbox = MaxmaSandbox::new(KEY);
+    sandbox.add_client(SandboxClient {
+        phone: Some(PHONE.into()),
+        external_id: Some(CUSTOMER.into()),
+        bonuses: 100,
+        ..Default::default()
+    });
+    let w = world(sandbox).await;
+    // 3 × 33.33 with 10 bonuses: MAXMA discounts the row by 10.00, 99.99 − 10.00 = 89.99 is not
+    // 3 × any kopeck price, so the row comes back as 1 × 30.01 + 2 × 29.99, serials divided.
+    let sn = json!([{"name": "SN1"}, {"name": "SN2"}, {"name": "SN3"}]);
+    let body = json!({"retailStore": store(), "agent": agent(), "bonusProgram": {"transactionType": "SPENDING"},
+        "preferredBonusToSpend": 10,
+        "positions": [{"assortment": {"meta": {"id": "sku-kettle"}}, "quantity": 3, "price": 33.33, "sn": sn}]});
+    let (status, body) = w.post("/retaildemand/recalc", &body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lines = body["positions"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{body}");
+    let mut total = Decimal::ZERO;
+    let mut serials = Vec::new();
+    for line in lines {
+        let q = dec(&line["quantity"]);
+        total += q * dec(&line["discountedPrice"]);
+        assert_eq!(
+            Decimal::from(line["sn"].as_array().unwrap().len() as i64),
+            q,
+            "{line}"
+        );
+        serials.extend(
+            line["sn"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].clone()),
+        );
+        assert_eq!(line["assortment"]["meta"]["id"], "sku-kettle");
+    }
+    assert_eq!(total, "89.99".parse().unwrap());
+    assert_eq!(serials, vec![json!("SN1"), json!("SN2"), json!("SN3")]);
+    assert_eq!(
+        dec(&body["bonusProgram"]["bonusValueToSpend"]),
+        Decimal::from(10)
+    );
+}
+
+#[tokio::test]
+async fn every_reference_example_goes_through_the_maxma_mapping() {
+    let sandbox = MaxmaSandbox::new(KEY);
+    // The customer of the reference examples (phone +7 555 123 4567, MoySklad id 276a…).
+    sandbox.add_client(SandboxClient {
+        phone: Some("+7 555 123 4567".into()),
+        card: Some("0001".into()),
+        external_id: Some("276a6f50-7ffd-11e6-8a84-bae50000005".into()),
+        surname: Some("Иванов".into()),
+        name: Some("Иван".into()),
+        bonuses: 500,
+        ..Default::default()
+    });
+    for code in ["123456", "1234567"] {
+        sandbox.add_gift_card(
+            code,
+            GiftCardStatus::Active,
+            Decimal::from(1000),
+            Decimal::from(1000),
+            None,
+        );
+    }
+    let w = world(sandbox).await;
+    // The two GETs, with the parameters MoySklad sends.
+    let (status, answer) = w
+        .get("/counterparty?search=%2B7%20555%20123%204567&retailStoreId=s")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    serde_json::from_value::<loyalty_bridge::loyalty::models::CounterpartySearchResponse>(
+        answer.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        answer["rows"][0]["msId"],
+        "276a6f50-7ffd-11e6-8a84-bae50000005"
+    );
+    let (status, answer) = w.get("/giftcard?name=123456&retailStoreId=s").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    serde_json::from_value::<loyalty_bridge::loyalty::models::GiftCardResponse>(answer.clone())
+        .unwrap();
+    assert_eq!(answer["status"], "CAN_BE_USED");
+    assert_eq!(answer["currentBalance"], json!(100000));
+    let sale_id = "c0ffee00-5b6d-11ef-0a80-000000000001";
+    for (path, file) in [
+        ("/counterparty", "counterparty.create.request.json"),
+        ("/counterparty/detail", "counterparty.detail.request.json"),
+        ("/counterparty/verify", "counterparty.verify.request.json"),
+        ("/retaildemand/recalc", "retaildemand.recalc.request.json"),
+        ("/retaildemand/verify", "retaildemand.verify.request.json"),
+        ("/retaildemand", "retaildemand.create.request.json"),
+        (
+            "/retailsalesreturn",
+            "retailsalesreturn.create.request.json",
+        ),
+    ] {
+        let mut body: Value = serde_json::from_str(&fixture(file)).unwrap();
+        if path == "/retaildemand" {
+            body["meta"]["id"] = json!(sale_id);
+        }
+        if path == "/retailsalesreturn" {
+            body["meta"]["id"] = json!("c0ffee00-5b6d-11ef-0a80-000000000002");
+            body["demand"]["meta"]["id"] = json!(sale_id);
+        }
+        let (status, answer) = w.post(path, &body).await;
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        match path {
+            "/counterparty/detail" => {
+                assert_eq!(answer["bonusProgram"]["agentBonusBalance"], json!(500))
+            }
+            "/counterparty/verify" | "/retaildemand/verify" => {
+                assert!(
+                    answer["verificationCode"]
+                        .as_str()
+                        .is_some_and(|c| c.len() == 3),
+                    "{answer}"
+                )
+            }
+            "/retaildemand/recalc" => {
+                serde_json::from_value::<loyalty_bridge::loyalty::models::RecalcResponse>(
+                    answer.clone(),
+                )
+                .unwrap();
+                // 123.456 × 123.45, no discount when earning: the position is priced unchanged.
+                assert_eq!(
+                    dec(&answer["positions"][0]["discountedPrice"]),
+                    "123.45".parse().unwrap()
+                );
+                assert_eq!(answer["positions"][0]["pack"]["barcode"], "2000000051420");
+            }
+            _ => assert_eq!(status, StatusCode::CREATED, "{path}"),
+        }
+    }
+    // The sale above paid with both gift cards (MAXMA uses a card up to the receipt's amount).
+    let (status, answer) = w.get("/giftcard?name=123456&retailStoreId=s").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "REDEEMED");
+}
+
+#[tokio::test]
+async fn gift_cards_map_to_the_loyaltyapi_statuses() {
+    let w = world(MaxmaSandbox::with_demo_data(KEY)).await;
+    let (status, body) = w.get("/giftcard?name=123456&retailStoreId=s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "CAN_BE_USED");
+    assert_eq!(
+        body["currentBalance"],
+        json!(100000),
+        "1000.00 ₽ in kopecks"
+    );
+    assert!(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).is_ok());
+    for (code, expected) in [
+        ("EXPIRED1", "EXPIRED"),
+        ("BLOCKED1", "INVALID"),
+        ("INACTIVE1", "INVALID"),
+    ] {
+        let (status, body) = w
+            .get(&format!("/giftcard?name={code}&retailStoreId=s"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{code}: {body}");
+        assert_eq!(body["status"], expected, "{code}");
+        assert!(body.get("currentBalance").is_none());
+    }
+    let (status, body) = w.get("/giftcard?name=NOPE&retailStoreId=s").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(the_error(&body)["code"], 1040);
+    assert_eq!(the_error(&body)["parameter"], "name");
+}
+
+#[tokio::test]
+async fn maxma_refusals_become_envelopes() {
+    let sandbox = MaxmaSandbox::with_demo_data(KEY);
+    let w = world(sandbox.clone()).await;
+    // Unknown customer.
+    let (status, body) = w
+        .post(
+            "/counterparty/detail",
+            &json!({"retailStore": store(), "meta": {"id": "nobody"}, "phone": "+7 900 000 00 99"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(the_error(&body)["code"], 1003);
+    assert_eq!(the_error(&body)["error"], "Покупатель не найден");
+    // Registration needs confirmation when the program says so.
+    sandbox.set_settings(SandboxSettings {
+        phone_verification: true,
+        ..SandboxSettings::default()
+    });
+    let mut create: Value =
+        serde_json::from_str(&fixture("counterparty.create.request.json")).unwrap();
+    create["statusCheck"] = json!("UNCHECKED");
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(
+        body,
+        serde_json::from_str::<Value>(&fixture(
+            "counterparty.create.verification-required.error.json"
+        ))
+        .unwrap()
+    );
+    // A phone already taken by someone else.
+    create["statusCheck"] = json!("CHECKED");
+    create["phone"] = json!("+7 999 000-00-01");
+    create["discountCardNumber"] = json!("NEW-CARD");
+    create["meta"]["id"] = json!("another-customer");
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["parameter"], "phone");
+    // Code requests are throttled by MAXMA.
+    let verify = json!({"retailStore": store(), "meta": {"href": "https://x/syncid/1"}, "phone": "+79011231122"});
+    let mut last = (StatusCode::OK, Value::Null);
+    for _ in 0..4 {
+        last = w.post("/counterparty/verify", &verify).await;
+    }
+    assert_eq!(last.0, StatusCode::TOO_MANY_REQUESTS, "{}", last.1);
+    assert_eq!(the_error(&last.1)["code"], 1028);
+    // No phone to send a code to.
+    let (status, body) = w
+        .post(
+            "/counterparty/verify",
+            &json!({"retailStore": store(), "meta": {"href": "https://x/syncid/1"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(the_error(&body)["parameter"], "phone");
+    // A return without its sale.
+    let ret: Value =
+        serde_json::from_str(&fixture("retailsalesreturn.create.request.json")).unwrap();
+    let mut ret = ret;
+    ret["meta"]["id"] = json!("r-1");
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["parameter"], "demand.meta.id");
+    // A return of a sale MAXMA never saw.
+    ret["demand"]["meta"]["id"] = json!("never-sold");
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(the_error(&body)["code"], 1013);
+}
+
+#[tokio::test]
+async fn vendor_failures_become_envelopes_within_the_deadline() {
+    let sandbox = MaxmaSandbox::with_demo_data(KEY);
+    let (vendor, _stop_vendor) = start_sandbox(sandbox.clone()).await;
+    let (bridge, _stop_bridge) = start_bridge(&vendor, KEY, "request_timeout_ms = 1500").await;
+    let w = World {
+        sandbox: sandbox.clone(),
+        bridge,
+        _stop: (oneshot::channel().0, oneshot::channel().0),
+    };
+    let detail = json!({"retailStore": store(), "meta": {"id": "demo-1"}, "phone": "+79990000001"});
+    for (fault, status, code) in [
+        (Fault::Http500, StatusCode::BAD_GATEWAY, 9502),
+        (Fault::Garbage, StatusCode::BAD_GATEWAY, 9502),
+        (Fault::Throttle, StatusCode::SERVICE_UNAVAILABLE, 1049),
+        (Fault::DropConnection, StatusCode::BAD_GATEWAY, 9502),
+        (
+            Fault::Delay(Duration::from_secs(3)),
+            StatusCode::GATEWAY_TIMEOUT,
+            9504,
+        ),
+    ] {
+        sandbox.set_fault(Some(fault.clone()));
+        let started = Instant::now();
+        let (got, body) = w.post("/counterparty/detail", &detail).await;
+        assert_eq!(got, status, "{fault:?}: {body}");
+        assert_eq!(the_error(&body)["code"], code, "{fault:?}");
+        assert!(
+            !body.to_string().contains("<html"),
+            "the vendor's body is never echoed: {body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{fault:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    sandbox.set_fault(None);
+    assert_eq!(w.balance("demo-1", "+79990000001").await, json!(500));
+
+    // A wrong processing key is reported as a configuration problem, not the cashier's.
+    let (bridge, _stop) = start_bridge(&vendor, "wrong-key", "").await;
+    let (status, body) = send(
+        client()
+            .post(format!("{bridge}/counterparty/detail"))
+            .json_body(&detail),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(the_error(&body)["code"], 1401);
+
+    // Nobody listening at the vendor's address.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let (bridge, _stop) = start_bridge(&dead_url, KEY, "").await;
+    let (status, body) = send(
+        client()
+            .post(format!("{bridge}/counterparty/detail"))
+            .json_body(&detail),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(the_error(&body)["error"], "Поставщик лояльности недоступен");
+}

@@ -165,7 +165,8 @@ fn check(config_path: &std::path::Path, only: Vec<PathBuf>) -> anyhow::Result<()
         }
     }
     if failed > 0 {
-        bail!("{failed} problem(s)");
+        eprintln!("loyalty-bridge check: {failed} problem(s)");
+        std::process::exit(1);
     }
     Ok(())
 }

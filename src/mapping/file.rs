@@ -57,7 +57,8 @@ pub struct CallSection {
     pub method: String,
     /// Template; holes are percent-encoded path segments.
     pub path: String,
-    /// Query parameters; values are templates, percent-encoded exactly (`+` → `%2B`).
+    /// Query parameters, sent in name order; values are templates, percent-encoded exactly
+    /// (`+` → `%2B`, space → `%20`).
     #[serde(default)]
     pub query: BTreeMap<String, String>,
     #[serde(default)]

@@ -86,7 +86,8 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// Runs one MoySklad request through `mapping` against `upstream`, as the server would.
+/// Runs one MoySklad request through `mapping` against `upstream`, as the server would, for
+/// the example tenant.
 pub async fn answer(
     mapping: Arc<Mapping>,
     op: ops::Op,
@@ -94,6 +95,17 @@ pub async fn answer(
     upstream: Arc<dyn Upstream>,
 ) -> Answer {
     let tenant = Arc::new(example_tenant(&mapping));
+    answer_as(tenant, mapping, op, request, upstream).await
+}
+
+/// [`answer`] for a given tenant (its base URL and credentials).
+pub async fn answer_as(
+    tenant: Arc<Tenant>,
+    mapping: Arc<Mapping>,
+    op: ops::Op,
+    request: &Value,
+    upstream: Arc<dyn Upstream>,
+) -> Answer {
     let (query, body) = if op.has_body() {
         (None, serde_json::to_vec(request).unwrap_or_default())
     } else {

@@ -46,7 +46,7 @@ pub struct OpPlan {
 pub struct Call {
     pub method: Method,
     pub path: Template,
-    /// Encoded key and value template, in file order.
+    /// Encoded key and value template, in name order.
     pub query: Vec<(String, Template)>,
     pub headers: Vec<(HeaderName, Template)>,
     pub body: Option<Expr>,

@@ -278,7 +278,7 @@ fn build(
     let mut first = true;
     for (key, value) in &call.query {
         let value = value
-            .render(root, Encoding::Component)
+            .render(root, Encoding::Query)
             .map_err(|e| ("query", e))?;
         url.push(if first { '?' } else { '&' });
         first = false;

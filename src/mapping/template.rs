@@ -19,8 +19,10 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    /// Inserted text is percent-encoded as one URL component.
+    /// Inserted text is percent-encoded as one URL component; literal text is kept (a path).
     Component,
+    /// Everything, literal text too, is percent-encoded as one component (a query value).
+    Query,
     /// Inserted text is used verbatim (headers).
     Verbatim,
 }
@@ -88,13 +90,18 @@ impl Template {
         let mut out = String::new();
         for part in &self.parts {
             match part {
+                Part::Text(t) if encoding == Encoding::Query => {
+                    out.extend(utf8_percent_encode(t, COMPONENT))
+                }
                 Part::Text(t) => out.push_str(t),
                 Part::Hole(expr) => {
                     let text = scalar_text(&expr.eval(input)?).ok_or_else(|| {
                         EvalError(format!("`{}` is not a string or number", expr.source()))
                     })?;
                     match encoding {
-                        Encoding::Component => out.extend(utf8_percent_encode(&text, COMPONENT)),
+                        Encoding::Component | Encoding::Query => {
+                            out.extend(utf8_percent_encode(&text, COMPONENT))
+                        }
                         Encoding::Verbatim => out.push_str(&text),
                     }
                 }

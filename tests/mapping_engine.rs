@@ -1,0 +1,501 @@
+//! The mapping engine on its own: every shipped mapping compiles and passes its golden examples;
+//! every invalid mapping in `tests/mappings/invalid/` is refused with a message naming the place;
+//! and each construct (steps, when, rules, checks, respond, accept, compensation, templates,
+//! transport failures, answer checking) behaves as documented.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use loyalty_bridge::config::{Limits, Tenant, TokenHash};
+use loyalty_bridge::loyalty::ops::Op;
+use loyalty_bridge::mapping::golden::{self, CannedUpstream};
+use loyalty_bridge::mapping::plan::{Canned, Mapping};
+use loyalty_bridge::secret::Secret;
+use serde_json::{Value, json};
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no mapping files in {}", dir.display());
+    out
+}
+
+#[tokio::test]
+async fn shipped_mappings_compile_and_pass_their_examples() {
+    for path in files("mappings") {
+        let mapping = Arc::new(Mapping::load(&path).unwrap_or_else(|e| panic!("{e}")));
+        assert!(
+            !mapping.examples.is_empty(),
+            "{}: a mapping file carries golden examples",
+            path.display()
+        );
+        for report in golden::run_examples(&mapping).await {
+            assert!(
+                report.problems.is_empty(),
+                "{}: {}\n{}",
+                path.display(),
+                report.name,
+                report.problems.join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn invalid_mappings_are_refused_naming_the_place() {
+    for path in files("tests/mappings/invalid") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# error: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `# error: <text>`", path.display()));
+        match Mapping::load(&path) {
+            Ok(_) => panic!("{} should be refused", path.display()),
+            Err(e) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains(expected),
+                    "{}:\n expected {expected:?}\n got {message}",
+                    path.display()
+                );
+                assert!(
+                    message.starts_with(&path.display().to_string()),
+                    "names the file: {message}"
+                );
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Constructs, with canned vendor answers.
+
+const DETAIL: &str =
+    r#"{"retailStore":{"meta":{"id":"s1"}},"meta":{"id":"c1"},"phone":"+7 555 123 4567"}"#;
+
+fn mapping(ops: &str) -> Arc<Mapping> {
+    let text = format!(
+        r#"
+        defs = 'def bal: .steps.b.body.bonuses;'
+        [vendor]
+        name = "test"
+        headers = {{ "X-Key" = "{{.credentials.key}}", Authorization = "Basic {{(.credentials.user + \":\" + .credentials.password) | @base64}}" }}
+        {ops}
+        "#
+    );
+    Arc::new(Mapping::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn tenant() -> Arc<Tenant> {
+    let mut credentials = BTreeMap::new();
+    credentials.insert("key".to_string(), Secret::new("k-123"));
+    credentials.insert("user".to_string(), Secret::new("shop"));
+    credentials.insert("password".to_string(), Secret::new("p@ss"));
+    Arc::new(Tenant {
+        name: "t".into(),
+        token_hash: TokenHash::of("x"),
+        mapping: "test.toml".into(),
+        base_url: "https://vendor.example/api".into(),
+        credentials,
+        limits: Limits::default(),
+    })
+}
+
+fn answers(pairs: &[(&str, Canned)]) -> Arc<CannedUpstream> {
+    Arc::new(CannedUpstream::new(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        None,
+    ))
+}
+
+fn ok(body: Value) -> Canned {
+    Canned::Answer {
+        status: 200,
+        body: body.to_string(),
+    }
+}
+
+async fn run(
+    m: &Arc<Mapping>,
+    op: Op,
+    request: &str,
+    upstream: &Arc<CannedUpstream>,
+) -> golden::Answer {
+    let request: Value = serde_json::from_str(request).unwrap();
+    golden::answer_as(tenant(), m.clone(), op, &request, upstream.clone()).await
+}
+
+const DETAIL_OPS: &str = r#"
+    [[ops."counterparty.detail".steps]]
+    name = "b"
+    method = "GET"
+    path = "/clients/{.req.meta.id}/balance"
+    query = { phone = "{.req.phone}", "a b" = "x+y" }
+    [ops."counterparty.detail".response]
+    body = '{bonusProgram: {agentBonusBalance: bal}}'
+"#;
+
+#[tokio::test]
+async fn a_step_is_built_from_the_request_with_exact_encoding_and_vendor_auth() {
+    let m = mapping(DETAIL_OPS);
+    let up = answers(&[("b", ok(json!({"bonuses": 12.50})))]);
+    let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+    assert_eq!(
+        (got.status, got.body),
+        (200, json!({"bonusProgram": {"agentBonusBalance": 12.50}}))
+    );
+    let calls = up.take_calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(
+        call.url,
+        "https://vendor.example/api/clients/c1/balance?a%20b=x%2By&phone=%2B7%20555%20123%204567"
+    );
+    assert_eq!(call.headers["x-key"], "k-123");
+    assert_eq!(call.headers["authorization"], "Basic c2hvcDpwQHNz");
+    assert_eq!(call.body, None);
+    assert!(call.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn transport_failures_and_unusable_answers_become_envelopes() {
+    let m = mapping(DETAIL_OPS);
+    for (canned, status, code) in [
+        (Canned::Timeout, 504, 9504),
+        (Canned::Unreachable, 502, 9502),
+        (
+            Canned::Answer {
+                status: 500,
+                body: "oops".into(),
+            },
+            502,
+            9502,
+        ),
+        (
+            Canned::Answer {
+                status: 200,
+                body: "<html>".into(),
+            },
+            502,
+            9502,
+        ),
+        (
+            Canned::Answer {
+                status: 200,
+                body: r#"{"bonuses": "#.into(),
+            },
+            502,
+            9502,
+        ),
+        (
+            Canned::Answer {
+                status: 404,
+                body: "{}".into(),
+            },
+            502,
+            9502,
+        ),
+    ] {
+        let up = answers(&[("b", canned.clone())]);
+        let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+        assert_eq!(got.status, status, "{canned:?}: {}", got.body);
+        assert_eq!(got.body["errors"][0]["code"], code, "{canned:?}");
+        assert!(!got.body.to_string().contains("oops") && !got.body.to_string().contains("html"));
+    }
+    // The vendor answers, but not what the LoyaltyAPI model needs.
+    let up = answers(&[("b", ok(json!({"bonuses": "lots"})))]);
+    let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+    assert_eq!(got.status, 502, "{}", got.body);
+}
+
+#[tokio::test]
+async fn rules_checks_respond_accept_and_when() {
+    let m = mapping(
+        r#"
+        [[ops."counterparty.detail".checks]]
+        when = '.req.meta.id == "blocked"'
+        error = { status = 403, code = 4003, error = "Нельзя", message = "Клиент {.req.meta.id} заблокирован", parameter = "meta.id" }
+
+        [[ops."counterparty.detail".steps]]
+        name = "b"
+        method = "POST"
+        path = "/balance"
+        body = '{id: .req.meta.id}'
+
+        [[ops."counterparty.detail".errors]]
+        step = "b"
+        when = '.step.body.code == "GONE"'
+        respond = '{bonusProgram: {agentBonusBalance: 0}}'
+
+        [[ops."counterparty.detail".errors]]
+        step = "b"
+        when = '.step.status == 409'
+        accept = true
+
+        [[ops."counterparty.detail".steps]]
+        name = "extra"
+        method = "POST"
+        path = "/extra"
+        when = '.steps.b.status == 409'
+
+        [ops."counterparty.detail".response]
+        body = '{bonusProgram: {agentBonusBalance: (if .steps.extra.skipped then bal else .steps.extra.body.bonuses end)}}'
+
+        [[errors]]
+        when = '.step.body.code == "NOPE"'
+        error = { status = 404, code = 4004, error = "Не найден", message = "{.step.body.text}" }
+        "#,
+    );
+    // A check refuses before any call.
+    let up = answers(&[]);
+    let got = run(
+        &m,
+        Op::CounterpartyDetail,
+        r#"{"retailStore":{"meta":{"id":"s"}},"meta":{"id":"blocked"}}"#,
+        &up,
+    )
+    .await;
+    assert_eq!(got.status, 403);
+    assert_eq!(
+        got.body["errors"][0]["error_message"],
+        "Клиент blocked заблокирован"
+    );
+    assert_eq!(got.body["errors"][0]["parameter"], "meta.id");
+    assert!(up.take_calls().is_empty());
+    // respond: success straight from a rule.
+    let up = answers(&[("b", ok(json!({"code": "GONE"})))]);
+    let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+    assert_eq!(
+        (got.status, got.body),
+        (200, json!({"bonusProgram": {"agentBonusBalance": 0}}))
+    );
+    // A vendor-wide rule.
+    let up = answers(&[("b", ok(json!({"code": "NOPE", "text": "нет такого"})))]);
+    let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+    assert_eq!(got.status, 404);
+    assert_eq!(got.body["errors"][0]["code"], 4004);
+    assert_eq!(got.body["errors"][0]["error_message"], "нет такого");
+    // Plain success: the conditional step is skipped.
+    let up = answers(&[("b", ok(json!({"bonuses": 7})))]);
+    let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+    assert_eq!(got.body, json!({"bonusProgram": {"agentBonusBalance": 7}}));
+    assert_eq!(up.take_calls().len(), 1);
+    // accept: a 409 is fine here, and the conditional step runs.
+    let up = answers(&[
+        (
+            "b",
+            Canned::Answer {
+                status: 409,
+                body: "{}".into(),
+            },
+        ),
+        ("extra", ok(json!({"bonuses": 9}))),
+    ]);
+    let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+    assert_eq!(got.body, json!({"bonusProgram": {"agentBonusBalance": 9}}));
+    assert_eq!(
+        up.take_calls()[0].body.as_deref(),
+        Some(&br#"{"id":"c1"}"#[..])
+    );
+}
+
+const SALE: &str = r#"{"retailStore":{"meta":{"id":"s"}},"meta":{"id":"sale-1"},"positions":[]}"#;
+
+fn two_phase() -> Arc<Mapping> {
+    mapping(
+        r#"
+        [[ops."retaildemand.create".steps]]
+        name = "hold"
+        method = "POST"
+        path = "/hold"
+        body = '{tx: .req.meta.id}'
+        compensate = { method = "POST", path = "/release/{.steps.hold.body.ticket}" }
+
+        [[ops."retaildemand.create".steps]]
+        name = "commit"
+        method = "POST"
+        path = "/commit"
+        body = '{ticket: .steps.hold.body.ticket}'
+
+        [[ops."retaildemand.create".errors]]
+        step = "commit"
+        when = '.step.body.error == "declined"'
+        error = { status = 409, code = 4009, error = "Отказ", message = "Отказ" }
+        "#,
+    )
+}
+
+#[tokio::test]
+async fn a_refused_later_step_undoes_the_earlier_one() {
+    let m = two_phase();
+    let up = Arc::new(CannedUpstream::new(
+        [
+            ("hold".to_string(), ok(json!({"ticket": "T1"}))),
+            ("commit".to_string(), ok(json!({"error": "declined"}))),
+        ]
+        .into_iter()
+        .collect(),
+        Some(ok(json!({}))),
+    ));
+    let got = run(&m, Op::RetaildemandCreate, SALE, &up).await;
+    assert_eq!(got.status, 409);
+    let calls: Vec<String> = up.take_calls().iter().map(|c| c.url.clone()).collect();
+    assert_eq!(
+        calls,
+        [
+            "https://vendor.example/api/hold",
+            "https://vendor.example/api/commit",
+            "https://vendor.example/api/release/T1"
+        ]
+    );
+    // Success: 201 and no undo.
+    let up = answers(&[
+        ("hold", ok(json!({"ticket": "T2"}))),
+        ("commit", ok(json!({}))),
+    ]);
+    let got = run(&m, Op::RetaildemandCreate, SALE, &up).await;
+    assert_eq!((got.status, got.body), (201, Value::Null));
+    assert_eq!(up.take_calls().len(), 2);
+}
+
+#[tokio::test]
+async fn an_ambiguous_failure_is_not_undone() {
+    // After a timeout the commit may have happened: undoing could cancel a recorded sale, while
+    // leaving it lets MoySklad's retry (same idempotency key) finish the job.
+    let m = two_phase();
+    let up = Arc::new(CannedUpstream::new(
+        [
+            ("hold".to_string(), ok(json!({"ticket": "T1"}))),
+            ("commit".to_string(), Canned::Timeout),
+        ]
+        .into_iter()
+        .collect(),
+        Some(ok(json!({}))),
+    ));
+    let got = run(&m, Op::RetaildemandCreate, SALE, &up).await;
+    assert_eq!(got.status, 504);
+    assert_eq!(up.take_calls().len(), 2, "no compensation call");
+}
+
+#[tokio::test]
+async fn answers_are_checked_against_the_loyaltyapi_models() {
+    // Search rows must carry GUID ids; gift cards that can be used must carry a balance.
+    let m = mapping(
+        r#"
+        [[ops."counterparty.search".steps]]
+        name = "find"
+        method = "GET"
+        path = "/find"
+        [ops."counterparty.search".response]
+        body = '{rows: [{id: .steps.find.body.id, name: "A"}]}'
+        [[ops."giftcard.search".steps]]
+        name = "card"
+        method = "GET"
+        path = "/card"
+        [ops."giftcard.search".response]
+        body = '{name: .req.name, id: "x", status: "CAN_BE_USED"}'
+        "#,
+    );
+    let search = r#"{"search": "+7 555", "retailStoreId": "s"}"#;
+    let up = answers(&[("find", ok(json!({"id": "12345"})))]);
+    assert_eq!(
+        run(&m, Op::CounterpartySearch, search, &up).await.status,
+        502
+    );
+    let up = answers(&[(
+        "find",
+        ok(json!({"id": "0b6d4c1e-7a0f-5f0e-9a1b-2c3d4e5f6a7b"})),
+    )]);
+    let got = run(&m, Op::CounterpartySearch, search, &up).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    // The GET's query reached the mapping as .req.
+    assert_eq!(up.take_calls().len(), 1);
+    let up = answers(&[("card", ok(json!({})))]);
+    let got = run(
+        &m,
+        Op::GiftcardSearch,
+        r#"{"name": "1", "retailStoreId": "s"}"#,
+        &up,
+    )
+    .await;
+    assert_eq!(got.status, 502, "{}", got.body);
+}
+
+#[test]
+fn a_bad_mapping_says_where() {
+    let err = Mapping::parse(
+        r#"
+        [vendor]
+        name = "v"
+        [[ops."retaildemand.recalc".steps]]
+        name = "calc"
+        method = "POST"
+        path = "/calc"
+        body = '{rows: [.req.positions[] | {qty: .quantity}]'
+        "#,
+        Path::new("mappings/acme.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("mappings/acme.toml: ops.\"retaildemand.recalc\".steps[0] (calc).body: jq"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn every_maxma_error_code_becomes_its_envelope() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
+    let m = Arc::new(Mapping::load(&path).unwrap());
+    let detail: Value = serde_json::from_str(DETAIL).unwrap();
+    for (code, status, envelope_code, parameter) in [
+        (1, 502, 1000, None),
+        (2, 502, 1000, None),
+        (3, 404, 1003, Some("agent")),
+        (4, 409, 1004, None),
+        (6, 409, 1006, Some("bonusProgram.bonusValueToSpend")),
+        (18, 400, 1018, Some("positions")),
+        (20, 400, 1020, Some("phone")),
+        (24, 409, 1024, Some("phone")),
+        (25, 409, 1025, Some("discountCardNumber")),
+        (28, 429, 1028, None),
+        (29, 400, 1029, Some("phone")),
+        (48, 409, 1048, Some("email")),
+        (49, 503, 1049, None),
+        (99, 502, 1000, None),
+    ] {
+        let up = answers(&[(
+            "balance",
+            ok(json!({"errorCode": code, "description": "MAXMA says no"})),
+        )]);
+        let got = golden::answer(m.clone(), Op::CounterpartyDetail, &detail, up).await;
+        assert_eq!(got.status, status, "errorCode {code}: {}", got.body);
+        let e = &got.body["errors"][0];
+        assert_eq!(e["code"], envelope_code, "errorCode {code}");
+        assert_eq!(e["parameter"].as_str(), parameter, "errorCode {code}");
+        assert!(e["error"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+    // MAXMA refusing our key is an operator's problem, said as such.
+    let up = answers(&[(
+        "balance",
+        Canned::Answer {
+            status: 401,
+            body: r#"{"errorCode":1}"#.into(),
+        },
+    )]);
+    let got = golden::answer(m, Op::CounterpartyDetail, &detail, up).await;
+    assert_eq!(
+        (got.status, got.body["errors"][0]["code"].clone()),
+        (502, json!(1401))
+    );
+}

@@ -52,6 +52,30 @@ pub struct RawConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
+    /// Vendor emulators `serve` starts beside the bridge (a demo without a vendor account).
+    #[serde(default)]
+    pub sandbox: Option<RawSandboxes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandboxes {
+    pub maxma: Option<RawSandbox>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandbox {
+    pub listen: SocketAddr,
+    /// The key the emulator accepts (`${ENV}` or `${ENV:-default}`).
+    pub key: String,
+}
+
+/// The MAXMA emulator to run beside the bridge.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub listen: SocketAddr,
+    pub key: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +183,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
     pub tenants: Vec<Tenant>,
+    pub maxma_sandbox: Option<SandboxConfig>,
 }
 
 /// SHA-256 of a tenant's access key. Tokens are compared by hash, in constant time.
@@ -259,10 +284,27 @@ impl RawConfig {
             }
             tenants.push(tenant);
         }
+        let maxma_sandbox = match self.sandbox.and_then(|s| s.maxma) {
+            Some(raw) => {
+                let field = "sandbox.maxma.key";
+                if !raw.key.contains("${") {
+                    return Err(invalid(
+                        field,
+                        "write \"${ENV_VAR:-default}\": keys are not kept in clear text",
+                    ));
+                }
+                Some(SandboxConfig {
+                    listen: raw.listen,
+                    key: Secret::new(expand(&raw.key, field, env)?),
+                })
+            }
+            None => None,
+        };
         Ok(Config {
             server: self.server,
             log: self.log,
             tenants,
+            maxma_sandbox,
         })
     }
 }

@@ -123,3 +123,63 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn map_prints_the_vendor_requests_without_secrets() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-bridge"))
+        .args([
+            "map",
+            "--op",
+            "recalc",
+            "--mapping",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/maxma.toml"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/loyaltyapi/retaildemand.recalc.request.json"
+    ))
+    .unwrap();
+    child.stdin.take().unwrap().write_all(&request).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("POST http://vendor.example/get-balance"),
+        "{text}"
+    );
+    assert!(
+        text.contains("POST http://vendor.example/v2/calculate-purchase"),
+        "{text}"
+    );
+    assert!(text.contains("\"blackPrice\": 123.45"), "{text}");
+    assert!(text.contains("x-processing-key: ****"), "{text}");
+}
+
+#[test]
+fn check_runs_the_golden_examples() {
+    let out = Command::new(env!("CARGO_BIN_EXE_loyalty-bridge"))
+        .args([
+            "check",
+            "--mapping",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/maxma.toml"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("ok   sale repeated after MAXMA recorded it"),
+        "{text}"
+    );
+    assert!(!text.contains("FAIL"), "{text}");
+}

@@ -549,6 +549,7 @@ async fn maxma_refusals_become_envelopes() {
         .unwrap()
     );
     // A phone already taken by someone else.
+    sandbox.set_settings(SandboxSettings::default());
     create["statusCheck"] = json!("CHECKED");
     create["phone"] = json!("+7 999 000-00-01");
     create["discountCardNumber"] = json!("NEW-CARD");
@@ -652,4 +653,66 @@ async fn vendor_failures_become_envelopes_within_the_deadline() {
     .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(the_error(&body)["error"], "Поставщик лояльности недоступен");
+}
+
+#[tokio::test]
+async fn codes_the_bridge_sent_are_required_where_maxma_asks_for_confirmation() {
+    let sandbox = MaxmaSandbox::new(KEY);
+    sandbox.set_settings(SandboxSettings {
+        phone_verification: true,
+        bonus_applying_confirmation: true,
+        welcome_bonus: 200,
+        ..SandboxSettings::default()
+    });
+    let w = world(sandbox).await;
+
+    // Registration: UNCHECKED → 412/28001; a CHECKED create before any code → 412 too.
+    let mut create = json!({"retailStore": store(), "meta": {"id": CUSTOMER}, "name": "Смирнова Анна", "phone": PHONE,
+        "statusCheck": "UNCHECKED"});
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(
+        (status, the_error(&body)["code"].clone()),
+        (StatusCode::PRECONDITION_FAILED, json!(28001))
+    );
+    create["statusCheck"] = json!("CHECKED");
+    let (status, _) = w.post("/counterparty", &create).await;
+    assert_eq!(
+        status,
+        StatusCode::PRECONDITION_FAILED,
+        "no code was sent to this phone yet"
+    );
+    // MoySklad asks for a code, the cashier enters it, MoySklad re-sends the create as CHECKED.
+    let (status, body) = w
+        .post("/counterparty/verify", &json!({"retailStore": store(), "meta": {"href": "https://x/syncid/1"}, "phone": PHONE}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Spending: recalc says a code is needed; a sale without one is refused; after verify it passes.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(100)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["needVerification"], true);
+    let positions = body["positions"].clone();
+    let sale_body = sale("d4e5f6a7-5b6d-11ef-0a80-000000000077", positions, 100, 57);
+    let (status, body) = w.post("/retaildemand", &sale_body).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(the_error(&body)["code"], 1050);
+    assert_eq!(
+        w.sandbox.balance_by_phone(PHONE),
+        Some(200),
+        "nothing spent"
+    );
+    let (status, _) = w
+        .post(
+            "/retaildemand/verify",
+            &json!({"retailStore": store(), "counterpartyId": CUSTOMER, "phone": PHONE}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = w.post("/retaildemand", &sale_body).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.sandbox.balance_by_phone(PHONE), Some(200 - 100 + 57));
 }

@@ -40,6 +40,10 @@ pub struct VendorSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpSection {
+    /// Values remembered by earlier calls, read before anything else: `.recalled.<name>` is the
+    /// value stored under the key (a template), or null.
+    #[serde(default)]
+    pub recall: BTreeMap<String, String>,
     /// Rules checked before the first step (input the vendor cannot work with).
     #[serde(default)]
     pub checks: Vec<RuleSection>,
@@ -94,6 +98,19 @@ pub struct StepSection {
     /// A call that undoes this step, made when a later step fails.
     #[serde(default)]
     pub compensate: Option<CallSection>,
+    /// After the step succeeds, keep a value for later calls (see `recall`).
+    #[serde(default)]
+    pub remember: Option<RememberSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RememberSection {
+    /// Template of the key (within the tenant).
+    pub key: String,
+    /// jq expression of the value.
+    pub value: String,
+    pub ttl_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::memory::Memory;
 use super::plan::{Canned, Example, Mapping};
 use crate::config::{Limits, Tenant, TokenHash};
 use crate::error;
@@ -106,6 +107,26 @@ pub async fn answer_as(
     request: &Value,
     upstream: Arc<dyn Upstream>,
 ) -> Answer {
+    answer_with_memory(
+        tenant,
+        mapping,
+        op,
+        request,
+        upstream,
+        Arc::new(Memory::new()),
+    )
+    .await
+}
+
+/// [`answer_as`] sharing `memory` with other calls (a verify, then the sale that needs its code).
+pub async fn answer_with_memory(
+    tenant: Arc<Tenant>,
+    mapping: Arc<Mapping>,
+    op: ops::Op,
+    request: &Value,
+    upstream: Arc<dyn Upstream>,
+    memory: Arc<Memory>,
+) -> Answer {
     let (query, body) = if op.has_body() {
         (None, serde_json::to_vec(request).unwrap_or_default())
     } else {
@@ -119,6 +140,7 @@ pub async fn answer_as(
                 mapping: Some(mapping),
                 upstream,
                 deadline: Instant::now() + Duration::from_secs(30),
+                memory,
             };
             parsed.apply(&ctx).await
         }

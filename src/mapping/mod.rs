@@ -4,6 +4,7 @@ pub mod builtins;
 pub mod expr;
 pub mod file;
 pub mod golden;
+pub mod memory;
 mod natives;
 pub mod plan;
 pub mod registry;

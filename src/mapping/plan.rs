@@ -35,6 +35,8 @@ pub struct Vendor {
 
 #[derive(Debug)]
 pub struct OpPlan {
+    /// Remembered values to read first: `.recalled.<name>`.
+    pub recall: Vec<(String, Template)>,
     /// Rules evaluated before the first step.
     pub checks: Vec<Rule>,
     pub steps: Vec<Step>,
@@ -61,6 +63,14 @@ pub struct Step {
     pub timeout: Option<Duration>,
     pub cache: Option<CachePlan>,
     pub compensate: Option<Call>,
+    pub remember: Option<RememberPlan>,
+}
+
+#[derive(Debug)]
+pub struct RememberPlan {
+    pub key: Template,
+    pub value: Expr,
+    pub ttl: Duration,
 }
 
 #[derive(Debug)]
@@ -241,9 +251,21 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
                 Expr::compile_with(defs, &r.body).map_err(at(format!("{place}.response.body")))
             })
             .transpose()?;
+        let recall = section
+            .recall
+            .iter()
+            .map(|(name, key)| {
+                Ok((
+                    name.clone(),
+                    Template::parse_with(key, defs)
+                        .map_err(at(format!("{place}.recall.{name}")))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Failure>>()?;
         ops.insert(
             op,
             OpPlan {
+                recall,
                 checks,
                 steps,
                 rules,
@@ -389,6 +411,24 @@ fn compile_step(step: StepSection, place: &str, defs: &str) -> Result<Step, Fail
         idempotent: step.idempotent,
         timeout: millis(step.timeout_ms, &format!("{place}.timeout_ms"))?,
         cache,
+        remember: step
+            .remember
+            .map(|r| {
+                if r.ttl_secs == 0 {
+                    return Err((
+                        format!("{place}.remember.ttl_secs"),
+                        "must be at least 1".to_string(),
+                    ));
+                }
+                Ok(RememberPlan {
+                    key: Template::parse_with(&r.key, defs)
+                        .map_err(at(format!("{place}.remember.key")))?,
+                    value: Expr::compile_with(defs, &r.value)
+                        .map_err(at(format!("{place}.remember.value")))?,
+                    ttl: Duration::from_secs(r.ttl_secs),
+                })
+            })
+            .transpose()?,
         compensate: step
             .compensate
             .map(|c| compile_call(c, &format!("{place}.compensate"), defs))

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Map, Value, json};
 
 use super::expr::EvalError;
+use super::memory::Memory;
 use super::plan::{Call, Mapping, OpPlan, Rule, RuleAction, Step};
 use super::template::Encoding;
 use crate::config::Tenant;
@@ -23,6 +24,8 @@ pub struct Invocation<'a> {
     pub tenant: &'a Tenant,
     pub request_id: &'a str,
     pub deadline: Instant,
+    /// Values kept between calls (`remember` / `recall`).
+    pub memory: &'a Memory,
 }
 
 /// Runs `plan`; `Ok(Some(body))` is the answer body built by the mapping, `Ok(None)` an
@@ -34,6 +37,19 @@ pub async fn run(
     upstream: &dyn Upstream,
 ) -> Result<Option<Value>, Error> {
     let mut root = root_object(call, &mapping.vendor.name);
+    let mut recalled = Map::new();
+    for (name, key) in &plan.recall {
+        let key = key
+            .render(&root, Encoding::Verbatim)
+            .map_err(|e| mapping_failed(call.op, &format!("recall.{name}"), e))?;
+        recalled.insert(
+            name.clone(),
+            call.memory
+                .get(&call.tenant.name, &key)
+                .unwrap_or(Value::Null),
+        );
+    }
+    set(&mut root, "recalled", Value::Object(recalled));
     match verdict(plan.checks.iter(), &root, call.op, "checks")? {
         Some(Verdict::Fail(err)) => return Err(err),
         Some(Verdict::Respond(body)) => return Ok(Some(body)),
@@ -100,6 +116,16 @@ pub async fn run(
                 step: step.name.clone(),
                 failure,
             });
+        }
+        if let Some(remember) = &step.remember {
+            let failed = |e| mapping_failed(call.op, &format!("steps.{}.remember", step.name), e);
+            let key = remember
+                .key
+                .render(&root, Encoding::Verbatim)
+                .map_err(failed)?;
+            let value = remember.value.eval(&root).map_err(failed)?;
+            call.memory
+                .put(&call.tenant.name, &key, value, remember.ttl);
         }
         if let Value::Object(map) = &mut root {
             map.remove("step");

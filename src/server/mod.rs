@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::error::{self, Error};
 use crate::loyalty::auth::{self, Tenants};
 use crate::loyalty::ops::{self, OpContext, Reply};
+use crate::mapping::memory::Memory;
 use crate::mapping::plan::LoadError;
 use crate::mapping::registry::Mappings;
 use crate::upstream::{HttpUpstream, Upstream};
@@ -36,6 +37,7 @@ struct App {
     tenants: Tenants,
     mappings: Mappings,
     upstream: Arc<dyn Upstream>,
+    memory: Arc<Memory>,
 }
 
 /// Why the server could not start or stopped.
@@ -74,6 +76,7 @@ pub async fn serve_with(
         tenants: Tenants::new(config.tenants.iter().cloned()),
         mappings,
         upstream,
+        memory: Arc::new(Memory::new()),
         config,
     });
     let reloader = tokio::spawn(watch_mappings(app.clone()));
@@ -255,6 +258,7 @@ async fn dispatch(
         request_id: request_id.to_owned(),
         upstream: app.upstream.clone(),
         deadline,
+        memory: app.memory.clone(),
     };
     let reply = request
         .apply(&ctx)

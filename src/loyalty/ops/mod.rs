@@ -31,6 +31,7 @@ use super::parse::{Query, json_body};
 use super::validate::Validate;
 use crate::config::Tenant;
 use crate::error::Error;
+use crate::mapping::memory::Memory;
 use crate::mapping::plan::Mapping;
 use crate::mapping::run::{Invocation, run};
 use crate::upstream::Upstream;
@@ -189,6 +190,8 @@ pub struct OpContext {
     pub upstream: Arc<dyn Upstream>,
     /// When the whole request must be answered by.
     pub deadline: Instant,
+    /// Values mappings keep between calls.
+    pub memory: Arc<Memory>,
 }
 
 impl OpContext {
@@ -209,6 +212,7 @@ impl OpContext {
             tenant: &self.tenant,
             request_id: &self.request_id,
             deadline: self.deadline,
+            memory: &self.memory,
         };
         run(mapping, plan, &invocation, self.upstream.as_ref()).await
     }

@@ -105,15 +105,13 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+
+use crate::server::listen::{ListenOptions, accept_loop};
 use tokio::time::Instant;
 
 /// Larger bodies are refused with 413: the sandbox is a test double, not a sink.
@@ -484,54 +482,18 @@ impl MaxmaSandbox {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        builder.http2().timer(TokioTimer::new());
-
-        let graceful = GracefulShutdown::new();
         tracing::debug!(addr = %listener.local_addr()?, "maxma sandbox listening");
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::debug!(error = %e, "maxma sandbox: accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let shared = self.shared.clone();
-                    let service = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { handle(&shared, req).await }
-                    });
-                    let conn = graceful.watch(
-                        builder.serve_connection(TokioIo::new(stream), service).into_owned(),
-                    );
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "maxma sandbox: connection error");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
-            }
-        }
-        drop(listener);
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::debug!("maxma sandbox: requests still running at the end of the grace period");
-        }
-        Ok(())
+        let options = ListenOptions {
+            name: "maxma-sandbox",
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            shutdown_grace: SHUTDOWN_GRACE,
+        };
+        let shared = self.shared.clone();
+        let handler = move |req| {
+            let shared = shared.clone();
+            async move { handle(&shared, req).await }
+        };
+        accept_loop(listener, options, handler, shutdown).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! and the per-request pipeline route → auth → body → parse → operation → render.
 
 mod body;
+pub mod listen;
 mod route;
 
 use std::convert::Infallible;
@@ -13,10 +14,6 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -27,6 +24,7 @@ use crate::mapping::memory::Memory;
 use crate::mapping::plan::LoadError;
 use crate::mapping::registry::Mappings;
 use crate::upstream::{HttpUpstream, Upstream};
+use listen::{ListenOptions, accept_loop};
 use route::Route;
 
 pub use route::route;
@@ -80,61 +78,23 @@ pub async fn serve_with(
         config,
     });
     let reloader = tokio::spawn(watch_mappings(app.clone()));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
-
-    let graceful = GracefulShutdown::new();
     tracing::info!(
         addr = %listener.local_addr()?,
         tenants = app.tenants.len(),
         "loyalty-bridge listening"
     );
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let service = service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(&app, req).await) }
-                });
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
+    let options = ListenOptions {
+        name: "loyalty-bridge",
+        header_read_timeout: header_timeout,
+        shutdown_grace: grace,
+    };
+    let handler = move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(handle(&app, req).await) }
+    };
+    let served = accept_loop(listener, options, handler, shutdown).await;
     reloader.abort();
-    tracing::info!("shutting down: no new connections, waiting for in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_ms = grace.as_millis() as u64,
-            "in-flight requests still running at the end of the grace period"
-        );
-    }
-    Ok(())
+    Ok(served?)
 }
 
 /// Reloads changed mapping files (polled) and all of them on SIGHUP.

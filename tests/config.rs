@@ -1,8 +1,11 @@
 //! Table-driven config tests: every file in `tests/config/valid/` loads; every file in
 //! `tests/config/invalid/` fails with the message its first line names (`# error: <text>`).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{expected_error, toml_files};
 use loyalty_bridge::Config;
 
 /// The environment these files may reference; the process environment is never read.
@@ -15,18 +18,6 @@ fn env(name: &str) -> Option<String> {
         "LOYALTY_BRIDGE_TOKEN" => Some("demo-token".into()),
         _ => None,
     }
-}
-
-fn toml_files(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no .toml files in {}", dir.display());
-    files
 }
 
 fn load(path: &Path) -> Result<Config, loyalty_bridge::config::ConfigError> {
@@ -51,17 +42,13 @@ fn every_valid_config_loads() {
 fn every_invalid_config_fails_naming_the_field() {
     for path in toml_files("tests/config/invalid") {
         let text = std::fs::read_to_string(&path).unwrap();
-        let expected = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# error: "))
-            .unwrap_or_else(|| panic!("{}: first line must be `# error: <text>`", path.display()));
+        let expected = expected_error(&path);
         match load(&path) {
             Ok(_) => panic!("{} should fail", path.display()),
             Err(e) => {
                 let message = e.to_string();
                 assert!(
-                    message.contains(expected),
+                    message.contains(&expected),
                     "{}: expected the error to contain {expected:?}, got:\n{message}",
                     path.display()
                 );

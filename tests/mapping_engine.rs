@@ -3,10 +3,13 @@
 //! and each construct (steps, when, rules, checks, respond, accept, compensation, templates,
 //! transport failures, answer checking) behaves as documented.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use common::{expected_error, toml_files};
 use loyalty_bridge::config::{Limits, Tenant, TokenHash};
 use loyalty_bridge::loyalty::ops::Op;
 use loyalty_bridge::mapping::golden::{self, CannedUpstream};
@@ -14,21 +17,9 @@ use loyalty_bridge::mapping::plan::{Canned, Mapping};
 use loyalty_bridge::secret::Secret;
 use serde_json::{Value, json};
 
-fn files(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no mapping files in {}", dir.display());
-    out
-}
-
 #[tokio::test]
 async fn shipped_mappings_compile_and_pass_their_examples() {
-    for path in files("mappings") {
+    for path in toml_files("mappings") {
         let mapping = Arc::new(Mapping::load(&path).unwrap_or_else(|e| panic!("{e}")));
         assert!(
             !mapping.examples.is_empty(),
@@ -49,19 +40,14 @@ async fn shipped_mappings_compile_and_pass_their_examples() {
 
 #[test]
 fn invalid_mappings_are_refused_naming_the_place() {
-    for path in files("tests/mappings/invalid") {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let expected = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# error: "))
-            .unwrap_or_else(|| panic!("{}: first line must be `# error: <text>`", path.display()));
+    for path in toml_files("tests/mappings/invalid") {
+        let expected = expected_error(&path);
         match Mapping::load(&path) {
             Ok(_) => panic!("{} should be refused", path.display()),
             Err(e) => {
                 let message = e.to_string();
                 assert!(
-                    message.contains(expected),
+                    message.contains(&expected),
                     "{}:\n expected {expected:?}\n got {message}",
                     path.display()
                 );

@@ -123,3 +123,26 @@ pub fn fixture(name: &str) -> String {
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// The `.toml` files of a folder of the checkout, sorted; the folder must not be empty.
+pub fn toml_files(dir: &str) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .toml files in {}", dir.display());
+    files
+}
+
+/// The message an invalid example file must fail with: its first line, `# error: <text>`.
+pub fn expected_error(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# error: "))
+        .unwrap_or_else(|| panic!("{}: first line must be `# error: <text>`", path.display()))
+        .to_string()
+}

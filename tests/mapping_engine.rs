@@ -485,3 +485,56 @@ async fn every_maxma_error_code_becomes_its_envelope() {
         (502, json!(1401))
     );
 }
+
+#[tokio::test]
+async fn credentials_never_reach_an_error_text() {
+    use loyalty_bridge::error::Error;
+    use loyalty_bridge::mapping::memory::Memory;
+    use loyalty_bridge::mapping::run::{Invocation, run};
+    // A mapping bug that makes jq quote a credential in its error message.
+    let m = mapping(
+        r#"
+        [[ops."counterparty.detail".steps]]
+        name = "b"
+        method = "GET"
+        path = "/x"
+        [ops."counterparty.detail".response]
+        body = '.credentials.key | tonumber'
+        [[ops."counterparty.detail".errors]]
+        step = "b"
+        when = '.step.status == 418'
+        error = { status = 400, code = 1, error = "x", message = "key was {.credentials.key}" }
+        "#,
+    );
+    let tenant = tenant();
+    let memory = Memory::new();
+    let req: Value = serde_json::from_str(DETAIL).unwrap();
+    let invocation = Invocation {
+        op: Op::CounterpartyDetail,
+        req,
+        tenant: &tenant,
+        request_id: "r",
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+        memory: &memory,
+    };
+    let plan = m.op(Op::CounterpartyDetail).unwrap();
+    let up = answers(&[("b", ok(json!({})))]);
+    match run(&m, plan, &invocation, up.as_ref()).await {
+        Err(Error::MappingFailed { detail, .. }) => {
+            assert!(!detail.contains("k-123"), "{detail}");
+            assert!(detail.contains("****"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let up = answers(&[(
+        "b",
+        Canned::Answer {
+            status: 418,
+            body: "{}".into(),
+        },
+    )]);
+    match run(&m, plan, &invocation, up.as_ref()).await {
+        Err(Error::Refused { message, .. }) => assert_eq!(message, "key was ****"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -115,8 +115,14 @@ impl Expr {
 
     /// The first output of the expression for `input`; no output is an error.
     pub fn eval(&self, input: &Value) -> Result<Value, EvalError> {
+        self.eval_val(to_val(input))
+    }
+
+    /// [`Expr::eval`] on an input already converted with [`to_val`] (several expressions over
+    /// one input convert it once).
+    pub fn eval_val(&self, input: Val) -> Result<Value, EvalError> {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
-        let mut outputs = self.filter.id.run((ctx, to_val(input)));
+        let mut outputs = self.filter.id.run((ctx, input));
         match outputs.next() {
             Some(Ok(val)) => from_val(&val),
             Some(Err(exn)) => Err(EvalError(match exn.get_err() {
@@ -129,8 +135,13 @@ impl Expr {
 
     /// Evaluates a condition: `false` and `null` are false, anything else is true (jq's rule).
     pub fn test(&self, input: &Value) -> Result<bool, EvalError> {
+        self.test_val(to_val(input))
+    }
+
+    /// [`Expr::test`] on a converted input.
+    pub fn test_val(&self, input: Val) -> Result<bool, EvalError> {
         Ok(!matches!(
-            self.eval(input)?,
+            self.eval_val(input)?,
             Value::Null | Value::Bool(false)
         ))
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Map, Value, json};
 
-use super::expr::EvalError;
+use super::expr::{EvalError, to_val};
 use super::memory::Memory;
 use super::plan::{Call, Mapping, OpPlan, Rule, RuleAction, Step};
 use super::template::Encoding;
@@ -31,6 +31,64 @@ pub struct Invocation<'a> {
 /// Runs `plan`; `Ok(Some(body))` is the answer body built by the mapping, `Ok(None)` an
 /// operation without a body (sale, return, create).
 pub async fn run(
+    mapping: &Mapping,
+    plan: &OpPlan,
+    call: &Invocation<'_>,
+    upstream: &dyn Upstream,
+) -> Result<Option<Value>, Error> {
+    run_plan(mapping, plan, call, upstream)
+        .await
+        .map_err(|e| scrub(e, call))
+}
+
+/// Longest error detail kept for the log: jq errors may print a whole input value.
+const MAX_DETAIL: usize = 600;
+
+/// Expressions see the tenant's credentials, and jq error texts may quote the values they
+/// failed on: mask every credential in texts that leave the plan (logs, the cashier's message).
+fn scrub(err: Error, call: &Invocation<'_>) -> Error {
+    let mask = |text: String| {
+        let mut text = call
+            .tenant
+            .credentials
+            .values()
+            .map(|s| s.expose())
+            .filter(|v| v.len() >= 4)
+            .fold(text, |t, secret| t.replace(secret, "****"));
+        if text.len() > MAX_DETAIL {
+            let cut = (0..=MAX_DETAIL)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    };
+    match err {
+        Error::MappingFailed { op, at, detail } => Error::MappingFailed {
+            op,
+            at,
+            detail: mask(detail),
+        },
+        Error::Refused {
+            status,
+            code,
+            title,
+            message,
+            parameter,
+        } => Error::Refused {
+            status,
+            code,
+            title,
+            message: mask(message),
+            parameter,
+        },
+        other => other,
+    }
+}
+
+async fn run_plan(
     mapping: &Mapping,
     plan: &OpPlan,
     call: &Invocation<'_>,
@@ -66,7 +124,11 @@ pub async fn run(
                 continue;
             }
         }
-        let timeout = remaining(call, step.timeout.unwrap_or(mapping.vendor.timeout))?;
+        let timeout = remaining(
+            call,
+            &step.name,
+            step.timeout.unwrap_or(mapping.vendor.timeout),
+        )?;
         let request = build(mapping, &step.call, &root, &step.name, call, timeout)
             .map_err(|(field, e)| failed(e, field))?;
         let started = Instant::now();
@@ -154,12 +216,14 @@ fn verdict<'r>(
     op: Op,
     place: &str,
 ) -> Result<Option<Verdict>, Error> {
+    // Rules are many (every vendor-wide one after every step): convert the input once.
+    let input = to_val(root);
     for rule in rules {
-        if !rule
+        let hit = rule
             .when
-            .test(root)
-            .map_err(|e| mapping_failed(op, &format!("{place}.when"), e))?
-        {
+            .test_val(input.clone())
+            .map_err(|e| mapping_failed(op, &format!("{place}.when"), e))?;
+        if !hit {
             continue;
         }
         return Ok(Some(match &rule.action {
@@ -274,11 +338,11 @@ fn step_outcome(
     }
 }
 
-fn remaining(call: &Invocation<'_>, wanted: Duration) -> Result<Duration, Error> {
+fn remaining(call: &Invocation<'_>, step: &str, wanted: Duration) -> Result<Duration, Error> {
     let left = call.deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(Error::Upstream {
-            step: String::new(),
+            step: step.to_string(),
             failure: UpstreamFailure::Timeout,
         });
     }
@@ -366,7 +430,7 @@ async fn compensate(
         let Some(undo) = &step.compensate else {
             continue;
         };
-        let timeout = match remaining(call, mapping.vendor.timeout) {
+        let timeout = match remaining(call, &step.name, mapping.vendor.timeout) {
             Ok(t) => t,
             // Out of time for the request, but an undo must still be tried.
             Err(_) => mapping.vendor.timeout,

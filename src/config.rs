@@ -151,6 +151,9 @@ pub struct RawTenant {
     pub base_url: String,
     #[serde(default)]
     pub credentials: BTreeMap<String, String>,
+    /// Plain settings the mapping reads as `.settings` (e.g. SKUs excluded from the program).
+    #[serde(default)]
+    pub settings: toml::Table,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -210,6 +213,8 @@ pub struct Tenant {
     /// Without a trailing `/`.
     pub base_url: String,
     pub credentials: BTreeMap<String, Secret>,
+    /// `[tenants.settings]`, as JSON for the mapping's `.settings`.
+    pub settings: serde_json::Value,
     pub limits: Limits,
 }
 
@@ -425,7 +430,10 @@ impl RawTenant {
             credentials.insert(key.clone(), Secret::new(expand(template, &field, env)?));
         }
         self.limits.validate(&format!("{at}.limits"))?;
+        let settings = serde_json::to_value(&self.settings)
+            .map_err(|e| invalid(format!("{at}.settings"), format!("cannot be read: {e}")))?;
         Ok(Tenant {
+            settings,
             name: self.name,
             token_hash,
             mapping: base_dir.join(&self.mapping),

@@ -90,6 +90,7 @@ fn tenant() -> Arc<Tenant> {
         mapping: "test.toml".into(),
         base_url: "https://vendor.example/api".into(),
         credentials,
+        settings: serde_json::Value::Null,
         limits: Limits::default(),
     })
 }

@@ -69,6 +69,7 @@ mod tests {
             mapping: "m.toml".into(),
             base_url: "http://x".into(),
             credentials: Default::default(),
+            settings: serde_json::Value::Null,
             limits: Limits::default(),
         }
     }

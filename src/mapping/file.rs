@@ -169,6 +169,9 @@ pub struct ExampleSection {
     pub op: String,
     /// The MoySklad request body (JSON text); for the GETs, the query as a JSON object.
     pub request: String,
+    /// The tenant's `[tenants.settings]` for this example (JSON text).
+    #[serde(default)]
+    pub settings: Option<String>,
     /// Canned answers by step name.
     #[serde(default)]
     pub upstream: BTreeMap<String, CannedAnswer>,

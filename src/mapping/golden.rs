@@ -77,6 +77,7 @@ pub fn example_tenant(mapping: &Mapping) -> Tenant {
         mapping: mapping.path.clone(),
         base_url: EXAMPLE_BASE_URL.into(),
         credentials: BTreeMap::new(),
+        settings: serde_json::Value::Null,
         limits: Limits::default(),
     }
 }
@@ -195,13 +196,11 @@ pub async fn run_examples(mapping: &Arc<Mapping>) -> Vec<ExampleReport> {
 
 async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport {
     let upstream = Arc::new(CannedUpstream::new(example.upstream.clone(), None));
-    let got = answer(
-        mapping.clone(),
-        example.op,
-        &example.request,
-        upstream.clone(),
-    )
-    .await;
+    let tenant = Arc::new(Tenant {
+        settings: example.settings.clone(),
+        ..example_tenant(mapping)
+    });
+    let got = answer_as(tenant, mapping.clone(), example.op, &example.request, upstream.clone()).await;
     let calls = upstream.take_calls();
     let mut problems = Vec::new();
     if calls.len() != example.expect_calls.len() {

@@ -107,6 +107,7 @@ pub struct Example {
     pub name: String,
     pub op: Op,
     pub request: Value,
+    pub settings: Value,
     pub upstream: BTreeMap<String, Canned>,
     pub expect_calls: Vec<ExpectedCall>,
     pub expect_status: u16,
@@ -540,6 +541,11 @@ fn compile_example(
     }
     Ok(Example {
         request: json_text(&example.request, &format!("{place}.request"))?,
+        settings: example
+            .settings
+            .map(|s| json_text(&s, &format!("{place}.settings")))
+            .transpose()?
+            .unwrap_or(Value::Null),
         expect_body: example
             .expect
             .body

@@ -271,6 +271,7 @@ fn root_object(call: &Invocation<'_>, vendor: &str) -> Value {
         "op": call.op.name(),
         "tenant": {"name": call.tenant.name, "vendor": vendor},
         "credentials": credentials,
+        "settings": call.tenant.settings,
         "request_id": call.request_id,
         "now": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         "steps": {},

@@ -200,7 +200,14 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
         settings: example.settings.clone(),
         ..example_tenant(mapping)
     });
-    let got = answer_as(tenant, mapping.clone(), example.op, &example.request, upstream.clone()).await;
+    let got = answer_as(
+        tenant,
+        mapping.clone(),
+        example.op,
+        &example.request,
+        upstream.clone(),
+    )
+    .await;
     let calls = upstream.take_calls();
     let mut problems = Vec::new();
     if calls.len() != example.expect_calls.len() {

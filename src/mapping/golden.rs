@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::memory::Memory;
 use super::plan::{Canned, Example, Mapping};
 use crate::config::{Limits, Tenant, TokenHash};
-use crate::error;
+use crate::error::{self, Error};
 use crate::loyalty::ops::{self, OpContext};
 use crate::upstream::{Upstream, UpstreamError, UpstreamFuture, UpstreamRequest, UpstreamResponse};
 
@@ -86,6 +86,8 @@ pub fn example_tenant(mapping: &Mapping) -> Tenant {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// For a mapping failure, what went wrong where (the envelope hides it from MoySklad).
+    pub detail: Option<String>,
 }
 
 /// Runs one MoySklad request through `mapping` against `upstream`, as the server would, for
@@ -156,10 +158,17 @@ pub async fn answer_with_memory(
                 .flatten()
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or(Value::Null),
+            detail: None,
         },
         Err(err) => Answer {
             status: err.status().as_u16(),
             body: serde_json::from_slice(&error::envelope(&err)).unwrap_or(Value::Null),
+            detail: match &err {
+                Error::MappingFailed { at, detail, .. } => {
+                    Some(format!("mapping failed at {at}: {detail}"))
+                }
+                _ => None,
+            },
         },
     }
 }
@@ -240,13 +249,16 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
                 .as_deref()
                 .and_then(|b| serde_json::from_slice(b).ok())
                 .unwrap_or(Value::Null);
-            if &sent != body {
+            if !same_json(&sent, body) {
                 problems.push(format!(
                     "call {i} ({}): body\n  expected {body}\n  sent     {sent}",
                     call.step
                 ));
             }
         }
+    }
+    if let (true, Some(detail)) = (got.status != example.expect_status, &got.detail) {
+        problems.push(detail.clone());
     }
     if got.status != example.expect_status {
         problems.push(format!(
@@ -255,7 +267,7 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
         ));
     }
     let expected_body = example.expect_body.clone().unwrap_or(Value::Null);
-    if got.body != expected_body {
+    if !same_json(&got.body, &expected_body) {
         problems.push(format!(
             "answer body\n  expected {expected_body}\n  got      {}",
             got.body
@@ -269,4 +281,26 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
 
 fn relative(url: &str) -> &str {
     url.strip_prefix(EXAMPLE_BASE_URL).unwrap_or(url)
+}
+
+/// JSON equality where numbers compare by value: `1000.00` and `1000` are the same amount.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (
+            x.as_str().parse::<rust_decimal::Decimal>(),
+            y.as_str().parse::<rust_decimal::Decimal>(),
+        ) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => x == y,
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
 }

@@ -37,18 +37,21 @@ enum Command {
     },
     /// Run a vendor emulator with demo data (the shipped config.toml points at MAXMA's).
     Sandbox {
-        /// Which vendor: maxma.
+        /// Which vendor: maxma, uds or premiumbonus.
         vendor: String,
         #[arg(long, default_value = "127.0.0.1:9081")]
         listen: std::net::SocketAddr,
-        /// The processing key the emulator accepts.
+        /// The key the emulator accepts (MAXMA processing key, UDS api key, Premium Bonus token).
         #[arg(
             long,
-            env = "MAXMA_API_KEY",
+            env = "SANDBOX_KEY",
             default_value = "sandbox-key",
             hide_env_values = true
         )]
         key: String,
+        /// UDS only: the company id of the Basic credentials.
+        #[arg(long, default_value = "549755813888")]
+        company_id: String,
     },
     /// Dry run: print the vendor request(s) a MoySklad request (JSON on stdin) would cause.
     Map {
@@ -70,23 +73,42 @@ fn main() -> anyhow::Result<()> {
             vendor,
             listen,
             key,
-        } => sandbox(&vendor, listen, key),
+            company_id,
+        } => sandbox(&vendor, listen, key, company_id),
     }
 }
 
-fn sandbox(vendor: &str, listen: std::net::SocketAddr, key: String) -> anyhow::Result<()> {
-    if vendor != "maxma" {
-        bail!("no sandbox for {vendor:?}; available: maxma");
-    }
+fn sandbox(
+    vendor: &str,
+    listen: std::net::SocketAddr,
+    key: String,
+    company_id: String,
+) -> anyhow::Result<()> {
+    use loyalty_bridge::sandbox;
     telemetry::init(&Default::default());
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        eprintln!("MAXMA sandbox with demo data on http://{listen} (Ctrl-C to stop)");
-        loyalty_bridge::sandbox::maxma::MaxmaSandbox::with_demo_data(key)
-            .serve(listener, shutdown_signal())
-            .await?;
+        eprintln!("{vendor} sandbox with demo data on http://{listen} (Ctrl-C to stop)");
+        match vendor {
+            "maxma" => {
+                sandbox::maxma::MaxmaSandbox::with_demo_data(key)
+                    .serve(listener, shutdown_signal())
+                    .await?
+            }
+            "uds" => {
+                sandbox::uds::UdsSandbox::with_demo_data(company_id, key)
+                    .serve(listener, shutdown_signal())
+                    .await?
+            }
+            "premiumbonus" => {
+                sandbox::premiumbonus::PremiumBonusSandbox::with_demo_data(key)
+                    .serve(listener, shutdown_signal())
+                    .await?
+            }
+            other => bail!("no sandbox for {other:?}; available: maxma, uds, premiumbonus"),
+        }
         Ok(())
     })
 }

@@ -6,3 +6,5 @@
 //! confirmation codes and injecting faults.
 
 pub mod maxma;
+pub mod premiumbonus;
+pub mod uds;

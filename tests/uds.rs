@@ -1,0 +1,299 @@
+//! Whole checkouts through the UDS mapping against the UDS sandbox, both on 127.0.0.1:0.
+
+mod common;
+
+use std::path::Path;
+
+use common::{client, the_error};
+use loyalty_bridge::Config;
+use loyalty_bridge::sandbox::uds::UdsSandbox;
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "uds-tenant-token";
+const COMPANY: &str = "549755813888";
+const KEY: &str = "uds-api-key";
+const PHONE: &str = "+7 999 000-00-01";
+
+struct World {
+    sandbox: UdsSandbox,
+    bridge: String,
+    _stop: (oneshot::Sender<()>, oneshot::Sender<()>),
+}
+
+async fn world(sandbox: UdsSandbox) -> World {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vendor = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_vendor, rx) = oneshot::channel::<()>();
+    tokio::spawn(sandbox.clone().serve(listener, async {
+        let _ = rx.await;
+    }));
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/uds.toml");
+    let text = format!(
+        r#"
+        [[tenants]]
+        name = "uds-shop"
+        token = "${{TOKEN}}"
+        mapping = "{}"
+        base_url = "{vendor}"
+        credentials = {{ company_id = "${{COMPANY}}", api_key = "${{KEY}}" }}
+        settings = {{ skip_loyalty_skus = ["tobacco"] }}
+        "#,
+        mapping.display()
+    );
+    let env = |name: &str| match name {
+        "TOKEN" => Some(TOKEN.to_string()),
+        "COMPANY" => Some(COMPANY.to_string()),
+        "KEY" => Some(KEY.to_string()),
+        _ => None,
+    };
+    let config = Config::parse(&text, "uds test", Path::new("."), &env).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bridge = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_bridge, rx) = oneshot::channel::<()>();
+    tokio::spawn(loyalty_bridge::run(listener, config, async {
+        let _ = rx.await;
+    }));
+    World {
+        sandbox,
+        bridge,
+        _stop: (stop_vendor, stop_bridge),
+    }
+}
+
+impl World {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = client()
+            .request(method, format!("{}{path}", self.bridge))
+            .header("Lognex-Discount-API-Auth-Token", TOKEN);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            },
+        )
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.to_string()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {v}"))
+}
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn store() -> Value {
+    json!({"meta": {"id": "s1"}, "name": "Магазин №1"})
+}
+
+fn agent() -> Value {
+    json!({"meta": {"id": "c-uds-1"}, "name": "Иван Петров", "phone": PHONE})
+}
+
+fn cart() -> Value {
+    json!([
+        {"assortment": {"meta": {"id": "coffee"}}, "quantity": 2, "price": 500.00},
+        {"assortment": {"meta": {"id": "tobacco"}}, "quantity": 1, "price": 250.00}
+    ])
+}
+
+fn recalc(kind: &str, preferred: Option<&str>) -> Value {
+    let mut body = json!({"retailStore": store(), "agent": agent(), "positions": cart(), "bonusProgram": {"transactionType": kind}});
+    if let Some(p) = preferred {
+        body["preferredBonusToSpend"] = serde_json::from_str(p).unwrap();
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_whole_checkout_through_uds() {
+    let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;
+
+    // UDS registers customers in its app only.
+    let (status, body) = w
+        .post("/counterparty", &json!({"retailStore": store(), "meta": {"id": "x"}, "phone": PHONE, "statusCheck": "CHECKED"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 2001);
+
+    // Search by phone: the UDS uid is the row id.
+    let (status, body) = w
+        .get("/counterparty?search=%2B7%20999%20000-00-01&retailStoreId=s1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        uuid::Uuid::parse_str(body["rows"][0]["id"].as_str().unwrap()).is_ok(),
+        "{body}"
+    );
+    assert_eq!(body["rows"][0]["name"], "Иван Петров");
+
+    // Balance.
+    let detail = json!({"retailStore": store(), "meta": {"id": "c-uds-1"}, "phone": PHONE});
+    let (status, body) = w.post("/counterparty/detail", &detail).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), d("350"));
+
+    // Earning: 5 % of the part in the program (tobacco is not).
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("EARNING", None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["bonusValueToEarn"]), d("50"));
+    assert_eq!(
+        dec(&body["bonusProgram"]["agentBonusBalanceAfter"]),
+        d("400")
+    );
+    assert_eq!(dec(&body["positions"][0]["discountedPrice"]), d("500"));
+
+    // Spending the most: 30 % of 1000 = 300 points, all on the coffee.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bp = &body["bonusProgram"];
+    assert_eq!(dec(&bp["bonusValueToSpend"]), d("300"));
+    assert_eq!(dec(&bp["bonusValueToEarn"]), d("35"));
+    assert_eq!(dec(&bp["agentBonusBalanceAfter"]), d("85"));
+    assert_eq!(dec(&body["positions"][0]["discountedPrice"]), d("350"));
+    assert_eq!(
+        dec(&body["positions"][1]["discountedPrice"]),
+        d("250"),
+        "tobacco is outside the program"
+    );
+
+    // Spending what the buyer asked: 100.50 → the coffee costs 899.50, 2 × 449.75.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some("100.50")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["bonusValueToSpend"]), d("100.50"));
+    assert_eq!(dec(&body["bonusProgram"]["bonusValueToEarn"]), d("44.97"));
+    assert_eq!(dec(&body["positions"][0]["discountedPrice"]), d("449.75"));
+    let positions = body["positions"].clone();
+
+    // The sale, and its repeat.
+    let sale_id = "e1f2a3b4-5b6d-11ef-0a80-000000000101";
+    let sale = json!({"retailStore": store(), "name": "00077", "meta": {"id": sale_id}, "agent": agent(), "positions": positions,
+        "bonusProgram": {"bonusValueToSpend": 100.50, "bonusValueToEarn": 44.97}});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.sandbox.points(PHONE), Some(d("294.47")));
+    let (status, _) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        w.sandbox.points(PHONE),
+        Some(d("294.47")),
+        "a repeated sale is the same UDS operation"
+    );
+    let (_, body) = w.post("/counterparty/detail", &detail).await;
+    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), d("294.47"));
+
+    // A partial return: one coffee, 500 of the 1250 total.
+    let ret = json!({"retailStore": store(), "meta": {"id": "r-uds-1"}, "demand": {"meta": {"id": sale_id}}, "agent": {},
+        "positions": [{"assortment": {"meta": {"id": "coffee"}}, "quantity": 1, "price": 500.00, "discountedPrice": 449.75}]});
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let after_return = w.sandbox.points(PHONE).unwrap();
+    assert_eq!(
+        after_return,
+        d("316.69"),
+        "40.20 points back, 17.98 cashback taken back"
+    );
+    let (status, _) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        w.sandbox.points(PHONE),
+        Some(after_return),
+        "a repeated return refunds nothing more"
+    );
+    let refund = w
+        .sandbox
+        .requests()
+        .into_iter()
+        .find(|(_, path, _)| path.contains("/refund"))
+        .unwrap();
+    assert_eq!(dec(&refund.2["partialAmount"]), d("500"));
+}
+
+#[tokio::test]
+async fn spending_codes_are_uds_payment_codes() {
+    let sandbox = UdsSandbox::with_demo_data(COMPANY, KEY);
+    let w = world(sandbox.clone()).await;
+    let verify = json!({"retailStore": store(), "counterpartyId": "c-uds-1", "phone": PHONE});
+    // Before the customer was found by payment code there is nothing to confirm with.
+    let (status, body) = w.post("/retaildemand/verify", &verify).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 2010);
+    // The cashier types the code from the customer's UDS app into the customer search.
+    let code = sandbox.payment_code(PHONE).unwrap();
+    let (status, body) = w
+        .get(&format!("/counterparty?search={code}&retailStoreId=s1"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"][0]["phone"], "+79990000001");
+    // Now the verify call answers that code, for the cashier to confirm against the app.
+    let (status, body) = w.post("/retaildemand/verify", &verify).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["verificationCode"], code);
+}
+
+#[tokio::test]
+async fn what_uds_cannot_do_gets_a_clear_answer() {
+    let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;
+    let (status, body) = w.get("/giftcard?name=123&retailStoreId=s1").await;
+    assert_eq!(
+        (status, the_error(&body)["code"].clone()),
+        (StatusCode::CONFLICT, json!(2003))
+    );
+    let (status, body) = w
+        .post("/counterparty/verify", &json!({"retailStore": store(), "meta": {"href": "https://x/syncid/1"}, "phone": PHONE}))
+        .await;
+    assert_eq!(
+        (status, the_error(&body)["code"].clone()),
+        (StatusCode::CONFLICT, json!(2002))
+    );
+    // An unknown customer.
+    let (status, body) = w
+        .post(
+            "/counterparty/detail",
+            &json!({"retailStore": store(), "meta": {"id": "c"}, "phone": "+7 999 111-22-33"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(the_error(&body)["code"], 2404);
+    // A blocked one cannot buy with points.
+    let blocked = json!({"retailStore": store(), "agent": {"meta": {"id": "b"}, "phone": "+79990000009"}, "positions": cart(),
+        "bonusProgram": {"transactionType": "SPENDING"}, "preferredBonusToSpend": 10});
+    let (status, body) = w.post("/retaildemand/recalc", &blocked).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 2009);
+}

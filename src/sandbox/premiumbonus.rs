@@ -26,7 +26,9 @@
 //!   external discount).
 //! * The maximum write-off is min(balance, `max_write_off_percent` % of `purchase_amount`),
 //!   rounded down to 0.01 and never below 0. A `write_off_bonus` above it is refused, naming the
-//!   maximum and what made it.
+//!   maximum and what made it. Dry-run answers report it as `max_write_off_bonus` [inferred:
+//!   premiumbonus.md says PB tells "the maximum benefit" but names no field; a mapping must fall
+//!   back to the balance when an emulator or PB itself leaves it out].
 //! * The write-off is spread over the items in proportion to their `amount`, to the kopeck, by
 //!   largest remainder (ties to the earlier item): the parts add up to exactly the write-off.
 //! * Each item earns floor₀.₀₁(`earn_percent` % × (amount − its write-off));
@@ -1026,6 +1028,8 @@ struct Quote {
     discount: Option<Decimal>,
     balance: Decimal,
     earn_percent: Decimal,
+    /// The most this buyer may write off on this purchase.
+    max_write_off: Decimal,
 }
 
 #[derive(Default)]
@@ -1137,7 +1141,9 @@ impl State {
             Op::VerifyConfirmationCode => self.verify_code(request, now),
             Op::PurchaseDryRun => {
                 let quote = self.quote(request)?;
-                Ok(receipt_json(&quote.items, quote.discount, quote.balance))
+                let mut answer = receipt_json(&quote.items, quote.discount, quote.balance);
+                answer.insert("max_write_off_bonus".into(), money(quote.max_write_off));
+                Ok(answer)
             }
             Op::Purchase => self.purchase(request, now),
             Op::PurchaseInfo => {
@@ -1547,6 +1553,7 @@ impl State {
             discount,
             balance: buyer.map_or(Decimal::ZERO, |(_, b)| b.balance),
             earn_percent,
+            max_write_off: max,
         })
     }
 

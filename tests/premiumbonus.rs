@@ -1,0 +1,315 @@
+//! Whole checkouts through the Premium Bonus mapping against the PB sandbox, both on 127.0.0.1:0.
+
+mod common;
+
+use std::path::Path;
+
+use common::{client, the_error};
+use loyalty_bridge::Config;
+use loyalty_bridge::sandbox::premiumbonus::{PbSettings, PremiumBonusSandbox};
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "pb-tenant-token";
+const PB_TOKEN: &str = "pb-api-token";
+const BUYER: &str = "+7 999 000-00-01";
+
+struct World {
+    sandbox: PremiumBonusSandbox,
+    bridge: String,
+    _stop: (oneshot::Sender<()>, oneshot::Sender<()>),
+}
+
+async fn world(sandbox: PremiumBonusSandbox) -> World {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vendor = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_vendor, rx) = oneshot::channel::<()>();
+    tokio::spawn(sandbox.clone().serve(listener, async {
+        let _ = rx.await;
+    }));
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/premiumbonus.toml");
+    let text = format!(
+        r#"
+        [[tenants]]
+        name = "pb-shop"
+        token = "${{TOKEN}}"
+        mapping = "{}"
+        base_url = "{vendor}"
+        credentials = {{ token = "${{PB}}" }}
+        "#,
+        mapping.display()
+    );
+    let env = |name: &str| match name {
+        "TOKEN" => Some(TOKEN.to_string()),
+        "PB" => Some(PB_TOKEN.to_string()),
+        _ => None,
+    };
+    let config = Config::parse(&text, "pb test", Path::new("."), &env).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bridge = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_bridge, rx) = oneshot::channel::<()>();
+    tokio::spawn(loyalty_bridge::run(listener, config, async {
+        let _ = rx.await;
+    }));
+    World {
+        sandbox,
+        bridge,
+        _stop: (stop_vendor, stop_bridge),
+    }
+}
+
+impl World {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = client()
+            .request(method, format!("{}{path}", self.bridge))
+            .header("Lognex-Discount-API-Auth-Token", TOKEN);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            },
+        )
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn balance(&self) -> Decimal {
+        self.sandbox.balance(BUYER).unwrap()
+    }
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.to_string()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {v}"))
+}
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn store() -> Value {
+    json!({"meta": {"id": "s1"}, "name": "Касса 1"})
+}
+
+fn agent() -> Value {
+    json!({"meta": {"id": "demo-1"}, "name": "Иванов Иван", "phone": BUYER})
+}
+
+fn cart() -> Value {
+    json!([
+        {"assortment": {"meta": {"id": "coffee"}}, "quantity": 2, "price": 500.00},
+        {"assortment": {"meta": {"id": "tea"}}, "quantity": 1, "price": 250.00}
+    ])
+}
+
+fn recalc(kind: &str, preferred: Option<i64>) -> Value {
+    let mut body = json!({"retailStore": store(), "agent": agent(), "positions": cart(), "bonusProgram": {"transactionType": kind}});
+    if let Some(p) = preferred {
+        body["preferredBonusToSpend"] = json!(p);
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_whole_checkout_through_premium_bonus() {
+    let w = world(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
+
+    // Registration, and MoySklad re-sending it.
+    let create = json!({"retailStore": store(), "meta": {"id": "ms-new-1"}, "name": "Смирнова Анна", "legalFirstName": "Анна",
+        "legalLastName": "Смирнова", "phone": "+7 916 555-00-11", "sex": "FEMALE", "statusCheck": "CHECKED"});
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a repeat is recognised: {body}"
+    );
+    let (status, body) = w
+        .call(
+            reqwest::Method::GET,
+            "/counterparty?search=%2B79165550011&retailStoreId=s1",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"][0]["msId"], "ms-new-1");
+    assert_eq!(body["rows"][0]["name"], "Смирнова Анна");
+    assert!(uuid::Uuid::parse_str(body["rows"][0]["id"].as_str().unwrap()).is_ok());
+
+    // The demo buyer's balance.
+    let (status, body) = w
+        .post(
+            "/counterparty/detail",
+            &json!({"retailStore": store(), "meta": {"id": "demo-1"}, "phone": BUYER}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), d("500"));
+
+    // Earning: 5 % of each item.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("EARNING", None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["bonusValueToEarn"]), d("62.50"));
+    assert_eq!(dec(&body["positions"][0]["discountedPrice"]), d("500"));
+
+    // Spending the most PB allows (all 500, half the cart), spread item by item.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["bonusValueToSpend"]), d("500"));
+    assert_eq!(dec(&body["bonusProgram"]["bonusValueToEarn"]), d("37.50"));
+    assert_eq!(
+        dec(&body["bonusProgram"]["agentBonusBalanceAfter"]),
+        d("37.50")
+    );
+    assert_eq!(dec(&body["positions"][0]["discountedPrice"]), d("300"));
+    assert_eq!(dec(&body["positions"][1]["discountedPrice"]), d("150"));
+
+    // Spending 100.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(100)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["bonusValueToEarn"]), d("57.50"));
+    assert_eq!(dec(&body["positions"][0]["discountedPrice"]), d("460"));
+    assert_eq!(dec(&body["positions"][1]["discountedPrice"]), d("230"));
+    let positions = body["positions"].clone();
+
+    // The sale, once.
+    let sale_id = "a0b1c2d3-5b6d-11ef-0a80-000000000201";
+    let sale = json!({"retailStore": store(), "name": "00099", "meta": {"id": sale_id}, "agent": agent(), "positions": positions,
+        "bonusProgram": {"bonusValueToSpend": 100, "bonusValueToEarn": 57.50}});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.balance().await, d("457.50"));
+    let (status, _) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        w.balance().await,
+        d("457.50"),
+        "a repeated sale is the same PB purchase"
+    );
+
+    // Returning the tea: the purchase is edited down to the coffee.
+    let ret = |id: &str, positions: Value| json!({"retailStore": store(), "meta": {"id": id}, "demand": {"meta": {"id": sale_id}}, "agent": {}, "positions": positions});
+    let tea = json!([{"assortment": {"meta": {"id": "tea"}}, "quantity": 1, "price": 250.00, "discountedPrice": 230.00}]);
+    let (status, body) = w
+        .post("/retailsalesreturn", &ret("r-pb-1", tea.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        w.balance().await,
+        d("466.00"),
+        "20 written-off bonuses back, 11.50 earned taken back"
+    );
+    let (status, _) = w.post("/retailsalesreturn", &ret("r-pb-1", tea)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        w.balance().await,
+        d("466.00"),
+        "a repeated return changes nothing"
+    );
+
+    // Returning the rest: the purchase is cancelled and the balance is what it was.
+    let coffee = json!([{"assortment": {"meta": {"id": "coffee"}}, "quantity": 2, "price": 500.00, "discountedPrice": 460.00}]);
+    let (status, body) = w.post("/retailsalesreturn", &ret("r-pb-2", coffee)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.balance().await, d("500.00"));
+    assert_eq!(w.sandbox.calls("cancel-purchase"), 1);
+}
+
+#[tokio::test]
+async fn registration_confirmation_and_refusals() {
+    let sandbox = PremiumBonusSandbox::with_demo_data(PB_TOKEN);
+    sandbox.set_settings(PbSettings {
+        registration_confirmation_required: true,
+        ..PbSettings::default()
+    });
+    let w = world(sandbox.clone()).await;
+    let create = json!({"retailStore": store(), "meta": {"id": "ms-new-2"}, "phone": "+7 916 555-00-22", "statusCheck": "UNCHECKED"});
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(the_error(&body)["code"], 28001);
+    // PB sends the code itself and does not return it: the verify call says so plainly.
+    let verify = json!({"retailStore": store(), "meta": {"href": "https://x/syncid/2"}, "phone": "+7 916 555-00-22"});
+    let (status, body) = w.post("/counterparty/verify", &verify).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 3010);
+    assert!(
+        sandbox.last_code("79165550022").is_some(),
+        "PB did send the customer a code"
+    );
+    // A blocked buyer.
+    let blocked = json!({"retailStore": store(), "agent": {"meta": {"id": "demo-9"}, "phone": "+79990000009"}, "positions": cart(),
+        "bonusProgram": {"transactionType": "EARNING"}});
+    let (status, body) = w.post("/retaildemand/recalc", &blocked).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // Spending more than PB allows.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(700)))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["parameter"], "preferredBonusToSpend");
+    // A gift card lookup PB cannot do.
+    let (status, body) = w
+        .call(
+            reqwest::Method::GET,
+            "/giftcard?name=1&retailStoreId=s1",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, the_error(&body)["code"].clone()),
+        (StatusCode::CONFLICT, json!(3003))
+    );
+}
+
+#[tokio::test]
+async fn pb_rate_limits_become_retryable_envelopes() {
+    let sandbox = PremiumBonusSandbox::with_demo_data(PB_TOKEN);
+    sandbox.set_settings(PbSettings {
+        requests_per_second: Some(2),
+        ..PbSettings::default()
+    });
+    let w = world(sandbox).await;
+    let detail = json!({"retailStore": store(), "meta": {"id": "demo-1"}, "phone": BUYER});
+    let mut limited = 0;
+    for _ in 0..6 {
+        let (status, body) = w.post("/counterparty/detail", &detail).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(the_error(&body)["code"], 3429);
+            limited += 1;
+        } else {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    assert!(
+        limited >= 3,
+        "PB answered 429 {limited} times out of 6 at 2/s"
+    );
+}

@@ -539,3 +539,60 @@ async fn credentials_never_reach_an_error_text() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn remembered_values_and_tenant_settings_reach_later_calls() {
+    use loyalty_bridge::mapping::memory::Memory;
+    let m = mapping(
+        r#"
+        [[ops."retaildemand.verify".steps]]
+        name = "send"
+        method = "POST"
+        path = "/codes"
+        body = '{bonus_program: .settings.program}'
+        remember = { key = "code:{.req.counterpartyId}", value = '.step.body.code', ttl_secs = 60 }
+        [ops."retaildemand.verify".response]
+        body = '{verificationCode: .steps.send.body.code}'
+
+        [ops."retaildemand.create".recall]
+        code = "code:{.req.agent.meta.id}"
+        [[ops."retaildemand.create".checks]]
+        when = '.recalled.code == null'
+        error = { status = 412, code = 1, error = "Нет кода", message = "нет кода" }
+        [[ops."retaildemand.create".checks]]
+        when = 'true'
+        respond = 'null'
+        "#,
+    );
+    let tenant = Arc::new(Tenant {
+        settings: json!({"program": "gold"}),
+        ..(*tenant()).clone()
+    });
+    let memory = Arc::new(Memory::new());
+    let sale: Value = serde_json::from_str(
+        r#"{"retailStore":{"meta":{"id":"s"}},"meta":{"id":"sale-1"},"agent":{"meta":{"id":"c1"}},"positions":[]}"#,
+    )
+    .unwrap();
+    let run = |op: Op, request: Value, up: Arc<CannedUpstream>| {
+        let (tenant, m, memory) = (tenant.clone(), m.clone(), memory.clone());
+        async move { golden::answer_with_memory(tenant, m, op, &request, up, memory).await }
+    };
+    // No code yet: refused before any call.
+    let got = run(Op::RetaildemandCreate, sale.clone(), answers(&[])).await;
+    assert_eq!(got.status, 412);
+    // The verify call remembers the vendor's code (and sent the tenant's setting).
+    let up = answers(&[("send", ok(json!({"code": "7731"})))]);
+    let verify = json!({"retailStore": {"meta": {"id": "s"}}, "counterpartyId": "c1"});
+    let got = run(Op::RetaildemandVerify, verify, up.clone()).await;
+    assert_eq!(
+        (got.status, got.body),
+        (200, json!({"verificationCode": "7731"}))
+    );
+    assert_eq!(
+        up.take_calls()[0].body.as_deref(),
+        Some(&br#"{"bonus_program":"gold"}"#[..])
+    );
+    // Now the sale finds it.
+    let got = run(Op::RetaildemandCreate, sale, answers(&[])).await;
+    assert_eq!(got.status, 201);
+}

@@ -115,6 +115,10 @@ async fn serves_logs_without_secrets_and_stops_on_sigterm() {
     assert_eq!(ok["op"], "retaildemand.recalc");
     assert_eq!(ok["status"], 503);
     assert!(ok["latency_ms"].as_f64().is_some());
+    assert_eq!(
+        ok["upstream_calls"], 0,
+        "the unconfigured mapping calls no vendor"
+    );
     assert_eq!(access[1]["tenant"], "-");
     assert_eq!(access[1]["status"], 401);
     assert!(

@@ -142,6 +142,7 @@ pub async fn answer_with_memory(
                 request_id: "example".into(),
                 mapping: Some(mapping),
                 upstream,
+                upstream_calls: Default::default(),
                 deadline: Instant::now() + Duration::from_secs(30),
                 memory,
             };

@@ -8,6 +8,7 @@ mod route;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -130,6 +131,7 @@ async fn watch_mappings(app: Arc<App>) {
 struct Outcome {
     tenant: Option<String>,
     op: Option<&'static str>,
+    upstream_calls: u32,
 }
 
 async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -171,6 +173,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
         tenant = outcome.tenant.as_deref().unwrap_or("-"),
         op = outcome.op.unwrap_or("-"),
         status = response.status().as_u16(),
+        upstream_calls = outcome.upstream_calls,
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
     );
     response.map(Full::new)
@@ -217,13 +220,13 @@ async fn dispatch(
         tenant,
         request_id: request_id.to_owned(),
         upstream: app.upstream.clone(),
+        upstream_calls: AtomicU32::new(0),
         deadline,
         memory: app.memory.clone(),
     };
-    let reply = request
-        .apply(&ctx)
-        .await
-        .inspect_err(|e| log_failure(e, request_id))?;
+    let result = request.apply(&ctx).await;
+    outcome.upstream_calls = ctx.upstream_calls.load(Ordering::Relaxed);
+    let reply = result.inspect_err(|e| log_failure(e, request_id))?;
     render(&reply)
 }
 

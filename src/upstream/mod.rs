@@ -120,3 +120,17 @@ fn without_url(err: &reqwest::Error) -> String {
     }
     text
 }
+
+/// Counts the calls made through it (the access log reports them per request).
+pub struct Counted<'a> {
+    pub inner: &'a dyn Upstream,
+    pub calls: &'a std::sync::atomic::AtomicU32,
+}
+
+impl Upstream for Counted<'_> {
+    fn send(&self, request: UpstreamRequest) -> UpstreamFuture<'_> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.send(request)
+    }
+}

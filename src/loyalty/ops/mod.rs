@@ -14,6 +14,7 @@ mod retailsalesreturn_create;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
 use http::{Method, StatusCode};
@@ -34,7 +35,7 @@ use crate::error::Error;
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::Mapping;
 use crate::mapping::run::{Invocation, run};
-use crate::upstream::Upstream;
+use crate::upstream::{Counted, Upstream};
 
 /// A LoyaltyAPI operation: what a (method, path) pair means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -188,6 +189,8 @@ pub struct OpContext {
     /// The tenant's vendor mapping (None if it could not be loaded).
     pub mapping: Option<Arc<Mapping>>,
     pub upstream: Arc<dyn Upstream>,
+    /// Vendor calls made for this request so far (for the access log).
+    pub upstream_calls: AtomicU32,
     /// When the whole request must be answered by.
     pub deadline: Instant,
     /// Values mappings keep between calls.
@@ -214,7 +217,11 @@ impl OpContext {
             deadline: self.deadline,
             memory: &self.memory,
         };
-        run(mapping, plan, &invocation, self.upstream.as_ref()).await
+        let counted = Counted {
+            inner: self.upstream.as_ref(),
+            calls: &self.upstream_calls,
+        };
+        run(mapping, plan, &invocation, &counted).await
     }
 
     /// The mapping's answer read as the LoyaltyAPI model `T`; a misfit names the field.

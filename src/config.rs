@@ -96,6 +96,8 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// How often mapping files are checked for changes (SIGHUP reloads at once).
     pub mapping_reload_ms: u64,
+    /// Most cached vendor answers kept (all tenants together).
+    pub cache_entries: u64,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +110,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
             mapping_reload_ms: 2_000,
+            cache_entries: 100_000,
         }
     }
 }
@@ -323,6 +326,9 @@ impl ServerConfig {
                 "server.base_path",
                 "must be empty or a path like \"/loyalty\" (leading /, no trailing /)",
             ));
+        }
+        if self.cache_entries == 0 {
+            return Err(invalid("server.cache_entries", "must be at least 1"));
         }
         if self.max_body_bytes < 1024 || self.max_body_bytes > 64 * 1024 * 1024 {
             return Err(invalid(

@@ -716,3 +716,51 @@ async fn codes_the_bridge_sent_are_required_where_maxma_asks_for_confirmation() 
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(w.sandbox.balance_by_phone(PHONE), Some(200 - 100 + 57));
 }
+
+#[tokio::test]
+async fn concurrent_recalcs_look_the_customer_up_once() {
+    let sandbox = MaxmaSandbox::new(KEY);
+    sandbox.add_client(SandboxClient {
+        phone: Some(PHONE.into()),
+        external_id: Some(CUSTOMER.into()),
+        bonuses: 100,
+        ..Default::default()
+    });
+    let w = std::sync::Arc::new(world(sandbox.clone()).await);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            w.post("/retaildemand/recalc", &recalc("EARNING", None))
+                .await
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            dec(&body["bonusProgram"]["agentBonusBalance"]),
+            Decimal::from(100)
+        );
+    }
+    assert_eq!(
+        sandbox.calls("get-balance"),
+        1,
+        "one lookup for twenty recalcs"
+    );
+    assert_eq!(
+        sandbox.calls("v2/calculate-purchase"),
+        20,
+        "pricing is never cached"
+    );
+    // A sale changes the balance: the cached lookup is dropped.
+    let (status, body) = w
+        .post(
+            "/retaildemand",
+            &sale("f0e1d2c3-5b6d-11ef-0a80-000000000099", cart(), 0, 62),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(162));
+    assert_eq!(sandbox.calls("get-balance"), 2);
+}

@@ -297,9 +297,11 @@ async fn pb_rate_limits_become_retryable_envelopes() {
         ..PbSettings::default()
     });
     let w = world(sandbox).await;
-    let detail = json!({"retailStore": store(), "meta": {"id": "demo-1"}, "phone": BUYER});
     let mut limited = 0;
-    for _ in 0..6 {
+    for i in 0..6 {
+        // A different MoySklad id each time, so the balance cache does not answer instead of PB.
+        let detail =
+            json!({"retailStore": store(), "meta": {"id": format!("demo-1-{i}")}, "phone": BUYER});
         let (status, body) = w.post("/counterparty/detail", &detail).await;
         if status == StatusCode::SERVICE_UNAVAILABLE {
             assert_eq!(the_error(&body)["code"], 3429);

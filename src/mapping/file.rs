@@ -53,6 +53,10 @@ pub struct OpSection {
     pub errors: Vec<RuleSection>,
     #[serde(default)]
     pub response: Option<ResponseSection>,
+    /// Cache keys (templates) to drop when the operation succeeds, e.g. the customer's
+    /// balance after a sale.
+    #[serde(default)]
+    pub invalidate: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::memory::Memory;
 use super::plan::{Canned, Example, Mapping};
+use crate::cache::StepCache;
 use crate::config::{Limits, Tenant, TokenHash};
 use crate::error::{self, Error};
 use crate::loyalty::ops::{self, OpContext};
@@ -145,6 +146,7 @@ pub async fn answer_with_memory(
                 upstream_calls: Default::default(),
                 deadline: Instant::now() + Duration::from_secs(30),
                 memory,
+                cache: Arc::new(StepCache::new(1_000)),
             };
             parsed.apply(&ctx).await
         }

@@ -42,6 +42,8 @@ pub struct OpPlan {
     pub steps: Vec<Step>,
     pub rules: Vec<Rule>,
     pub response: Option<Expr>,
+    /// Cache keys dropped when the operation succeeds.
+    pub invalidate: Vec<Template>,
 }
 
 #[derive(Debug)]
@@ -263,9 +265,18 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
                 ))
             })
             .collect::<Result<Vec<_>, Failure>>()?;
+        let invalidate = section
+            .invalidate
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                Template::parse_with(key, defs).map_err(at(format!("{place}.invalidate[{i}]")))
+            })
+            .collect::<Result<Vec<_>, Failure>>()?;
         ops.insert(
             op,
             OpPlan {
+                invalidate,
                 recall,
                 checks,
                 steps,

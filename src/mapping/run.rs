@@ -11,6 +11,7 @@ use super::expr::{EvalError, to_val};
 use super::memory::Memory;
 use super::plan::{Call, Mapping, OpPlan, Rule, RuleAction, Step};
 use super::template::Encoding;
+use crate::cache::StepCache;
 use crate::config::Tenant;
 use crate::error::{Error, UpstreamFailure};
 use crate::loyalty::ops::Op;
@@ -26,6 +27,8 @@ pub struct Invocation<'a> {
     pub deadline: Instant,
     /// Values kept between calls (`remember` / `recall`).
     pub memory: &'a Memory,
+    /// Cached vendor answers of `cache`d steps.
+    pub cache: &'a StepCache,
 }
 
 /// Runs `plan`; `Ok(Some(body))` is the answer body built by the mapping, `Ok(None)` an
@@ -132,7 +135,24 @@ async fn run_plan(
         let request = build(mapping, &step.call, &root, &step.name, call, timeout)
             .map_err(|(field, e)| failed(e, field))?;
         let started = Instant::now();
-        let result = upstream.send(request).await;
+        let cache_key = match &step.cache {
+            Some(cache) => Some((
+                cache
+                    .key
+                    .render(&root, Encoding::Verbatim)
+                    .map_err(|e| failed(e, "cache.key"))?,
+                cache.ttl,
+            )),
+            None => None,
+        };
+        let result = match &cache_key {
+            Some((key, ttl)) => {
+                call.cache
+                    .get_or_fetch(&call.tenant.name, key.clone(), *ttl, upstream.send(request))
+                    .await
+            }
+            None => upstream.send(request).await,
+        };
         tracing::debug!(
             request_id = call.request_id,
             tenant = %call.tenant.name,
@@ -152,12 +172,22 @@ async fn run_plan(
             .iter()
             .filter(|r| r.step.as_deref().is_none_or(|n| n == step.name));
         let place = format!("errors (after step {})", step.name);
-        let accepted = match verdict(
+        let decided = verdict(
             step_rules.chain(&mapping.vendor_rules),
             &root,
             call.op,
             &place,
-        )? {
+        )?;
+        // A cached answer that the rules did not take as a plain success (an error inside a
+        // 200 body, a "not found" answered as an empty list) must not be served again.
+        if let Some((key, _)) = &cache_key {
+            let plain =
+                matches!(decided, None | Some(Verdict::Accept)) && default_failure.is_none();
+            if !plain {
+                call.cache.invalidate(&call.tenant.name, key).await;
+            }
+        }
+        let accepted = match decided {
             Some(Verdict::Accept) => true,
             Some(Verdict::Respond(body)) => return Ok(Some(body)),
             Some(Verdict::Fail(err)) => {
@@ -193,6 +223,13 @@ async fn run_plan(
             map.remove("step");
         }
         done.push(step);
+    }
+    // The operation changed what cached lookups say (a balance after a sale): drop them.
+    for key in &plan.invalidate {
+        let key = key
+            .render(&root, Encoding::Verbatim)
+            .map_err(|e| mapping_failed(call.op, "invalidate", e))?;
+        call.cache.invalidate(&call.tenant.name, &key).await;
     }
     plan.response
         .as_ref()

@@ -17,6 +17,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use crate::cache::StepCache;
 use crate::config::Config;
 use crate::error::{self, Error};
 use crate::loyalty::auth::{self, Tenants};
@@ -37,6 +38,7 @@ struct App {
     mappings: Mappings,
     upstream: Arc<dyn Upstream>,
     memory: Arc<Memory>,
+    cache: Arc<StepCache>,
 }
 
 /// Why the server could not start or stopped.
@@ -76,6 +78,7 @@ pub async fn serve_with(
         mappings,
         upstream,
         memory: Arc::new(Memory::new()),
+        cache: Arc::new(StepCache::new(config.server.cache_entries)),
         config,
     });
     let reloader = tokio::spawn(watch_mappings(app.clone()));
@@ -223,6 +226,7 @@ async fn dispatch(
         upstream_calls: AtomicU32::new(0),
         deadline,
         memory: app.memory.clone(),
+        cache: app.cache.clone(),
     };
     let result = request.apply(&ctx).await;
     outcome.upstream_calls = ctx.upstream_calls.load(Ordering::Relaxed);

@@ -30,6 +30,7 @@ use super::models::{
 };
 use super::parse::{Query, json_body};
 use super::validate::Validate;
+use crate::cache::StepCache;
 use crate::config::Tenant;
 use crate::error::Error;
 use crate::mapping::memory::Memory;
@@ -195,6 +196,8 @@ pub struct OpContext {
     pub deadline: Instant,
     /// Values mappings keep between calls.
     pub memory: Arc<Memory>,
+    /// Cached vendor answers.
+    pub cache: Arc<StepCache>,
 }
 
 impl OpContext {
@@ -216,6 +219,7 @@ impl OpContext {
             request_id: &self.request_id,
             deadline: self.deadline,
             memory: &self.memory,
+            cache: &self.cache,
         };
         let counted = Counted {
             inner: self.upstream.as_ref(),

@@ -597,3 +597,75 @@ async fn remembered_values_and_tenant_settings_reach_later_calls() {
     let got = run(Op::RetaildemandCreate, sale, answers(&[])).await;
     assert_eq!(got.status, 201);
 }
+
+#[tokio::test]
+async fn idempotent_steps_are_retried_on_transient_failures_only() {
+    use loyalty_bridge::upstream::{UpstreamError, UpstreamResponse};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    /// Fails `failures` times with the given outcome, then answers 200.
+    struct Flaky {
+        failures: u32,
+        status: Option<u16>,
+        calls: AtomicU32,
+    }
+    impl loyalty_bridge::upstream::Upstream for Flaky {
+        fn send(
+            &self,
+            _: loyalty_bridge::upstream::UpstreamRequest,
+        ) -> loyalty_bridge::upstream::UpstreamFuture<'_> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let status = self.status;
+            let fail = n < self.failures;
+            Box::pin(async move {
+                match (fail, status) {
+                    (true, None) => Err(UpstreamError::Connect("refused".into())),
+                    (true, Some(s)) => Ok(UpstreamResponse {
+                        status: s,
+                        body: "{}".into(),
+                    }),
+                    (false, _) => Ok(UpstreamResponse {
+                        status: 200,
+                        body: r#"{"bonuses": 5}"#.into(),
+                    }),
+                }
+            })
+        }
+    }
+    let idempotent = mapping(&DETAIL_OPS.replace(
+        "path = \"/clients/",
+        "idempotent = true\n    path = \"/clients/",
+    ));
+    let plain = mapping(DETAIL_OPS);
+    let detail: Value = serde_json::from_str(DETAIL).unwrap();
+    for (m, failures, status, want_status, want_calls) in [
+        (&idempotent, 2, None, 200, 3), // two refused connections, then success
+        (&idempotent, 2, Some(503), 200, 3), // two 503s, then success
+        (&idempotent, 5, Some(429), 502, 3), // still throttled after 3 tries
+        (&idempotent, 1, Some(400), 502, 1), // a refusal is never retried
+        (&plain, 1, None, 502, 1),      // not idempotent: never retried
+    ] {
+        let up = Arc::new(Flaky {
+            failures,
+            status,
+            calls: AtomicU32::new(0),
+        });
+        let got = golden::answer_as(
+            tenant(),
+            m.clone(),
+            Op::CounterpartyDetail,
+            &detail,
+            up.clone(),
+        )
+        .await;
+        assert_eq!(
+            got.status, want_status,
+            "{failures} × {status:?}: {}",
+            got.body
+        );
+        assert_eq!(
+            up.calls.load(Ordering::SeqCst),
+            want_calls,
+            "{failures} × {status:?}"
+        );
+    }
+}

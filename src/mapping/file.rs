@@ -35,6 +35,9 @@ pub struct VendorSection {
     /// Default timeout of one upstream call.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Extra attempts for idempotent steps after a transport failure, 5xx or 429 (default 2).
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

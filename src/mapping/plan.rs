@@ -31,6 +31,8 @@ pub struct Vendor {
     pub name: String,
     pub headers: Vec<(HeaderName, Template)>,
     pub timeout: Duration,
+    /// Extra attempts for steps marked idempotent.
+    pub retries: u32,
 }
 
 #[derive(Debug)]
@@ -194,6 +196,11 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
         headers: headers(&file.vendor.headers, "vendor.headers", defs)?,
         timeout: millis(file.vendor.timeout_ms, "vendor.timeout_ms")?
             .unwrap_or(DEFAULT_CALL_TIMEOUT),
+        retries: match file.vendor.retries {
+            Some(n) if n > 5 => return Err(("vendor.retries".into(), "must be at most 5".into())),
+            Some(n) => n,
+            None => 2,
+        },
     };
     let mut vendor_rules = Vec::with_capacity(file.errors.len());
     for (i, rule) in file.errors.into_iter().enumerate() {

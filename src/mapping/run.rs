@@ -145,13 +145,19 @@ async fn run_plan(
             )),
             None => None,
         };
+        let retries = if step.idempotent {
+            mapping.vendor.retries
+        } else {
+            0
+        };
+        let send = send_with_retries(upstream, request, retries, call.deadline);
         let result = match &cache_key {
             Some((key, ttl)) => {
                 call.cache
-                    .get_or_fetch(&call.tenant.name, key.clone(), *ttl, upstream.send(request))
+                    .get_or_fetch(&call.tenant.name, key.clone(), *ttl, send)
                     .await
             }
-            None => upstream.send(request).await,
+            None => send.await,
         };
         tracing::debug!(
             request_id = call.request_id,
@@ -374,6 +380,50 @@ fn step_outcome(
             )
         }
     }
+}
+
+/// Sends `request`, and for a step the mapping marks idempotent, sends it again after a
+/// transport failure, a 5xx or a 429, up to `retries` more times with jittered exponential
+/// backoff — never past the request's deadline. A refusal (other 4xx) is never retried.
+async fn send_with_retries(
+    upstream: &dyn Upstream,
+    request: UpstreamRequest,
+    retries: u32,
+    deadline: Instant,
+) -> Result<UpstreamResponse, UpstreamError> {
+    let mut attempt = 0;
+    loop {
+        let mut this = request.clone();
+        this.timeout = this
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let result = upstream.send(this).await;
+        let transient = match &result {
+            Err(_) => true,
+            Ok(r) => r.status >= 500 || r.status == 429,
+        };
+        if !transient || attempt >= retries {
+            return result;
+        }
+        let pause = backoff(attempt);
+        if Instant::now() + pause + Duration::from_millis(50) >= deadline {
+            return result;
+        }
+        tracing::debug!(step = %request.step, attempt = attempt + 1, pause_ms = pause.as_millis() as u64, "retrying a vendor call");
+        tokio::time::sleep(pause).await;
+        attempt += 1;
+    }
+}
+
+/// 50 ms, 100 ms, 200 ms, … each with up to 50 % random jitter, so that retries from many
+/// tills do not arrive in step.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let base = 50u64.saturating_mul(1 << attempt.min(6));
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(base + random % (base / 2 + 1))
 }
 
 fn remaining(call: &Invocation<'_>, step: &str, wanted: Duration) -> Result<Duration, Error> {

@@ -33,6 +33,9 @@ pub enum UpstreamFailure {
     /// Not JSON, truncated, or otherwise unusable.
     #[error("answered something that is not JSON")]
     BadAnswer,
+    /// The tenant's rate limit would have made the call wait longer than allowed.
+    #[error("tenant rate limit ({wait_ms} ms to wait)")]
+    Throttled { wait_ms: u64 },
 }
 
 /// What was wrong with a field, for the cashier-facing title.
@@ -132,6 +135,7 @@ impl Error {
             Error::ConfirmationRequired => StatusCode::PRECONDITION_FAILED,
             Error::Upstream { failure, .. } => match failure {
                 UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                UpstreamFailure::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::BAD_GATEWAY,
             },
             Error::Refused { status, .. } => *status,
@@ -236,6 +240,13 @@ impl Error {
                     "Ошибка поставщика лояльности",
                     "Система лояльности вернула некорректный ответ. Повторите операцию позже.".into(),
                 ),
+                UpstreamFailure::Throttled { wait_ms } => (
+                    "Слишком много запросов к системе лояльности",
+                    format!(
+                        "Превышен лимит запросов к поставщику для этого подключения; повторите через {} с.",
+                        wait_ms.div_ceil(1000).max(1)
+                    ),
+                ),
             },
             Error::Refused { title, message, .. } => return (Cow::Borrowed(title), message.clone()),
             Error::MappingFailed { .. } => (
@@ -301,6 +312,16 @@ pub fn respond(err: &Error) -> Response<Bytes> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
+    if let Error::Upstream {
+        failure: UpstreamFailure::Throttled { wait_ms },
+        ..
+    } = err
+    {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait_ms.div_ceil(1000).max(1)),
+        );
+    }
     if let Error::MethodNotAllowed { allowed } = err {
         if let Ok(value) = HeaderValue::from_str(&method_list(allowed)) {
             headers.insert(header::ALLOW, value);

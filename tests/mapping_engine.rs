@@ -518,6 +518,7 @@ async fn credentials_never_reach_an_error_text() {
         deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
         memory: &memory,
         cache: &loyalty_bridge::cache::StepCache::new(10),
+        limiter: None,
     };
     let plan = m.op(Op::CounterpartyDetail).unwrap();
     let up = answers(&[("b", ok(json!({})))]);

@@ -42,6 +42,15 @@ async fn start_bridge(
     key: &str,
     server_keys: &str,
 ) -> (String, oneshot::Sender<()>) {
+    start_bridge_with(vendor_url, key, server_keys, "").await
+}
+
+async fn start_bridge_with(
+    vendor_url: &str,
+    key: &str,
+    server_keys: &str,
+    tenant_keys: &str,
+) -> (String, oneshot::Sender<()>) {
     let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
     let text = format!(
         r#"
@@ -53,6 +62,7 @@ async fn start_bridge(
         mapping = "{}"
         base_url = "{vendor_url}"
         credentials = {{ api_key = "${{KEY}}" }}
+        {tenant_keys}
         "#,
         mapping.display()
     );
@@ -763,4 +773,70 @@ async fn concurrent_recalcs_look_the_customer_up_once() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(162));
     assert_eq!(sandbox.calls("get-balance"), 2);
+}
+
+#[tokio::test]
+async fn the_tenant_rate_limit_holds_vendor_calls_back() {
+    let sandbox = MaxmaSandbox::with_demo_data(KEY);
+    let (vendor, _stop_vendor) = start_sandbox(sandbox.clone()).await;
+    let detail = |i: usize| json!({"retailStore": store(), "meta": {"id": format!("c-{i}")}, "phone": "+79990000001"});
+
+    // No waiting allowed: past the burst, calls are refused with a 429 and a retry hint.
+    let (bridge, _stop) = start_bridge_with(
+        &vendor,
+        KEY,
+        "",
+        "limits = { requests_per_second = 2, burst = 3, max_wait_ms = 0 }",
+    )
+    .await;
+    let mut refused = 0;
+    for i in 0..8 {
+        let resp = client()
+            .post(format!("{bridge}/counterparty/detail"))
+            .header("Lognex-Discount-API-Auth-Token", TOKEN)
+            .body(detail(i).to_string())
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(resp.headers().contains_key("retry-after"));
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(the_error(&body)["code"], 9429);
+            refused += 1;
+        } else {
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    }
+    assert!(refused >= 4, "only {refused} of 8 refused");
+    assert!(
+        sandbox.calls("get-balance") <= 4,
+        "{} calls reached MAXMA",
+        sandbox.calls("get-balance")
+    );
+
+    // Waiting allowed: every call goes through, spaced at the configured rate.
+    let before = sandbox.calls("get-balance");
+    let (bridge, _stop) = start_bridge_with(
+        &vendor,
+        KEY,
+        "",
+        "limits = { requests_per_second = 5, burst = 1, max_wait_ms = 2000 }",
+    )
+    .await;
+    let started = Instant::now();
+    for i in 0..6 {
+        let (status, body) = send(
+            client()
+                .post(format!("{bridge}/counterparty/detail"))
+                .json_body(&detail(100 + i)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "6 calls at 5/s took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sandbox.calls("get-balance") - before, 6);
 }

@@ -147,6 +147,7 @@ pub async fn answer_with_memory(
                 deadline: Instant::now() + Duration::from_secs(30),
                 memory,
                 cache: Arc::new(StepCache::new(1_000)),
+                limiter: None,
             };
             parsed.apply(&ctx).await
         }

@@ -15,6 +15,7 @@ use crate::cache::StepCache;
 use crate::config::Tenant;
 use crate::error::{Error, UpstreamFailure};
 use crate::loyalty::ops::Op;
+use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
 /// What the plan runs for: one LoyaltyAPI call of one tenant.
@@ -29,6 +30,8 @@ pub struct Invocation<'a> {
     pub memory: &'a Memory,
     /// Cached vendor answers of `cache`d steps.
     pub cache: &'a StepCache,
+    /// The tenant's rate limit (none in golden examples and dry runs).
+    pub limiter: Option<&'a TenantLimiter>,
 }
 
 /// Runs `plan`; `Ok(Some(body))` is the answer body built by the mapping, `Ok(None)` an
@@ -150,7 +153,7 @@ async fn run_plan(
         } else {
             0
         };
-        let send = send_with_retries(upstream, request, retries, call.deadline);
+        let send = send_with_retries(upstream, request, retries, call.deadline, call.limiter);
         let result = match &cache_key {
             Some((key, ttl)) => {
                 call.cache
@@ -347,6 +350,9 @@ fn step_outcome(
         Err(e) => {
             let failure = match e {
                 UpstreamError::Timeout => UpstreamFailure::Timeout,
+                UpstreamError::Throttled { wait_ms } => {
+                    UpstreamFailure::Throttled { wait_ms: *wait_ms }
+                }
                 UpstreamError::Connect(_) | UpstreamError::Transport(_) => {
                     UpstreamFailure::Unreachable
                 }
@@ -390,15 +396,26 @@ async fn send_with_retries(
     request: UpstreamRequest,
     retries: u32,
     deadline: Instant,
+    limiter: Option<&TenantLimiter>,
 ) -> Result<UpstreamResponse, UpstreamError> {
     let mut attempt = 0;
     loop {
+        if let Some(limiter) = limiter {
+            let left = deadline.saturating_duration_since(Instant::now());
+            limiter
+                .acquire(left)
+                .await
+                .map_err(|wait| UpstreamError::Throttled {
+                    wait_ms: wait.as_millis() as u64,
+                })?;
+        }
         let mut this = request.clone();
         this.timeout = this
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         let result = upstream.send(this).await;
         let transient = match &result {
+            Err(UpstreamError::Throttled { .. }) => false,
             Err(_) => true,
             Ok(r) => r.status >= 500 || r.status == 429,
         };

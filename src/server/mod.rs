@@ -17,6 +17,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use std::collections::HashMap;
+
 use crate::cache::StepCache;
 use crate::config::Config;
 use crate::error::{self, Error};
@@ -25,6 +27,7 @@ use crate::loyalty::ops::{self, OpContext, Reply};
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::LoadError;
 use crate::mapping::registry::Mappings;
+use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{HttpUpstream, Upstream};
 use listen::{ListenOptions, accept_loop};
 use route::Route;
@@ -39,6 +42,8 @@ struct App {
     upstream: Arc<dyn Upstream>,
     memory: Arc<Memory>,
     cache: Arc<StepCache>,
+    /// One vendor rate limiter per tenant, by name.
+    limiters: HashMap<String, Arc<TenantLimiter>>,
 }
 
 /// Why the server could not start or stopped.
@@ -79,6 +84,11 @@ pub async fn serve_with(
         upstream,
         memory: Arc::new(Memory::new()),
         cache: Arc::new(StepCache::new(config.server.cache_entries)),
+        limiters: config
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), Arc::new(TenantLimiter::new(&t.limits))))
+            .collect(),
         config,
     });
     let reloader = tokio::spawn(watch_mappings(app.clone()));
@@ -218,7 +228,9 @@ async fn dispatch(
         Bytes::new()
     };
     let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
+    let limiter = app.limiters.get(&tenant.name).cloned();
     let ctx = OpContext {
+        limiter,
         mapping: app.mappings.get(&tenant.mapping),
         tenant,
         request_id: request_id.to_owned(),

@@ -2,6 +2,8 @@
 //! a per-call timeout, the request id propagated. Failures are typed ([`UpstreamError`]) so the
 //! mapping's rules and the error module can tell a timeout from a refused connection.
 
+pub mod limit;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -35,6 +37,9 @@ pub enum UpstreamError {
     Connect(String),
     #[error("transport error: {0}")]
     Transport(String),
+    /// Our own rate limit for the tenant would have made the call wait too long.
+    #[error("tenant rate limit: a permit was {wait_ms} ms away")]
+    Throttled { wait_ms: u64 },
 }
 
 impl UpstreamError {
@@ -44,6 +49,7 @@ impl UpstreamError {
             UpstreamError::Timeout => "timeout",
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Transport(_) => "transport",
+            UpstreamError::Throttled { .. } => "throttled",
         }
     }
 }

@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::Mapping;
 use crate::mapping::run::{Invocation, run};
+use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{Counted, Upstream};
 
 /// A LoyaltyAPI operation: what a (method, path) pair means.
@@ -198,6 +199,8 @@ pub struct OpContext {
     pub memory: Arc<Memory>,
     /// Cached vendor answers.
     pub cache: Arc<StepCache>,
+    /// The tenant's vendor rate limit.
+    pub limiter: Option<Arc<TenantLimiter>>,
 }
 
 impl OpContext {
@@ -220,6 +223,7 @@ impl OpContext {
             deadline: self.deadline,
             memory: &self.memory,
             cache: &self.cache,
+            limiter: self.limiter.as_deref(),
         };
         let counted = Counted {
             inner: self.upstream.as_ref(),

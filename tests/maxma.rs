@@ -840,3 +840,39 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
     );
     assert_eq!(sandbox.calls("get-balance") - before, 6);
 }
+
+#[tokio::test]
+async fn the_reference_examples_work_against_the_shipped_demo_sandbox() {
+    // What `cargo run` with the shipped config.toml serves: a new user replaying the reference
+    // examples must get 2xx answers (their customer +7 555 123 4567 is a demo customer).
+    let w = world(MaxmaSandbox::with_demo_data(KEY)).await;
+    let sale_id = "d3m0d3m0-5b6d-11ef-0a80-000000000001";
+    for (path, file) in [
+        ("/counterparty", "counterparty.create.request.json"),
+        ("/counterparty/detail", "counterparty.detail.request.json"),
+        ("/counterparty/verify", "counterparty.verify.request.json"),
+        ("/retaildemand/recalc", "retaildemand.recalc.request.json"),
+        ("/retaildemand/verify", "retaildemand.verify.request.json"),
+        ("/retaildemand", "retaildemand.create.request.json"),
+        (
+            "/retailsalesreturn",
+            "retailsalesreturn.create.request.json",
+        ),
+    ] {
+        let mut body: Value = serde_json::from_str(&fixture(file)).unwrap();
+        if path == "/retaildemand" {
+            body["meta"]["id"] = json!(sale_id);
+        }
+        if path == "/retailsalesreturn" {
+            body["meta"]["id"] = json!("d3m0d3m0-5b6d-11ef-0a80-000000000002");
+            body["demand"]["meta"]["id"] = json!(sale_id);
+        }
+        let (status, answer) = w.post(path, &body).await;
+        assert!(status.is_success(), "{path}: {status} {answer}");
+    }
+    let (status, answer) = w
+        .get("/counterparty?search=%2B7%20555%20123%204567&retailStoreId=s")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["rows"].as_array().map(Vec::len), Some(1));
+}

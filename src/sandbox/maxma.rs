@@ -285,7 +285,7 @@ impl MaxmaSandbox {
     ///
     /// | phone        | card             | externalId | full name               | bonuses |
     /// |--------------|------------------|------------|-------------------------|---------|
-    /// | +79990000001 | `MTIzNDU2Nzg5MA` | `demo-1`   | Иванов Иван Иванович    | 500     |
+    /// | +79990000001 | `DEMO-0001`      | `demo-1`   | Иванов Иван Иванович    | 500     |
     /// | +75551234567 | `0001`           | `demo-2`   | Петрова Мария Сергеевна | 0       |
     /// | +79990000003 | —                | `demo-3`   | Сидоров Пётр            | 150     |
     ///
@@ -306,7 +306,7 @@ impl MaxmaSandbox {
         let some = |s: &str| Some(s.to_owned());
         sandbox.add_client(SandboxClient {
             phone: some("+79990000001"),
-            card: some("MTIzNDU2Nzg5MA"),
+            card: some("DEMO-0001"),
             external_id: some("demo-1"),
             name: some("Иван"),
             surname: some("Иванов"),
@@ -2526,15 +2526,15 @@ mod tests {
             json!({"phoneNumber": "+7 999 000-00-01"}),
             json!({"phoneNumber": "8 (999) 000-00-01"}),
             json!({"phoneNumber": "79990000001"}),
-            json!({"card": "MTIzNDU2Nzg5MA"}),
+            json!({"card": "DEMO-0001"}),
             json!({"externalId": "demo-1"}),
-            json!({"phoneNumber": "", "card": "MTIzNDU2Nzg5MA"}),
+            json!({"phoneNumber": "", "card": "DEMO-0001"}),
         ];
         for query in queries {
             let answer = srv.ok("/get-balance", query).await;
             let client = &answer["client"];
             assert_eq!(client["phoneNumber"], json!(IVANOV));
-            assert_eq!(client["card"], json!("MTIzNDU2Nzg5MA"));
+            assert_eq!(client["card"], json!("DEMO-0001"));
             assert_eq!(client["externalId"], json!("demo-1"));
             assert_eq!(client["surname"], json!("Иванов"));
             assert_eq!(client["name"], json!("Иван"));
@@ -2698,7 +2698,7 @@ mod tests {
         let answer = srv
             .ok(
                 "/send-confirmation-code",
-                json!({"card": "MTIzNDU2Nzg5MA", "to": "sms"}),
+                json!({"card": "DEMO-0001", "to": "sms"}),
             )
             .await;
         assert_eq!(

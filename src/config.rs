@@ -169,6 +169,10 @@ pub struct Limits {
     pub burst: u32,
     /// Longest a request waits for a permit before it is refused.
     pub max_wait_ms: u64,
+    /// Vendor calls failing in a row (no answer or 5xx) that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker makes calls fail fast before one trial call.
+    pub breaker_open_ms: u64,
 }
 
 impl Default for Limits {
@@ -177,6 +181,8 @@ impl Default for Limits {
             requests_per_second: 20,
             burst: 40,
             max_wait_ms: 1_000,
+            breaker_failures: 5,
+            breaker_open_ms: 10_000,
         }
     }
 }
@@ -368,6 +374,18 @@ impl Limits {
         }
         if self.burst == 0 {
             return Err(invalid(format!("{at}.burst"), "must be at least 1"));
+        }
+        if self.breaker_failures == 0 {
+            return Err(invalid(
+                format!("{at}.breaker_failures"),
+                "must be at least 1",
+            ));
+        }
+        if self.breaker_open_ms == 0 || self.breaker_open_ms > 600_000 {
+            return Err(invalid(
+                format!("{at}.breaker_open_ms"),
+                "must be between 1 and 600000",
+            ));
         }
         if self.max_wait_ms > 600_000 {
             return Err(invalid(

@@ -33,6 +33,9 @@ pub enum UpstreamFailure {
     /// Not JSON, truncated, or otherwise unusable.
     #[error("answered something that is not JSON")]
     BadAnswer,
+    /// The vendor failed repeatedly just now; calls fail fast for a while.
+    #[error("vendor failing: circuit open ({retry_ms} ms)")]
+    CircuitOpen { retry_ms: u64 },
     /// The tenant's rate limit would have made the call wait longer than allowed.
     #[error("tenant rate limit ({wait_ms} ms to wait)")]
     Throttled { wait_ms: u64 },
@@ -136,6 +139,7 @@ impl Error {
             Error::Upstream { failure, .. } => match failure {
                 UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 UpstreamFailure::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                UpstreamFailure::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_GATEWAY,
             },
             Error::Refused { status, .. } => *status,
@@ -240,6 +244,13 @@ impl Error {
                     "Ошибка поставщика лояльности",
                     "Система лояльности вернула некорректный ответ. Повторите операцию позже.".into(),
                 ),
+                UpstreamFailure::CircuitOpen { retry_ms } => (
+                    "Поставщик лояльности недоступен",
+                    format!(
+                        "Система лояльности не отвечает на несколько запросов подряд; повторите через {} с.",
+                        retry_ms.div_ceil(1000).max(1)
+                    ),
+                ),
                 UpstreamFailure::Throttled { wait_ms } => (
                     "Слишком много запросов к системе лояльности",
                     format!(
@@ -313,7 +324,8 @@ pub fn respond(err: &Error) -> Response<Bytes> {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     if let Error::Upstream {
-        failure: UpstreamFailure::Throttled { wait_ms },
+        failure:
+            UpstreamFailure::Throttled { wait_ms } | UpstreamFailure::CircuitOpen { retry_ms: wait_ms },
         ..
     } = err
     {

@@ -519,6 +519,7 @@ async fn credentials_never_reach_an_error_text() {
         memory: &memory,
         cache: &loyalty_bridge::cache::StepCache::new(10),
         limiter: None,
+        breaker: None,
     };
     let plan = m.op(Op::CounterpartyDetail).unwrap();
     let up = answers(&[("b", ok(json!({})))]);

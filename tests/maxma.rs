@@ -876,3 +876,43 @@ async fn the_reference_examples_work_against_the_shipped_demo_sandbox() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["rows"].as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn a_failing_vendor_trips_the_breaker_and_calls_fail_fast() {
+    let sandbox = MaxmaSandbox::with_demo_data(KEY);
+    let (vendor, _stop_vendor) = start_sandbox(sandbox.clone()).await;
+    let (bridge, _stop) = start_bridge_with(
+        &vendor,
+        KEY,
+        "",
+        "limits = { breaker_failures = 3, breaker_open_ms = 800 }",
+    )
+    .await;
+    let detail = |i: usize| json!({"retailStore": store(), "meta": {"id": format!("b-{i}")}, "phone": "+79990000001"});
+    sandbox.set_fault(Some(Fault::Http500));
+    // Three failing attempts (one request and its two retries) open the breaker.
+    let (status, _) = send(client().post(format!("{bridge}/counterparty/detail")).json_body(&detail(0))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let reached = sandbox.calls("get-balance");
+    assert_eq!(reached, 3);
+    // Now calls fail fast, without reaching MAXMA, with a retry hint.
+    let resp = client()
+        .post(format!("{bridge}/counterparty/detail"))
+        .header("Lognex-Discount-API-Auth-Token", TOKEN)
+        .body(detail(1).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(the_error(&body)["error"], "Поставщик лояльности недоступен");
+    assert_eq!(sandbox.calls("get-balance"), reached, "an open breaker sends nothing");
+    // MAXMA recovers; after the open period one trial goes through and closes the breaker.
+    sandbox.set_fault(None);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    for i in 2..4 {
+        let (status, body) = send(client().post(format!("{bridge}/counterparty/detail")).json_body(&detail(i))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}

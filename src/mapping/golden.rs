@@ -148,6 +148,7 @@ pub async fn answer_with_memory(
                 memory,
                 cache: Arc::new(StepCache::new(1_000)),
                 limiter: None,
+                breaker: None,
             };
             parsed.apply(&ctx).await
         }

@@ -15,6 +15,7 @@ use crate::cache::StepCache;
 use crate::config::Tenant;
 use crate::error::{Error, UpstreamFailure};
 use crate::loyalty::ops::Op;
+use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
@@ -32,6 +33,8 @@ pub struct Invocation<'a> {
     pub cache: &'a StepCache,
     /// The tenant's rate limit (none in golden examples and dry runs).
     pub limiter: Option<&'a TenantLimiter>,
+    /// The tenant's circuit breaker (none in golden examples and dry runs).
+    pub breaker: Option<&'a Breaker>,
 }
 
 /// Runs `plan`; `Ok(Some(body))` is the answer body built by the mapping, `Ok(None)` an
@@ -153,7 +156,14 @@ async fn run_plan(
         } else {
             0
         };
-        let send = send_with_retries(upstream, request, retries, call.deadline, call.limiter);
+        let send = send_with_retries(
+            upstream,
+            request,
+            retries,
+            call.deadline,
+            call.limiter,
+            call.breaker,
+        );
         let result = match &cache_key {
             Some((key, ttl)) => {
                 call.cache
@@ -350,6 +360,9 @@ fn step_outcome(
         Err(e) => {
             let failure = match e {
                 UpstreamError::Timeout => UpstreamFailure::Timeout,
+                UpstreamError::CircuitOpen { retry_ms } => UpstreamFailure::CircuitOpen {
+                    retry_ms: *retry_ms,
+                },
                 UpstreamError::Throttled { wait_ms } => {
                     UpstreamFailure::Throttled { wait_ms: *wait_ms }
                 }
@@ -397,9 +410,15 @@ async fn send_with_retries(
     retries: u32,
     deadline: Instant,
     limiter: Option<&TenantLimiter>,
+    breaker: Option<&Breaker>,
 ) -> Result<UpstreamResponse, UpstreamError> {
     let mut attempt = 0;
     loop {
+        if let Some(breaker) = breaker {
+            breaker.allow().map_err(|left| UpstreamError::CircuitOpen {
+                retry_ms: left.as_millis() as u64,
+            })?;
+        }
         if let Some(limiter) = limiter {
             let left = deadline.saturating_duration_since(Instant::now());
             limiter
@@ -414,8 +433,12 @@ async fn send_with_retries(
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         let result = upstream.send(this).await;
+        if let Some(breaker) = breaker {
+            // Alive means it answered, whatever the answer, short of a 5xx.
+            breaker.record(matches!(&result, Ok(r) if r.status < 500));
+        }
         let transient = match &result {
-            Err(UpstreamError::Throttled { .. }) => false,
+            Err(UpstreamError::Throttled { .. } | UpstreamError::CircuitOpen { .. }) => false,
             Err(_) => true,
             Ok(r) => r.status >= 500 || r.status == 429,
         };

@@ -27,6 +27,7 @@ use crate::loyalty::ops::{self, OpContext, Reply};
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::LoadError;
 use crate::mapping::registry::Mappings;
+use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{HttpUpstream, Upstream};
 use listen::{ListenOptions, accept_loop};
@@ -44,6 +45,8 @@ struct App {
     cache: Arc<StepCache>,
     /// One vendor rate limiter per tenant, by name.
     limiters: HashMap<String, Arc<TenantLimiter>>,
+    /// One circuit breaker per tenant, by name.
+    breakers: HashMap<String, Arc<Breaker>>,
 }
 
 /// Why the server could not start or stopped.
@@ -88,6 +91,17 @@ pub async fn serve_with(
             .tenants
             .iter()
             .map(|t| (t.name.clone(), Arc::new(TenantLimiter::new(&t.limits))))
+            .collect(),
+        breakers: config
+            .tenants
+            .iter()
+            .map(|t| {
+                let open_for = Duration::from_millis(t.limits.breaker_open_ms);
+                (
+                    t.name.clone(),
+                    Arc::new(Breaker::new(t.limits.breaker_failures, open_for)),
+                )
+            })
             .collect(),
         config,
     });
@@ -229,8 +243,10 @@ async fn dispatch(
     };
     let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
     let limiter = app.limiters.get(&tenant.name).cloned();
+    let breaker = app.breakers.get(&tenant.name).cloned();
     let ctx = OpContext {
         limiter,
+        breaker,
         mapping: app.mappings.get(&tenant.mapping),
         tenant,
         request_id: request_id.to_owned(),

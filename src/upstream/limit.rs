@@ -56,6 +56,7 @@ mod tests {
             requests_per_second: 10,
             burst: 3,
             max_wait_ms: 0,
+            ..Limits::default()
         });
         let long = Duration::from_secs(5);
         for _ in 0..3 {
@@ -69,6 +70,7 @@ mod tests {
             requests_per_second: 10,
             burst: 1,
             max_wait_ms: 1_000,
+            ..Limits::default()
         });
         let started = std::time::Instant::now();
         for _ in 0..4 {

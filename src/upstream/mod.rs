@@ -2,6 +2,7 @@
 //! a per-call timeout, the request id propagated. Failures are typed ([`UpstreamError`]) so the
 //! mapping's rules and the error module can tell a timeout from a refused connection.
 
+pub mod breaker;
 pub mod limit;
 
 use std::future::Future;
@@ -37,6 +38,9 @@ pub enum UpstreamError {
     Connect(String),
     #[error("transport error: {0}")]
     Transport(String),
+    /// The tenant's circuit breaker is open: the vendor failed repeatedly just now.
+    #[error("circuit open for {retry_ms} ms more")]
+    CircuitOpen { retry_ms: u64 },
     /// Our own rate limit for the tenant would have made the call wait too long.
     #[error("tenant rate limit: a permit was {wait_ms} ms away")]
     Throttled { wait_ms: u64 },
@@ -50,6 +54,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Transport(_) => "transport",
             UpstreamError::Throttled { .. } => "throttled",
+            UpstreamError::CircuitOpen { .. } => "circuit_open",
         }
     }
 }

@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::Mapping;
 use crate::mapping::run::{Invocation, run};
+use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{Counted, Upstream};
 
@@ -201,6 +202,8 @@ pub struct OpContext {
     pub cache: Arc<StepCache>,
     /// The tenant's vendor rate limit.
     pub limiter: Option<Arc<TenantLimiter>>,
+    /// The tenant's circuit breaker.
+    pub breaker: Option<Arc<Breaker>>,
 }
 
 impl OpContext {
@@ -224,6 +227,7 @@ impl OpContext {
             memory: &self.memory,
             cache: &self.cache,
             limiter: self.limiter.as_deref(),
+            breaker: self.breaker.as_deref(),
         };
         let counted = Counted {
             inner: self.upstream.as_ref(),

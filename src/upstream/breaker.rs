@@ -1,0 +1,107 @@
+//! A per-tenant circuit breaker: after `failures` vendor calls in a row fail (no answer, or a
+//! 5xx), calls fail fast for `open_ms` instead of tying up connections and the cashier; then one
+//! trial call goes through, and its success closes the breaker again. Uses tokio's clock.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One trial call is out; others fail fast until it reports.
+    Trial,
+}
+
+pub struct Breaker {
+    state: Mutex<State>,
+    threshold: u32,
+    open_for: Duration,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, open_for: Duration) -> Breaker {
+        Breaker {
+            state: Mutex::new(State::Closed { failures: 0 }),
+            threshold: threshold.max(1),
+            open_for,
+        }
+    }
+
+    /// May a call go out now? `Err` says how long until the next trial.
+    pub fn allow(&self) -> Result<(), Duration> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match *state {
+            State::Closed { .. } => Ok(()),
+            State::Open { until } => {
+                let now = Instant::now();
+                if now >= until {
+                    *state = State::Trial;
+                    Ok(())
+                } else {
+                    Err(until - now)
+                }
+            }
+            State::Trial => Err(Duration::from_secs(1)),
+        }
+    }
+
+    /// What became of a call that was allowed: `alive` unless it got no answer or a 5xx.
+    pub fn record(&self, alive: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *state = match (*state, alive) {
+            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
+                failures: failures + 1,
+            },
+            (_, false) => {
+                tracing::warn!(
+                    open_ms = self.open_for.as_millis() as u64,
+                    "vendor failing: circuit breaker open"
+                );
+                State::Open {
+                    until: Instant::now() + self.open_for,
+                }
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_failures_in_a_row_and_closes_after_a_good_trial() {
+        let b = Breaker::new(3, Duration::from_secs(10));
+        for _ in 0..2 {
+            b.allow().unwrap();
+            b.record(false);
+        }
+        b.allow().unwrap();
+        b.record(true);
+        for _ in 0..3 {
+            b.allow().unwrap();
+            b.record(false);
+        }
+        assert!(b.allow().is_err(), "open after 3 failures in a row");
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(b.allow().is_err());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        b.allow().unwrap();
+        assert!(b.allow().is_err(), "one trial at a time");
+        b.record(false);
+        assert!(b.allow().is_err(), "a failed trial opens it again");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        b.allow().unwrap();
+        b.record(true);
+        b.allow().unwrap();
+        b.allow().unwrap();
+    }
+}

@@ -891,7 +891,12 @@ async fn a_failing_vendor_trips_the_breaker_and_calls_fail_fast() {
     let detail = |i: usize| json!({"retailStore": store(), "meta": {"id": format!("b-{i}")}, "phone": "+79990000001"});
     sandbox.set_fault(Some(Fault::Http500));
     // Three failing attempts (one request and its two retries) open the breaker.
-    let (status, _) = send(client().post(format!("{bridge}/counterparty/detail")).json_body(&detail(0))).await;
+    let (status, _) = send(
+        client()
+            .post(format!("{bridge}/counterparty/detail"))
+            .json_body(&detail(0)),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     let reached = sandbox.calls("get-balance");
     assert_eq!(reached, 3);
@@ -907,12 +912,21 @@ async fn a_failing_vendor_trips_the_breaker_and_calls_fail_fast() {
     assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.unwrap();
     assert_eq!(the_error(&body)["error"], "Поставщик лояльности недоступен");
-    assert_eq!(sandbox.calls("get-balance"), reached, "an open breaker sends nothing");
+    assert_eq!(
+        sandbox.calls("get-balance"),
+        reached,
+        "an open breaker sends nothing"
+    );
     // MAXMA recovers; after the open period one trial goes through and closes the breaker.
     sandbox.set_fault(None);
     tokio::time::sleep(Duration::from_millis(900)).await;
     for i in 2..4 {
-        let (status, body) = send(client().post(format!("{bridge}/counterparty/detail")).json_body(&detail(i))).await;
+        let (status, body) = send(
+            client()
+                .post(format!("{bridge}/counterparty/detail"))
+                .json_body(&detail(i)),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }

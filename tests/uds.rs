@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{client, the_error};
+use common::{call_bridge, the_error};
 use loyalty_bridge::Config;
 use loyalty_bridge::sandbox::uds::UdsSandbox;
 use reqwest::StatusCode;
@@ -71,25 +71,7 @@ impl World {
         path: &str,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
-        let mut req = client()
-            .request(method, format!("{}{path}", self.bridge))
-            .header("Lognex-Discount-API-Auth-Token", TOKEN);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let bytes = resp.bytes().await.unwrap();
-        (
-            status,
-            if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap()
-            },
-        )
+        call_bridge(&self.bridge, TOKEN, method, path, body).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {

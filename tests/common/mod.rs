@@ -146,3 +146,30 @@ pub fn expected_error(path: &Path) -> String {
         .unwrap_or_else(|| panic!("{}: first line must be `# error: <text>`", path.display()))
         .to_string()
 }
+
+/// One LoyaltyAPI call to a bridge as `token`: the status and the JSON answer (`Null` if empty).
+pub async fn call_bridge(
+    bridge: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut req = client()
+        .request(method, format!("{bridge}{path}"))
+        .header("Lognex-Discount-API-Auth-Token", token);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap();
+    let value = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, value)
+}

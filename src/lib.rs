@@ -11,6 +11,7 @@ pub mod mapping;
 pub mod sandbox;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;
 

@@ -1,0 +1,328 @@
+//! What the bridge must remember across requests, restarts and instances: the journal of sales
+//! and returns (exactly-once, keyed by the tenant and MoySklad's `meta.id`), the values mappings
+//! keep (`remember`/`recall`: vendor operation ids, codes the vendor issued), confirmation codes
+//! the bridge checks itself, and the outbox of sales accepted while the vendor was down.
+//!
+//! Two backends implement [`Store`]: SQLite (embedded default, one file under `data/`) and
+//! PostgreSQL (several bridge instances on one database). Both run versioned migrations at
+//! open. Every "insert or get" is one atomic statement, never a check followed by an act.
+//!
+//! Times are wall-clock milliseconds since the Unix epoch ([`now_ms`]), taken by the caller's
+//! process: leases and expiries tolerate the small skew between instances.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+
+/// A future returned by a [`Store`] method (boxed: the trait is used as `dyn Store`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused the statement.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The database holds something this version cannot read (a newer schema, a bad row).
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Which journal a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Sale,
+    Return,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sale => "sale",
+            Kind::Return => "return",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        match text {
+            "sale" => Some(Kind::Sale),
+            "return" => Some(Kind::Return),
+            _ => None,
+        }
+    }
+}
+
+/// Where a journal record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    /// A request is running it now (until `lease_until`).
+    InFlight,
+    /// The vendor confirmed it: a repeat answers success without calling the vendor.
+    Done,
+    /// Accepted while the vendor was down; waiting in the outbox.
+    Queued,
+    /// The vendor refused it, or it was abandoned: a repeat may try again.
+    Failed,
+}
+
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::InFlight => "in_flight",
+            RecordState::Done => "done",
+            RecordState::Queued => "queued",
+            RecordState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RecordState> {
+        match text {
+            "in_flight" => Some(RecordState::InFlight),
+            "done" => Some(RecordState::Done),
+            "queued" => Some(RecordState::Queued),
+            "failed" => Some(RecordState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One sale or return of one tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub tenant: String,
+    pub kind: Kind,
+    /// MoySklad's `meta.id` of the sale or return.
+    pub id: String,
+    pub state: RecordState,
+    /// What the mapping asked to keep (vendor operation ids…); `Value::Null` until done.
+    pub kept: Value,
+    /// Meaningful while `InFlight`.
+    pub lease_until_ms: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// The answer of [`Store::begin`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    /// The caller owns the record (new, failed before, or its previous lease ran out) and must
+    /// end it with [`Store::finish`], [`Store::abandon`] or [`Store::enqueue`].
+    Started,
+    /// Another request holds it: in flight, lease not yet out.
+    InFlight(Record),
+    /// Already done or queued: answer success without calling the vendor.
+    Settled(Record),
+}
+
+/// Where an outbox item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Waiting to be delivered (due at `next_attempt_ms`).
+    Pending,
+    /// The vendor refused it (a definite 4xx/rule refusal): kept for an operator to retry or drop.
+    Failed,
+    /// Delivered (kept until pruned).
+    Delivered,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Failed => "failed",
+            OutboxState::Delivered => "delivered",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OutboxState> {
+        match text {
+            "pending" => Some(OutboxState::Pending),
+            "failed" => Some(OutboxState::Failed),
+            "delivered" => Some(OutboxState::Delivered),
+            _ => None,
+        }
+    }
+}
+
+/// A sale (or return) accepted while the vendor was down, waiting to be delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    /// Increasing: delivery follows it within a tenant.
+    pub seq: i64,
+    pub tenant: String,
+    pub kind: Kind,
+    /// MoySklad's `meta.id` (the journal record it belongs to).
+    pub id: String,
+    /// The validated LoyaltyAPI request, as the mapping sees it (`.req`).
+    pub request: Value,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+}
+
+/// Outbox depth and age of one tenant (for `/metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxStats {
+    pub tenant: String,
+    /// Pending items.
+    pub pending: u64,
+    /// Items the vendor refused, waiting for an operator.
+    pub failed: u64,
+    /// `created_ms` of the oldest pending item.
+    pub oldest_pending_ms: Option<i64>,
+}
+
+/// The answer of [`Store::code_check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// Right code: consumed.
+    Accepted,
+    /// Wrong code; this many attempts left before it is burnt.
+    Wrong { attempts_left: u32 },
+    /// No code, an expired one, or one burnt by too many wrong attempts.
+    Missing,
+}
+
+/// The durable state behind the bridge. Tenant names scope every key: one tenant never reads
+/// another's records.
+pub trait Store: Send + Sync {
+    /// Backend name for logs and metrics ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    // --- journal: exactly-once sales and returns ---
+
+    /// Atomically creates the record `(tenant, kind, id)` as in flight until `lease_until_ms`,
+    /// or takes it over if it is `Failed` or its lease ran out, or reports it as it is.
+    fn begin(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        id: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreFuture<'_, Begin>;
+
+    /// The record, if any.
+    fn record(&self, tenant: &str, kind: Kind, id: &str) -> StoreFuture<'_, Option<Record>>;
+
+    /// Marks an owned record done, with what the mapping keeps.
+    fn finish(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        id: &str,
+        kept: &Value,
+        now_ms: i64,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Marks an owned record failed (the vendor refused, or the call gave up): a repeat may
+    /// try again.
+    fn abandon(&self, tenant: &str, kind: Kind, id: &str, now_ms: i64) -> StoreFuture<'_, ()>;
+
+    // --- outbox ---
+
+    /// In one transaction: marks the owned record `Queued` and appends an outbox item; returns
+    /// the item's `seq`.
+    fn enqueue(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        id: &str,
+        request: &Value,
+        now_ms: i64,
+    ) -> StoreFuture<'_, i64>;
+
+    /// Takes (or renews) the right to deliver `tenant`'s outbox until `until_ms`; only one
+    /// holder at a time across instances. `false` if another holder's lease is still running.
+    fn lease_outbox(
+        &self,
+        tenant: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreFuture<'_, bool>;
+
+    /// Gives the delivery right back (at shutdown).
+    fn release_outbox(&self, tenant: &str, holder: &str) -> StoreFuture<'_, ()>;
+
+    /// The oldest pending item of `tenant` (lowest `seq`), due or not: delivery is in order,
+    /// so a later item never overtakes a waiting one.
+    fn next_pending(&self, tenant: &str) -> StoreFuture<'_, Option<OutboxItem>>;
+
+    /// Tenants that have pending items.
+    fn tenants_with_pending(&self) -> StoreFuture<'_, Vec<String>>;
+
+    /// In one transaction: the item is delivered and its record done with `kept`.
+    fn delivered(&self, seq: i64, kept: &Value, now_ms: i64) -> StoreFuture<'_, ()>;
+
+    /// A transient failure: count the attempt, note the error, try again at `next_attempt_ms`.
+    fn postpone(&self, seq: i64, error: &str, next_attempt_ms: i64) -> StoreFuture<'_, ()>;
+
+    /// The vendor refused the item: it leaves the queue (state `Failed`), its record too.
+    fn refused(&self, seq: i64, error: &str, now_ms: i64) -> StoreFuture<'_, ()>;
+
+    /// Items, newest last; all tenants when `tenant` is `None`; delivered ones only if asked.
+    fn outbox_items(
+        &self,
+        tenant: Option<&str>,
+        include_delivered: bool,
+    ) -> StoreFuture<'_, Vec<OutboxItem>>;
+
+    /// Operator: puts a failed (or pending) item back to pending, due now. `false` if unknown
+    /// or already delivered.
+    fn outbox_retry(&self, seq: i64, now_ms: i64) -> StoreFuture<'_, bool>;
+
+    /// Operator: removes an item that is not delivered; its record becomes `Failed` so
+    /// MoySklad's repeat can try again. `false` if unknown or delivered.
+    fn outbox_drop(&self, seq: i64, now_ms: i64) -> StoreFuture<'_, bool>;
+
+    fn outbox_stats(&self) -> StoreFuture<'_, Vec<OutboxStats>>;
+
+    // --- values mappings keep (remember / recall) ---
+
+    fn kv_get(&self, tenant: &str, key: &str, now_ms: i64) -> StoreFuture<'_, Option<Value>>;
+
+    fn kv_put(
+        &self,
+        tenant: &str,
+        key: &str,
+        value: &Value,
+        expires_ms: i64,
+    ) -> StoreFuture<'_, ()>;
+
+    // --- confirmation codes the bridge checks itself ---
+
+    /// Stores `code` under `key` (replacing an earlier one) until `expires_ms`, allowing
+    /// `max_attempts` wrong tries.
+    fn code_put(
+        &self,
+        tenant: &str,
+        key: &str,
+        code: &str,
+        expires_ms: i64,
+        max_attempts: u32,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Checks `code` atomically: a right one is consumed; a wrong one uses an attempt, and the
+    /// last attempt burns the code.
+    fn code_check(
+        &self,
+        tenant: &str,
+        key: &str,
+        code: &str,
+        now_ms: i64,
+    ) -> StoreFuture<'_, CodeCheck>;
+
+    // --- retention ---
+
+    /// Deletes done/failed records, delivered outbox items, and expired values and codes
+    /// last changed before `before_ms`; returns how many rows went.
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

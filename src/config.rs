@@ -159,6 +159,32 @@ pub struct RawTenant {
     pub settings: toml::Table,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub outbox: OutboxPolicy,
+}
+
+/// What is accepted while the tenant's vendor cannot be reached (`[tenants.outbox]`): such a
+/// call is answered 201 and delivered from the durable outbox when the vendor is back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxPolicy {
+    /// Sales that only earn points (nothing spent, no gift card).
+    pub earning_sales: bool,
+    /// Sales that spend points or a gift card: the vendor has not approved the spend, so the
+    /// balance may not cover it when the sale arrives. Off unless an operator accepts that.
+    pub spending_sales: bool,
+    /// Returns (they reverse points the vendor may not hold yet).
+    pub returns: bool,
+}
+
+impl Default for OutboxPolicy {
+    fn default() -> Self {
+        OutboxPolicy {
+            earning_sales: true,
+            spending_sales: false,
+            returns: false,
+        }
+    }
 }
 
 /// Upstream rate limits of one tenant.
@@ -225,6 +251,7 @@ pub struct Tenant {
     /// `[tenants.settings]`, as JSON for the mapping's `.settings`.
     pub settings: serde_json::Value,
     pub limits: Limits,
+    pub outbox: OutboxPolicy,
 }
 
 impl Config {
@@ -464,6 +491,7 @@ impl RawTenant {
             base_url,
             credentials,
             limits: self.limits,
+            outbox: self.outbox,
         })
     }
 }

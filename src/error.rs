@@ -104,12 +104,30 @@ pub enum Error {
     /// full, shown to the cashier only as "could not process the vendor's answer".
     #[error("mapping failed in {op} at {at}: {detail}")]
     MappingFailed { op: Op, at: String, detail: String },
+    /// The durable store could not be read or written: without it a sale cannot be recorded
+    /// exactly once, so nothing is sent to the vendor.
+    #[error("store unavailable: {detail}")]
+    StoreUnavailable { detail: String },
+    /// The same sale or return (same `meta.id`) is being recorded by another request right now.
+    #[error("the same {kind} is in progress")]
+    InProgress { kind: &'static str },
+    /// A return's sale was accepted while the vendor was down and is still waiting in the outbox.
+    #[error("the returned sale is still queued for the vendor")]
+    SaleQueued,
     /// Our own request deadline ran out before an answer was ready.
     #[error("request deadline of {ms} ms exceeded")]
     DeadlineExceeded { ms: u64 },
     /// A bug: should not happen. Logged with the request id.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(err: crate::store::StoreError) -> Self {
+        Error::StoreUnavailable {
+            detail: err.to_string(),
+        }
+    }
 }
 
 impl Error {
@@ -146,6 +164,8 @@ impl Error {
             Error::MappingFailed { .. } => StatusCode::BAD_GATEWAY,
             Error::MappingNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::InProgress { .. } | Error::SaleQueued => StatusCode::CONFLICT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -264,6 +284,21 @@ impl Error {
                 "Ошибка обработки ответа поставщика",
                 "Ответ системы лояльности не удалось обработать. Сообщите администратору номер запроса.".into(),
             ),
+            Error::StoreUnavailable { .. } => (
+                "Сервер лояльности временно не может сохранить операцию",
+                "Хранилище сервера лояльности недоступно; операция не выполнена. Повторите через несколько секунд.".into(),
+            ),
+            Error::InProgress { kind } => (
+                "Операция уже выполняется",
+                format!(
+                    "{} с этим идентификатором уже обрабатывается; повторите через несколько секунд.",
+                    if *kind == "return" { "Возврат" } else { "Продажа" }
+                ),
+            ),
+            Error::SaleQueued => (
+                "Продажа ещё не передана в систему лояльности",
+                "Продажа принята, пока система лояльности была недоступна, и ещё ждёт отправки; повторите возврат позже.".into(),
+            ),
             Error::Internal(_) => (
                 "Внутренняя ошибка сервера лояльности",
                 "Произошла непредвиденная ошибка. Повторите операцию; если ошибка повторяется, сообщите администратору номер запроса.".into(),
@@ -333,6 +368,14 @@ pub fn respond(err: &Error) -> Response<Bytes> {
             header::RETRY_AFTER,
             HeaderValue::from(wait_ms.div_ceil(1000).max(1)),
         );
+    }
+    let retry_secs = match err {
+        Error::StoreUnavailable { .. } | Error::InProgress { .. } => Some(1),
+        Error::SaleQueued => Some(30),
+        _ => None,
+    };
+    if let Some(secs) = retry_secs {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     if let Error::MethodNotAllowed { allowed } = err {
         if let Ok(value) = HeaderValue::from_str(&method_list(allowed)) {

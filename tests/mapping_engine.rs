@@ -92,6 +92,7 @@ fn tenant() -> Arc<Tenant> {
         credentials,
         settings: serde_json::Value::Null,
         limits: Limits::default(),
+        outbox: Default::default(),
     })
 }
 
@@ -520,6 +521,7 @@ async fn credentials_never_reach_an_error_text() {
         cache: &loyalty_bridge::cache::StepCache::new(10),
         limiter: None,
         breaker: None,
+        sale: Value::Null,
     };
     let plan = m.op(Op::CounterpartyDetail).unwrap();
     let up = answers(&[("b", ok(json!({})))]);

@@ -786,18 +786,24 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
         &vendor,
         KEY,
         "",
-        "limits = { requests_per_second = 2, burst = 3, max_wait_ms = 0 }",
+        "limits = { requests_per_second = 1, burst = 3, max_wait_ms = 0 }",
     )
     .await;
+    // All at once, so that a slow machine does not refill the bucket between them.
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(
+                client()
+                    .post(format!("{bridge}/counterparty/detail"))
+                    .header("Lognex-Discount-API-Auth-Token", TOKEN)
+                    .body(detail(i).to_string())
+                    .send(),
+            )
+        })
+        .collect();
     let mut refused = 0;
-    for i in 0..8 {
-        let resp = client()
-            .post(format!("{bridge}/counterparty/detail"))
-            .header("Lognex-Discount-API-Auth-Token", TOKEN)
-            .body(detail(i).to_string())
-            .send()
-            .await
-            .unwrap();
+    for call in calls {
+        let resp = call.await.unwrap().unwrap();
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             assert!(resp.headers().contains_key("retry-after"));
             let body: Value = resp.json().await.unwrap();

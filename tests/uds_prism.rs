@@ -50,6 +50,7 @@ fn tenant(base_url: &str) -> Arc<Tenant> {
         credentials,
         settings: json!({"skip_loyalty_skus": ["tobacco"], "unredeemable_skus": ["promo"]}),
         limits: Limits::default(),
+        outbox: Default::default(),
     })
 }
 

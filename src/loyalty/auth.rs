@@ -31,6 +31,11 @@ impl Tenants {
         self.tenants.is_empty()
     }
 
+    /// The tenant named `name` (the outbox delivers for tenants by name).
+    pub fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.iter().find(|t| t.name == name).cloned()
+    }
+
     /// The tenant whose access key the request carries.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Tenant>, Error> {
         let token = headers
@@ -71,6 +76,7 @@ mod tests {
             credentials: Default::default(),
             settings: serde_json::Value::Null,
             limits: Limits::default(),
+            outbox: Default::default(),
         }
     }
 

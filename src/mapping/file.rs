@@ -60,6 +60,10 @@ pub struct OpSection {
     /// balance after a sale.
     #[serde(default)]
     pub invalidate: Vec<String>,
+    /// Sales and returns: jq over the finished plan (`.steps…`) for what to keep with the
+    /// journal record — vendor operation ids a later return needs (it sees them as `.sale`).
+    #[serde(default)]
+    pub keep: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

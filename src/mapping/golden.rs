@@ -80,6 +80,7 @@ pub fn example_tenant(mapping: &Mapping) -> Tenant {
         credentials: BTreeMap::new(),
         settings: serde_json::Value::Null,
         limits: Limits::default(),
+        outbox: Default::default(),
     }
 }
 
@@ -149,6 +150,7 @@ pub async fn answer_with_memory(
                 cache: Arc::new(StepCache::new(1_000)),
                 limiter: None,
                 breaker: None,
+                journal: None,
             };
             parsed.apply(&ctx).await
         }

@@ -1,50 +1,94 @@
-//! Short-lived values a mapping keeps between calls (a confirmation code issued by the vendor,
-//! until the sale that needs it): per tenant, with an expiry, in memory. Bounded: when full,
-//! expired entries go first, then the oldest. A durable, shared store replaces it later.
+//! Values a mapping keeps between calls (`remember` / `recall`: a confirmation code the vendor
+//! issued, until the sale that needs it; a vendor operation id): per tenant, with an expiry.
+//!
+//! The server keeps them in its [`Store`] (durable, shared by instances). Golden examples and
+//! dry runs, which have no store, keep them in process ([`Memory::local`]): bounded, and when
+//! full, expired entries go first, then the oldest.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::store::{Store, StoreError, now_ms};
+
 const MAX_ENTRIES: usize = 100_000;
 
-#[derive(Default)]
-pub struct Memory {
-    entries: Mutex<HashMap<(String, String), (Value, Instant)>>,
+pub enum Memory {
+    Local(Mutex<HashMap<(String, String), (Value, Instant)>>),
+    Store(Arc<dyn Store>),
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory::local()
+    }
 }
 
 impl Memory {
+    /// In-process values (golden examples, dry runs, tests).
+    pub fn local() -> Memory {
+        Memory::Local(Mutex::new(HashMap::new()))
+    }
+
+    /// Kept for [`Memory::local`]'s callers.
     pub fn new() -> Memory {
-        Memory::default()
+        Memory::local()
+    }
+
+    /// Values in the durable store.
+    pub fn durable(store: Arc<dyn Store>) -> Memory {
+        Memory::Store(store)
     }
 
     /// The value stored under `key` for `tenant`, if it has not expired.
-    pub fn get(&self, tenant: &str, key: &str) -> Option<Value> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(&(tenant.to_string(), key.to_string()))
-            .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(value, _)| value.clone())
+    pub async fn get(&self, tenant: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        match self {
+            Memory::Local(entries) => {
+                let entries = entries.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(entries
+                    .get(&(tenant.to_string(), key.to_string()))
+                    .filter(|(_, expires)| *expires > Instant::now())
+                    .map(|(value, _)| value.clone()))
+            }
+            Memory::Store(store) => store.kv_get(tenant, key, now_ms()).await,
+        }
     }
 
-    pub fn put(&self, tenant: &str, key: &str, value: Value, ttl: Duration) {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, (_, expires)| *expires > now);
-            if entries.len() >= MAX_ENTRIES {
-                if let Some(oldest) = entries
-                    .iter()
-                    .min_by_key(|(_, (_, e))| *e)
-                    .map(|(k, _)| k.clone())
-                {
-                    entries.remove(&oldest);
+    pub async fn put(
+        &self,
+        tenant: &str,
+        key: &str,
+        value: Value,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Memory::Local(entries) => {
+                let now = Instant::now();
+                let mut entries = entries.lock().unwrap_or_else(|p| p.into_inner());
+                if entries.len() >= MAX_ENTRIES {
+                    entries.retain(|_, (_, expires)| *expires > now);
+                    if entries.len() >= MAX_ENTRIES {
+                        if let Some(oldest) = entries
+                            .iter()
+                            .min_by_key(|(_, (_, e))| *e)
+                            .map(|(k, _)| k.clone())
+                        {
+                            entries.remove(&oldest);
+                        }
+                    }
                 }
+                entries.insert((tenant.to_string(), key.to_string()), (value, now + ttl));
+                Ok(())
+            }
+            Memory::Store(store) => {
+                let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+                store
+                    .kv_put(tenant, key, &value, now_ms().saturating_add(ttl_ms))
+                    .await
             }
         }
-        entries.insert((tenant.to_string(), key.to_string()), (value, now + ttl));
     }
 }
 
@@ -53,13 +97,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn values_expire_and_tenants_do_not_share() {
-        let m = Memory::new();
-        m.put("a", "code:7", json!("042"), Duration::from_secs(60));
-        m.put("a", "gone", json!(1), Duration::ZERO);
-        assert_eq!(m.get("a", "code:7"), Some(json!("042")));
-        assert_eq!(m.get("b", "code:7"), None);
-        assert_eq!(m.get("a", "gone"), None);
+    #[tokio::test]
+    async fn values_expire_and_tenants_do_not_share() {
+        let m = Memory::local();
+        m.put("a", "code:7", json!("042"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        m.put("a", "gone", json!(1), Duration::ZERO).await.unwrap();
+        assert_eq!(m.get("a", "code:7").await.unwrap(), Some(json!("042")));
+        assert_eq!(m.get("b", "code:7").await.unwrap(), None);
+        assert_eq!(m.get("a", "gone").await.unwrap(), None);
     }
 }

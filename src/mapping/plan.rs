@@ -46,6 +46,8 @@ pub struct OpPlan {
     pub response: Option<Expr>,
     /// Cache keys dropped when the operation succeeds.
     pub invalidate: Vec<Template>,
+    /// What a sale or return keeps with its journal record.
+    pub keep: Option<Expr>,
 }
 
 #[derive(Debug)]
@@ -280,9 +282,22 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
                 Template::parse_with(key, defs).map_err(at(format!("{place}.invalidate[{i}]")))
             })
             .collect::<Result<Vec<_>, Failure>>()?;
+        if section.keep.is_some()
+            && !matches!(op, Op::RetaildemandCreate | Op::RetailsalesreturnCreate)
+        {
+            return Err((
+                format!("{place}.keep"),
+                "only sales and returns keep values with their journal record; use a step's remember".into(),
+            ));
+        }
+        let keep = section
+            .keep
+            .map(|k| Expr::compile_with(defs, &k).map_err(at(format!("{place}.keep"))))
+            .transpose()?;
         ops.insert(
             op,
             OpPlan {
+                keep,
                 invalidate,
                 recall,
                 checks,

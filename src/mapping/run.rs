@@ -35,16 +35,27 @@ pub struct Invocation<'a> {
     pub limiter: Option<&'a TenantLimiter>,
     /// The tenant's circuit breaker (none in golden examples and dry runs).
     pub breaker: Option<&'a Breaker>,
+    /// For a return: what its sale's journal record keeps (`.sale`), or null.
+    pub sale: Value,
 }
 
-/// Runs `plan`; `Ok(Some(body))` is the answer body built by the mapping, `Ok(None)` an
-/// operation without a body (sale, return, create).
+/// What a plan produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The answer body the mapping built (none for sale, return, create).
+    pub body: Option<Value>,
+    /// The op's `keep` value (sales and returns), else null.
+    pub kept: Value,
+}
+
+/// Runs `plan`: the answer body the mapping built (none for an operation without a body: sale,
+/// return, create) and what it keeps.
 pub async fn run(
     mapping: &Mapping,
     plan: &OpPlan,
     call: &Invocation<'_>,
     upstream: &dyn Upstream,
-) -> Result<Option<Value>, Error> {
+) -> Result<Outcome, Error> {
     run_plan(mapping, plan, call, upstream)
         .await
         .map_err(|e| scrub(e, call))
@@ -102,7 +113,7 @@ async fn run_plan(
     plan: &OpPlan,
     call: &Invocation<'_>,
     upstream: &dyn Upstream,
-) -> Result<Option<Value>, Error> {
+) -> Result<Outcome, Error> {
     let mut root = root_object(call, &mapping.vendor.name);
     let mut recalled = Map::new();
     for (name, key) in &plan.recall {
@@ -113,13 +124,14 @@ async fn run_plan(
             name.clone(),
             call.memory
                 .get(&call.tenant.name, &key)
+                .await?
                 .unwrap_or(Value::Null),
         );
     }
     set(&mut root, "recalled", Value::Object(recalled));
     match verdict(plan.checks.iter(), &root, call.op, "checks")? {
         Some(Verdict::Fail(err)) => return Err(err),
-        Some(Verdict::Respond(body)) => return Ok(Some(body)),
+        Some(Verdict::Respond(body)) => return Ok(answered(body)),
         Some(Verdict::Accept) | None => {}
     }
     let mut done: Vec<&Step> = Vec::new();
@@ -208,7 +220,7 @@ async fn run_plan(
         }
         let accepted = match decided {
             Some(Verdict::Accept) => true,
-            Some(Verdict::Respond(body)) => return Ok(Some(body)),
+            Some(Verdict::Respond(body)) => return Ok(answered(body)),
             Some(Verdict::Fail(err)) => {
                 compensate(mapping, &done, &root, call, upstream).await;
                 return Err(err);
@@ -236,7 +248,8 @@ async fn run_plan(
                 .map_err(failed)?;
             let value = remember.value.eval(&root).map_err(failed)?;
             call.memory
-                .put(&call.tenant.name, &key, value, remember.ttl);
+                .put(&call.tenant.name, &key, value, remember.ttl)
+                .await?;
         }
         if let Value::Object(map) = &mut root {
             map.remove("step");
@@ -250,13 +263,29 @@ async fn run_plan(
             .map_err(|e| mapping_failed(call.op, "invalidate", e))?;
         call.cache.invalidate(&call.tenant.name, &key).await;
     }
-    plan.response
+    let body = plan
+        .response
         .as_ref()
         .map(|expr| {
             expr.eval(&root)
                 .map_err(|e| mapping_failed(call.op, "response.body", e))
         })
-        .transpose()
+        .transpose()?;
+    let kept = match &plan.keep {
+        Some(expr) => expr
+            .eval(&root)
+            .map_err(|e| mapping_failed(call.op, "keep", e))?,
+        None => Value::Null,
+    };
+    Ok(Outcome { body, kept })
+}
+
+/// A rule's `respond`: the answer, nothing kept (the plan stopped before its steps finished).
+fn answered(body: Value) -> Outcome {
+    Outcome {
+        body: Some(body),
+        kept: Value::Null,
+    }
 }
 
 /// What the first matching rule decided.
@@ -329,6 +358,7 @@ fn root_object(call: &Invocation<'_>, vendor: &str) -> Value {
         "credentials": credentials,
         "settings": call.tenant.settings,
         "request_id": call.request_id,
+        "sale": call.sale,
         "now": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         "steps": {},
     })

@@ -20,9 +20,10 @@ use tokio::net::TcpListener;
 use std::collections::HashMap;
 
 use crate::cache::StepCache;
-use crate::config::Config;
+use crate::config::{Config, Tenant};
 use crate::error::{self, Error};
 use crate::loyalty::auth::{self, Tenants};
+use crate::loyalty::journal::Journal;
 use crate::loyalty::ops::{self, OpContext, Reply};
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::LoadError;
@@ -47,6 +48,27 @@ struct App {
     limiters: HashMap<String, Arc<TenantLimiter>>,
     /// One circuit breaker per tenant, by name.
     breakers: HashMap<String, Arc<Breaker>>,
+    /// Exactly-once sales and returns, and the outbox (none without a store).
+    journal: Option<Arc<Journal>>,
+}
+
+impl App {
+    /// What an operation of `tenant` runs with.
+    fn context(&self, tenant: Arc<Tenant>, request_id: String, deadline: Instant) -> OpContext {
+        OpContext {
+            limiter: self.limiters.get(&tenant.name).cloned(),
+            breaker: self.breakers.get(&tenant.name).cloned(),
+            mapping: self.mappings.get(&tenant.mapping),
+            tenant,
+            request_id,
+            upstream: self.upstream.clone(),
+            upstream_calls: AtomicU32::new(0),
+            deadline,
+            memory: self.memory.clone(),
+            cache: self.cache.clone(),
+            journal: self.journal.clone(),
+        }
+    }
 }
 
 /// Why the server could not start or stopped.
@@ -103,6 +125,7 @@ pub async fn serve_with(
                 )
             })
             .collect(),
+        journal: None,
         config,
     });
     let reloader = tokio::spawn(watch_mappings(app.clone()));
@@ -242,20 +265,7 @@ async fn dispatch(
         Bytes::new()
     };
     let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
-    let limiter = app.limiters.get(&tenant.name).cloned();
-    let breaker = app.breakers.get(&tenant.name).cloned();
-    let ctx = OpContext {
-        limiter,
-        breaker,
-        mapping: app.mappings.get(&tenant.mapping),
-        tenant,
-        request_id: request_id.to_owned(),
-        upstream: app.upstream.clone(),
-        upstream_calls: AtomicU32::new(0),
-        deadline,
-        memory: app.memory.clone(),
-        cache: app.cache.clone(),
-    };
+    let ctx = app.context(tenant, request_id.to_owned(), deadline);
     let result = request.apply(&ctx).await;
     outcome.upstream_calls = ctx.upstream_calls.load(Ordering::Relaxed);
     let reply = result.inspect_err(|e| log_failure(e, request_id))?;

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::journal::Journal;
 use super::models::{
     CounterpartyCreateRequest, CounterpartyDetailRequest, CounterpartyDetailResponse,
     CounterpartySearchQuery, CounterpartySearchResponse, CounterpartyVerifyRequest, GiftCardQuery,
@@ -35,7 +36,7 @@ use crate::config::Tenant;
 use crate::error::Error;
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::Mapping;
-use crate::mapping::run::{Invocation, run};
+use crate::mapping::run::{Invocation, Outcome, run};
 use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{Counted, Upstream};
@@ -204,21 +205,30 @@ pub struct OpContext {
     pub limiter: Option<Arc<TenantLimiter>>,
     /// The tenant's circuit breaker.
     pub breaker: Option<Arc<Breaker>>,
+    /// The durable journal that makes sales and returns exactly-once (none in golden examples
+    /// and dry runs).
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl OpContext {
     /// Runs the tenant's mapping for `op` on the validated request; returns the answer body the
     /// mapping built, if any.
     async fn execute<T: Serialize>(&self, op: Op, request: &T) -> Result<Option<Value>, Error> {
+        let req = to_json(op, request)?;
+        Ok(self.execute_value(op, req, Value::Null).await?.body)
+    }
+
+    /// Runs the tenant's mapping for `op` on a request already in JSON form (`.req`), with
+    /// `sale` as `.sale`.
+    pub async fn execute_value(&self, op: Op, req: Value, sale: Value) -> Result<Outcome, Error> {
         let not_configured = || Error::MappingNotConfigured {
             tenant: self.tenant.name.clone(),
             op,
         };
         let mapping = self.mapping.as_ref().ok_or_else(not_configured)?;
         let plan = mapping.op(op).ok_or_else(not_configured)?;
-        let req = serde_json::to_value(request)
-            .map_err(|e| Error::Internal(format!("cannot serialize {op}: {e}")))?;
         let invocation = Invocation {
+            sale,
             op,
             req,
             tenant: &self.tenant,
@@ -252,6 +262,11 @@ impl OpContext {
             )
         })
     }
+}
+
+fn to_json<T: Serialize>(op: Op, request: &T) -> Result<Value, Error> {
+    serde_json::to_value(request)
+        .map_err(|e| Error::Internal(format!("cannot serialize {op}: {e}")))
 }
 
 /// A successful answer, rendered at the edge.

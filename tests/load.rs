@@ -1,0 +1,244 @@
+//! Load against a vendor that keeps failing in changing ways (slow, dropped connections, 500s,
+//! garbage, throttling): every MoySklad request gets a well-formed answer within its deadline,
+//! the tenant's rate limit holds at the vendor, and when the bridge stops no task is left
+//! behind.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use loyalty_bridge::Config;
+use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
+
+const TOKEN: &str = "load-test-token-0001";
+const KEY: &str = "load-test-maxma-key";
+const DEADLINE_MS: u64 = 1500;
+const RATE: u64 = 100;
+const BURST: u64 = 20;
+
+fn config(vendor: &str) -> Config {
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
+    let text = format!(
+        r#"
+        [server]
+        request_timeout_ms = {DEADLINE_MS}
+        [[tenants]]
+        name = "shop"
+        token = "${{TOKEN}}"
+        mapping = "{}"
+        base_url = "{vendor}"
+        credentials = {{ api_key = "${{KEY}}" }}
+        limits = {{ requests_per_second = {RATE}, burst = {BURST}, max_wait_ms = 200, breaker_failures = 20, breaker_open_ms = 300 }}
+        "#,
+        mapping.display()
+    );
+    let env = |name: &str| match name {
+        "TOKEN" => Some(TOKEN.to_string()),
+        "KEY" => Some(KEY.to_string()),
+        _ => None,
+    };
+    Config::parse(&text, "load test", Path::new("."), &env).unwrap()
+}
+
+fn store() -> Value {
+    json!({"meta": {"href": "https://api.moysklad.ru/api/remap/1.2/entity/retailstore/s1", "id": "s1"}, "name": "Касса 1"})
+}
+
+/// The i-th request of the mix: lookups, balance, pricing and sales.
+fn request(i: usize) -> (&'static str, Option<Value>, String) {
+    let agent = json!({"meta": {"id": format!("c-{}", i % 7)}, "phone": "+79990000001"});
+    let cart = json!([{"assortment": {"meta": {"id": "sku-1"}}, "quantity": 1, "price": 199.90}]);
+    match i % 4 {
+        0 => (
+            "GET",
+            None,
+            "/counterparty?search=%2B79990000001&retailStoreId=s1".into(),
+        ),
+        1 => (
+            "POST",
+            Some(
+                json!({"retailStore": store(), "meta": {"id": format!("c-{}", i % 7)}, "phone": "+79990000001"}),
+            ),
+            "/counterparty/detail".into(),
+        ),
+        2 => (
+            "POST",
+            Some(
+                json!({"retailStore": store(), "agent": agent, "positions": cart, "bonusProgram": {"transactionType": "EARNING"}}),
+            ),
+            "/retaildemand/recalc".into(),
+        ),
+        _ => (
+            "POST",
+            Some(
+                json!({"retailStore": store(), "name": format!("{i:05}"), "meta": {"id": format!("00000000-0000-4000-8000-{i:012}")},
+                       "agent": agent, "positions": cart, "bonusProgram": {"bonusValueToSpend": 0, "bonusValueToEarn": 9},
+                       "cashSum": 199.90, "noCashSum": 0}),
+            ),
+            "/retaildemand".into(),
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks_before = metrics.num_alive_tasks();
+
+    let sandbox = MaxmaSandbox::with_demo_data(KEY);
+    let vendor_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vendor = format!("http://{}", vendor_listener.local_addr().unwrap());
+    let (stop_vendor, vendor_stopped) = oneshot::channel::<()>();
+    let vendor_task = tokio::spawn(sandbox.clone().serve(vendor_listener, async {
+        let _ = vendor_stopped.await;
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bridge = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_bridge, bridge_stopped) = oneshot::channel::<()>();
+    let bridge_task = tokio::spawn(loyalty_bridge::run(listener, config(&vendor), async {
+        let _ = bridge_stopped.await;
+    }));
+
+    // The vendor changes how it fails every 40 ms.
+    let cycling = Arc::new(AtomicBool::new(true));
+    let cycler = {
+        let (sandbox, cycling) = (sandbox.clone(), cycling.clone());
+        tokio::spawn(async move {
+            let faults = [
+                None,
+                Some(Fault::Delay(Duration::from_millis(2500))),
+                Some(Fault::Http500),
+                None,
+                Some(Fault::Garbage),
+                Some(Fault::DropConnection),
+                Some(Fault::Throttle),
+                Some(Fault::Delay(Duration::from_millis(100))),
+            ];
+            let mut i = 0;
+            while cycling.load(Ordering::Relaxed) {
+                sandbox.set_fault(faults[i % faults.len()].clone());
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            sandbox.set_fault(None);
+        })
+    };
+
+    loyalty_bridge::upstream::install_crypto();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Wait until the bridge serves (it compiles its mapping first).
+    let ready = Instant::now();
+    while client.get(format!("{bridge}/healthz")).send().await.is_err() {
+        assert!(ready.elapsed() < Duration::from_secs(20), "the bridge did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gate = Arc::new(Semaphore::new(32));
+    let started = Instant::now();
+    let total = 400;
+    let mut calls = Vec::with_capacity(total);
+    for i in 0..total {
+        let (client, gate, bridge) = (client.clone(), gate.clone(), bridge.clone());
+        calls.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            let (method, body, path) = request(i);
+            let url = format!("{bridge}{path}");
+            let builder = if method == "GET" {
+                client.get(url)
+            } else {
+                client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.unwrap().to_string())
+            };
+            let sent = Instant::now();
+            let resp = builder
+                .header("Lognex-Discount-API-Auth-Token", TOKEN)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("request {i} ({path}) got no answer: {e}"));
+            let status = resp.status();
+            let bytes = resp.bytes().await.unwrap();
+            (i, path, status, bytes, sent.elapsed())
+        }));
+    }
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for call in calls {
+        let (i, path, status, bytes, took) = call.await.unwrap();
+        *by_status.entry(status.as_u16()).or_default() += 1;
+        assert!(
+            took <= Duration::from_millis(DEADLINE_MS + 500),
+            "request {i} ({path}) took {took:?}"
+        );
+        match status {
+            StatusCode::OK => {
+                serde_json::from_slice::<Value>(&bytes).unwrap();
+            }
+            StatusCode::CREATED => {}
+            _ => {
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                    panic!("request {i} ({path}): {status} without a JSON envelope ({e})")
+                });
+                let error = &body["errors"][0];
+                assert!(
+                    error["error"].as_str().is_some_and(|t| !t.is_empty())
+                        && error["error_message"]
+                            .as_str()
+                            .is_some_and(|t| !t.is_empty())
+                        && error["code"].is_i64(),
+                    "request {i} ({path}): {status} {body}"
+                );
+                assert!(
+                    status.is_client_error() && status != StatusCode::BAD_REQUEST
+                        || status.is_server_error() && status != StatusCode::INTERNAL_SERVER_ERROR,
+                    "request {i} ({path}): unexpected {status} {body}"
+                );
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    cycling.store(false, Ordering::Relaxed);
+    cycler.await.unwrap();
+    eprintln!("answers by status: {by_status:?} in {elapsed:?}");
+    assert!(
+        by_status.get(&200).copied().unwrap_or(0) > 0,
+        "some requests got through between faults: {by_status:?}"
+    );
+
+    // The rate limit held at the vendor (burst plus the rate over the run, with slack for the
+    // limiter's clock granularity), retries included.
+    let reached = sandbox.requests().len() as u64;
+    let allowed = BURST + RATE * (elapsed.as_millis() as u64 + 999) / 1000 + 5;
+    assert!(
+        reached <= allowed,
+        "{reached} vendor calls in {elapsed:?} (allowed {allowed})"
+    );
+
+    // Stop everything: nothing may be left running.
+    drop(client);
+    stop_bridge.send(()).unwrap();
+    bridge_task.await.unwrap().unwrap();
+    stop_vendor.send(()).unwrap();
+    vendor_task.await.unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive = metrics.num_alive_tasks();
+        if alive <= tasks_before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{alive} tasks still alive after shutdown (before start: {tasks_before})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -673,3 +673,79 @@ async fn idempotent_steps_are_retried_on_transient_failures_only() {
         );
     }
 }
+
+#[tokio::test]
+async fn examples_start_from_remembered_values_and_check_what_is_kept() {
+    let ops = r#"
+        [ops."retaildemand.verify".recall]
+        seen = "seen:{.req.counterpartyId}"
+        [[ops."retaildemand.verify".steps]]
+        name = "send"
+        method = "POST"
+        path = "/codes"
+        body = '{seen: .recalled.seen}'
+        remember = { key = "code:{.req.counterpartyId}", value = '{code: .step.body.code}', ttl_secs = 60 }
+        [ops."retaildemand.verify".response]
+        body = '{verificationCode: .steps.send.body.code}'
+    "#;
+    let example = |remembered: &str, expect_remembered: &str| {
+        format!(
+            r#"
+            [[examples]]
+            name = "verify"
+            op = "retaildemand.verify"
+            request = '{{"retailStore": {{"meta": {{"id": "s"}}}}, "counterpartyId": "c1"}}'
+            remembered = '{remembered}'
+            upstream.send.body = '{{"code": "7731"}}'
+            expect_calls = [{{ step = "send", method = "POST", path = "/codes", body = '{{"seen": {{"by": "search"}}}}' }}]
+            expect.status = 200
+            expect.body = '{{"verificationCode": "7731"}}'
+            expect.remembered = '{expect_remembered}'
+            "#
+        )
+    };
+    // Seeded values are recalled; kept values are compared; `null` means nothing is kept.
+    let m = mapping(&format!(
+        "{ops}{}",
+        example(
+            r#"{"seen:c1": {"by": "search"}}"#,
+            r#"{"code:c1": {"code": "7731"}, "code:c2": null}"#
+        )
+    ));
+    let reports = golden::run_examples(&m).await;
+    assert!(reports[0].problems.is_empty(), "{:?}", reports[0].problems);
+    // A wrong expectation names the key, what was expected and what was kept.
+    let m = mapping(&format!(
+        "{ops}{}",
+        example(
+            r#"{"seen:c1": {"by": "search"}}"#,
+            r#"{"code:c1": {"code": "0000"}}"#
+        )
+    ));
+    let problems = golden::run_examples(&m).await.remove(0).problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("code:c1")
+            && problems[0].contains("0000")
+            && problems[0].contains("7731"),
+        "{}",
+        problems[0]
+    );
+    // Without the seed, the recall finds nothing and the call differs.
+    let m = mapping(&format!("{ops}{}", example("{}", "{}")));
+    let problems = golden::run_examples(&m).await.remove(0).problems;
+    assert!(problems.iter().any(|p| p.contains("body")), "{problems:?}");
+    // Not an object: refused when the file is loaded, naming the place.
+    let text = format!(
+        r#"
+        [vendor]
+        name = "test"
+        {ops}{}
+        "#,
+        example("[1]", "{}")
+    );
+    let err = Mapping::parse(&text, Path::new("test.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("remembered"), "{err}");
+}

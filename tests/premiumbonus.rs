@@ -75,6 +75,20 @@ impl World {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// `GET /counterparty?search=<text>` as MoySklad sends it (the text form-encoded).
+    async fn search(&self, text: &str) -> (StatusCode, Value) {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("search", text)
+            .append_pair("retailStoreId", "s1")
+            .finish();
+        self.call(
+            reqwest::Method::GET,
+            &format!("/counterparty?{query}"),
+            None,
+        )
+        .await
+    }
+
     async fn balance(&self) -> Decimal {
         self.sandbox.balance(BUYER).unwrap()
     }
@@ -305,4 +319,163 @@ async fn pb_rate_limits_become_retryable_envelopes() {
         sandbox.calls("buyer-info") > 10,
         "throttled lookups were retried"
     );
+}
+
+fn message(body: &Value) -> String {
+    the_error(body)["error_message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A code that is not `code` (4 digits, like PB's).
+fn wrong_code(code: &str) -> &'static str {
+    if code == "0000" { "1111" } else { "0000" }
+}
+
+#[tokio::test]
+async fn registration_confirmed_with_the_sms_code_typed_into_the_search() {
+    let sandbox = PremiumBonusSandbox::with_demo_data(PB_TOKEN);
+    sandbox.set_settings(PbSettings {
+        registration_confirmation_required: true,
+        ..PbSettings::default()
+    });
+    let w = world(sandbox.clone()).await;
+    let phone = "+7 916 555-00-33";
+    let create = json!({"retailStore": store(), "meta": {"id": "ms-new-3"}, "name": "Орлова Ольга", "legalFirstName": "Ольга",
+        "legalLastName": "Орлова", "phone": phone, "statusCheck": "UNCHECKED"});
+
+    // PB wants the phone confirmed: MoySklad is told so and calls verify.
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(the_error(&body)["code"], 28001);
+    let verify =
+        json!({"retailStore": store(), "meta": {"href": "https://x/syncid/3"}, "phone": phone});
+    let (status, body) = w.post("/counterparty/verify", &verify).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 3010);
+    assert!(
+        message(&body).contains("через пробел") && message(&body).contains("79991234567 1234"),
+        "the cashier is told what to type: {body}"
+    );
+
+    // The customer reads the SMS; the cashier types phone and code into the search.
+    let code = sandbox.last_code(phone).expect("PB sent an SMS");
+    let (status, body) = w.search(&format!("{phone} {code}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"rows": []}), "not registered yet");
+    assert_eq!(sandbox.calls("verify-confirmation-code"), 1);
+    // MoySklad may search again with the same text: PB is not asked again (the code is used up).
+    let (status, body) = w.search(&format!("{phone} {code}")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"rows": []})));
+    assert_eq!(sandbox.calls("verify-confirmation-code"), 1);
+
+    // The create again: registered, as checked.
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(sandbox.phone_checked(phone), Some(true));
+    let register = sandbox
+        .requests()
+        .into_iter()
+        .rfind(|(path, _)| path == "/buyer-register")
+        .expect("buyer-register was called")
+        .1;
+    assert_eq!(register["phone_checked"], true, "{register}");
+    let (status, body) = w.search(phone).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"][0]["msId"], "ms-new-3");
+}
+
+#[tokio::test]
+async fn spending_confirmed_with_the_sms_code_typed_into_the_search() {
+    let sandbox = PremiumBonusSandbox::with_demo_data(PB_TOKEN);
+    sandbox.set_settings(PbSettings {
+        write_off_confirmation_required: true,
+        ..PbSettings::default()
+    });
+    let w = world(sandbox.clone()).await;
+
+    // Recalc asks for a spending code.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(100)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["needVerification"], true, "{body}");
+    let positions = body["positions"].clone();
+
+    // A sale that spends before the phone is verified: PB refuses, nothing moves.
+    let sale = json!({"retailStore": store(), "name": "00100", "meta": {"id": "a0b1c2d3-5b6d-11ef-0a80-000000000301"},
+        "agent": agent(), "positions": positions, "bonusProgram": {"bonusValueToSpend": 100, "bonusValueToEarn": 57.50}});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 3001);
+    assert_eq!(w.balance().await, d("500.00"));
+
+    // The spending code: PB sends it, the cashier is told how to enter it.
+    let verify = json!({"retailStore": store(), "counterpartyId": "demo-1", "phone": BUYER});
+    let (status, body) = w.post("/retaildemand/verify", &verify).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 3011);
+    assert!(message(&body).contains("через пробел"), "{body}");
+    let code = sandbox.last_code(BUYER).expect("PB sent an SMS");
+    let (status, body) = w.search(&format!("79990000001 {code}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"][0]["phone"], "+79990000001", "{body}");
+
+    // Recalc no longer asks, and the same sale now spends, to the kopeck.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(100)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["needVerification"], false, "{body}");
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.balance().await, d("457.50"), "100 spent, 57.50 earned");
+}
+
+#[tokio::test]
+async fn five_wrong_codes_burn_the_code_and_the_envelope_says_so() {
+    let sandbox = PremiumBonusSandbox::with_demo_data(PB_TOKEN);
+    sandbox.set_settings(PbSettings {
+        registration_confirmation_required: true,
+        ..PbSettings::default()
+    });
+    let w = world(sandbox.clone()).await;
+    let phone = "89165550044";
+    let verify =
+        json!({"retailStore": store(), "meta": {"href": "https://x/syncid/4"}, "phone": phone});
+    let (status, _) = w.post("/counterparty/verify", &verify).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let code = sandbox.last_code(phone).expect("PB sent an SMS");
+    let wrong = wrong_code(&code);
+
+    for left in (1..=4).rev() {
+        let (status, body) = w.search(&format!("{phone} {wrong}")).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let e = the_error(&body);
+        assert_eq!(
+            (e["code"].clone(), e["parameter"].clone()),
+            (json!(3015), json!("search"))
+        );
+        assert!(
+            message(&body).contains(&format!("Осталось попыток: {left}")),
+            "{body}"
+        );
+    }
+    // The fifth wrong attempt burns the code.
+    let (status, body) = w.search(&format!("{phone} {wrong}")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let text = message(&body);
+    assert!(
+        text.contains("no longer valid") && text.contains("Запросите новый код"),
+        "{body}"
+    );
+    assert!(!text.contains("Осталось попыток"), "{body}");
+    // Even the right code is no good now, and the create still needs a confirmation.
+    let (status, body) = w.search(&format!("{phone} {code}")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(message(&body).contains("Запросите новый код"), "{body}");
+    let create = json!({"retailStore": store(), "meta": {"id": "ms-new-4"}, "phone": phone, "statusCheck": "UNCHECKED"});
+    let (status, body) = w.post("/counterparty", &create).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
 }

@@ -274,4 +274,30 @@ mod tests {
         assert!(!t("false"));
         assert!(t(".a == 0"));
     }
+
+    #[test]
+    fn regular_expressions_test_and_capture() {
+        // jaq-std's regex functions (regex-bites): mappings parse typed-in searches with them.
+        let words = r#"capture("^\\s*(?<phone>.*\\S)\\s+(?<code>[0-9]{4,6})\\s*$") // null"#;
+        assert_eq!(
+            eval(words, json!("+7 999 000-00-01  1234 ")),
+            json!({"phone": "+7 999 000-00-01", "code": "1234"})
+        );
+        assert_eq!(eval(words, json!("+7 999 000-00-01")), json!(null));
+        assert_eq!(
+            eval(r#"test("(?i)token")"#, json!("Bad TOKEN")),
+            json!(true)
+        );
+        assert_eq!(
+            eval(
+                r#"capture("(?<n>[0-9]+) attempts left").n"#,
+                json!("Wrong code; 4 attempts left")
+            ),
+            json!("4")
+        );
+        assert_eq!(
+            eval(r#"[scan("[0-9]+")]"#, json!("a1b22")),
+            json!(["1", "22"])
+        );
+    }
 }

@@ -183,6 +183,10 @@ pub struct ExampleSection {
     /// The tenant's `[tenants.settings]` for this example (JSON text).
     #[serde(default)]
     pub settings: Option<String>,
+    /// Values earlier calls remembered, as a JSON object `{"<key>": value}` (keys as rendered by
+    /// `remember.key`): what `recall` finds during this example.
+    #[serde(default)]
+    pub remembered: Option<String>,
     /// Canned answers by step name.
     #[serde(default)]
     pub upstream: BTreeMap<String, CannedAnswer>,
@@ -228,4 +232,8 @@ pub struct ExpectedAnswer {
     /// JSON text compared as JSON; absent means an empty body.
     #[serde(default)]
     pub body: Option<String>,
+    /// What must be remembered after the call, as a JSON object `{"<key>": value}`; `null`
+    /// means nothing is kept under that key. Keys not named are not checked.
+    #[serde(default)]
+    pub remembered: Option<String>,
 }

@@ -1,5 +1,7 @@
 //! Golden examples: each example in a mapping file is a MoySklad request plus canned vendor
 //! answers; running it checks the upstream calls the mapping makes and the answer it gives.
+//! An example may start from values earlier calls remembered (`remembered`) and check what the
+//! call leaves remembered (`expect.remembered`).
 //! `loyalty-bridge check` and `cargo test` run them; `loyalty-bridge map` uses the same
 //! machinery for a dry run.
 
@@ -20,6 +22,9 @@ use crate::upstream::{Upstream, UpstreamError, UpstreamFuture, UpstreamRequest, 
 
 /// Base URL of the pretend vendor in examples and dry runs; expected paths are relative to it.
 pub const EXAMPLE_BASE_URL: &str = "http://vendor.example";
+
+/// How long an example's `remembered` values live: the whole example, whatever it waits for.
+const SEEDED_FOR: Duration = Duration::from_secs(3600);
 
 /// Answers from a table by step name, and records every request.
 pub struct CannedUpstream {
@@ -216,16 +221,29 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
         settings: example.settings.clone(),
         ..example_tenant(mapping)
     });
-    let got = answer_as(
-        tenant,
+    let memory = Arc::new(Memory::new());
+    for (key, value) in &example.remembered {
+        memory.put(&tenant.name, key, value.clone(), SEEDED_FOR);
+    }
+    let got = answer_with_memory(
+        tenant.clone(),
         mapping.clone(),
         example.op,
         &example.request,
         upstream.clone(),
+        memory.clone(),
     )
     .await;
     let calls = upstream.take_calls();
     let mut problems = Vec::new();
+    for (key, want) in &example.expect_remembered {
+        let kept = memory.get(&tenant.name, key).unwrap_or(Value::Null);
+        if !same_json(&kept, want) {
+            problems.push(format!(
+                "remembered {key:?}\n  expected {want}\n  kept     {kept}"
+            ));
+        }
+    }
     if calls.len() != example.expect_calls.len() {
         problems.push(format!(
             "expected {} upstream call(s), the mapping made {}: {:?}",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{HeaderName, Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::expr::Expr;
 use super::file::{CallSection, ExampleSection, MappingFile, RuleSection, StepSection};
@@ -114,10 +114,14 @@ pub struct Example {
     pub op: Op,
     pub request: Value,
     pub settings: Value,
+    /// Seeded into the example's memory before the run: key → value.
+    pub remembered: Map<String, Value>,
     pub upstream: BTreeMap<String, Canned>,
     pub expect_calls: Vec<ExpectedCall>,
     pub expect_status: u16,
     pub expect_body: Option<Value>,
+    /// Checked in the memory after the run: key → value (`null`: nothing kept).
+    pub expect_remembered: Map<String, Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -520,6 +524,18 @@ fn json_text(text: &str, place: &str) -> Result<Value, Failure> {
     serde_json::from_str(text).map_err(|e| (place.to_string(), format!("not valid JSON: {e}")))
 }
 
+/// An optional JSON object text (`remembered`, `expect.remembered`); absent is empty.
+fn json_object(text: Option<&str>, place: &str) -> Result<Map<String, Value>, Failure> {
+    match text.map(|t| json_text(t, place)).transpose()? {
+        None => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map),
+        Some(_) => Err((
+            place.to_string(),
+            "must be a JSON object of remembered keys and their values".into(),
+        )),
+    }
+}
+
 fn compile_example(
     example: ExampleSection,
     place: &str,
@@ -584,6 +600,14 @@ fn compile_example(
             .body
             .map(|b| json_text(&b, &format!("{place}.expect.body")))
             .transpose()?,
+        expect_remembered: json_object(
+            example.expect.remembered.as_deref(),
+            &format!("{place}.expect.remembered"),
+        )?,
+        remembered: json_object(
+            example.remembered.as_deref(),
+            &format!("{place}.remembered"),
+        )?,
         expect_status: example.expect.status,
         name: example.name,
         op,

@@ -376,6 +376,17 @@ impl PremiumBonusSandbox {
             .map(|b| b.balance)
     }
 
+    /// Whether the buyer with this phone (any format) is stored with `phone_checked` (given at
+    /// registration or edit, or set by a verification before registering), for test assertions.
+    pub fn phone_checked(&self, phone: &str) -> Option<bool> {
+        let phone = normalize_phone(phone)?;
+        let state = self.shared.lock();
+        state
+            .find_buyer(|b| b.phone.as_deref() == Some(phone.as_str()))
+            .and_then(|id| state.buyer(id))
+            .map(|b| b.phone_checked)
+    }
+
     /// The last code sent to this phone (any format) by `/send-register-code` or
     /// `/send-write-off-confirmation-code`, even if it was used since.
     pub fn last_code(&self, phone: &str) -> Option<String> {
@@ -811,7 +822,6 @@ struct Buyer {
     inactive: Decimal,
     blocked: bool,
     /// Stored as registered or edited; it gates nothing (verification does).
-    #[allow(dead_code)]
     phone_checked: bool,
 }
 

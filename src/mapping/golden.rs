@@ -223,7 +223,10 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
     });
     let memory = Arc::new(Memory::new());
     for (key, value) in &example.remembered {
-        memory.put(&tenant.name, key, value.clone(), SEEDED_FOR);
+        // In-process memory: storing cannot fail.
+        let _ = memory
+            .put(&tenant.name, key, value.clone(), SEEDED_FOR)
+            .await;
     }
     let got = answer_with_memory(
         tenant.clone(),
@@ -237,7 +240,12 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
     let calls = upstream.take_calls();
     let mut problems = Vec::new();
     for (key, want) in &example.expect_remembered {
-        let kept = memory.get(&tenant.name, key).unwrap_or(Value::Null);
+        let kept = memory
+            .get(&tenant.name, key)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Value::Null);
         if !same_json(&kept, want) {
             problems.push(format!(
                 "remembered {key:?}\n  expected {want}\n  kept     {kept}"

@@ -603,7 +603,15 @@ async fn maxma_refusals_become_envelopes() {
 async fn vendor_failures_become_envelopes_within_the_deadline() {
     let sandbox = MaxmaSandbox::with_demo_data(KEY);
     let (vendor, _stop_vendor) = start_sandbox(sandbox.clone()).await;
-    let (bridge, _stop_bridge) = start_bridge(&vendor, KEY, "request_timeout_ms = 1500").await;
+    // MAXMA's "temporarily unavailable" pauses the tenant (5 s in the mapping); capped here so
+    // that the next fault's call only waits a moment.
+    let (bridge, _stop_bridge) = start_bridge_with(
+        &vendor,
+        KEY,
+        "request_timeout_ms = 1500",
+        "limits = { max_pause_ms = 200 }",
+    )
+    .await;
     let w = World {
         sandbox: sandbox.clone(),
         bridge,

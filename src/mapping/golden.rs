@@ -59,6 +59,7 @@ impl Upstream for CannedUpstream {
                 Some(Canned::Answer { status, body }) => Ok(UpstreamResponse {
                     status,
                     body: Bytes::from(body),
+                    retry_after: None,
                 }),
                 Some(Canned::Timeout) => Err(UpstreamError::Timeout),
                 Some(Canned::Unreachable) => Err(UpstreamError::Connect("canned".into())),
@@ -149,6 +150,7 @@ pub async fn answer_with_memory(
                 cache: Arc::new(StepCache::new(1_000)),
                 limiter: None,
                 breaker: None,
+                metrics: None,
             };
             parsed.apply(&ctx).await
         }

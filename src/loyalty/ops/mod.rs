@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::Mapping;
 use crate::mapping::run::{Invocation, run};
+use crate::metrics::Metrics;
 use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{Counted, Upstream};
@@ -204,6 +205,8 @@ pub struct OpContext {
     pub limiter: Option<Arc<TenantLimiter>>,
     /// The tenant's circuit breaker.
     pub breaker: Option<Arc<Breaker>>,
+    /// Where vendor calls are counted (none in golden examples and dry runs).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl OpContext {
@@ -228,6 +231,7 @@ impl OpContext {
             cache: &self.cache,
             limiter: self.limiter.as_deref(),
             breaker: self.breaker.as_deref(),
+            metrics: self.metrics.as_deref(),
         };
         let counted = Counted {
             inner: self.upstream.as_ref(),

@@ -798,6 +798,7 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
     )
     .await;
     let mut refused = 0;
+    let started = Instant::now();
     for i in 0..8 {
         let resp = client()
             .post(format!("{bridge}/counterparty/detail"))
@@ -815,10 +816,13 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
             assert_eq!(resp.status(), StatusCode::OK);
         }
     }
-    assert!(refused >= 4, "only {refused} of 8 refused");
+    // The burst of 3, plus 2 permits a second for as long as the calls took (a loaded test
+    // machine may take more than the half second that leaves room for just one more).
+    let allowed = 3 + (2.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(refused >= 8 - allowed.min(8), "only {refused} of 8 refused");
     assert!(
-        sandbox.calls("get-balance") <= 4,
-        "{} calls reached MAXMA",
+        sandbox.calls("get-balance") <= allowed,
+        "{} calls reached MAXMA, {allowed} allowed",
         sandbox.calls("get-balance")
     );
 

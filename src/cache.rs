@@ -3,14 +3,18 @@
 //! tenant, so one tenant never sees another's entry. Concurrent misses for one key are
 //! coalesced into a single vendor call. Only 2xx answers are kept, and the plan drops an entry
 //! when its rules decide the answer was not a plain success (an error inside a 200 body).
-//! Expiry uses tokio's clock, so tests can pause and advance time.
+//! Expiry uses tokio's clock, so tests can pause and advance time. With metrics, every lookup
+//! is a hit or a miss, and a miss that made the vendor call is also a load (coalesced waiters
+//! are misses but not loads).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
 use tokio::time::Instant;
 
+use crate::metrics::Metrics;
 use crate::upstream::{UpstreamError, UpstreamResponse};
 
 #[derive(Clone)]
@@ -27,12 +31,22 @@ enum NotKept {
 
 pub struct StepCache {
     entries: Cache<(String, String), Entry>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl StepCache {
     pub fn new(max_entries: u64) -> StepCache {
         StepCache {
             entries: Cache::builder().max_capacity(max_entries).build(),
+            metrics: None,
+        }
+    }
+
+    /// A cache that counts its hits, misses and loads per tenant.
+    pub fn with_metrics(max_entries: u64, metrics: Arc<Metrics>) -> StepCache {
+        StepCache {
+            metrics: Some(metrics),
+            ..StepCache::new(max_entries)
         }
     }
 
@@ -47,13 +61,23 @@ impl StepCache {
         let key = (tenant.to_string(), key);
         if let Some(entry) = self.entries.get(&key).await {
             if entry.expires > Instant::now() {
+                if let Some(m) = &self.metrics {
+                    m.cache_hit(tenant);
+                }
                 return Ok(entry.response);
             }
             self.entries.invalidate(&key).await;
         }
+        if let Some(m) = &self.metrics {
+            m.cache_miss(tenant);
+        }
         let loaded = self
             .entries
             .try_get_with(key, async {
+                // Only the one caller that loads gets here; the others wait for its answer.
+                if let Some(m) = &self.metrics {
+                    m.cache_load(tenant);
+                }
                 match fetch.await {
                     Ok(response) if (200..300).contains(&response.status) => Ok(Entry {
                         response,
@@ -91,6 +115,7 @@ mod tests {
         Ok(UpstreamResponse {
             status,
             body: Bytes::from_static(b"{}"),
+            retry_after: None,
         })
     }
 
@@ -163,7 +188,8 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_make_one_call() {
-        let cache = Arc::new(StepCache::new(100));
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(StepCache::with_metrics(100, metrics.clone()));
         let calls = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
         for _ in 0..20 {
@@ -183,5 +209,24 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        cache
+            .get_or_fetch("t", "k5".into(), Duration::from_secs(60), async {
+                answer(500)
+            })
+            .await
+            .unwrap();
+        let text = metrics.encode();
+        let value = |name: &str| -> u64 {
+            let prefix = format!("loyalty_bridge_{name}_total{{tenant=\"t\"}} ");
+            // A series nobody touched is not written at all.
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .map_or(0, |v| v.parse().unwrap())
+        };
+        // Every lookup is a hit or a miss (a task scheduled late may find the answer cached);
+        // only the one vendor call that filled the cache is a load, plus the uncached 500.
+        assert_eq!(value("cache_hits") + value("cache_misses"), 21);
+        assert!(value("cache_misses") >= 2);
+        assert_eq!(value("cache_loads"), 2);
     }
 }

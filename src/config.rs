@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub mapping_reload_ms: u64,
     /// Most cached vendor answers kept (all tenants together).
     pub cache_entries: u64,
+    /// When set (`${ENV_VAR}`), `GET /metrics` requires `Authorization: Bearer <token>`.
+    /// Expanded from the environment by [`RawConfig::validate`].
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             mapping_reload_ms: 2_000,
             cache_entries: 100_000,
+            metrics_token: None,
         }
     }
 }
@@ -199,6 +203,9 @@ pub struct Limits {
     pub breaker_failures: u32,
     /// How long an open breaker makes calls fail fast before one trial call.
     pub breaker_open_ms: u64,
+    /// Longest pause a vendor's throttle signal (429 `Retry-After`, a rule's `pause_ms`) may
+    /// impose on the tenant's calls; 0 ignores such signals.
+    pub max_pause_ms: u64,
 }
 
 impl Default for Limits {
@@ -209,6 +216,7 @@ impl Default for Limits {
             max_wait_ms: 1_000,
             breaker_failures: 5,
             breaker_open_ms: 10_000,
+            max_pause_ms: 60_000,
         }
     }
 }
@@ -295,8 +303,22 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
 }
 
 impl RawConfig {
-    pub fn validate(self, base_dir: &Path, env: EnvLookup<'_>) -> Result<Config, Invalid> {
+    pub fn validate(mut self, base_dir: &Path, env: EnvLookup<'_>) -> Result<Config, Invalid> {
         self.server.validate()?;
+        if let Some(template) = self.server.metrics_token.take() {
+            let field = "server.metrics_token";
+            if !template.expose().contains("${") {
+                return Err(invalid(
+                    field,
+                    "the metrics token is not kept in clear text: write \"${ENV_VAR}\"",
+                ));
+            }
+            let token = expand(template.expose(), field, env)?;
+            if token.trim().is_empty() {
+                return Err(invalid(field, "expands to an empty token"));
+            }
+            self.server.metrics_token = Some(Secret::new(token));
+        }
         self.log.validate()?;
         if self.tenants.is_empty() {
             return Err(invalid(
@@ -417,6 +439,12 @@ impl Limits {
         if self.max_wait_ms > 600_000 {
             return Err(invalid(
                 format!("{at}.max_wait_ms"),
+                "must be at most 600000",
+            ));
+        }
+        if self.max_pause_ms > 600_000 {
+            return Err(invalid(
+                format!("{at}.max_pause_ms"),
                 "must be at most 600000",
             ));
         }

@@ -56,6 +56,9 @@ pub enum Error {
     MissingToken,
     #[error("unknown auth token")]
     UnknownToken,
+    /// `/metrics` is protected by `server.metrics_token` and the bearer token was missing or wrong.
+    #[error("metrics token missing or wrong")]
+    MetricsUnauthorized,
     #[error("no such endpoint: {path}")]
     NotFound { path: String },
     #[error("method not allowed")]
@@ -145,7 +148,9 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::MissingToken | Error::UnknownToken => StatusCode::UNAUTHORIZED,
+            Error::MissingToken | Error::UnknownToken | Error::MetricsUnauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -197,6 +202,10 @@ impl Error {
             Error::UnknownToken => (
                 "Ошибка авторизации",
                 "Ключ доступа не принят. Проверьте ключ в настройках программы лояльности в Моём Складе.".into(),
+            ),
+            Error::MetricsUnauthorized => (
+                "Ошибка авторизации",
+                "Для /metrics нужен заголовок Authorization: Bearer с токеном из server.metrics_token.".into(),
             ),
             Error::NotFound { path } => (
                 "Метод не найден",
@@ -420,6 +429,7 @@ mod tests {
         let all = [
             Error::MissingToken,
             Error::UnknownToken,
+            Error::MetricsUnauthorized,
             Error::NotFound { path: "/x".into() },
             Error::MethodNotAllowed {
                 allowed: &[Method::GET],

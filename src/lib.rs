@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod loyalty;
 pub mod mapping;
+pub mod metrics;
 pub mod sandbox;
 pub mod secret;
 pub mod server;

@@ -14,6 +14,7 @@ fn env(name: &str) -> Option<String> {
         "LB_TOKEN_A" => Some("token-a".into()),
         "LB_TOKEN_B" => Some("token-b".into()),
         "LB_EMPTY" => Some(String::new()),
+        "LB_METRICS_TOKEN" => Some("metrics-secret".into()),
         "MAXMA_API_KEY" => Some("maxma-key".into()),
         "LOYALTY_BRIDGE_TOKEN" => Some("demo-token".into()),
         _ => None,
@@ -62,6 +63,7 @@ fn every_invalid_config_fails_naming_the_field() {
                     "maxma-key",
                     "my-secret-token",
                     "abc123",
+                    "metrics-secret",
                 ] {
                     assert!(
                         !message.contains(&format!("\"{secret}\"")) || text.contains(secret),
@@ -104,4 +106,19 @@ fn shipped_config_is_valid() {
         config.tenants[0].credentials["api_key"].expose(),
         "maxma-key"
     );
+}
+
+#[test]
+fn metrics_token_is_expanded_and_masked() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/valid/metrics-token.toml");
+    let config = load(&path).unwrap();
+    let token = config.server.metrics_token.as_ref().unwrap();
+    assert_eq!(token.expose(), "metrics-secret");
+    assert!(!format!("{config:?}").contains("metrics-secret"));
+    assert_eq!(config.tenants[0].limits.max_pause_ms, 5_000);
+    let minimal =
+        load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/valid/minimal.toml"))
+            .unwrap();
+    assert!(minimal.server.metrics_token.is_none());
+    assert_eq!(minimal.tenants[0].limits.max_pause_ms, 60_000);
 }

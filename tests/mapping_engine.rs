@@ -522,6 +522,7 @@ async fn credentials_never_reach_an_error_text() {
         limiter: None,
         breaker: None,
         sale: Value::Null,
+        metrics: None,
     };
     let plan = m.op(Op::CounterpartyDetail).unwrap();
     let up = answers(&[("b", ok(json!({})))]);
@@ -626,10 +627,12 @@ async fn idempotent_steps_are_retried_on_transient_failures_only() {
                     (true, Some(s)) => Ok(UpstreamResponse {
                         status: s,
                         body: "{}".into(),
+                        retry_after: None,
                     }),
                     (false, _) => Ok(UpstreamResponse {
                         status: 200,
                         body: r#"{"bonuses": 5}"#.into(),
+                        retry_after: None,
                     }),
                 }
             })
@@ -748,4 +751,86 @@ async fn examples_start_from_remembered_values_and_check_what_is_kept() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("remembered"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rule_with_pause_ms_pauses_the_tenants_calls() {
+    use loyalty_bridge::error::{Error, UpstreamFailure};
+    use loyalty_bridge::mapping::memory::Memory;
+    use loyalty_bridge::mapping::run::{Invocation, run};
+    use loyalty_bridge::metrics::LimiterMetrics;
+    use loyalty_bridge::upstream::limit::TenantLimiter;
+    use std::time::Duration;
+    // A throttle signalled inside a 200 body, as MAXMA's error 49 is.
+    let m = mapping(&format!(
+        r#"{DETAIL_OPS}
+        [[ops."counterparty.detail".errors]]
+        when = '.step.body.errorCode == 49'
+        pause_ms = 5000
+        error = {{ status = 503, code = 1049, error = "Недоступно", message = "повторите" }}
+        "#
+    ));
+    let tenant = tenant();
+    let limiter = TenantLimiter::new(
+        &Limits {
+            max_wait_ms: 1_000,
+            ..Limits::default()
+        },
+        LimiterMetrics::default(),
+    );
+    let memory = Memory::new();
+    let cache = loyalty_bridge::cache::StepCache::new(10);
+    let invocation = Invocation {
+        op: Op::CounterpartyDetail,
+        req: serde_json::from_str(DETAIL).unwrap(),
+        tenant: &tenant,
+        request_id: "r",
+        deadline: std::time::Instant::now() + Duration::from_secs(30),
+        memory: &memory,
+        cache: &cache,
+        limiter: Some(&limiter),
+        breaker: None,
+        metrics: None,
+        sale: Value::Null,
+    };
+    let plan = m.op(Op::CounterpartyDetail).unwrap();
+    let up = answers(&[("b", ok(json!({"errorCode": 49})))]);
+    match run(&m, plan, &invocation, up.as_ref()).await {
+        Err(Error::Refused { code, .. }) => assert_eq!(code, 1049),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(up.take_calls().len(), 1);
+    assert_eq!(limiter.paused_for(), Duration::from_secs(5));
+    // The next call cannot wait 5 s (max_wait_ms = 1000): refused at once, the vendor untouched.
+    let up = answers(&[("b", ok(json!({"bonuses": 5})))]);
+    match run(&m, plan, &invocation, up.as_ref()).await {
+        Err(Error::Upstream {
+            failure: UpstreamFailure::Throttled { wait_ms },
+            ..
+        }) => assert_eq!(wait_ms, 5_000),
+        other => panic!("{other:?}"),
+    }
+    assert!(up.take_calls().is_empty());
+    // Within a second of the end, a call waits the rest out and goes through.
+    tokio::time::advance(Duration::from_millis(4_200)).await;
+    let started = tokio::time::Instant::now();
+    run(&m, plan, &invocation, up.as_ref()).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_millis(810),
+        "{waited:?}"
+    );
+    assert_eq!(up.take_calls().len(), 1);
+    // A rule without pause_ms pauses nothing; golden examples (no limiter) ignore pause_ms.
+    let detail: Value = serde_json::from_str(DETAIL).unwrap();
+    let up = answers(&[("b", ok(json!({"errorCode": 49})))]);
+    let got = golden::answer_as(
+        tenant.clone(),
+        m.clone(),
+        Op::CounterpartyDetail,
+        &detail,
+        up,
+    )
+    .await;
+    assert_eq!(got.status, 503);
 }

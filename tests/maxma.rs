@@ -603,7 +603,15 @@ async fn maxma_refusals_become_envelopes() {
 async fn vendor_failures_become_envelopes_within_the_deadline() {
     let sandbox = MaxmaSandbox::with_demo_data(KEY);
     let (vendor, _stop_vendor) = start_sandbox(sandbox.clone()).await;
-    let (bridge, _stop_bridge) = start_bridge(&vendor, KEY, "request_timeout_ms = 1500").await;
+    // MAXMA's "temporarily unavailable" pauses the tenant (5 s in the mapping); capped here so
+    // that the next fault's call only waits a moment.
+    let (bridge, _stop_bridge) = start_bridge_with(
+        &vendor,
+        KEY,
+        "request_timeout_ms = 1500",
+        "limits = { max_pause_ms = 200 }",
+    )
+    .await;
     let w = World {
         sandbox: sandbox.clone(),
         bridge,
@@ -790,6 +798,7 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
     )
     .await;
     // All at once, so that a slow machine does not refill the bucket between them.
+    let started = Instant::now();
     let calls: Vec<_> = (0..8)
         .map(|i| {
             tokio::spawn(
@@ -813,10 +822,13 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
             assert_eq!(resp.status(), StatusCode::OK);
         }
     }
-    assert!(refused >= 4, "only {refused} of 8 refused");
+    // The burst of 3, plus one permit a second for as long as the calls took (a loaded test
+    // machine may take longer than the moment they should need).
+    let allowed = 3 + started.elapsed().as_secs_f64().ceil() as usize;
+    assert!(refused >= 8 - allowed.min(8), "only {refused} of 8 refused");
     assert!(
-        sandbox.calls("get-balance") <= 4,
-        "{} calls reached MAXMA",
+        sandbox.calls("get-balance") <= allowed,
+        "{} calls reached MAXMA, {allowed} allowed",
         sandbox.calls("get-balance")
     );
 

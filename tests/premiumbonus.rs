@@ -309,12 +309,18 @@ async fn pb_rate_limits_become_retryable_envelopes() {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             assert_eq!(the_error(&body)["code"], 3429);
             limited += 1;
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            // PB's pause outlasted what the retry could wait: refused before reaching PB.
+            assert_eq!(the_error(&body)["code"], 9429);
+            limited += 1;
         } else {
             assert_eq!(status, StatusCode::OK, "{body}");
         }
     }
-    // At 2/s, ten lookups at once cannot all pass even with each one retried twice.
-    assert!(limited >= 5, "only {limited} of 10 were throttled");
+    // At 2/s, ten lookups at once cannot all pass even with each one retried twice. PB's 429
+    // carries Retry-After: 1, which pauses the tenant, so each round of retries waits for PB's
+    // next second instead of hammering it: about two lookups get through per round.
+    assert!(limited >= 3, "only {limited} of 10 were throttled");
     assert!(
         sandbox.calls("buyer-info") > 10,
         "throttled lookups were retried"

@@ -149,6 +149,10 @@ pub struct RuleSection {
     /// Treat the step as successful and go on.
     #[serde(default)]
     pub accept: bool,
+    /// The vendor signalled throttling (in a 200 body): pause the tenant's calls this long
+    /// (capped by the tenant's `limits.max_pause_ms`). Error rules only.
+    #[serde(default)]
+    pub pause_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -64,6 +64,7 @@ impl Upstream for CannedUpstream {
                 Some(Canned::Answer { status, body }) => Ok(UpstreamResponse {
                     status,
                     body: Bytes::from(body),
+                    retry_after: None,
                 }),
                 Some(Canned::Timeout) => Err(UpstreamError::Timeout),
                 Some(Canned::Unreachable) => Err(UpstreamError::Connect("canned".into())),
@@ -156,6 +157,7 @@ pub async fn answer_with_memory(
                 limiter: None,
                 breaker: None,
                 journal: None,
+                metrics: None,
             };
             parsed.apply(&ctx).await
         }

@@ -90,6 +90,8 @@ pub struct Rule {
     pub step: Option<String>,
     pub when: Expr,
     pub action: RuleAction,
+    /// When the rule fires, the tenant's calls pause this long (`pause_ms`).
+    pub pause: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -240,6 +242,12 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
         let mut checks = Vec::with_capacity(section.checks.len());
         for (i, rule) in section.checks.into_iter().enumerate() {
             let check_place = format!("{place}.checks[{i}]");
+            if rule.pause_ms.is_some() {
+                return Err((
+                    format!("{check_place}.pause_ms"),
+                    "checks run before any vendor call; pause_ms belongs to error rules".into(),
+                ));
+            }
             if rule.step.is_some() {
                 return Err((
                     format!("{check_place}.step"),
@@ -476,6 +484,16 @@ fn compile_step(step: StepSection, place: &str, defs: &str) -> Result<Step, Fail
 
 fn compile_rule(rule: RuleSection, place: &str, defs: &str) -> Result<Rule, Failure> {
     let when = Expr::compile_with(defs, &rule.when).map_err(at(format!("{place}.when")))?;
+    let pause = match rule.pause_ms {
+        None => None,
+        Some(ms @ 1..=600_000) => Some(Duration::from_millis(ms)),
+        Some(_) => {
+            return Err((
+                format!("{place}.pause_ms"),
+                "must be between 1 and 600000 milliseconds".into(),
+            ));
+        }
+    };
     let action = match (rule.error, rule.respond, rule.accept) {
         (Some(spec), None, false) => {
             let status = StatusCode::from_u16(spec.status)
@@ -517,6 +535,7 @@ fn compile_rule(rule: RuleSection, place: &str, defs: &str) -> Result<Rule, Fail
         step: rule.step,
         when,
         action,
+        pause,
     })
 }
 

@@ -15,8 +15,9 @@ use crate::cache::StepCache;
 use crate::config::Tenant;
 use crate::error::{Error, UpstreamFailure};
 use crate::loyalty::ops::Op;
+use crate::metrics::{Metrics, status_class};
 use crate::upstream::breaker::Breaker;
-use crate::upstream::limit::TenantLimiter;
+use crate::upstream::limit::{self, TenantLimiter};
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
 /// What the plan runs for: one LoyaltyAPI call of one tenant.
@@ -37,6 +38,8 @@ pub struct Invocation<'a> {
     pub breaker: Option<&'a Breaker>,
     /// For a return: what its sale's journal record keeps (`.sale`), or null.
     pub sale: Value,
+    /// Where vendor calls are counted (none in golden examples and dry runs).
+    pub metrics: Option<&'a Metrics>,
 }
 
 /// What a plan produced.
@@ -129,7 +132,7 @@ async fn run_plan(
         );
     }
     set(&mut root, "recalled", Value::Object(recalled));
-    match verdict(plan.checks.iter(), &root, call.op, "checks")? {
+    match verdict(plan.checks.iter(), &root, call.op, "checks", None)? {
         Some(Verdict::Fail(err)) => return Err(err),
         Some(Verdict::Respond(body)) => return Ok(answered(body)),
         Some(Verdict::Accept) | None => {}
@@ -168,14 +171,7 @@ async fn run_plan(
         } else {
             0
         };
-        let send = send_with_retries(
-            upstream,
-            request,
-            retries,
-            call.deadline,
-            call.limiter,
-            call.breaker,
-        );
+        let send = send_with_retries(upstream, request, retries, call);
         let result = match &cache_key {
             Some((key, ttl)) => {
                 call.cache
@@ -208,6 +204,7 @@ async fn run_plan(
             &root,
             call.op,
             &place,
+            call.limiter,
         )?;
         // A cached answer that the rules did not take as a plain success (an error inside a
         // 200 body, a "not found" answered as an empty list) must not be served again.
@@ -295,11 +292,13 @@ enum Verdict {
     Fail(Error),
 }
 
+/// The first matching rule's decision; a rule with `pause_ms` also pauses the tenant's calls.
 fn verdict<'r>(
     rules: impl Iterator<Item = &'r Rule>,
     root: &Value,
     op: Op,
     place: &str,
+    limiter: Option<&TenantLimiter>,
 ) -> Result<Option<Verdict>, Error> {
     // Rules are many (every vendor-wide one after every step): convert the input once.
     let input = to_val(root);
@@ -310,6 +309,9 @@ fn verdict<'r>(
             .map_err(|e| mapping_failed(op, &format!("{place}.when"), e))?;
         if !hit {
             continue;
+        }
+        if let (Some(pause), Some(limiter)) = (rule.pause, limiter) {
+            limiter.pause(pause);
         }
         return Ok(Some(match &rule.action {
             RuleAction::Accept => Verdict::Accept,
@@ -434,38 +436,64 @@ fn step_outcome(
 /// Sends `request`, and for a step the mapping marks idempotent, sends it again after a
 /// transport failure, a 5xx or a 429, up to `retries` more times with jittered exponential
 /// backoff — never past the request's deadline. A refusal (other 4xx) is never retried.
+/// A 429 pauses the tenant's calls for what its `Retry-After` says; a retry goes through the
+/// limiter again, so it honours the pause (or, when the pause is longer than the call may
+/// wait, the vendor's 429 is the answer).
 async fn send_with_retries(
     upstream: &dyn Upstream,
     request: UpstreamRequest,
     retries: u32,
-    deadline: Instant,
-    limiter: Option<&TenantLimiter>,
-    breaker: Option<&Breaker>,
+    call: &Invocation<'_>,
 ) -> Result<UpstreamResponse, UpstreamError> {
+    let deadline = call.deadline;
+    let tenant = call.tenant.name.as_str();
+    let count = |outcome: &'static str, took: Option<Duration>| {
+        if let Some(m) = call.metrics {
+            m.upstream_call(tenant, &request.step, outcome, took);
+        }
+    };
     let mut attempt = 0;
     loop {
-        if let Some(breaker) = breaker {
-            breaker.allow().map_err(|left| UpstreamError::CircuitOpen {
-                retry_ms: left.as_millis() as u64,
-            })?;
+        if let Some(breaker) = call.breaker {
+            if let Err(left) = breaker.allow() {
+                let err = UpstreamError::CircuitOpen {
+                    retry_ms: left.as_millis() as u64,
+                };
+                count(err.kind(), None);
+                return Err(err);
+            }
         }
-        if let Some(limiter) = limiter {
+        if let Some(limiter) = call.limiter {
             let left = deadline.saturating_duration_since(Instant::now());
-            limiter
-                .acquire(left)
-                .await
-                .map_err(|wait| UpstreamError::Throttled {
+            if let Err(wait) = limiter.acquire(left).await {
+                let err = UpstreamError::Throttled {
                     wait_ms: wait.as_millis() as u64,
-                })?;
+                };
+                count(err.kind(), None);
+                return Err(err);
+            }
         }
         let mut this = request.clone();
         this.timeout = this
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()));
+        let started = Instant::now();
         let result = upstream.send(this).await;
-        if let Some(breaker) = breaker {
+        count(
+            match &result {
+                Ok(r) => status_class(r.status),
+                Err(e) => e.kind(),
+            },
+            Some(started.elapsed()),
+        );
+        if let Some(breaker) = call.breaker {
             // Alive means it answered, whatever the answer, short of a 5xx.
             breaker.record(matches!(&result, Ok(r) if r.status < 500));
+        }
+        if let (Ok(r), Some(limiter)) = (&result, call.limiter) {
+            if r.status == 429 {
+                limiter.pause(r.retry_after.unwrap_or(limit::DEFAULT_PAUSE));
+            }
         }
         let transient = match &result {
             Err(UpstreamError::Throttled { .. } | UpstreamError::CircuitOpen { .. }) => false,
@@ -479,7 +507,17 @@ async fn send_with_retries(
         if Instant::now() + pause + Duration::from_millis(50) >= deadline {
             return result;
         }
+        if let Some(limiter) = call.limiter {
+            // The vendor asked for a longer pause than this call may wait: its answer stands.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !limiter.could_wait(limiter.paused_for(), left) {
+                return result;
+            }
+        }
         tracing::debug!(step = %request.step, attempt = attempt + 1, pause_ms = pause.as_millis() as u64, "retrying a vendor call");
+        if let Some(m) = call.metrics {
+            m.upstream_retry(tenant, &request.step);
+        }
         tokio::time::sleep(pause).await;
         attempt += 1;
     }
@@ -594,11 +632,19 @@ async fn compensate(
             Err(_) => mapping.vendor.timeout,
         };
         let outcome = match build(mapping, undo, root, &step.name, call, timeout) {
-            Ok(request) => upstream
-                .send(request)
-                .await
-                .map(|r| r.status)
-                .map_err(|e| e.to_string()),
+            Ok(request) => {
+                let started = Instant::now();
+                let result = upstream.send(request).await;
+                if let Some(m) = call.metrics {
+                    let outcome = match &result {
+                        Ok(r) => status_class(r.status),
+                        Err(e) => e.kind(),
+                    };
+                    let label = format!("{}.compensate", step.name);
+                    m.upstream_call(&call.tenant.name, &label, outcome, Some(started.elapsed()));
+                }
+                result.map(|r| r.status).map_err(|e| e.to_string())
+            }
             Err((field, e)) => Err(format!("cannot build the compensation ({field}): {e}")),
         };
         match outcome {

@@ -249,6 +249,10 @@ pub enum Fault {
     Garbage,
     /// HTTP 200 with errorCode 49 TemporarilyUnavailable.
     Throttle,
+    /// HTTP 429 with this `Retry-After` header (none when `None`). MAXMA's body is plain text,
+    /// as a rate-limiting proxy in front of it would answer (maxma.md documents no limits); the
+    /// UDS and Premium Bonus emulators send their usual throttling body.
+    TooManyRequests { retry_after: Option<String> },
     /// Close the connection without an answer (HTTP/2: reset the stream).
     DropConnection,
 }
@@ -632,6 +636,17 @@ async fn handle(
                 StatusCode::OK,
                 &ProcessingError::temporarily_unavailable().to_json(),
             ));
+        }
+        Some(Fault::TooManyRequests { retry_after }) => {
+            let mut response = respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"too many requests"),
+            );
+            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
         }
         Some(Fault::DropConnection) => return Err(DroppedConnection),
     }
@@ -2485,6 +2500,15 @@ mod tests {
         sandbox.set_fault(Some(Fault::Throttle));
         assert_eq!(srv.error("/get-balance", query.clone()).await, 49);
 
+        sandbox.set_fault(Some(Fault::TooManyRequests {
+            retry_after: Some("2".into()),
+        }));
+        let resp = srv
+            .send("/get-balance", Some(KEY), &query.to_string())
+            .await;
+        assert_eq!(resp.status().as_u16(), 429);
+        assert_eq!(resp.headers()["retry-after"], "2");
+
         sandbox.set_fault(Some(Fault::DropConnection));
         let result = srv
             .http
@@ -2511,7 +2535,7 @@ mod tests {
 
         sandbox.set_fault(None);
         srv.ok("/get-balance", query).await;
-        assert_eq!(sandbox.calls("/get-balance"), 6);
+        assert_eq!(sandbox.calls("/get-balance"), 7);
         assert_eq!(sandbox.calls("/set-purchase"), 1);
         srv.stop().await;
     }

@@ -669,6 +669,15 @@ async fn handle(
                 &logger,
             ));
         }
+        Some(Fault::TooManyRequests { retry_after }) => {
+            let mut response = too_many_requests("Too many requests, try again later", &logger);
+            let headers = response.headers_mut();
+            match retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                Some(value) => headers.insert(header::RETRY_AFTER, value),
+                None => headers.remove(header::RETRY_AFTER),
+            };
+            return Ok(response);
+        }
         Some(Fault::DropConnection) => return Err(DroppedConnection),
     }
     Ok(shared.dispatch(

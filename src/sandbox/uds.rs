@@ -683,6 +683,13 @@ async fn answer(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Ok(response);
         }
+        Some(Fault::TooManyRequests { retry_after }) => {
+            let mut response = error_response(&UdsError::too_many_requests());
+            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
+        }
         Some(Fault::DropConnection) => return Err(DroppedConnection),
     }
 

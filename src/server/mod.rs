@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use std::collections::HashMap;
 
 use crate::cache::StepCache;
-use crate::config::{Config, Tenant};
+use crate::config::{Config, Tenant, TokenHash};
 use crate::error::{self, Error};
 use crate::loyalty::auth::{self, Tenants};
 use crate::loyalty::journal::Journal;
@@ -28,6 +28,7 @@ use crate::loyalty::ops::{self, OpContext, Reply};
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::LoadError;
 use crate::mapping::registry::Mappings;
+use crate::metrics::Metrics;
 use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{HttpUpstream, Upstream};
@@ -50,6 +51,9 @@ struct App {
     breakers: HashMap<String, Arc<Breaker>>,
     /// Exactly-once sales and returns, and the outbox (none without a store).
     journal: Option<Arc<Journal>>,
+    metrics: Arc<Metrics>,
+    /// SHA-256 of `server.metrics_token`, when `/metrics` requires it.
+    metrics_token: Option<TokenHash>,
 }
 
 impl App {
@@ -67,6 +71,7 @@ impl App {
             memory: self.memory.clone(),
             cache: self.cache.clone(),
             journal: self.journal.clone(),
+            metrics: Some(self.metrics.clone()),
         }
     }
 }
@@ -103,29 +108,44 @@ pub async fn serve_with(
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let header_timeout = Duration::from_millis(config.server.header_read_timeout_ms);
     let mappings = Mappings::load(config.tenants.iter().map(|t| t.mapping.as_path()))?;
+    let metrics = Arc::new(Metrics::new());
     let app = Arc::new(App {
         tenants: Tenants::new(config.tenants.iter().cloned()),
         mappings,
         upstream,
         memory: Arc::new(Memory::new()),
-        cache: Arc::new(StepCache::new(config.server.cache_entries)),
+        cache: Arc::new(StepCache::with_metrics(
+            config.server.cache_entries,
+            metrics.clone(),
+        )),
         limiters: config
             .tenants
             .iter()
-            .map(|t| (t.name.clone(), Arc::new(TenantLimiter::new(&t.limits))))
+            .map(|t| {
+                let limiter = TenantLimiter::new(&t.limits, metrics.limiter(&t.name));
+                (t.name.clone(), Arc::new(limiter))
+            })
             .collect(),
         breakers: config
             .tenants
             .iter()
             .map(|t| {
                 let open_for = Duration::from_millis(t.limits.breaker_open_ms);
-                (
-                    t.name.clone(),
-                    Arc::new(Breaker::new(t.limits.breaker_failures, open_for)),
-                )
+                let breaker = Breaker::new(
+                    t.limits.breaker_failures,
+                    open_for,
+                    metrics.breaker(&t.name),
+                );
+                (t.name.clone(), Arc::new(breaker))
             })
             .collect(),
         journal: None,
+        metrics_token: config
+            .server
+            .metrics_token
+            .as_ref()
+            .map(|t| TokenHash::of(t.expose())),
+        metrics,
         config,
     });
     let reloader = tokio::spawn(watch_mappings(app.clone()));
@@ -215,16 +235,20 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if gzip_ok {
         body::gzip(&mut response);
     }
+    let took = started.elapsed();
+    let op = outcome.op.unwrap_or("-");
+    let status = response.status().as_u16();
+    app.metrics.request(op, status, took);
     tracing::info!(
         target: "access",
         request_id = %request_id,
         method = %method,
         path = %path,
         tenant = outcome.tenant.as_deref().unwrap_or("-"),
-        op = outcome.op.unwrap_or("-"),
-        status = response.status().as_u16(),
+        op,
+        status,
         upstream_calls = outcome.upstream_calls,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = took.as_secs_f64() * 1000.0,
     );
     response.map(Full::new)
 }
@@ -248,6 +272,7 @@ async fn dispatch(
             let body = format!(r#"{{"status":"ready","tenants":{}}}"#, app.tenants.len());
             return Ok(json(StatusCode::OK, Bytes::from(body)));
         }
+        Route::Metrics => return metrics(app, req.headers()),
         Route::Op(op) => op,
     };
     outcome.op = Some(op.name());
@@ -270,6 +295,34 @@ async fn dispatch(
     outcome.upstream_calls = ctx.upstream_calls.load(Ordering::Relaxed);
     let reply = result.inspect_err(|e| log_failure(e, request_id))?;
     render(&reply)
+}
+
+/// `GET /metrics`: the exposition, behind `Authorization: Bearer <server.metrics_token>` when
+/// one is configured (compared by SHA-256, in constant time).
+fn metrics(app: &App, headers: &HeaderMap) -> Result<Response<Bytes>, Error> {
+    if let Some(expected) = &app.metrics_token {
+        use subtle::ConstantTimeEq;
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .unwrap_or("");
+        // Hashing first makes the comparison independent of the token's length.
+        let presented = TokenHash::of(presented);
+        if !bool::from(presented.0.ct_eq(&expected.0)) {
+            tracing::warn!("metrics scrape refused: bearer token missing or wrong");
+            return Err(Error::MetricsUnauthorized);
+        }
+    }
+    let mut response = Response::new(Bytes::from(app.metrics.encode()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    Ok(response)
 }
 
 /// Failures whose detail the envelope hides are logged in full here.

@@ -10,6 +10,8 @@ use crate::loyalty::ops::Op;
 pub enum Route {
     Healthz,
     Readyz,
+    /// Prometheus metrics, outside the base path like the health checks.
+    Metrics,
     Op(Op),
 }
 
@@ -21,6 +23,7 @@ pub fn route(base_path: &str, method: &Method, path: &str) -> Result<Route, Erro
     match path {
         "/healthz" => return only(method, GET, Route::Healthz),
         "/readyz" => return only(method, GET, Route::Readyz),
+        "/metrics" => return only(method, GET, Route::Metrics),
         _ => {}
     }
     let not_found = || Error::NotFound {
@@ -108,5 +111,13 @@ mod tests {
             route("/x", &Method::GET, "/healthz").unwrap(),
             Route::Healthz
         );
+        assert_eq!(
+            route("/x", &Method::GET, "/metrics").unwrap(),
+            Route::Metrics
+        );
+        assert!(matches!(
+            route("", &Method::POST, "/metrics"),
+            Err(Error::MethodNotAllowed { .. })
+        ));
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::metrics::BreakerMetrics;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Closed {
@@ -23,14 +25,28 @@ pub struct Breaker {
     state: Mutex<State>,
     threshold: u32,
     open_for: Duration,
+    metrics: BreakerMetrics,
+}
+
+impl State {
+    /// The `breaker_state` gauge's value.
+    fn gauge(self) -> i64 {
+        match self {
+            State::Closed { .. } => 0,
+            State::Open { .. } => 1,
+            State::Trial => 2,
+        }
+    }
 }
 
 impl Breaker {
-    pub fn new(threshold: u32, open_for: Duration) -> Breaker {
+    pub fn new(threshold: u32, open_for: Duration, metrics: BreakerMetrics) -> Breaker {
+        metrics.state.set(0);
         Breaker {
             state: Mutex::new(State::Closed { failures: 0 }),
             threshold: threshold.max(1),
             open_for,
+            metrics,
         }
     }
 
@@ -43,6 +59,7 @@ impl Breaker {
                 let now = Instant::now();
                 if now >= until {
                     *state = State::Trial;
+                    self.metrics.state.set(State::Trial.gauge());
                     Ok(())
                 } else {
                     Err(until - now)
@@ -60,7 +77,10 @@ impl Breaker {
             (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
                 failures: failures + 1,
             },
-            (_, false) => {
+            (previous, false) => {
+                if !matches!(previous, State::Open { .. }) {
+                    self.metrics.opened.inc();
+                }
                 tracing::warn!(
                     open_ms = self.open_for.as_millis() as u64,
                     "vendor failing: circuit breaker open"
@@ -70,6 +90,7 @@ impl Breaker {
                 }
             }
         };
+        self.metrics.state.set(state.gauge());
     }
 }
 
@@ -79,7 +100,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_after_failures_in_a_row_and_closes_after_a_good_trial() {
-        let b = Breaker::new(3, Duration::from_secs(10));
+        let metrics = BreakerMetrics::default();
+        let b = Breaker::new(3, Duration::from_secs(10), metrics.clone());
         for _ in 0..2 {
             b.allow().unwrap();
             b.record(false);
@@ -91,11 +113,13 @@ mod tests {
             b.record(false);
         }
         assert!(b.allow().is_err(), "open after 3 failures in a row");
+        assert_eq!((metrics.state.get(), metrics.opened.get()), (1, 1));
         tokio::time::advance(Duration::from_secs(9)).await;
         assert!(b.allow().is_err());
         tokio::time::advance(Duration::from_secs(2)).await;
         b.allow().unwrap();
         assert!(b.allow().is_err(), "one trial at a time");
+        assert_eq!(metrics.state.get(), 2);
         b.record(false);
         assert!(b.allow().is_err(), "a failed trial opens it again");
         tokio::time::advance(Duration::from_secs(11)).await;
@@ -103,5 +127,6 @@ mod tests {
         b.record(true);
         b.allow().unwrap();
         b.allow().unwrap();
+        assert_eq!((metrics.state.get(), metrics.opened.get()), (0, 2));
     }
 }

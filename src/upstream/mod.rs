@@ -28,6 +28,8 @@ pub struct UpstreamRequest {
 pub struct UpstreamResponse {
     pub status: u16,
     pub body: Bytes,
+    /// The vendor's `Retry-After`, read when the answer arrived (`None`: absent or unreadable).
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,8 +109,17 @@ impl Upstream for HttpUpstream {
             }
             let response = builder.send().await.map_err(classify)?;
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| limit::retry_after(v, std::time::SystemTime::now()));
             let body = response.bytes().await.map_err(classify)?;
-            Ok(UpstreamResponse { status, body })
+            Ok(UpstreamResponse {
+                status,
+                body,
+                retry_after,
+            })
         })
     }
 }

@@ -173,3 +173,89 @@ pub async fn call_bridge(
     };
     (status, value)
 }
+
+/// Serves `sandbox` (the MAXMA emulator) on 127.0.0.1:0: its base URL, and the sender that
+/// stops it (dropping it stops it too).
+pub async fn start_maxma(
+    sandbox: loyalty_bridge::sandbox::maxma::MaxmaSandbox,
+) -> (String, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(sandbox.serve(listener, async {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+/// A bridge with one tenant, "shop", on `mappings/maxma.toml` against `vendor_url`, answering
+/// once this returns (its `/readyz` was called, and counts as a request); MoySklad's
+/// token is [`TOKEN_A`], MAXMA's key [`API_KEY_A`], `LB_METRICS_TOKEN` is "metrics-secret".
+/// `server_keys` and `tenant_keys` are TOML lines added to `[server]` and to the tenant.
+pub async fn start_maxma_bridge(
+    vendor_url: &str,
+    server_keys: &str,
+    tenant_keys: &str,
+) -> (String, oneshot::Sender<()>) {
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
+    let text = format!(
+        r#"
+        [server]
+        {server_keys}
+        [[tenants]]
+        name = "shop"
+        token = "${{LB_TOKEN_A}}"
+        mapping = "{}"
+        base_url = "{vendor_url}"
+        credentials = {{ api_key = "${{LB_KEY_A}}" }}
+        {tenant_keys}
+        "#,
+        mapping.display()
+    );
+    let env = |name: &str| match name {
+        "LB_METRICS_TOKEN" => Some("metrics-secret".to_string()),
+        other => env(other),
+    };
+    let config = Config::parse(&text, "maxma bridge", Path::new("."), &env).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(loyalty_bridge::run(listener, config, async {
+        let _ = rx.await;
+    }));
+    // Compiling the mapping takes a moment: be ready before a test starts timing anything.
+    let ready = client().get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    (url, tx)
+}
+
+/// Scrapes `{bridge}/metrics` (with a bearer token when given): the status and the text.
+pub async fn scrape(bridge: &str, bearer: Option<&str>) -> (reqwest::StatusCode, String) {
+    let mut req = client().get(format!("{bridge}/metrics"));
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// The value of one sample in an exposition (`0` when the series is absent), e.g.
+/// `sample(&text, "loyalty_bridge_requests_total", &[("op", "counterparty.detail"), ("status", "200")])`.
+/// Labels must be given in the order the bridge writes them.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let series = if labels.is_empty() {
+        name.to_string()
+    } else {
+        let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        format!("{name}{{{}}}", inner.join(","))
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str())?.strip_prefix(' '))
+        .map_or(0.0, |v| {
+            v.split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap_or_else(|e| panic!("{series}: {e}"))
+        })
+}

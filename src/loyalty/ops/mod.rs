@@ -37,6 +37,7 @@ use crate::error::Error;
 use crate::mapping::memory::Memory;
 use crate::mapping::plan::Mapping;
 use crate::mapping::run::{Invocation, Outcome, run};
+use crate::metrics::Metrics;
 use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{Counted, Upstream};
@@ -208,6 +209,8 @@ pub struct OpContext {
     /// The durable journal that makes sales and returns exactly-once (none in golden examples
     /// and dry runs).
     pub journal: Option<Arc<Journal>>,
+    /// Where vendor calls are counted (none in golden examples and dry runs).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl OpContext {
@@ -238,6 +241,7 @@ impl OpContext {
             cache: &self.cache,
             limiter: self.limiter.as_deref(),
             breaker: self.breaker.as_deref(),
+            metrics: self.metrics.as_deref(),
         };
         let counted = Counted {
             inner: self.upstream.as_ref(),

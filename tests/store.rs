@@ -1,12 +1,15 @@
-//! One suite of [`Store`] tests, instantiated per backend by `store_suite!` below.
+//! One suite of [`Store`] tests, run against both backends (`store_suite!` below).
 //!
-//! SQLite: a fresh file in a temporary directory per test.
+//! SQLite: a fresh file in a temporary directory per test. PostgreSQL: a fresh database per
+//! test, created through `LB_TEST_POSTGRES_URL` (an account that may `CREATE DATABASE`) and
+//! dropped afterwards. Without that variable the PostgreSQL tests print `SKIPPED` and pass,
+//! unless `LB_REQUIRE_POSTGRES=1` (as `.ci/run` sets), which makes them fail instead.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use loyalty_bridge::store::{
-    Begin, CodeCheck, Kind, OutboxState, RecordState, SqliteStore, Store, StoreError,
+    Begin, CodeCheck, Kind, OutboxState, PgStore, RecordState, SqliteStore, Store, StoreError,
 };
 use serde_json::json;
 
@@ -20,6 +23,11 @@ enum Place {
         _dir: tempfile::TempDir,
         path: PathBuf,
     },
+    Postgres {
+        admin: Box<tokio_postgres::Config>,
+        config: Box<tokio_postgres::Config>,
+        name: String,
+    },
 }
 
 impl TestDb {
@@ -32,9 +40,41 @@ impl TestDb {
         })
     }
 
+    async fn postgres() -> Option<TestDb> {
+        let Ok(url) = std::env::var("LB_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("LB_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "LB_REQUIRE_POSTGRES=1 but LB_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!(
+                "SKIPPED: PostgreSQL store test (LB_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL and sets it)"
+            );
+            return None;
+        };
+        let admin: tokio_postgres::Config = url.parse().expect("LB_TEST_POSTGRES_URL is a URL");
+        let name = format!("lb_test_{}", uuid::Uuid::new_v4().simple());
+        let client = connect(&admin).await;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
+        let mut config = admin.clone();
+        config.dbname(&name);
+        Some(TestDb {
+            place: Place::Postgres {
+                admin: Box::new(admin),
+                config: Box::new(config),
+                name,
+            },
+        })
+    }
+
     async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         Ok(match &self.place {
             Place::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).await?),
+            Place::Postgres { config, .. } => {
+                Arc::new(PgStore::open_config((**config).clone(), 8).await?)
+            }
         })
     }
 
@@ -49,8 +89,46 @@ impl TestDb {
                 let conn = rusqlite::Connection::open(path).unwrap();
                 conn.execute_batch(sql).unwrap();
             }
+            Place::Postgres { config, .. } => {
+                connect(config).await.batch_execute(sql).await.unwrap();
+            }
         }
     }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Place::Postgres { admin, name, .. } = &self.place {
+            let (admin, db) = ((**admin).clone(), name.clone());
+            // Drop is not async: a thread with its own runtime, so this works inside a
+            // runtime too.
+            let dropped = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        connect(&admin)
+                            .await
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                            .await
+                    })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test database {name}");
+            }
+        }
+    }
+}
+
+async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
 }
 
 const MIN: i64 = 60_000;
@@ -900,3 +978,19 @@ macro_rules! store_suite {
 }
 
 store_suite!(sqlite, TestDb::sqlite());
+store_suite!(postgres, TestDb::postgres());
+
+/// Needs no server: a refused connection's error names neither the password nor hides the cause.
+#[tokio::test]
+async fn postgres_errors_never_show_the_password() {
+    let error = PgStore::open("postgres://bridge:s3cr3t-pw@127.0.0.1:1/loyalty", 2)
+        .await
+        .expect_err("nothing listens on port 1");
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{message}");
+    assert!(!message.contains("s3cr3t-pw"), "{message}");
+    let error = PgStore::open("postgres://bridge:s3cr3t-pw@[::1", 2)
+        .await
+        .expect_err("not a URL");
+    assert!(!error.to_string().contains("s3cr3t-pw"), "{error}");
+}

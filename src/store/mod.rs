@@ -10,6 +10,7 @@
 //! Times are wall-clock milliseconds since the Unix epoch ([`now_ms`]), taken by the caller's
 //! process: leases and expiries tolerate the small skew between instances.
 
+mod postgres;
 mod sqlite;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::{StoreBackend, StoreConfig};
@@ -26,10 +28,8 @@ use crate::config::{StoreBackend, StoreConfig};
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.backend {
         StoreBackend::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
-        StoreBackend::Postgres { .. } => {
-            return Err(StoreError::Unavailable(
-                "the PostgreSQL backend is not in this build yet".into(),
-            ));
+        StoreBackend::Postgres { url, pool_size } => {
+            Arc::new(PgStore::open(url.expose(), *pool_size).await?)
         }
     })
 }

@@ -55,6 +55,86 @@ pub struct RawConfig {
     /// Vendor emulators `serve` starts beside the bridge (a demo without a vendor account).
     #[serde(default)]
     pub sandbox: Option<RawSandboxes>,
+    /// Where durable state lives (the journal of sales, the outbox, codes).
+    #[serde(default)]
+    pub store: Option<RawStore>,
+}
+
+/// `[store]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    #[serde(default)]
+    pub backend: StoreBackendName,
+    /// SQLite: the database file, relative to the config file.
+    pub path: Option<PathBuf>,
+    /// PostgreSQL: `postgres://user:password@host:port/database`; `${ENV}` allowed (and needed
+    /// for a password).
+    pub url: Option<String>,
+    /// PostgreSQL: most connections this instance opens.
+    pub pool_size: Option<usize>,
+    /// Settled sales and returns, delivered outbox items and expired values are deleted after
+    /// this many days.
+    pub retention_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackendName {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+/// The SQLite file used when `[store]` names none (relative to the config file).
+pub const DEFAULT_STORE_PATH: &str = "data/loyalty-bridge.sqlite3";
+pub const DEFAULT_POOL_SIZE: usize = 8;
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+
+/// The validated `[store]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreBackend {
+    Sqlite { path: PathBuf },
+    Postgres { url: Secret, pool_size: usize },
+}
+
+impl StoreConfig {
+    /// For logs: the backend and where it is, a PostgreSQL password masked.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            StoreBackend::Sqlite { path } => format!("sqlite {}", path.display()),
+            StoreBackend::Postgres { url, .. } => format!("postgres {}", redact_url(url.expose())),
+        }
+    }
+}
+
+/// `url` with the password of its `user:password@` part replaced by `****`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "****".into();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:****@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) if query.to_ascii_lowercase().contains("password") => {
+            format!("{path}?****")
+        }
+        _ => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +310,7 @@ pub struct Config {
     pub log: LogConfig,
     pub tenants: Vec<Tenant>,
     pub maxma_sandbox: Option<SandboxConfig>,
+    pub store: StoreConfig,
 }
 
 /// SHA-256 of a tenant's access key. Tokens are compared by hash, in constant time.
@@ -363,11 +444,13 @@ impl RawConfig {
             }
             None => None,
         };
+        let store = RawStore::validate(self.store, base_dir, env)?;
         Ok(Config {
             server: self.server,
             log: self.log,
             tenants,
             maxma_sandbox,
+            store,
         })
     }
 }
@@ -410,6 +493,96 @@ impl LogConfig {
         tracing_subscriber::EnvFilter::try_new(&self.level)
             .map(|_| ())
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))
+    }
+}
+
+impl RawStore {
+    fn validate(
+        raw: Option<RawStore>,
+        base_dir: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<StoreConfig, Invalid> {
+        let raw = raw.unwrap_or(RawStore {
+            backend: StoreBackendName::Sqlite,
+            path: None,
+            url: None,
+            pool_size: None,
+            retention_days: None,
+        });
+        let retention_days = raw.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+        if !(1..=36_500).contains(&retention_days) {
+            return Err(invalid(
+                "store.retention_days",
+                "must be between 1 and 36500",
+            ));
+        }
+        let backend = match raw.backend {
+            StoreBackendName::Sqlite => {
+                if raw.url.is_some() {
+                    return Err(invalid(
+                        "store.url",
+                        "only for backend = \"postgres\" (SQLite takes store.path)",
+                    ));
+                }
+                if raw.pool_size.is_some() {
+                    return Err(invalid(
+                        "store.pool_size",
+                        "only for backend = \"postgres\"",
+                    ));
+                }
+                let path = raw
+                    .path
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
+                if path.as_os_str().is_empty() || path.file_name().is_none() {
+                    return Err(invalid("store.path", "must be the path of a file"));
+                }
+                StoreBackend::Sqlite {
+                    path: base_dir.join(path),
+                }
+            }
+            StoreBackendName::Postgres => {
+                if raw.path.is_some() {
+                    return Err(invalid(
+                        "store.path",
+                        "only for backend = \"sqlite\" (PostgreSQL takes store.url)",
+                    ));
+                }
+                let template = raw.url.ok_or_else(|| {
+                    invalid(
+                        "store.url",
+                        "missing: backend = \"postgres\" needs url = \"${ENV_VAR}\" \
+                         (postgres://user:password@host:port/database)",
+                    )
+                })?;
+                let url = expand(&template, "store.url", env)?;
+                // The parser's message may quote the URL: say what is expected instead.
+                let parsed = url.parse::<tokio_postgres::Config>().map_err(|_| {
+                    invalid(
+                        "store.url",
+                        "not a PostgreSQL URL (postgres://user:password@host:port/database)",
+                    )
+                })?;
+                if parsed.get_password().is_some() && !template.contains("${") {
+                    return Err(invalid(
+                        "store.url",
+                        "the password is not kept in clear text: write url = \"${ENV_VAR}\" \
+                         (or ${ENV_VAR} in place of the password)",
+                    ));
+                }
+                let pool_size = raw.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+                if !(1..=1000).contains(&pool_size) {
+                    return Err(invalid("store.pool_size", "must be between 1 and 1000"));
+                }
+                StoreBackend::Postgres {
+                    url: Secret::new(url),
+                    pool_size,
+                }
+            }
+        };
+        Ok(StoreConfig {
+            backend,
+            retention_days,
+        })
     }
 }
 
@@ -645,6 +818,21 @@ mod tests {
                 .contains("unterminated")
         );
         assert!(expand("${1X}", "f", &env).is_err());
+    }
+
+    #[test]
+    fn redacted_urls_hide_the_password() {
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h:5432/db?sslmode=disable"),
+            "postgres://u:****@h:5432/db?sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("postgresql://h"), "postgresql://h");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=p"),
+            "postgres://h/db?****"
+        );
+        assert_eq!(redact_url("host=h password=p"), "****");
     }
 
     #[test]

@@ -17,6 +17,9 @@ fn env(name: &str) -> Option<String> {
         "LB_METRICS_TOKEN" => Some("metrics-secret".into()),
         "MAXMA_API_KEY" => Some("maxma-key".into()),
         "LOYALTY_BRIDGE_TOKEN" => Some("demo-token".into()),
+        "LB_PG_URL" => Some("postgres://bridge:pg-secret@db.internal:5432/loyalty".into()),
+        "LB_PG_PASSWORD" => Some("pg-secret".into()),
+        "LB_PG_BAD_URL" => Some("mysql://bridge:pg-secret@db.internal/loyalty".into()),
         _ => None,
     }
 }
@@ -57,6 +60,11 @@ fn every_invalid_config_fails_naming_the_field() {
                     message.contains(&path.display().to_string()),
                     "message names the file: {message}"
                 );
+                assert!(
+                    !message.contains("pg-secret"),
+                    "{}: a database password leaked: {message}",
+                    path.display()
+                );
                 for secret in [
                     "token-a",
                     "token-b",
@@ -64,6 +72,7 @@ fn every_invalid_config_fails_naming_the_field() {
                     "my-secret-token",
                     "abc123",
                     "metrics-secret",
+                    "pg-secret",
                 ] {
                     assert!(
                         !message.contains(&format!("\"{secret}\"")) || text.contains(secret),
@@ -121,4 +130,56 @@ fn metrics_token_is_expanded_and_masked() {
             .unwrap();
     assert!(minimal.server.metrics_token.is_none());
     assert_eq!(minimal.tenants[0].limits.max_pause_ms, 60_000);
+}
+
+#[test]
+fn store_section_defaults_and_values() {
+    use loyalty_bridge::config::StoreBackend;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/valid");
+    // No [store]: SQLite in data/ beside the config file, 90 days.
+    let config = load(&dir.join("minimal.toml")).unwrap();
+    assert_eq!(
+        config.store.backend,
+        StoreBackend::Sqlite {
+            path: dir.join("data/loyalty-bridge.sqlite3")
+        }
+    );
+    assert_eq!(config.store.retention_days, 90);
+
+    let config = load(&dir.join("store-sqlite.toml")).unwrap();
+    assert_eq!(
+        config.store.backend,
+        StoreBackend::Sqlite {
+            path: dir.join("state/bridge.sqlite3")
+        }
+    );
+    assert_eq!(config.store.retention_days, 30);
+
+    let config = load(&dir.join("store-postgres.toml")).unwrap();
+    let StoreBackend::Postgres { url, pool_size } = &config.store.backend else {
+        panic!("postgres expected: {:?}", config.store)
+    };
+    assert_eq!(
+        url.expose(),
+        "postgres://bridge:pg-secret@db.internal:5432/loyalty"
+    );
+    assert_eq!(*pool_size, 16);
+    assert_eq!(config.store.retention_days, 365);
+    // The password shows nowhere.
+    assert!(!format!("{config:?}").contains("pg-secret"));
+    assert_eq!(
+        config.store.describe(),
+        "postgres postgres://bridge:****@db.internal:5432/loyalty"
+    );
+
+    let config = load(&dir.join("store-postgres-password-env.toml")).unwrap();
+    let StoreBackend::Postgres { url, pool_size } = &config.store.backend else {
+        panic!("postgres expected")
+    };
+    assert_eq!(
+        url.expose(),
+        "postgres://bridge:pg-secret@db.internal:5432/loyalty"
+    );
+    assert_eq!(*pool_size, 8);
 }

@@ -10,10 +10,29 @@
 //! Times are wall-clock milliseconds since the Unix epoch ([`now_ms`]), taken by the caller's
 //! process: leases and expiries tolerate the small skew between instances.
 
+mod postgres;
+mod sqlite;
+
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde_json::Value;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::config::{StoreBackend, StoreConfig};
+
+/// Opens the configured backend and brings its schema up to date.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &config.backend {
+        StoreBackend::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
+        StoreBackend::Postgres { url, pool_size } => {
+            Arc::new(PgStore::open(url.expose(), *pool_size).await?)
+        }
+    })
+}
 
 /// A future returned by a [`Store`] method (boxed: the trait is used as `dyn Store`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -320,6 +339,38 @@ pub trait Store: Send + Sync {
     /// Deletes done/failed records, delivered outbox items, and expired values and codes
     /// last changed before `before_ms`; returns how many rows went.
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+}
+
+/// The refusal to open a database that a newer loyalty-bridge has migrated.
+fn newer_schema(found: i64, known: i64) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the database schema is at version {found}, newer than the {known} this loyalty-bridge \
+         knows: run a newer loyalty-bridge (or restore the database from before the upgrade)"
+    ))
+}
+
+/// A JSON column's text.
+fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+fn parse_json(text: &str, column: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("column {column} does not hold JSON: {e}")))
+}
+
+fn parse_kind(text: &str) -> Result<Kind, StoreError> {
+    Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown record kind {text:?}")))
+}
+
+fn parse_record_state(text: &str) -> Result<RecordState, StoreError> {
+    RecordState::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown record state {text:?}")))
+}
+
+fn parse_outbox_state(text: &str) -> Result<OutboxState, StoreError> {
+    OutboxState::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown outbox state {text:?}")))
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

@@ -1,0 +1,996 @@
+//! One suite of [`Store`] tests, run against both backends (`store_suite!` below).
+//!
+//! SQLite: a fresh file in a temporary directory per test. PostgreSQL: a fresh database per
+//! test, created through `LB_TEST_POSTGRES_URL` (an account that may `CREATE DATABASE`) and
+//! dropped afterwards. Without that variable the PostgreSQL tests print `SKIPPED` and pass,
+//! unless `LB_REQUIRE_POSTGRES=1` (as `.ci/run` sets), which makes them fail instead.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use loyalty_bridge::store::{
+    Begin, CodeCheck, Kind, OutboxState, PgStore, RecordState, SqliteStore, Store, StoreError,
+};
+use serde_json::json;
+
+/// A database of one test: opens as many store handles on it as the test wants.
+struct TestDb {
+    place: Place,
+}
+
+enum Place {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    Postgres {
+        admin: Box<tokio_postgres::Config>,
+        config: Box<tokio_postgres::Config>,
+        name: String,
+    },
+}
+
+impl TestDb {
+    async fn sqlite() -> Option<TestDb> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A directory that does not exist yet: open creates it.
+        let path = dir.path().join("data").join("store.sqlite3");
+        Some(TestDb {
+            place: Place::Sqlite { _dir: dir, path },
+        })
+    }
+
+    async fn postgres() -> Option<TestDb> {
+        let Ok(url) = std::env::var("LB_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("LB_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "LB_REQUIRE_POSTGRES=1 but LB_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!(
+                "SKIPPED: PostgreSQL store test (LB_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL and sets it)"
+            );
+            return None;
+        };
+        let admin: tokio_postgres::Config = url.parse().expect("LB_TEST_POSTGRES_URL is a URL");
+        let name = format!("lb_test_{}", uuid::Uuid::new_v4().simple());
+        let client = connect(&admin).await;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
+        let mut config = admin.clone();
+        config.dbname(&name);
+        Some(TestDb {
+            place: Place::Postgres {
+                admin: Box::new(admin),
+                config: Box::new(config),
+                name,
+            },
+        })
+    }
+
+    async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match &self.place {
+            Place::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).await?),
+            Place::Postgres { config, .. } => {
+                Arc::new(PgStore::open_config((**config).clone(), 8).await?)
+            }
+        })
+    }
+
+    async fn store(&self) -> Arc<dyn Store> {
+        self.open().await.expect("store opens")
+    }
+
+    /// Runs SQL on the database behind the store's back.
+    async fn raw(&self, sql: &str) {
+        match &self.place {
+            Place::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            Place::Postgres { config, .. } => {
+                connect(config).await.batch_execute(sql).await.unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Place::Postgres { admin, name, .. } = &self.place {
+            let (admin, db) = ((**admin).clone(), name.clone());
+            // Drop is not async: a thread with its own runtime, so this works inside a
+            // runtime too.
+            let dropped = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        connect(&admin)
+                            .await
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                            .await
+                    })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test database {name}");
+            }
+        }
+    }
+}
+
+async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+const MIN: i64 = 60_000;
+/// A fixed "now" the tests count from (times are parameters, so no test sleeps).
+const T0: i64 = 1_800_000_000_000;
+
+mod suite {
+    use super::*;
+
+    pub async fn begin_started_then_in_flight_then_settled(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(
+            s.begin("a", Kind::Sale, "s1", T0, T0 + MIN).await.unwrap(),
+            Begin::Started
+        );
+        let Begin::InFlight(r) = s
+            .begin("a", Kind::Sale, "s1", T0 + 1, T0 + 1 + MIN)
+            .await
+            .unwrap()
+        else {
+            panic!("the same id again is in flight")
+        };
+        assert_eq!(r.state, RecordState::InFlight);
+        assert_eq!(r.lease_until_ms, T0 + MIN);
+        assert_eq!(
+            (r.tenant.as_str(), r.kind, r.id.as_str()),
+            ("a", Kind::Sale, "s1")
+        );
+        // Sale and return journals are apart.
+        assert_eq!(
+            s.begin("a", Kind::Return, "s1", T0, T0 + MIN)
+                .await
+                .unwrap(),
+            Begin::Started
+        );
+        s.finish("a", Kind::Sale, "s1", &json!({"op": 7}), T0 + 2)
+            .await
+            .unwrap();
+        let Begin::Settled(r) = s
+            .begin("a", Kind::Sale, "s1", T0 + 3, T0 + MIN)
+            .await
+            .unwrap()
+        else {
+            panic!("a finished sale is settled")
+        };
+        assert_eq!(r.state, RecordState::Done);
+        assert_eq!(r.kept, json!({"op": 7}));
+        // Even long after: done is done.
+        assert!(matches!(
+            s.begin("a", Kind::Sale, "s1", T0 + 100 * MIN, T0 + 101 * MIN)
+                .await
+                .unwrap(),
+            Begin::Settled(_)
+        ));
+    }
+
+    pub async fn failed_record_can_be_begun_again(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(
+            s.begin("a", Kind::Sale, "s1", T0, T0 + MIN).await.unwrap(),
+            Begin::Started
+        );
+        s.abandon("a", Kind::Sale, "s1", T0 + 1).await.unwrap();
+        let r = s.record("a", Kind::Sale, "s1").await.unwrap().unwrap();
+        assert_eq!(r.state, RecordState::Failed);
+        assert_eq!(
+            s.begin("a", Kind::Sale, "s1", T0 + 2, T0 + 2 + MIN)
+                .await
+                .unwrap(),
+            Begin::Started
+        );
+        let r = s.record("a", Kind::Sale, "s1").await.unwrap().unwrap();
+        assert_eq!(r.state, RecordState::InFlight);
+        assert_eq!(r.lease_until_ms, T0 + 2 + MIN);
+        assert_eq!(r.created_ms, T0);
+        assert_eq!(r.updated_ms, T0 + 2);
+    }
+
+    pub async fn expired_lease_is_taken_over(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(
+            s.begin("a", Kind::Sale, "s1", T0, T0 + MIN).await.unwrap(),
+            Begin::Started
+        );
+        assert!(matches!(
+            s.begin("a", Kind::Sale, "s1", T0 + MIN - 1, T0 + 2 * MIN)
+                .await
+                .unwrap(),
+            Begin::InFlight(_)
+        ));
+        assert_eq!(
+            s.begin("a", Kind::Sale, "s1", T0 + MIN, T0 + 3 * MIN)
+                .await
+                .unwrap(),
+            Begin::Started
+        );
+        let r = s.record("a", Kind::Sale, "s1").await.unwrap().unwrap();
+        assert_eq!(r.lease_until_ms, T0 + 3 * MIN);
+    }
+
+    pub async fn fifty_concurrent_begins_on_two_handles_start_once(db: &TestDb) {
+        let handles = [db.store().await, db.store().await];
+        for round in 0..3 {
+            let id = format!("sale-{round}");
+            let mut tasks = Vec::new();
+            for i in 0..50 {
+                let s = Arc::clone(&handles[i % 2]);
+                let id = id.clone();
+                tasks.push(tokio::spawn(async move {
+                    s.begin("a", Kind::Sale, &id, T0, T0 + MIN).await.unwrap()
+                }));
+            }
+            let mut started = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    Begin::Started => started += 1,
+                    Begin::InFlight(r) => assert_eq!(r.state, RecordState::InFlight),
+                    Begin::Settled(r) => panic!("nothing settled it: {r:?}"),
+                }
+            }
+            assert_eq!(started, 1, "round {round}");
+        }
+        // Taking over a failed record concurrently: exactly one too.
+        handles[0]
+            .abandon("a", Kind::Sale, "sale-0", T0 + 1)
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let s = Arc::clone(&handles[i % 2]);
+            tasks.push(tokio::spawn(async move {
+                s.begin("a", Kind::Sale, "sale-0", T0 + 2, T0 + MIN)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut started = 0;
+        for t in tasks {
+            if t.await.unwrap() == Begin::Started {
+                started += 1;
+            }
+        }
+        assert_eq!(started, 1, "take-over of a failed record");
+    }
+
+    pub async fn tenants_are_isolated(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(
+            s.begin("a", Kind::Sale, "x", T0, T0 + MIN).await.unwrap(),
+            Begin::Started
+        );
+        assert_eq!(
+            s.begin("b", Kind::Sale, "x", T0, T0 + MIN).await.unwrap(),
+            Begin::Started
+        );
+        s.finish("a", Kind::Sale, "x", &json!("a's"), T0)
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.begin("b", Kind::Sale, "x", T0 + 1, T0 + MIN)
+                .await
+                .unwrap(),
+            Begin::InFlight(_)
+        ));
+        s.abandon("b", Kind::Sale, "x", T0 + 2).await.unwrap();
+        assert_eq!(
+            s.record("a", Kind::Sale, "x").await.unwrap().unwrap().state,
+            RecordState::Done
+        );
+        assert_eq!(
+            s.record("b", Kind::Sale, "x").await.unwrap().unwrap().state,
+            RecordState::Failed
+        );
+        assert_eq!(s.record("c", Kind::Sale, "x").await.unwrap(), None);
+    }
+
+    pub async fn finish_keeps_what_the_mapping_keeps(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(s.record("a", Kind::Return, "r1").await.unwrap(), None);
+        assert_eq!(
+            s.begin("a", Kind::Return, "r1", T0, T0 + MIN)
+                .await
+                .unwrap(),
+            Begin::Started
+        );
+        let r = s.record("a", Kind::Return, "r1").await.unwrap().unwrap();
+        assert_eq!(r.kept, serde_json::Value::Null);
+        let kept: serde_json::Value = serde_json::from_str(
+            r#"{"purchase_id": "p-1", "amount": 1107.50, "rows": [1, 2.25, "x"], "big": 123456789012345678901234}"#,
+        )
+        .unwrap();
+        s.finish("a", Kind::Return, "r1", &kept, T0 + 5)
+            .await
+            .unwrap();
+        let r = s.record("a", Kind::Return, "r1").await.unwrap().unwrap();
+        assert_eq!(r.state, RecordState::Done);
+        assert_eq!(r.kept, kept);
+        assert_eq!(
+            r.kept["amount"].to_string(),
+            "1107.50",
+            "numbers are kept as written"
+        );
+        assert_eq!((r.created_ms, r.updated_ms), (T0, T0 + 5));
+    }
+
+    pub async fn enqueue_queues_the_record_and_begin_settles(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(
+            s.begin("a", Kind::Sale, "s1", T0, T0 + MIN).await.unwrap(),
+            Begin::Started
+        );
+        let request = json!({"meta": {"id": "s1"}, "sum": 10.5});
+        let seq = s
+            .enqueue("a", Kind::Sale, "s1", &request, T0 + 1)
+            .await
+            .unwrap();
+        let r = s.record("a", Kind::Sale, "s1").await.unwrap().unwrap();
+        assert_eq!(r.state, RecordState::Queued);
+        let Begin::Settled(r) = s
+            .begin("a", Kind::Sale, "s1", T0 + 10 * MIN, T0 + 11 * MIN)
+            .await
+            .unwrap()
+        else {
+            panic!("a queued sale is settled")
+        };
+        assert_eq!(r.state, RecordState::Queued);
+        let item = s.next_pending("a").await.unwrap().unwrap();
+        assert_eq!(item.seq, seq);
+        assert_eq!(item.request, request);
+        assert_eq!((item.kind, item.id.as_str()), (Kind::Sale, "s1"));
+        assert_eq!(item.state, OutboxState::Pending);
+        assert_eq!(item.attempts, 0);
+        assert_eq!(item.next_attempt_ms, T0 + 1);
+        assert_eq!(item.created_ms, T0 + 1);
+        assert_eq!(item.last_error, None);
+    }
+
+    pub async fn next_pending_follows_seq_per_tenant(db: &TestDb) {
+        let s = db.store().await;
+        let mut seqs = Vec::new();
+        for (i, tenant) in ["a", "b", "a", "b", "a"].into_iter().enumerate() {
+            let id = format!("s{i}");
+            s.begin(tenant, Kind::Sale, &id, T0, T0 + MIN)
+                .await
+                .unwrap();
+            seqs.push(
+                s.enqueue(tenant, Kind::Sale, &id, &json!(i), T0 + i as i64)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "seq increases: {seqs:?}"
+        );
+        assert_eq!(s.next_pending("a").await.unwrap().unwrap().id, "s0");
+        assert_eq!(s.next_pending("b").await.unwrap().unwrap().id, "s1");
+        // A postponed head is still next: a later item never overtakes it.
+        s.postpone(seqs[0], "timeout", T0 + 60 * MIN).await.unwrap();
+        assert_eq!(s.next_pending("a").await.unwrap().unwrap().id, "s0");
+        s.delivered(seqs[0], &json!(null), T0 + 1).await.unwrap();
+        assert_eq!(s.next_pending("a").await.unwrap().unwrap().id, "s2");
+        s.delivered(seqs[2], &json!(null), T0 + 1).await.unwrap();
+        s.delivered(seqs[4], &json!(null), T0 + 1).await.unwrap();
+        assert_eq!(s.next_pending("a").await.unwrap(), None);
+        assert_eq!(s.next_pending("b").await.unwrap().unwrap().id, "s1");
+        assert_eq!(s.next_pending("nobody").await.unwrap(), None);
+        let all: Vec<_> = s
+            .outbox_items(None, false)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(all, ["s1", "s3"]);
+        let all: Vec<_> = s
+            .outbox_items(None, true)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.seq)
+            .collect();
+        assert_eq!(all, seqs, "newest last");
+        let a: Vec<_> = s
+            .outbox_items(Some("a"), true)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(a, ["s0", "s2", "s4"]);
+    }
+
+    pub async fn postpone_refused_delivered_count_attempts(db: &TestDb) {
+        let s = db.store().await;
+        s.begin("a", Kind::Sale, "s1", T0, T0 + MIN).await.unwrap();
+        let seq = s
+            .enqueue("a", Kind::Sale, "s1", &json!({}), T0)
+            .await
+            .unwrap();
+        s.postpone(seq, "vendor timeout", T0 + MIN).await.unwrap();
+        s.postpone(seq, "vendor 503", T0 + 3 * MIN).await.unwrap();
+        let item = s.next_pending("a").await.unwrap().unwrap();
+        assert_eq!(item.attempts, 2);
+        assert_eq!(item.last_error.as_deref(), Some("vendor 503"));
+        assert_eq!(item.next_attempt_ms, T0 + 3 * MIN);
+        assert_eq!(item.state, OutboxState::Pending);
+
+        s.refused(seq, "card blocked", T0 + 4 * MIN).await.unwrap();
+        assert_eq!(s.next_pending("a").await.unwrap(), None);
+        let items = s.outbox_items(Some("a"), false).await.unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].state, OutboxState::Failed);
+        assert_eq!(items[0].attempts, 3);
+        assert_eq!(items[0].last_error.as_deref(), Some("card blocked"));
+        let r = s.record("a", Kind::Sale, "s1").await.unwrap().unwrap();
+        assert_eq!(r.state, RecordState::Failed);
+        // Postponing a refused item changes nothing.
+        s.postpone(seq, "late", T0).await.unwrap();
+        assert_eq!(
+            s.outbox_items(Some("a"), false).await.unwrap()[0].attempts,
+            3
+        );
+    }
+
+    pub async fn delivered_marks_the_record_done(db: &TestDb) {
+        let s = db.store().await;
+        s.begin("a", Kind::Return, "r1", T0, T0 + MIN)
+            .await
+            .unwrap();
+        let seq = s
+            .enqueue("a", Kind::Return, "r1", &json!({"r": 1}), T0)
+            .await
+            .unwrap();
+        s.delivered(seq, &json!({"vendor_id": 42}), T0 + 7)
+            .await
+            .unwrap();
+        let r = s.record("a", Kind::Return, "r1").await.unwrap().unwrap();
+        assert_eq!(r.state, RecordState::Done);
+        assert_eq!(r.kept, json!({"vendor_id": 42}));
+        assert_eq!(r.updated_ms, T0 + 7);
+        assert_eq!(s.next_pending("a").await.unwrap(), None);
+        assert!(s.outbox_items(None, false).await.unwrap().is_empty());
+        let all = s.outbox_items(None, true).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].state, OutboxState::Delivered);
+        // Delivered is final for the operator too.
+        assert!(!s.outbox_retry(seq, T0).await.unwrap());
+        assert!(!s.outbox_drop(seq, T0).await.unwrap());
+    }
+
+    pub async fn outbox_retry_and_drop(db: &TestDb) {
+        let s = db.store().await;
+        for id in ["s1", "s2", "s3"] {
+            s.begin("a", Kind::Sale, id, T0, T0 + MIN).await.unwrap();
+        }
+        let one = s
+            .enqueue("a", Kind::Sale, "s1", &json!(1), T0)
+            .await
+            .unwrap();
+        let two = s
+            .enqueue("a", Kind::Sale, "s2", &json!(2), T0)
+            .await
+            .unwrap();
+        let three = s
+            .enqueue("a", Kind::Sale, "s3", &json!(3), T0)
+            .await
+            .unwrap();
+
+        // Retry a refused item: pending again, due now, its record queued again.
+        s.refused(one, "no such card", T0 + 1).await.unwrap();
+        assert!(s.outbox_retry(one, T0 + 2).await.unwrap());
+        let item = s.next_pending("a").await.unwrap().unwrap();
+        assert_eq!(
+            (item.seq, item.state, item.next_attempt_ms),
+            (one, OutboxState::Pending, T0 + 2)
+        );
+        assert_eq!(
+            s.record("a", Kind::Sale, "s1")
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            RecordState::Queued
+        );
+        // Retry a postponed pending item: due now.
+        s.postpone(two, "timeout", T0 + 60 * MIN).await.unwrap();
+        assert!(s.outbox_retry(two, T0 + 3).await.unwrap());
+        let items = s.outbox_items(Some("a"), false).await.unwrap();
+        assert_eq!(items[1].next_attempt_ms, T0 + 3);
+        assert!(!s.outbox_retry(999_999, T0).await.unwrap(), "unknown");
+
+        // Drop: the item goes, the record fails, so MoySklad's repeat may try again.
+        assert!(s.outbox_drop(two, T0 + 4).await.unwrap());
+        assert!(!s.outbox_drop(two, T0 + 4).await.unwrap(), "already gone");
+        assert_eq!(
+            s.record("a", Kind::Sale, "s2")
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            RecordState::Failed
+        );
+        assert_eq!(
+            s.begin("a", Kind::Sale, "s2", T0 + 5, T0 + MIN)
+                .await
+                .unwrap(),
+            Begin::Started
+        );
+        let left: Vec<_> = s
+            .outbox_items(None, true)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.seq)
+            .collect();
+        assert_eq!(left, [one, three]);
+
+        // A refused item whose sale a repeat has meanwhile done another way is not retried:
+        // delivering it too would do the sale twice.
+        s.refused(three, "refused", T0 + 6).await.unwrap();
+        assert_eq!(
+            s.begin("a", Kind::Sale, "s3", T0 + 7, T0 + MIN)
+                .await
+                .unwrap(),
+            Begin::Started
+        );
+        s.finish("a", Kind::Sale, "s3", &json!("direct"), T0 + 8)
+            .await
+            .unwrap();
+        assert!(!s.outbox_retry(three, T0 + 9).await.unwrap());
+        // Dropping it leaves the done record alone.
+        assert!(s.outbox_drop(three, T0 + 10).await.unwrap());
+        let r = s.record("a", Kind::Sale, "s3").await.unwrap().unwrap();
+        assert_eq!((r.state, r.kept), (RecordState::Done, json!("direct")));
+    }
+
+    pub async fn lease_outbox_is_exclusive_and_expires(db: &TestDb) {
+        let (x, y) = (db.store().await, db.store().await);
+        assert!(x.lease_outbox("a", "inst-x", T0, T0 + MIN).await.unwrap());
+        assert!(
+            !y.lease_outbox("a", "inst-y", T0 + 1, T0 + MIN)
+                .await
+                .unwrap()
+        );
+        // Another tenant's right is separate.
+        assert!(
+            y.lease_outbox("b", "inst-y", T0 + 1, T0 + MIN)
+                .await
+                .unwrap()
+        );
+        // The holder renews.
+        assert!(
+            x.lease_outbox("a", "inst-x", T0 + 2, T0 + 2 * MIN)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !y.lease_outbox("a", "inst-y", T0 + MIN + 1, T0 + 3 * MIN)
+                .await
+                .unwrap()
+        );
+        // Ran out: the other takes it, and the first one no longer has it.
+        assert!(
+            y.lease_outbox("a", "inst-y", T0 + 2 * MIN, T0 + 3 * MIN)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !x.lease_outbox("a", "inst-x", T0 + 2 * MIN + 1, T0 + 4 * MIN)
+                .await
+                .unwrap()
+        );
+        // Released (by its holder only): free at once.
+        x.release_outbox("a", "inst-x").await.unwrap();
+        assert!(
+            !x.lease_outbox("a", "inst-x", T0 + 2 * MIN + 2, T0 + 4 * MIN)
+                .await
+                .unwrap()
+        );
+        y.release_outbox("a", "inst-y").await.unwrap();
+        assert!(
+            x.lease_outbox("a", "inst-x", T0 + 2 * MIN + 3, T0 + 4 * MIN)
+                .await
+                .unwrap()
+        );
+
+        // Many at once across the two handles: exactly one wins.
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let s = Arc::clone(if i % 2 == 0 { &x } else { &y });
+            tasks.push(tokio::spawn(async move {
+                s.lease_outbox("c", &format!("h{i}"), T0, T0 + MIN)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    }
+
+    pub async fn tenants_with_pending_and_stats(db: &TestDb) {
+        let s = db.store().await;
+        assert!(s.tenants_with_pending().await.unwrap().is_empty());
+        assert!(s.outbox_stats().await.unwrap().is_empty());
+        let mut seqs = Vec::new();
+        for (tenant, id, at) in [
+            ("b", "1", T0 + 5),
+            ("a", "1", T0 + 3),
+            ("a", "2", T0 + 1),
+            ("c", "1", T0),
+        ] {
+            s.begin(tenant, Kind::Sale, id, T0, T0 + MIN).await.unwrap();
+            seqs.push(
+                s.enqueue(tenant, Kind::Sale, id, &json!({}), at)
+                    .await
+                    .unwrap(),
+            );
+        }
+        s.refused(seqs[1], "no", T0 + 9).await.unwrap(); // a/1
+        s.delivered(seqs[3], &json!(null), T0 + 9).await.unwrap(); // c/1
+        assert_eq!(s.tenants_with_pending().await.unwrap(), ["a", "b"]);
+        let stats = s.outbox_stats().await.unwrap();
+        assert_eq!(stats.len(), 2, "{stats:?}");
+        assert_eq!(stats[0].tenant, "a");
+        assert_eq!((stats[0].pending, stats[0].failed), (1, 1));
+        assert_eq!(stats[0].oldest_pending_ms, Some(T0 + 1));
+        assert_eq!(stats[1].tenant, "b");
+        assert_eq!((stats[1].pending, stats[1].failed), (1, 0));
+        assert_eq!(stats[1].oldest_pending_ms, Some(T0 + 5));
+        s.delivered(seqs[2], &json!(null), T0 + 9).await.unwrap(); // a/2
+        let stats = s.outbox_stats().await.unwrap();
+        assert_eq!(
+            (stats[0].tenant.as_str(), stats[0].pending, stats[0].failed),
+            ("a", 0, 1)
+        );
+        assert_eq!(stats[0].oldest_pending_ms, None);
+        assert_eq!(s.tenants_with_pending().await.unwrap(), ["b"]);
+    }
+
+    pub async fn kv_put_get_expiry_overwrite_and_isolation(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(s.kv_get("a", "k", T0).await.unwrap(), None);
+        s.kv_put("a", "k", &json!({"v": 1}), T0 + MIN)
+            .await
+            .unwrap();
+        assert_eq!(s.kv_get("a", "k", T0).await.unwrap(), Some(json!({"v": 1})));
+        assert_eq!(
+            s.kv_get("a", "k", T0 + MIN - 1).await.unwrap(),
+            Some(json!({"v": 1}))
+        );
+        assert_eq!(s.kv_get("a", "k", T0 + MIN).await.unwrap(), None, "expired");
+        assert_eq!(
+            s.kv_get("b", "k", T0).await.unwrap(),
+            None,
+            "another tenant's"
+        );
+        s.kv_put("a", "k", &json!("two"), T0 + 2 * MIN)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.kv_get("a", "k", T0 + MIN).await.unwrap(),
+            Some(json!("two"))
+        );
+        s.kv_put("b", "k", &json!(3), T0 + MIN).await.unwrap();
+        assert_eq!(s.kv_get("a", "k", T0).await.unwrap(), Some(json!("two")));
+        assert_eq!(s.kv_get("b", "k", T0).await.unwrap(), Some(json!(3)));
+        s.kv_put("a", "null", &json!(null), T0 + MIN).await.unwrap();
+        assert_eq!(s.kv_get("a", "null", T0).await.unwrap(), Some(json!(null)));
+    }
+
+    pub async fn codes_consumed_counted_burnt_and_expiring(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(
+            s.code_check("a", "+7999", "1234", T0).await.unwrap(),
+            CodeCheck::Missing
+        );
+        s.code_put("a", "+7999", "1234", T0 + MIN, 3).await.unwrap();
+        assert_eq!(
+            s.code_check("b", "+7999", "1234", T0).await.unwrap(),
+            CodeCheck::Missing,
+            "tenant b has none"
+        );
+        assert_eq!(
+            s.code_check("a", "+7999", "0000", T0).await.unwrap(),
+            CodeCheck::Wrong { attempts_left: 2 }
+        );
+        assert_eq!(
+            s.code_check("a", "+7999", "1234", T0).await.unwrap(),
+            CodeCheck::Accepted
+        );
+        assert_eq!(
+            s.code_check("a", "+7999", "1234", T0).await.unwrap(),
+            CodeCheck::Missing,
+            "consumed"
+        );
+
+        s.code_put("a", "+7999", "5678", T0 + MIN, 3).await.unwrap();
+        assert_eq!(
+            s.code_check("a", "+7999", "1", T0).await.unwrap(),
+            CodeCheck::Wrong { attempts_left: 2 }
+        );
+        assert_eq!(
+            s.code_check("a", "+7999", "2", T0).await.unwrap(),
+            CodeCheck::Wrong { attempts_left: 1 }
+        );
+        assert_eq!(
+            s.code_check("a", "+7999", "3", T0).await.unwrap(),
+            CodeCheck::Wrong { attempts_left: 0 }
+        );
+        assert_eq!(
+            s.code_check("a", "+7999", "5678", T0).await.unwrap(),
+            CodeCheck::Missing,
+            "burnt"
+        );
+
+        // A new code replaces the old one, attempts afresh.
+        s.code_put("a", "+7999", "1111", T0 + MIN, 2).await.unwrap();
+        assert_eq!(
+            s.code_check("a", "+7999", "9", T0).await.unwrap(),
+            CodeCheck::Wrong { attempts_left: 1 }
+        );
+        s.code_put("a", "+7999", "2222", T0 + MIN, 2).await.unwrap();
+        assert_eq!(
+            s.code_check("a", "+7999", "1111", T0).await.unwrap(),
+            CodeCheck::Wrong { attempts_left: 1 }
+        );
+        assert_eq!(
+            s.code_check("a", "+7999", "2222", T0 + MIN).await.unwrap(),
+            CodeCheck::Missing,
+            "expired"
+        );
+
+        // Concurrent checks of the right code: one is accepted.
+        s.code_put("a", "k2", "4242", T0 + MIN, 5).await.unwrap();
+        let other = db.store().await;
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let h = Arc::clone(if i % 2 == 0 { &s } else { &other });
+            tasks.push(tokio::spawn(async move {
+                h.code_check("a", "k2", "4242", T0).await.unwrap()
+            }));
+        }
+        let mut accepted = 0;
+        for t in tasks {
+            if t.await.unwrap() == CodeCheck::Accepted {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 1);
+    }
+
+    pub async fn prune_removes_only_old_settled_things(db: &TestDb) {
+        let s = db.store().await;
+        let old = T0;
+        let cut = T0 + 100 * MIN;
+        let new = T0 + 200 * MIN;
+        // Old and settled: go.
+        s.begin("a", Kind::Sale, "done-old", old, old + MIN)
+            .await
+            .unwrap();
+        s.finish("a", Kind::Sale, "done-old", &json!(1), old)
+            .await
+            .unwrap();
+        s.begin("a", Kind::Sale, "failed-old", old, old + MIN)
+            .await
+            .unwrap();
+        s.abandon("a", Kind::Sale, "failed-old", old).await.unwrap();
+        s.begin("a", Kind::Sale, "delivered-old", old, old + MIN)
+            .await
+            .unwrap();
+        let delivered = s
+            .enqueue("a", Kind::Sale, "delivered-old", &json!({}), old)
+            .await
+            .unwrap();
+        s.delivered(delivered, &json!(2), old).await.unwrap();
+        s.kv_put("a", "expired", &json!(1), old + MIN)
+            .await
+            .unwrap();
+        s.code_put("a", "expired", "1", old + MIN, 3).await.unwrap();
+        // Never: in flight (even with a long-gone lease), queued, pending, refused awaiting an
+        // operator, recent, or not expired.
+        s.begin("a", Kind::Sale, "in-flight-old", old, old + MIN)
+            .await
+            .unwrap();
+        s.begin("a", Kind::Sale, "queued-old", old, old + MIN)
+            .await
+            .unwrap();
+        s.enqueue("a", Kind::Sale, "queued-old", &json!({}), old)
+            .await
+            .unwrap();
+        s.begin("a", Kind::Sale, "refused-old", old, old + MIN)
+            .await
+            .unwrap();
+        let refused = s
+            .enqueue("a", Kind::Sale, "refused-old", &json!({}), old)
+            .await
+            .unwrap();
+        s.refused(refused, "no", old).await.unwrap();
+        s.begin("a", Kind::Sale, "done-new", new, new + MIN)
+            .await
+            .unwrap();
+        s.finish("a", Kind::Sale, "done-new", &json!(3), new)
+            .await
+            .unwrap();
+        s.kv_put("a", "alive", &json!(1), new + MIN).await.unwrap();
+        s.code_put("a", "alive", "1", new + MIN, 3).await.unwrap();
+
+        let gone = s.prune(cut).await.unwrap();
+        assert_eq!(gone, 6, "3 records, 1 delivered item, 1 value, 1 code");
+        for id in ["done-old", "failed-old", "delivered-old"] {
+            assert_eq!(s.record("a", Kind::Sale, id).await.unwrap(), None, "{id}");
+        }
+        for id in ["in-flight-old", "queued-old", "refused-old", "done-new"] {
+            assert!(
+                s.record("a", Kind::Sale, id).await.unwrap().is_some(),
+                "{id} stays"
+            );
+        }
+        let items: Vec<_> = s
+            .outbox_items(None, true)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(items, ["queued-old", "refused-old"]);
+        assert_eq!(s.kv_get("a", "alive", new).await.unwrap(), Some(json!(1)));
+        assert_eq!(
+            s.code_check("a", "alive", "1", new).await.unwrap(),
+            CodeCheck::Accepted
+        );
+        assert_eq!(s.prune(cut).await.unwrap(), 0, "nothing more");
+    }
+
+    pub async fn migrations_run_once_and_refuse_a_newer_schema(db: &TestDb) {
+        let first = db.store().await;
+        first
+            .begin("a", Kind::Sale, "s1", T0, T0 + MIN)
+            .await
+            .unwrap();
+        // Opening again (and twice at once) is a no-op that keeps the data.
+        let (second, third) = tokio::join!(db.open(), db.open());
+        let (second, _third) = (second.unwrap(), third.unwrap());
+        assert!(
+            second
+                .record("a", Kind::Sale, "s1")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        drop((first, second, _third));
+
+        db.raw("INSERT INTO schema_version (version, applied_ms) VALUES (999, 0)")
+            .await;
+        match db.open().await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains("999"), "{message}");
+                assert!(message.contains("newer"), "{message}");
+            }
+            Err(other) => panic!("expected Corrupt, got {other}"),
+            Ok(_) => panic!("a newer schema must be refused"),
+        }
+    }
+
+    pub async fn data_survives_close_and_reopen(db: &TestDb) {
+        let s = db.store().await;
+        assert!(!s.backend().is_empty());
+        s.begin("a", Kind::Sale, "s1", T0, T0 + MIN).await.unwrap();
+        s.finish("a", Kind::Sale, "s1", &json!({"id": "v1"}), T0)
+            .await
+            .unwrap();
+        s.begin("a", Kind::Sale, "s2", T0, T0 + MIN).await.unwrap();
+        let seq = s
+            .enqueue("a", Kind::Sale, "s2", &json!({"x": 1}), T0)
+            .await
+            .unwrap();
+        s.kv_put("a", "k", &json!("v"), T0 + MIN).await.unwrap();
+        s.code_put("a", "c", "77", T0 + MIN, 3).await.unwrap();
+        drop(s);
+
+        let s = db.store().await;
+        let r = s.record("a", Kind::Sale, "s1").await.unwrap().unwrap();
+        assert_eq!((r.state, r.kept), (RecordState::Done, json!({"id": "v1"})));
+        assert!(matches!(
+            s.begin("a", Kind::Sale, "s2", T0 + 1, T0 + MIN)
+                .await
+                .unwrap(),
+            Begin::Settled(_)
+        ));
+        assert_eq!(s.next_pending("a").await.unwrap().unwrap().seq, seq);
+        assert_eq!(s.kv_get("a", "k", T0).await.unwrap(), Some(json!("v")));
+        assert_eq!(
+            s.code_check("a", "c", "77", T0).await.unwrap(),
+            CodeCheck::Accepted
+        );
+        // A later enqueue gets a later seq.
+        s.begin("a", Kind::Sale, "s3", T0, T0 + MIN).await.unwrap();
+        assert!(
+            s.enqueue("a", Kind::Sale, "s3", &json!({}), T0)
+                .await
+                .unwrap()
+                > seq
+        );
+    }
+}
+
+/// Instantiates every suite test for one backend: `store_suite!(module, constructor)`.
+macro_rules! store_suite {
+    ($backend:ident, $make:expr) => {
+        store_suite!(@tests $backend, $make,
+            begin_started_then_in_flight_then_settled,
+            failed_record_can_be_begun_again,
+            expired_lease_is_taken_over,
+            fifty_concurrent_begins_on_two_handles_start_once,
+            tenants_are_isolated,
+            finish_keeps_what_the_mapping_keeps,
+            enqueue_queues_the_record_and_begin_settles,
+            next_pending_follows_seq_per_tenant,
+            postpone_refused_delivered_count_attempts,
+            delivered_marks_the_record_done,
+            outbox_retry_and_drop,
+            lease_outbox_is_exclusive_and_expires,
+            tenants_with_pending_and_stats,
+            kv_put_get_expiry_overwrite_and_isolation,
+            codes_consumed_counted_burnt_and_expiring,
+            prune_removes_only_old_settled_things,
+            migrations_run_once_and_refuse_a_newer_schema,
+            data_survives_close_and_reopen,
+        );
+    };
+    (@tests $backend:ident, $make:expr, $($test:ident),* $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let Some(db) = $make.await else { return };
+                    suite::$test(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(sqlite, TestDb::sqlite());
+store_suite!(postgres, TestDb::postgres());
+
+/// Needs no server: a refused connection's error names neither the password nor hides the cause.
+#[tokio::test]
+async fn postgres_errors_never_show_the_password() {
+    let error = PgStore::open("postgres://bridge:s3cr3t-pw@127.0.0.1:1/loyalty", 2)
+        .await
+        .expect_err("nothing listens on port 1");
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{message}");
+    assert!(!message.contains("s3cr3t-pw"), "{message}");
+    let error = PgStore::open("postgres://bridge:s3cr3t-pw@[::1", 2)
+        .await
+        .expect_err("not a URL");
+    assert!(!error.to_string().contains("s3cr3t-pw"), "{error}");
+}

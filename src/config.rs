@@ -88,6 +88,8 @@ pub enum StoreBackendName {
 
 /// The SQLite file used when `[store]` names none (relative to the config file).
 pub const DEFAULT_STORE_PATH: &str = "data/loyalty-bridge.sqlite3";
+/// `store.path` of an in-memory SQLite database (tests, demos): nothing survives a restart.
+pub const MEMORY_STORE: &str = ":memory:";
 pub const DEFAULT_POOL_SIZE: usize = 8;
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 
@@ -537,7 +539,12 @@ impl RawStore {
                     return Err(invalid("store.path", "must be the path of a file"));
                 }
                 StoreBackend::Sqlite {
-                    path: base_dir.join(path),
+                    // SQLite's in-memory database: for tests and demos, nothing survives a restart.
+                    path: if path == Path::new(MEMORY_STORE) {
+                        path
+                    } else {
+                        base_dir.join(path)
+                    },
                 }
             }
             StoreBackendName::Postgres => {

@@ -27,6 +27,8 @@ fn config(vendor: &str) -> Config {
     let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
     let text = format!(
         r#"
+        [store]
+        path = ":memory:"
         [server]
         request_timeout_ms = {DEADLINE_MS}
         [[tenants]]

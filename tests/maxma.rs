@@ -54,6 +54,8 @@ async fn start_bridge_with(
     let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
     let text = format!(
         r#"
+        [store]
+        path = ":memory:"
         [server]
         {server_keys}
         [[tenants]]

@@ -33,6 +33,8 @@ async fn world(sandbox: PremiumBonusSandbox) -> World {
     let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/premiumbonus.toml");
     let text = format!(
         r#"
+        [store]
+        path = ":memory:"
         [[tenants]]
         name = "pb-shop"
         token = "${{TOKEN}}"

@@ -61,6 +61,8 @@ async fn mapping_changes_apply_and_broken_ones_are_refused() {
     std::fs::write(&mapping, answering(1)).unwrap();
     let text = format!(
         r#"
+        [store]
+        path = ":memory:"
         [server]
         mapping_reload_ms = 50
         [[tenants]]
@@ -113,7 +115,7 @@ async fn the_server_does_not_start_on_a_broken_mapping() {
     )
     .unwrap();
     let text = format!(
-        "[[tenants]]\nname = \"a\"\ntoken = \"${{T}}\"\nmapping = \"{}\"\nbase_url = \"http://127.0.0.1:9\"\n",
+        "[store]\npath = \":memory:\"\n[[tenants]]\nname = \"a\"\ntoken = \"${{T}}\"\nmapping = \"{}\"\nbase_url = \"http://127.0.0.1:9\"\n",
         mapping.display()
     );
     let config = Config::parse(&text, "t", Path::new("."), &|_| Some("t".to_string())).unwrap();

@@ -34,6 +34,8 @@ async fn world(sandbox: UdsSandbox) -> World {
     let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/uds.toml");
     let text = format!(
         r#"
+        [store]
+        path = ":memory:"
         [[tenants]]
         name = "uds-shop"
         token = "${{TOKEN}}"

@@ -3,6 +3,7 @@
 
 mod body;
 pub mod listen;
+mod outbox;
 mod route;
 
 use std::convert::Infallible;
@@ -83,6 +84,8 @@ pub enum ServeError {
     Mapping(#[from] LoadError),
     #[error("{0}")]
     Client(String),
+    #[error("cannot open the store ({0})")]
+    Store(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -108,12 +111,20 @@ pub async fn serve_with(
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let header_timeout = Duration::from_millis(config.server.header_read_timeout_ms);
     let mappings = Mappings::load(config.tenants.iter().map(|t| t.mapping.as_path()))?;
+    let store = crate::store::open(&config.store)
+        .await
+        .map_err(|e| ServeError::Store(format!("{}: {e}", config.store.describe())))?;
+    tracing::info!(store = %config.store.describe(), "store open");
+    let journal = Arc::new(Journal {
+        store: store.clone(),
+        queued: Arc::new(tokio::sync::Notify::new()),
+    });
     let metrics = Arc::new(Metrics::new());
     let app = Arc::new(App {
         tenants: Tenants::new(config.tenants.iter().cloned()),
         mappings,
         upstream,
-        memory: Arc::new(Memory::new()),
+        memory: Arc::new(Memory::durable(store)),
         cache: Arc::new(StepCache::with_metrics(
             config.server.cache_entries,
             metrics.clone(),
@@ -139,7 +150,7 @@ pub async fn serve_with(
                 (t.name.clone(), Arc::new(breaker))
             })
             .collect(),
-        journal: None,
+        journal: Some(journal.clone()),
         metrics_token: config
             .server
             .metrics_token
@@ -149,6 +160,13 @@ pub async fn serve_with(
         config,
     });
     let reloader = tokio::spawn(watch_mappings(app.clone()));
+    // Names this instance in the store's outbox delivery leases.
+    let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let deliverer = tokio::spawn(outbox::deliver_forever(
+        app.clone(),
+        journal.clone(),
+        holder.clone(),
+    ));
     tracing::info!(
         addr = %listener.local_addr()?,
         tenants = app.tenants.len(),
@@ -159,12 +177,21 @@ pub async fn serve_with(
         header_read_timeout: header_timeout,
         shutdown_grace: grace,
     };
-    let handler = move |req| {
+    let handler = {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(handle(&app, req).await) }
+        move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(&app, req).await) }
+        }
     };
     let served = accept_loop(listener, options, handler, shutdown).await;
     reloader.abort();
+    deliverer.abort();
+    let _ = deliverer.await;
+    // Let another instance take over the queues at once instead of after the lease.
+    for tenant in &app.config.tenants {
+        let _ = journal.store.release_outbox(&tenant.name, &holder).await;
+    }
     Ok(served?)
 }
 
@@ -211,7 +238,10 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let deadline_ms = app.config.server.request_timeout_ms;
-    let deadline = Instant::now() + Duration::from_millis(deadline_ms);
+    // The operation's own deadline is a little earlier than the hard one below, so that a
+    // sale whose vendor call timed out can still settle its journal record and answer.
+    let margin = Duration::from_millis((deadline_ms / 10).min(250));
+    let deadline = Instant::now() + Duration::from_millis(deadline_ms) - margin;
     let mut outcome = Outcome::default();
 
     let result = tokio::time::timeout(

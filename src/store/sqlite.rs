@@ -135,6 +135,14 @@ impl SqliteStore {
 }
 
 fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
+    if path == Path::new(crate::config::MEMORY_STORE) {
+        // Tests and demos: the same schema and statements, nothing on disk.
+        let mut conn = Connection::open_in_memory().map_err(unavailable)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(unavailable)?;
+        migrate(&mut conn)?;
+        return Ok(conn);
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display()))

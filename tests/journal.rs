@@ -1,0 +1,300 @@
+//! Exactly-once sales and returns, and the outbox, through a real bridge and the MAXMA sandbox,
+//! on both store backends (SQLite always; PostgreSQL when `LB_TEST_POSTGRES_URL` is set, as
+//! `.ci/run` does). What the vendor received is counted at the sandbox.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use loyalty_bridge::Config;
+use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use common::{TestStore, client, the_error};
+
+const TOKEN: &str = "journal-test-token-0001";
+const KEY: &str = "journal-test-maxma-key";
+const PHONE: &str = "+7 916 123-45-67";
+const CUSTOMER: &str = "7d0f4c2e-1b3a-4e5f-9a8b-0c1d2e3f4a5b";
+
+async fn start_sandbox(sandbox: MaxmaSandbox) -> (String, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(sandbox.serve(listener, async {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+/// A bridge for one MAXMA tenant on `store`; `tenant_keys` adds lines to the tenant table.
+async fn start_bridge(
+    vendor: &str,
+    store: &TestStore,
+    tenant_keys: &str,
+) -> (String, oneshot::Sender<()>) {
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
+    let text = format!(
+        r#"
+        [server]
+        request_timeout_ms = 3000
+        {store}
+        [[tenants]]
+        name = "shop"
+        token = "${{TOKEN}}"
+        mapping = "{mapping}"
+        base_url = "{vendor}"
+        credentials = {{ api_key = "${{KEY}}" }}
+        limits = {{ breaker_failures = 1000 }}
+        {tenant_keys}
+        "#,
+        store = store.section(),
+        mapping = mapping.display(),
+    );
+    let env = |name: &str| match name {
+        "TOKEN" => Some(TOKEN.to_string()),
+        "KEY" => Some(KEY.to_string()),
+        _ => None,
+    };
+    let config = Config::parse(&text, "journal test", Path::new("."), &env).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(loyalty_bridge::run(listener, config, async {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+async fn post(bridge: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+    let resp = client()
+        .post(format!("{bridge}{path}"))
+        .header("Lognex-Discount-API-Auth-Token", TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, body)
+}
+
+fn store_ref() -> Value {
+    json!({"meta": {"href": "https://api.moysklad.ru/api/remap/1.2/entity/retailstore/s1", "id": "s1"}, "name": "Касса 1"})
+}
+
+fn sale(id: &str, spend: i64) -> Value {
+    json!({"retailStore": store_ref(), "name": "00042", "moment": "2026-11-29 10:15:00",
+           "meta": {"href": format!("https://api.moysklad.ru/api/remap/1.2/entity/retaildemand/{id}"), "id": id},
+           "agent": {"meta": {"id": CUSTOMER}, "name": "Смирнова Анна", "phone": PHONE},
+           "positions": [{"assortment": {"meta": {"id": "sku-coffee"}}, "quantity": 2, "price": 500.00}],
+           "bonusProgram": {"bonusValueToSpend": spend, "bonusValueToEarn": 50}, "cashSum": 1000.00, "noCashSum": 0})
+}
+
+fn sale_return(id: &str, sale_id: &str, quantity: i64) -> Value {
+    json!({"retailStore": store_ref(), "name": "R-1", "moment": "2026-11-29 11:00:00",
+           "meta": {"id": id}, "demand": {"meta": {"id": sale_id}}, "agent": {"meta": {"id": CUSTOMER}},
+           "positions": [{"assortment": {"meta": {"id": "sku-coffee"}}, "quantity": quantity, "price": 500.00}],
+           "cashSum": 500.00})
+}
+
+fn sandbox() -> MaxmaSandbox {
+    let sandbox = MaxmaSandbox::new(KEY);
+    sandbox.add_client(loyalty_bridge::sandbox::maxma::SandboxClient {
+        phone: Some("79161234567".into()),
+        external_id: Some(CUSTOMER.into()),
+        bonuses: 500,
+        ..Default::default()
+    });
+    sandbox
+}
+
+/// Polls until `done` holds (the outbox works in the background), at most `within`.
+async fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::TestStore::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(store) = super::TestStore::postgres().await {
+                        super::$name(store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    fifty_duplicate_sales_at_once_reach_the_vendor_once,
+    a_refused_sale_can_be_tried_again,
+    vendor_down_an_earning_sale_is_queued_and_delivered_once,
+    a_return_after_a_partial_return,
+    two_instances_on_one_store_deliver_once,
+);
+
+async fn fifty_duplicate_sales_at_once_reach_the_vendor_once(store: TestStore) {
+    let sandbox = sandbox();
+    // Slow enough that the copies arrive while the first is still at the vendor.
+    sandbox.set_fault(Some(Fault::Delay(Duration::from_millis(300))));
+    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
+    let (bridge, _b) = start_bridge(&vendor, &store, "").await;
+    let body = sale("a1b2c3d4-0000-4000-8000-000000000050", 0);
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let (bridge, body) = (bridge.clone(), body.clone());
+            tokio::spawn(async move { post(&bridge, "/retaildemand", &body).await })
+        })
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(sandbox.calls("set-purchase"), 1);
+    assert_eq!(sandbox.calls("confirm-ticket"), 1);
+    // And later repeats are answered from the journal.
+    sandbox.set_fault(None);
+    let (status, _) = post(&bridge, "/retaildemand", &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(sandbox.calls("set-purchase"), 1);
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(550));
+}
+
+async fn a_refused_sale_can_be_tried_again(store: TestStore) {
+    let sandbox = sandbox();
+    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
+    let (bridge, _b) = start_bridge(&vendor, &store, "").await;
+    let id = "a1b2c3d4-0000-4000-8000-000000000051";
+    // More points than the customer has: MAXMA refuses, nothing is recorded.
+    let (status, body) = post(&bridge, "/retaildemand", &sale(id, 900)).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(500));
+    // The same sale, corrected at the till, goes through.
+    let (status, body) = post(&bridge, "/retaildemand", &sale(id, 100)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // 100 spent, 5 % of the 900 paid in money earned.
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(445));
+}
+
+async fn vendor_down_an_earning_sale_is_queued_and_delivered_once(store: TestStore) {
+    let sandbox = sandbox();
+    sandbox.set_fault(Some(Fault::Http500));
+    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
+    let (bridge, _b) = start_bridge(&vendor, &store, "").await;
+    let earning = "a1b2c3d4-0000-4000-8000-000000000052";
+    let spending = "a1b2c3d4-0000-4000-8000-000000000053";
+
+    let (status, body) = post(&bridge, "/retaildemand", &sale(earning, 0)).await;
+    assert_eq!(status, StatusCode::CREATED, "earning sale accepted: {body}");
+    // A spending sale is not queued: the vendor has not approved the spend.
+    let (status, body) = post(&bridge, "/retaildemand", &sale(spending, 100)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    // A return of the queued sale must wait for it.
+    let (status, body) = post(
+        &bridge,
+        "/retailsalesreturn",
+        &sale_return("ret-0052", earning, 1),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 9409);
+    // MoySklad repeats the earning sale: accepted again, still one queued item.
+    let (status, _) = post(&bridge, "/retaildemand", &sale(earning, 0)).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    sandbox.set_fault(None);
+    eventually(
+        Duration::from_secs(15),
+        "the queued sale reaches MAXMA",
+        || sandbox.calls("confirm-ticket") == 1,
+    )
+    .await;
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(550));
+    // Delivered once: later rounds and repeats send nothing more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = post(&bridge, "/retaildemand", &sale(earning, 0)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(sandbox.calls("confirm-ticket"), 1);
+    // Now the return goes through.
+    let (status, body) = post(
+        &bridge,
+        "/retailsalesreturn",
+        &sale_return("ret-0052", earning, 1),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(sandbox.calls("apply-return"), 1);
+}
+
+async fn a_return_after_a_partial_return(store: TestStore) {
+    let sandbox = sandbox();
+    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
+    let (bridge, _b) = start_bridge(&vendor, &store, "").await;
+    let id = "a1b2c3d4-0000-4000-8000-000000000054";
+    let (status, body) = post(&bridge, "/retaildemand", &sale(id, 0)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(550));
+    for (ret, repeat) in [("ret-a", false), ("ret-a", true), ("ret-b", false)] {
+        let (status, body) = post(&bridge, "/retailsalesreturn", &sale_return(ret, id, 1)).await;
+        assert_eq!(status, StatusCode::CREATED, "{ret} repeat={repeat}: {body}");
+    }
+    // Two returns of one coffee each (the repeat of the first one did not count): all 50
+    // earned points are taken back, exactly.
+    assert_eq!(sandbox.calls("apply-return"), 2);
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(500));
+}
+
+async fn two_instances_on_one_store_deliver_once(store: TestStore) {
+    if !store.shared_by_instances() {
+        return;
+    }
+    let sandbox = sandbox();
+    sandbox.set_fault(Some(Fault::Http500));
+    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
+    let (first, _b1) = start_bridge(&vendor, &store, "").await;
+    let (second, _b2) = start_bridge(&vendor, &store, "").await;
+    let ids: Vec<String> = (0..6)
+        .map(|i| format!("a1b2c3d4-0000-4000-8000-0000000001{i:02}"))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let bridge = if i % 2 == 0 { &first } else { &second };
+        let (status, body) = post(bridge, "/retaildemand", &sale(id, 0)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    sandbox.set_fault(None);
+    eventually(
+        Duration::from_secs(20),
+        "all queued sales delivered",
+        || sandbox.calls("confirm-ticket") >= ids.len(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sandbox.calls("confirm-ticket"), ids.len());
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(500 + 50 * 6));
+}

@@ -82,6 +82,8 @@ async fn uds_requests_match_the_vendor_schema() {
         seen: Mutex::new(Vec::new()),
     });
     let memory = Arc::new(Memory::new());
+    // The return reads the UDS operation id its sale kept in the journal.
+    let journal = golden::memory_journal().await.unwrap();
     let store: Value = serde_json::from_str(STORE).unwrap();
     let agent = json!({"meta": {"id": "c1"}, "phone": "+7 999 123-45-67"});
     let sale_id = "5f0e6a1c-0000-4000-8000-000000000001";
@@ -123,13 +125,14 @@ async fn uds_requests_match_the_vendor_schema() {
     ];
     for (op, request) in &requests {
         let before = recording.seen.lock().unwrap().len();
-        let answer = golden::answer_with_memory(
+        let answer = golden::answer_with_state(
             tenant(&base_url),
             mapping.clone(),
             *op,
             request,
             recording.clone(),
             memory.clone(),
+            Some(journal.clone()),
         )
         .await;
         let seen = recording.seen.lock().unwrap();

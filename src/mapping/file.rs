@@ -191,6 +191,10 @@ pub struct ExampleSection {
     /// `remember.key`): what `recall` finds during this example.
     #[serde(default)]
     pub remembered: Option<String>,
+    /// For a return: what the journal kept with the sale it returns, as JSON (`{"kept": …}`);
+    /// the plan sees it as `.sale`. Without it the bridge does not know the sale.
+    #[serde(default)]
+    pub sale: Option<String>,
     /// Canned answers by step name.
     #[serde(default)]
     pub upstream: BTreeMap<String, CannedAnswer>,

@@ -15,9 +15,11 @@ use serde_json::Value;
 use super::memory::Memory;
 use super::plan::{Canned, Example, Mapping};
 use crate::cache::StepCache;
-use crate::config::{Limits, Tenant, TokenHash};
+use crate::config::{Limits, OutboxPolicy, Tenant, TokenHash};
 use crate::error::{self, Error};
+use crate::loyalty::journal::Journal;
 use crate::loyalty::ops::{self, OpContext};
+use crate::store::{Kind, Store};
 use crate::upstream::{Upstream, UpstreamError, UpstreamFuture, UpstreamRequest, UpstreamResponse};
 
 /// Base URL of the pretend vendor in examples and dry runs; expected paths are relative to it.
@@ -86,7 +88,12 @@ pub fn example_tenant(mapping: &Mapping) -> Tenant {
         credentials: BTreeMap::new(),
         settings: serde_json::Value::Null,
         limits: Limits::default(),
-        outbox: Default::default(),
+        // Examples check the mapping's answer to a failing vendor, not the outbox's.
+        outbox: OutboxPolicy {
+            earning_sales: false,
+            spending_sales: false,
+            returns: false,
+        },
     }
 }
 
@@ -138,6 +145,30 @@ pub async fn answer_with_memory(
     upstream: Arc<dyn Upstream>,
     memory: Arc<Memory>,
 ) -> Answer {
+    answer_with_state(tenant, mapping, op, request, upstream, memory, None).await
+}
+
+/// A journal in an in-memory SQLite database, for examples and tests that need sales and
+/// returns to go through one (a return that reads what its sale kept).
+pub async fn memory_journal() -> Result<Arc<Journal>, crate::store::StoreError> {
+    let store =
+        crate::store::SqliteStore::open(std::path::Path::new(crate::config::MEMORY_STORE)).await?;
+    Ok(Arc::new(Journal {
+        store: Arc::new(store),
+        queued: Default::default(),
+    }))
+}
+
+/// [`answer_with_memory`], sales and returns going through `journal` when given.
+pub async fn answer_with_state(
+    tenant: Arc<Tenant>,
+    mapping: Arc<Mapping>,
+    op: ops::Op,
+    request: &Value,
+    upstream: Arc<dyn Upstream>,
+    memory: Arc<Memory>,
+    journal: Option<Arc<Journal>>,
+) -> Answer {
     let (query, body) = if op.has_body() {
         (None, serde_json::to_vec(request).unwrap_or_default())
     } else {
@@ -156,7 +187,7 @@ pub async fn answer_with_memory(
                 cache: Arc::new(StepCache::new(1_000)),
                 limiter: None,
                 breaker: None,
-                journal: None,
+                journal,
                 metrics: None,
             };
             parsed.apply(&ctx).await
@@ -202,6 +233,27 @@ fn query_string(request: &Value) -> String {
     out.finish()
 }
 
+/// A journal that knows the return's sale (`demand.meta.id`) as done, keeping `sale.kept`.
+async fn seed_sale(tenant: &str, request: &Value, sale: &Value) -> Result<Arc<Journal>, String> {
+    let id = request
+        .pointer("/demand/meta/id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.trim().is_empty())
+        .ok_or("`sale` needs the request's demand.meta.id")?;
+    let journal = memory_journal().await.map_err(|e| e.to_string())?;
+    let kept = sale.get("kept").cloned().unwrap_or(Value::Null);
+    let store: &dyn Store = journal.store.as_ref();
+    store
+        .begin(tenant, Kind::Sale, id, 0, i64::MAX / 2)
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .finish(tenant, Kind::Sale, id, &kept, 0)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(journal)
+}
+
 /// The outcome of one example: empty `problems` means it passed.
 pub struct ExampleReport {
     pub name: String,
@@ -230,13 +282,26 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
             .put(&tenant.name, key, value.clone(), SEEDED_FOR)
             .await;
     }
-    let got = answer_with_memory(
+    let journal = match &example.sale {
+        Some(sale) => match seed_sale(&tenant.name, &example.request, sale).await {
+            Ok(journal) => Some(journal),
+            Err(problem) => {
+                return ExampleReport {
+                    name: example.name.clone(),
+                    problems: vec![problem],
+                };
+            }
+        },
+        None => None,
+    };
+    let got = answer_with_state(
         tenant.clone(),
         mapping.clone(),
         example.op,
         &example.request,
         upstream.clone(),
         memory.clone(),
+        journal,
     )
     .await;
     let calls = upstream.take_calls();

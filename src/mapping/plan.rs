@@ -118,6 +118,8 @@ pub struct Example {
     pub settings: Value,
     /// Seeded into the example's memory before the run: key → value.
     pub remembered: Map<String, Value>,
+    /// For a return: what its sale's journal record kept (`{"kept": …}`).
+    pub sale: Option<Value>,
     pub upstream: BTreeMap<String, Canned>,
     pub expect_calls: Vec<ExpectedCall>,
     pub expect_status: u16,
@@ -627,6 +629,17 @@ fn compile_example(
             example.remembered.as_deref(),
             &format!("{place}.remembered"),
         )?,
+        sale: match example.sale.as_deref() {
+            None => None,
+            Some(text) if op != Op::RetailsalesreturnCreate => {
+                let _ = text;
+                return Err((
+                    format!("{place}.sale"),
+                    "only a return (retailsalesreturn.create) has a sale".into(),
+                ));
+            }
+            Some(text) => Some(json_text(text, &format!("{place}.sale"))?),
+        },
         expect_status: example.expect.status,
         name: example.name,
         op,

@@ -299,6 +299,19 @@ async fn dispatch(
             ));
         }
         Route::Readyz => {
+            // Ready means sales can be recorded: the store answers.
+            if let Some(journal) = &app.journal {
+                let probe = journal.store.kv_get("", "readyz", crate::store::now_ms());
+                match tokio::time::timeout(Duration::from_secs(2), probe).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => {
+                        return Err(Error::StoreUnavailable {
+                            detail: "no answer within 2 s".into(),
+                        });
+                    }
+                }
+            }
             let body = format!(r#"{{"status":"ready","tenants":{}}}"#, app.tenants.len());
             return Ok(json(StatusCode::OK, Bytes::from(body)));
         }
@@ -363,6 +376,9 @@ fn log_failure(err: &Error, request_id: &str) {
         }
         Error::Upstream { step, failure } => {
             tracing::warn!(request_id, step = %step, failure = %failure, "vendor call failed");
+        }
+        Error::StoreUnavailable { detail } => {
+            tracing::error!(request_id, detail = %detail, "store unavailable");
         }
         _ => {}
     }

@@ -4,76 +4,41 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use loyalty_bridge::Config;
 use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use common::{TestStore, client, the_error};
+use common::{
+    API_KEY_A, TOKEN_A, TestStore, client, start_maxma, start_maxma_bridge_on, the_error,
+};
 
-const TOKEN: &str = "journal-test-token-0001";
-const KEY: &str = "journal-test-maxma-key";
 const PHONE: &str = "+7 916 123-45-67";
 const CUSTOMER: &str = "7d0f4c2e-1b3a-4e5f-9a8b-0c1d2e3f4a5b";
 
-async fn start_sandbox(sandbox: MaxmaSandbox) -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(sandbox.serve(listener, async {
-        let _ = rx.await;
-    }));
-    (url, tx)
-}
-
-/// A bridge for one MAXMA tenant on `store`; `tenant_keys` adds lines to the tenant table.
-async fn start_bridge(
-    vendor: &str,
+/// The MAXMA sandbox for `sandbox`, and a bridge on `store` in front of it (the breaker is
+/// kept out of the way: these tests make the vendor fail on purpose).
+async fn world(
+    sandbox: &MaxmaSandbox,
     store: &TestStore,
-    tenant_keys: &str,
-) -> (String, oneshot::Sender<()>) {
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
-    let text = format!(
-        r#"
-        [server]
-        request_timeout_ms = 3000
-        {store}
-        [[tenants]]
-        name = "shop"
-        token = "${{TOKEN}}"
-        mapping = "{mapping}"
-        base_url = "{vendor}"
-        credentials = {{ api_key = "${{KEY}}" }}
-        limits = {{ breaker_failures = 1000 }}
-        {tenant_keys}
-        "#,
-        store = store.section(),
-        mapping = mapping.display(),
-    );
-    let env = |name: &str| match name {
-        "TOKEN" => Some(TOKEN.to_string()),
-        "KEY" => Some(KEY.to_string()),
-        _ => None,
-    };
-    let config = Config::parse(&text, "journal test", Path::new("."), &env).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(loyalty_bridge::run(listener, config, async {
-        let _ = rx.await;
-    }));
-    (url, tx)
+) -> (String, (oneshot::Sender<()>, oneshot::Sender<()>)) {
+    let (vendor, stop_vendor) = start_maxma(sandbox.clone()).await;
+    let (bridge, stop_bridge) = start_maxma_bridge_on(
+        &store.section(),
+        &vendor,
+        "request_timeout_ms = 3000",
+        "limits = { breaker_failures = 1000 }",
+    )
+    .await;
+    (bridge, (stop_vendor, stop_bridge))
 }
 
 async fn post(bridge: &str, path: &str, body: &Value) -> (StatusCode, Value) {
     let resp = client()
         .post(format!("{bridge}{path}"))
-        .header("Lognex-Discount-API-Auth-Token", TOKEN)
+        .header("Lognex-Discount-API-Auth-Token", TOKEN_A)
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
@@ -109,7 +74,7 @@ fn sale_return(id: &str, sale_id: &str, quantity: i64) -> Value {
 }
 
 fn sandbox() -> MaxmaSandbox {
-    let sandbox = MaxmaSandbox::new(KEY);
+    let sandbox = MaxmaSandbox::new(API_KEY_A);
     sandbox.add_client(loyalty_bridge::sandbox::maxma::SandboxClient {
         phone: Some("79161234567".into()),
         external_id: Some(CUSTOMER.into()),
@@ -163,13 +128,23 @@ async fn fifty_duplicate_sales_at_once_reach_the_vendor_once(store: TestStore) {
     let sandbox = sandbox();
     // Slow enough that the copies arrive while the first is still at the vendor.
     sandbox.set_fault(Some(Fault::Delay(Duration::from_millis(300))));
-    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
-    let (bridge, _b) = start_bridge(&vendor, &store, "").await;
+    let (bridge, _stop) = world(&sandbox, &store).await;
     let body = sale("a1b2c3d4-0000-4000-8000-000000000050", 0);
     let calls: Vec<_> = (0..50)
         .map(|_| {
             let (bridge, body) = (bridge.clone(), body.clone());
-            tokio::spawn(async move { post(&bridge, "/retaildemand", &body).await })
+            tokio::spawn(async move {
+                // A copy still waiting when its own deadline comes gets "in progress, retry"
+                // (409, 9409) — on a slow machine that happens — and MoySklad repeats it.
+                for _ in 0..20 {
+                    let (status, body) = post(&bridge, "/retaildemand", &body).await;
+                    if status != StatusCode::CONFLICT || the_error(&body)["code"] != 9409 {
+                        return (status, body);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                panic!("still in progress after 20 repeats")
+            })
         })
         .collect();
     for call in calls {
@@ -188,8 +163,7 @@ async fn fifty_duplicate_sales_at_once_reach_the_vendor_once(store: TestStore) {
 
 async fn a_refused_sale_can_be_tried_again(store: TestStore) {
     let sandbox = sandbox();
-    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
-    let (bridge, _b) = start_bridge(&vendor, &store, "").await;
+    let (bridge, _stop) = world(&sandbox, &store).await;
     let id = "a1b2c3d4-0000-4000-8000-000000000051";
     // More points than the customer has: MAXMA refuses, nothing is recorded.
     let (status, body) = post(&bridge, "/retaildemand", &sale(id, 900)).await;
@@ -205,8 +179,7 @@ async fn a_refused_sale_can_be_tried_again(store: TestStore) {
 async fn vendor_down_an_earning_sale_is_queued_and_delivered_once(store: TestStore) {
     let sandbox = sandbox();
     sandbox.set_fault(Some(Fault::Http500));
-    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
-    let (bridge, _b) = start_bridge(&vendor, &store, "").await;
+    let (bridge, _stop) = world(&sandbox, &store).await;
     let earning = "a1b2c3d4-0000-4000-8000-000000000052";
     let spending = "a1b2c3d4-0000-4000-8000-000000000053";
 
@@ -254,8 +227,7 @@ async fn vendor_down_an_earning_sale_is_queued_and_delivered_once(store: TestSto
 
 async fn a_return_after_a_partial_return(store: TestStore) {
     let sandbox = sandbox();
-    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
-    let (bridge, _b) = start_bridge(&vendor, &store, "").await;
+    let (bridge, _stop) = world(&sandbox, &store).await;
     let id = "a1b2c3d4-0000-4000-8000-000000000054";
     let (status, body) = post(&bridge, "/retaildemand", &sale(id, 0)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -276,9 +248,16 @@ async fn two_instances_on_one_store_deliver_once(store: TestStore) {
     }
     let sandbox = sandbox();
     sandbox.set_fault(Some(Fault::Http500));
-    let (vendor, _v) = start_sandbox(sandbox.clone()).await;
-    let (first, _b1) = start_bridge(&vendor, &store, "").await;
-    let (second, _b2) = start_bridge(&vendor, &store, "").await;
+    let (first, (_v, _b1)) = world(&sandbox, &store).await;
+    // A second instance on the same store, in front of the same vendor.
+    let (vendor, _stop) = start_maxma(sandbox.clone()).await;
+    let (second, _b2) = start_maxma_bridge_on(
+        &store.section(),
+        &vendor,
+        "request_timeout_ms = 3000",
+        "limits = { breaker_failures = 1000 }",
+    )
+    .await;
     let ids: Vec<String> = (0..6)
         .map(|i| format!("a1b2c3d4-0000-4000-8000-0000000001{i:02}"))
         .collect();

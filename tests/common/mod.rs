@@ -199,11 +199,26 @@ pub async fn start_maxma_bridge(
     server_keys: &str,
     tenant_keys: &str,
 ) -> (String, oneshot::Sender<()>) {
+    start_maxma_bridge_on(
+        "[store]\npath = \":memory:\"",
+        vendor_url,
+        server_keys,
+        tenant_keys,
+    )
+    .await
+}
+
+/// [`start_maxma_bridge`] with the given `[store]` section (e.g. [`TestStore::section`]).
+pub async fn start_maxma_bridge_on(
+    store_section: &str,
+    vendor_url: &str,
+    server_keys: &str,
+    tenant_keys: &str,
+) -> (String, oneshot::Sender<()>) {
     let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
     let text = format!(
         r#"
-        [store]
-        path = ":memory:"
+        {store_section}
         [server]
         {server_keys}
         [[tenants]]

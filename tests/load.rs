@@ -138,8 +138,16 @@ async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
         .unwrap();
     // Wait until the bridge serves (it compiles its mapping first).
     let ready = Instant::now();
-    while client.get(format!("{bridge}/healthz")).send().await.is_err() {
-        assert!(ready.elapsed() < Duration::from_secs(20), "the bridge did not start");
+    while client
+        .get(format!("{bridge}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            ready.elapsed() < Duration::from_secs(20),
+            "the bridge did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let gate = Arc::new(Semaphore::new(32));

@@ -189,6 +189,10 @@ def report(work, out, binary):
         if bad:
             errors.append(f"{s} at 1,000/s: {bad} failed")
     lines += ["", "Failed requests: " + ("; ".join(errors) if errors else "none."), ""]
+    over = [names[s] for s in "abcd" if (per_sec(s, "recalc") or 0) < 1000]
+    if over:
+        lines += [f"Below 1,000 recalc/s at saturation, so overloaded in the fixed-rate run (its "
+                  f"percentiles measure a growing queue, not added latency): {', '.join(over)}.", ""]
 
     def added(p):
         d, a = pct("d", p), pct("a", p)

@@ -52,6 +52,10 @@ enum Command {
         /// UDS only: the company id of the Basic credentials.
         #[arg(long, default_value = "549755813888")]
         company_id: String,
+        /// MAXMA only: answer every request this many milliseconds late (a slow vendor, for
+        /// load tests; see benches/load/run.sh).
+        #[arg(long)]
+        delay_ms: Option<u64>,
     },
     /// Look at and act on the outbox (sales accepted while a vendor was down).
     Outbox {
@@ -101,7 +105,8 @@ fn main() -> anyhow::Result<()> {
             listen,
             key,
             company_id,
-        } => sandbox(&vendor, listen, key, company_id),
+            delay_ms,
+        } => sandbox(&vendor, listen, key, company_id, delay_ms),
     }
 }
 
@@ -110,8 +115,12 @@ fn sandbox(
     listen: std::net::SocketAddr,
     key: String,
     company_id: String,
+    delay_ms: Option<u64>,
 ) -> anyhow::Result<()> {
     use loyalty_bridge::sandbox;
+    if delay_ms.is_some() && vendor != "maxma" {
+        bail!("--delay-ms is supported by the maxma sandbox only");
+    }
     telemetry::init(&Default::default());
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -120,9 +129,13 @@ fn sandbox(
         eprintln!("{vendor} sandbox with demo data on http://{listen} (Ctrl-C to stop)");
         match vendor {
             "maxma" => {
-                sandbox::maxma::MaxmaSandbox::with_demo_data(key)
-                    .serve(listener, shutdown_signal())
-                    .await?
+                let emulator = sandbox::maxma::MaxmaSandbox::with_demo_data(key);
+                if let Some(ms) = delay_ms {
+                    emulator.set_fault(Some(sandbox::maxma::Fault::Delay(
+                        std::time::Duration::from_millis(ms),
+                    )));
+                }
+                emulator.serve(listener, shutdown_signal()).await?
             }
             "uds" => {
                 sandbox::uds::UdsSandbox::with_demo_data(company_id, key)

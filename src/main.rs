@@ -37,7 +37,7 @@ enum Command {
     },
     /// Run a vendor emulator with demo data (the shipped config.toml points at MAXMA's).
     Sandbox {
-        /// Which vendor: maxma, uds or premiumbonus.
+        /// Which vendor: maxma, uds, premiumbonus, or moysklad (its Vendor API).
         vendor: String,
         #[arg(long, default_value = "127.0.0.1:9081")]
         listen: std::net::SocketAddr,
@@ -52,6 +52,12 @@ enum Command {
         /// UDS only: the company id of the Basic credentials.
         #[arg(long, default_value = "549755813888")]
         company_id: String,
+        /// moysklad only: the app's id (as `moysklad_app.app_id`); the key is its secret key.
+        #[arg(long, default_value = "4c5b1a2e-7d3f-4a9b-8c1d-2e3f4a5b6c7d")]
+        app_id: String,
+        /// moysklad only: the app's appUid (as `moysklad_app.app_uid`).
+        #[arg(long, default_value = "loyalty-bridge.sandbox")]
+        app_uid: String,
     },
     /// Look at and act on the outbox (sales accepted while a vendor was down).
     Outbox {
@@ -101,7 +107,9 @@ fn main() -> anyhow::Result<()> {
             listen,
             key,
             company_id,
-        } => sandbox(&vendor, listen, key, company_id),
+            app_id,
+            app_uid,
+        } => sandbox(&vendor, listen, key, company_id, (app_id, app_uid)),
     }
 }
 
@@ -110,6 +118,7 @@ fn sandbox(
     listen: std::net::SocketAddr,
     key: String,
     company_id: String,
+    (app_id, app_uid): (String, String),
 ) -> anyhow::Result<()> {
     use loyalty_bridge::sandbox;
     telemetry::init(&Default::default());
@@ -134,7 +143,17 @@ fn sandbox(
                     .serve(listener, shutdown_signal())
                     .await?
             }
-            other => bail!("no sandbox for {other:?}; available: maxma, uds, premiumbonus"),
+            "moysklad" => {
+                eprintln!(
+                    "MoySklad Vendor API at http://{listen}/api/vendor/1.0 (app {app_id}, appUid {app_uid})"
+                );
+                sandbox::moysklad::MoyskladSandbox::new(app_id, app_uid, key)
+                    .serve(listener, shutdown_signal())
+                    .await?
+            }
+            other => {
+                bail!("no sandbox for {other:?}; available: maxma, uds, premiumbonus, moysklad")
+            }
         }
         Ok(())
     })

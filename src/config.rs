@@ -58,6 +58,95 @@ pub struct RawConfig {
     /// Where durable state lives (the journal of sales, the outbox, codes).
     #[serde(default)]
     pub store: Option<RawStore>,
+    /// The MoySklad app (Vendor API): accounts install it and are connected without editing
+    /// this file.
+    #[serde(default)]
+    pub moysklad_app: Option<RawMoyskladApp>,
+}
+
+/// `[moysklad_app]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMoyskladApp {
+    /// The app's id (a UUID) from the developer's cabinet.
+    pub app_id: String,
+    /// The app's `appUid` (`name.developer`).
+    pub app_uid: String,
+    /// `${ENV}`: the secret key that signs JWTs both ways.
+    pub secret_key: String,
+    /// Where MoySklad reaches this bridge (the `endpointBase` of the app descriptor).
+    pub public_base_url: String,
+    pub vendor_api_url: Option<String>,
+    /// `${ENV}`: 32 bytes, hex or base64, sealing access tokens and credentials in the store.
+    pub encryption_key: String,
+    /// Where app tenants' vendor mapping files are (`<name>.toml`), relative to the config file.
+    pub mappings_dir: Option<PathBuf>,
+}
+
+pub const DEFAULT_VENDOR_API_URL: &str = "https://apps-api.moysklad.ru/api/vendor/1.0";
+
+/// The validated `[moysklad_app]`.
+#[derive(Clone)]
+pub struct MoyskladAppConfig {
+    pub app_id: String,
+    pub app_uid: String,
+    pub secret_key: Secret,
+    /// Without a trailing `/`.
+    pub public_base_url: String,
+    /// Without a trailing `/`.
+    pub vendor_api_url: String,
+    pub encryption_key: EncryptionKey,
+    pub mappings_dir: PathBuf,
+}
+
+impl fmt::Debug for MoyskladAppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MoyskladAppConfig")
+            .field("app_id", &self.app_id)
+            .field("app_uid", &self.app_uid)
+            .field("secret_key", &self.secret_key)
+            .field("public_base_url", &self.public_base_url)
+            .field("vendor_api_url", &self.vendor_api_url)
+            .field("encryption_key", &self.encryption_key)
+            .field("mappings_dir", &self.mappings_dir)
+            .finish()
+    }
+}
+
+/// A 32-byte key; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EncryptionKey(****)")
+    }
+}
+
+impl EncryptionKey {
+    /// 64 hex digits or the base64 (standard or URL-safe, padded or not) of 32 bytes.
+    pub fn parse(text: &str) -> Option<EncryptionKey> {
+        use base64::Engine;
+        let text = text.trim();
+        let mut out = [0u8; 32];
+        if text.len() == 64 && hex::decode_to_slice(text, &mut out).is_ok() {
+            return Some(EncryptionKey(out));
+        }
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        for engine in engines {
+            if let Ok(bytes) = engine.decode(text)
+                && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+            {
+                return Some(EncryptionKey(key));
+            }
+        }
+        None
+    }
 }
 
 /// `[store]` as written.
@@ -313,6 +402,7 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     pub maxma_sandbox: Option<SandboxConfig>,
     pub store: StoreConfig,
+    pub moysklad_app: Option<MoyskladAppConfig>,
 }
 
 /// SHA-256 of a tenant's access key. Tokens are compared by hash, in constant time.
@@ -403,10 +493,10 @@ impl RawConfig {
             self.server.metrics_token = Some(Secret::new(token));
         }
         self.log.validate()?;
-        if self.tenants.is_empty() {
+        if self.tenants.is_empty() && self.moysklad_app.is_none() {
             return Err(invalid(
                 "tenants",
-                "at least one [[tenants]] entry is required",
+                "at least one [[tenants]] entry is required (or a [moysklad_app] section)",
             ));
         }
         let mut names = HashSet::new();
@@ -447,12 +537,84 @@ impl RawConfig {
             None => None,
         };
         let store = RawStore::validate(self.store, base_dir, env)?;
+        let moysklad_app = self
+            .moysklad_app
+            .map(|raw| raw.validate(base_dir, env))
+            .transpose()?;
         Ok(Config {
             server: self.server,
             log: self.log,
             tenants,
             maxma_sandbox,
             store,
+            moysklad_app,
+        })
+    }
+}
+
+impl RawMoyskladApp {
+    fn validate(self, base_dir: &Path, env: EnvLookup<'_>) -> Result<MoyskladAppConfig, Invalid> {
+        let at = "moysklad_app";
+        if self.app_id.trim().is_empty() {
+            return Err(invalid(format!("{at}.app_id"), "must not be empty"));
+        }
+        if uuid::Uuid::parse_str(&self.app_id).is_err() {
+            return Err(invalid(
+                format!("{at}.app_id"),
+                "must be the app's id (a UUID) from the developer's cabinet",
+            ));
+        }
+        if self.app_uid.trim().is_empty() || self.app_uid.contains(char::is_whitespace) {
+            return Err(invalid(
+                format!("{at}.app_uid"),
+                "must be the app's appUid (e.g. \"loyalty-bridge.example\")",
+            ));
+        }
+        let secret_field = format!("{at}.secret_key");
+        if !self.secret_key.contains("${") {
+            return Err(invalid(
+                &secret_field,
+                "the secret key is not kept in clear text: write \"${ENV_VAR}\"",
+            ));
+        }
+        let secret_key = expand(&self.secret_key, &secret_field, env)?;
+        if secret_key.len() < 16 {
+            return Err(invalid(
+                secret_field,
+                "expands to fewer than 16 characters: use the app's secret key",
+            ));
+        }
+        let public_base_url = validate_base_url(&self.public_base_url)
+            .map_err(|m| invalid(format!("{at}.public_base_url"), m))?;
+        let vendor_api_url = validate_base_url(
+            self.vendor_api_url
+                .as_deref()
+                .unwrap_or(DEFAULT_VENDOR_API_URL),
+        )
+        .map_err(|m| invalid(format!("{at}.vendor_api_url"), m))?;
+        let key_field = format!("{at}.encryption_key");
+        if !self.encryption_key.contains("${") {
+            return Err(invalid(
+                &key_field,
+                "the encryption key is not kept in clear text: write \"${ENV_VAR}\"",
+            ));
+        }
+        let key_text = expand(&self.encryption_key, &key_field, env)?;
+        let encryption_key = EncryptionKey::parse(&key_text).ok_or_else(|| {
+            invalid(
+                &key_field,
+                "must be 32 bytes, as 64 hex digits or base64 (e.g. `openssl rand -hex 32`)",
+            )
+        })?;
+        let mappings_dir = base_dir.join(self.mappings_dir.unwrap_or_else(|| "mappings".into()));
+        Ok(MoyskladAppConfig {
+            app_id: self.app_id,
+            app_uid: self.app_uid,
+            secret_key: Secret::new(secret_key),
+            public_base_url,
+            vendor_api_url,
+            encryption_key,
+            mappings_dir,
         })
     }
 }

@@ -59,6 +59,12 @@ pub enum Error {
     /// `/metrics` is protected by `server.metrics_token` and the bearer token was missing or wrong.
     #[error("metrics token missing or wrong")]
     MetricsUnauthorized,
+    /// A MoySklad Vendor API call (app lifecycle) whose JWT was refused.
+    #[error("Vendor API JWT refused: {reason}")]
+    AppUnauthorized { reason: crate::app::jwt::JwtRefusal },
+    /// The token belongs to a MoySklad account whose app is suspended.
+    #[error("the account's app is suspended")]
+    AccountSuspended,
     #[error("no such endpoint: {path}")]
     NotFound { path: String },
     #[error("method not allowed")]
@@ -148,9 +154,11 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::MissingToken | Error::UnknownToken | Error::MetricsUnauthorized => {
-                StatusCode::UNAUTHORIZED
-            }
+            Error::MissingToken
+            | Error::UnknownToken
+            | Error::MetricsUnauthorized
+            | Error::AppUnauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::AccountSuspended => StatusCode::FORBIDDEN,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -202,6 +210,14 @@ impl Error {
             Error::UnknownToken => (
                 "Ошибка авторизации",
                 "Ключ доступа не принят. Проверьте ключ в настройках программы лояльности в Моём Складе.".into(),
+            ),
+            Error::AppUnauthorized { reason } => (
+                "Ошибка авторизации",
+                format!("Запрос Vendor API отклонён: JWT не принят ({reason})."),
+            ),
+            Error::AccountSuspended => (
+                "Подключение приостановлено",
+                "Решение приостановлено в Моём Складе (подписка не продлена или отключена); операции программы лояльности недоступны, пока его не возобновят.".into(),
             ),
             Error::MetricsUnauthorized => (
                 "Ошибка авторизации",
@@ -430,6 +446,10 @@ mod tests {
             Error::MissingToken,
             Error::UnknownToken,
             Error::MetricsUnauthorized,
+            Error::AppUnauthorized {
+                reason: crate::app::jwt::JwtRefusal::Replayed,
+            },
+            Error::AccountSuspended,
             Error::NotFound { path: "/x".into() },
             Error::MethodNotAllowed {
                 allowed: &[Method::GET],

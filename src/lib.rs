@@ -3,6 +3,7 @@
 //! port 0); `main.rs` is a thin CLI around it.
 
 pub mod amount;
+pub mod app;
 pub mod cache;
 pub mod config;
 pub mod error;

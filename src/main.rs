@@ -37,7 +37,7 @@ enum Command {
     },
     /// Run a vendor emulator with demo data (the shipped config.toml points at MAXMA's).
     Sandbox {
-        /// Which vendor: maxma, uds or premiumbonus.
+        /// Which vendor: maxma, uds, premiumbonus, or moysklad (its Vendor API).
         vendor: String,
         #[arg(long, default_value = "127.0.0.1:9081")]
         listen: std::net::SocketAddr,
@@ -56,6 +56,12 @@ enum Command {
         /// load tests; see benches/load/run.sh).
         #[arg(long)]
         delay_ms: Option<u64>,
+        /// moysklad only: the app's id (as `moysklad_app.app_id`); the key is its secret key.
+        #[arg(long, default_value = "4c5b1a2e-7d3f-4a9b-8c1d-2e3f4a5b6c7d")]
+        app_id: String,
+        /// moysklad only: the app's appUid (as `moysklad_app.app_uid`).
+        #[arg(long, default_value = "loyalty-bridge.sandbox")]
+        app_uid: String,
     },
     /// Look at and act on the outbox (sales accepted while a vendor was down).
     Outbox {
@@ -106,7 +112,16 @@ fn main() -> anyhow::Result<()> {
             key,
             company_id,
             delay_ms,
-        } => sandbox(&vendor, listen, key, company_id, delay_ms),
+            app_id,
+            app_uid,
+        } => sandbox(
+            &vendor,
+            listen,
+            key,
+            company_id,
+            delay_ms,
+            (app_id, app_uid),
+        ),
     }
 }
 
@@ -116,6 +131,7 @@ fn sandbox(
     key: String,
     company_id: String,
     delay_ms: Option<u64>,
+    (app_id, app_uid): (String, String),
 ) -> anyhow::Result<()> {
     use loyalty_bridge::sandbox;
     if delay_ms.is_some() && vendor != "maxma" {
@@ -147,7 +163,17 @@ fn sandbox(
                     .serve(listener, shutdown_signal())
                     .await?
             }
-            other => bail!("no sandbox for {other:?}; available: maxma, uds, premiumbonus"),
+            "moysklad" => {
+                eprintln!(
+                    "MoySklad Vendor API at http://{listen}/api/vendor/1.0 (app {app_id}, appUid {app_uid})"
+                );
+                sandbox::moysklad::MoyskladSandbox::new(app_id, app_uid, key)
+                    .serve(listener, shutdown_signal())
+                    .await?
+            }
+            other => {
+                bail!("no sandbox for {other:?}; available: maxma, uds, premiumbonus, moysklad")
+            }
         }
         Ok(())
     })

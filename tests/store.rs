@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use loyalty_bridge::store::{
-    Begin, CodeCheck, Kind, OutboxState, PgStore, RecordState, SqliteStore, Store, StoreError,
+    AppConnection, AppState, Begin, CodeCheck, Kind, OutboxState, PgStore, RecordState,
+    SqliteStore, Store, StoreError,
 };
 use serde_json::json;
 
@@ -937,6 +938,185 @@ mod suite {
                 > seq
         );
     }
+
+    pub async fn claim_once_is_exclusive_until_it_runs_out(db: &TestDb) {
+        let (s1, s2) = (db.store().await, db.store().await);
+        // Many claims at once on two handles: exactly one wins.
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let s = if i % 2 == 0 { s1.clone() } else { s2.clone() };
+            tasks.push(tokio::spawn(async move {
+                s.claim_once("jti", "abc", T0, T0 + MIN).await.unwrap()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1);
+        assert!(
+            !s1.claim_once("jti", "abc", T0 + MIN - 1, T0 + 2 * MIN)
+                .await
+                .unwrap()
+        );
+        // Scopes and keys are separate.
+        assert!(s1.claim_once("other", "abc", T0, T0 + MIN).await.unwrap());
+        assert!(s1.claim_once("jti", "abd", T0, T0 + MIN).await.unwrap());
+        // Once it ran out, it can be claimed again (and pruned before that).
+        assert!(
+            s2.claim_once("jti", "abc", T0 + MIN, T0 + 2 * MIN)
+                .await
+                .unwrap()
+        );
+        assert!(s1.prune(T0 + 3 * MIN).await.unwrap() >= 3);
+        assert!(s1.claim_once("jti", "abc", T0, T0 + MIN).await.unwrap());
+    }
+
+    fn connection(hash: &str) -> AppConnection {
+        AppConnection {
+            token_sha256: hash.into(),
+            mapping: "maxma".into(),
+            base_url: "http://vendor".into(),
+            credentials_sealed: "sealed-creds".into(),
+            settings: json!({"x": 1}),
+            external_search: true,
+        }
+    }
+
+    pub async fn app_tenant_lifecycle(db: &TestDb) {
+        let s = db.store().await;
+        assert_eq!(s.app_tenant("acc-1").await.unwrap(), None);
+        assert_eq!(s.app_deactivate("acc-1", false, T0).await.unwrap(), None);
+        assert_eq!(
+            s.app_tenant("acc-1").await.unwrap(),
+            None,
+            "DELETE creates nothing"
+        );
+        assert!(!s.app_connect("acc-1", &connection("h1"), T0).await.unwrap());
+
+        let t = s
+            .app_activate("acc-1", "app", "Shop", Some("sealed-at"), T0)
+            .await
+            .unwrap();
+        assert_eq!(t.state, AppState::SettingsRequired);
+        assert_eq!(t.access_token_sealed.as_deref(), Some("sealed-at"));
+        assert_eq!((t.created_ms, t.updated_ms), (T0, T0));
+        // A repeat (MoySklad's retry) is the same answer; no access token keeps the old one.
+        let again = s
+            .app_activate("acc-1", "app", "Shop 2", None, T0 + 1)
+            .await
+            .unwrap();
+        assert_eq!(again.state, AppState::SettingsRequired);
+        assert_eq!(again.access_token_sealed.as_deref(), Some("sealed-at"));
+        assert_eq!(again.account_name, "Shop 2");
+        assert_eq!(again.created_ms, T0);
+        assert!(s.app_tenants_connected().await.unwrap().is_empty());
+
+        // Connecting stores; activation comes with MoySklad's answer.
+        assert!(
+            s.app_connect("acc-1", &connection("h1"), T0 + 2)
+                .await
+                .unwrap()
+        );
+        let t = s.app_tenant("acc-1").await.unwrap().unwrap();
+        assert_eq!(t.state, AppState::SettingsRequired);
+        assert_eq!(t.token_sha256.as_deref(), Some("h1"));
+        assert_eq!(t.settings, json!({"x": 1}));
+        assert!(t.external_search);
+        assert!(s.app_mark("acc-1", true, "ok", T0 + 3).await.unwrap());
+        let t = s.app_tenant("acc-1").await.unwrap().unwrap();
+        assert_eq!(
+            (t.state, t.vendor_note.as_deref()),
+            (AppState::Activated, Some("ok"))
+        );
+        assert_eq!(s.app_tenants_connected().await.unwrap().len(), 1);
+
+        // Suspend keeps everything; Resume comes back Activated.
+        assert_eq!(
+            s.app_deactivate("acc-1", false, T0 + 4).await.unwrap(),
+            Some(AppState::Activated)
+        );
+        let t = s.app_tenant("acc-1").await.unwrap().unwrap();
+        assert_eq!(t.state, AppState::Suspended);
+        assert_eq!(t.token_sha256.as_deref(), Some("h1"));
+        assert!(
+            !s.app_connect("acc-1", &connection("h2"), T0).await.unwrap(),
+            "suspended"
+        );
+        assert!(s.app_mark("acc-1", true, "late", T0 + 5).await.unwrap());
+        assert_eq!(
+            s.app_tenant("acc-1").await.unwrap().unwrap().state,
+            AppState::Suspended,
+            "a late answer does not resume"
+        );
+        assert_eq!(
+            s.app_deactivate("acc-1", false, T0 + 5).await.unwrap(),
+            Some(AppState::Suspended)
+        );
+        let t = s
+            .app_activate("acc-1", "app", "Shop", None, T0 + 6)
+            .await
+            .unwrap();
+        assert_eq!(t.state, AppState::Activated);
+        assert_eq!(t.credentials_sealed.as_deref(), Some("sealed-creds"));
+
+        // Uninstall forgets the secrets and the token; a new install needs settings again.
+        assert_eq!(
+            s.app_deactivate("acc-1", true, T0 + 7).await.unwrap(),
+            Some(AppState::Activated)
+        );
+        let t = s.app_tenant("acc-1").await.unwrap().unwrap();
+        assert_eq!(t.state, AppState::Uninstalled);
+        assert_eq!(t.access_token_sealed, None);
+        assert_eq!(t.credentials_sealed, None);
+        assert_eq!(t.token_sha256, None);
+        assert_eq!(
+            t.mapping.as_deref(),
+            Some("maxma"),
+            "non-secret settings are kept"
+        );
+        assert_eq!(
+            s.app_deactivate("acc-1", false, T0 + 8).await.unwrap(),
+            Some(AppState::Uninstalled)
+        );
+        assert_eq!(
+            s.app_tenant("acc-1").await.unwrap().unwrap().state,
+            AppState::Uninstalled,
+            "a suspend after uninstall stays uninstalled"
+        );
+        assert!(s.app_tenants_connected().await.unwrap().is_empty());
+        let t = s
+            .app_activate("acc-1", "app", "Shop", Some("new"), T0 + 9)
+            .await
+            .unwrap();
+        assert_eq!(t.state, AppState::SettingsRequired);
+
+        // Accounts are isolated; a token hash belongs to one account only.
+        s.app_activate("acc-2", "app", "Other", None, T0)
+            .await
+            .unwrap();
+        assert!(s.app_connect("acc-2", &connection("h9"), T0).await.unwrap());
+        assert_eq!(
+            s.app_tenant("acc-1").await.unwrap().unwrap().token_sha256,
+            None
+        );
+        assert!(
+            s.app_connect("acc-1", &connection("h9"), T0).await.is_err(),
+            "the same LoyaltyAPI token hash for two accounts is refused"
+        );
+        // Survives a reopen.
+        drop(s);
+        let s = db.store().await;
+        assert_eq!(
+            s.app_tenant("acc-2")
+                .await
+                .unwrap()
+                .unwrap()
+                .token_sha256
+                .as_deref(),
+            Some("h9")
+        );
+    }
 }
 
 /// Instantiates every suite test for one backend: `store_suite!(module, constructor)`.
@@ -961,6 +1141,8 @@ macro_rules! store_suite {
             prune_removes_only_old_settled_things,
             migrations_run_once_and_refuse_a_newer_schema,
             data_survives_close_and_reopen,
+            claim_once_is_exclusive_until_it_runs_out,
+            app_tenant_lifecycle,
         );
     };
     (@tests $backend:ident, $make:expr, $($test:ident),* $(,)?) => {

@@ -1,8 +1,13 @@
 //! Which tenant is calling: the `Lognex-Discount-API-Auth-Token` header, hashed and compared in
 //! constant time against every tenant (no early exit, so timing tells nothing about which or how
 //! many tenants share a prefix).
+//!
+//! Tenants of the MoySklad app (created by the lifecycle, kept in the store) are in a map by
+//! token hash, replaced as a whole when the store changes: a lookup by SHA-256 tells nothing
+//! about the token itself, and the entry found is compared in constant time as well.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
@@ -12,15 +17,42 @@ use crate::error::Error;
 
 pub const TOKEN_HEADER: &str = "lognex-discount-api-auth-token";
 
+/// An app tenant's place in the token map.
+#[derive(Debug, Clone)]
+pub enum AppEntry {
+    /// Activated: its calls run as this tenant.
+    Active(Arc<Tenant>),
+    /// Suspended in MoySklad: its calls are refused with a clear envelope.
+    Suspended,
+}
+
 pub struct Tenants {
     tenants: Vec<Arc<Tenant>>,
+    apps: RwLock<HashMap<[u8; 32], AppEntry>>,
 }
 
 impl Tenants {
     pub fn new(tenants: impl IntoIterator<Item = Tenant>) -> Self {
         Tenants {
             tenants: tenants.into_iter().map(Arc::new).collect(),
+            apps: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Replaces the app tenants (a static tenant's token always wins over an app tenant's).
+    pub fn set_apps(&self, entries: impl IntoIterator<Item = (TokenHash, AppEntry)>) {
+        let map = entries.into_iter().map(|(h, e)| (h.0, e)).collect();
+        *self.apps.write().unwrap_or_else(|p| p.into_inner()) = map;
+    }
+
+    /// How many app tenants are activated.
+    pub fn active_apps(&self) -> usize {
+        self.apps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|e| matches!(e, AppEntry::Active(_)))
+            .count()
     }
 
     pub fn len(&self) -> usize {
@@ -33,7 +65,14 @@ impl Tenants {
 
     /// The tenant named `name` (the outbox delivers for tenants by name).
     pub fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
-        self.tenants.iter().find(|t| t.name == name).cloned()
+        if let Some(t) = self.tenants.iter().find(|t| t.name == name) {
+            return Some(t.clone());
+        }
+        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
+        apps.values().find_map(|e| match e {
+            AppEntry::Active(t) if t.name == name => Some(t.clone()),
+            _ => None,
+        })
     }
 
     /// The tenant whose access key the request carries.
@@ -50,7 +89,19 @@ impl Tenants {
                 found = Some(tenant);
             }
         }
-        found.cloned().ok_or(Error::UnknownToken)
+        if let Some(tenant) = found {
+            return Ok(tenant.clone());
+        }
+        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
+        match apps.get(&presented.0) {
+            Some(AppEntry::Active(tenant))
+                if bool::from(tenant.token_hash.0.ct_eq(&presented.0)) =>
+            {
+                Ok(tenant.clone())
+            }
+            Some(AppEntry::Suspended) => Err(Error::AccountSuspended),
+            _ => Err(Error::UnknownToken),
+        }
     }
 }
 

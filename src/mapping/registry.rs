@@ -17,7 +17,8 @@ struct Entry {
 }
 
 pub struct Mappings {
-    entries: HashMap<PathBuf, Entry>,
+    /// Static tenants' mappings are loaded at start; app tenants' are added when first needed.
+    entries: RwLock<HashMap<PathBuf, Arc<Entry>>>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -36,17 +37,48 @@ impl Mappings {
             let mapping = Mapping::load(path)?;
             entries.insert(
                 path.to_path_buf(),
-                Entry {
+                Arc::new(Entry {
                     current: RwLock::new(Arc::new(mapping)),
                     modified: Mutex::new(stamp),
-                },
+                }),
             );
         }
-        Ok(Mappings { entries })
+        Ok(Mappings {
+            entries: RwLock::new(entries),
+        })
+    }
+
+    /// Loads `path` unless it is loaded already (app tenants' mappings); blocking work.
+    pub fn ensure(&self, path: &Path) -> Result<(), LoadError> {
+        if self.contains(path) {
+            return Ok(());
+        }
+        let stamp = modified(path);
+        let mapping = Mapping::load(path)?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.entry(path.to_path_buf()).or_insert_with(|| {
+            Arc::new(Entry {
+                current: RwLock::new(Arc::new(mapping)),
+                modified: Mutex::new(stamp),
+            })
+        });
+        Ok(())
+    }
+
+    pub fn contains(&self, path: &Path) -> bool {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(path)
     }
 
     pub fn get(&self, path: &Path) -> Option<Arc<Mapping>> {
-        let entry = self.entries.get(path)?;
+        let entry = self
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)?
+            .clone();
         let guard = entry
             .current
             .read()
@@ -58,7 +90,14 @@ impl Mappings {
     /// many were replaced; failures are logged and leave the previous version in place.
     pub fn reload(&self, force: bool) -> usize {
         let mut replaced = 0;
-        for (path, entry) in &self.entries {
+        let entries: Vec<(PathBuf, Arc<Entry>)> = self
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect();
+        for (path, entry) in &entries {
             let stamp = modified(path);
             {
                 let mut last = entry.modified.lock().unwrap_or_else(|p| p.into_inner());

@@ -6,5 +6,6 @@
 //! confirmation codes and injecting faults.
 
 pub mod maxma;
+pub mod moysklad;
 pub mod premiumbonus;
 pub mod uds;

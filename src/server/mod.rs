@@ -8,7 +8,6 @@ mod route;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,11 +18,13 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use crate::app::AppContext;
 use crate::cache::StepCache;
 use crate::config::{Config, Tenant, TokenHash};
 use crate::error::{self, Error};
-use crate::loyalty::auth::{self, Tenants};
+use crate::loyalty::auth::{self, AppEntry, Tenants};
 use crate::loyalty::journal::Journal;
 use crate::loyalty::ops::{self, OpContext, Reply};
 use crate::mapping::memory::Memory;
@@ -37,6 +38,9 @@ use listen::{ListenOptions, accept_loop};
 use route::Route;
 
 pub use route::route;
+
+/// A tenant's vendor rate limiter and circuit breaker.
+type TenantGuards = (Arc<TenantLimiter>, Arc<Breaker>);
 
 /// Everything a request needs, shared by all connections.
 struct App {
@@ -55,14 +59,28 @@ struct App {
     metrics: Arc<Metrics>,
     /// SHA-256 of `server.metrics_token`, when `/metrics` requires it.
     metrics_token: Option<TokenHash>,
+    /// The MoySklad app lifecycle, when `[moysklad_app]` is configured.
+    moysklad: Option<Arc<AppContext>>,
+    /// Rate limiters and breakers of app tenants, made when first needed.
+    app_limits: Mutex<HashMap<String, TenantGuards>>,
 }
 
 impl App {
     /// What an operation of `tenant` runs with.
     fn context(&self, tenant: Arc<Tenant>, request_id: String, deadline: Instant) -> OpContext {
+        let (limiter, breaker) = match self.limiters.get(&tenant.name) {
+            Some(limiter) => (
+                Some(limiter.clone()),
+                self.breakers.get(&tenant.name).cloned(),
+            ),
+            None => {
+                let (l, b) = self.app_limits(&tenant);
+                (Some(l), Some(b))
+            }
+        };
         OpContext {
-            limiter: self.limiters.get(&tenant.name).cloned(),
-            breaker: self.breakers.get(&tenant.name).cloned(),
+            limiter,
+            breaker,
             mapping: self.mappings.get(&tenant.mapping),
             tenant,
             request_id,
@@ -74,6 +92,63 @@ impl App {
             journal: self.journal.clone(),
             metrics: Some(self.metrics.clone()),
         }
+    }
+}
+
+impl App {
+    fn app_limits(&self, tenant: &Tenant) -> TenantGuards {
+        let mut map = self.app_limits.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(tenant.name.clone())
+            .or_insert_with(|| {
+                let limits = &tenant.limits;
+                (
+                    Arc::new(TenantLimiter::new(
+                        limits,
+                        self.metrics.limiter(&tenant.name),
+                    )),
+                    Arc::new(Breaker::new(
+                        limits.breaker_failures,
+                        Duration::from_millis(limits.breaker_open_ms),
+                        self.metrics.breaker(&tenant.name),
+                    )),
+                )
+            })
+            .clone()
+    }
+
+    /// Reloads the app tenants' token map from the store (and their mappings).
+    async fn refresh_app_tenants(self: &Arc<Self>) {
+        let Some(ctx) = &self.moysklad else { return };
+        let entries = match ctx.token_entries().await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the MoySklad app tenants; keeping the last ones");
+                return;
+            }
+        };
+        for (_, entry) in &entries {
+            if let AppEntry::Active(tenant) = entry
+                && !self.mappings.contains(&tenant.mapping)
+            {
+                let app = self.clone();
+                let path = tenant.mapping.clone();
+                let loaded = tokio::task::spawn_blocking(move || app.mappings.ensure(&path)).await;
+                if let Ok(Err(e)) = loaded {
+                    tracing::error!(tenant = %tenant.name, error = %e, "app tenant's mapping does not load");
+                }
+            }
+        }
+        self.tenants.set_apps(entries);
+    }
+}
+
+/// How often app tenants are re-read from the store (other instances' changes).
+const APP_REFRESH: Duration = Duration::from_secs(1);
+
+async fn refresh_app_tenants_forever(app: Arc<App>) {
+    loop {
+        tokio::time::sleep(APP_REFRESH).await;
+        app.refresh_app_tenants().await;
     }
 }
 
@@ -120,7 +195,16 @@ pub async fn serve_with(
         queued: Arc::new(tokio::sync::Notify::new()),
     });
     let metrics = Arc::new(Metrics::new());
+    let moysklad = match &config.moysklad_app {
+        Some(app_config) => Some(Arc::new(
+            AppContext::new(app_config.clone(), &config.server.base_path, store.clone())
+                .map_err(ServeError::Client)?,
+        )),
+        None => None,
+    };
     let app = Arc::new(App {
+        moysklad,
+        app_limits: Mutex::new(HashMap::new()),
         tenants: Tenants::new(config.tenants.iter().cloned()),
         mappings,
         upstream,
@@ -159,6 +243,8 @@ pub async fn serve_with(
         metrics,
         config,
     });
+    app.refresh_app_tenants().await;
+    let app_refresher = tokio::spawn(refresh_app_tenants_forever(app.clone()));
     let reloader = tokio::spawn(watch_mappings(app.clone()));
     // Names this instance in the store's outbox delivery leases.
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
@@ -186,6 +272,7 @@ pub async fn serve_with(
     };
     let served = accept_loop(listener, options, handler, shutdown).await;
     reloader.abort();
+    app_refresher.abort();
     deliverer.abort();
     let _ = deliverer.await;
     // Let another instance take over the queues at once instead of after the lease.
@@ -231,7 +318,7 @@ struct Outcome {
     upstream_calls: u32,
 }
 
-async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let request_id = request_id(req.headers());
     let gzip_ok = body::accepts_gzip(req.headers());
@@ -284,13 +371,20 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 async fn dispatch(
-    app: &App,
+    app: &Arc<App>,
     req: Request<Incoming>,
     request_id: &str,
     deadline: Instant,
     outcome: &mut Outcome,
 ) -> Result<Response<Bytes>, Error> {
     let server = &app.config.server;
+    if let Some(ctx) = &app.moysklad
+        && let Some((app_id, account_id)) = ctx.lifecycle_target(req.uri().path())
+    {
+        outcome.op = Some("moysklad.app");
+        outcome.tenant = Some(format!("{}{account_id}", crate::app::TENANT_PREFIX));
+        return lifecycle(app, ctx, req, &app_id, &account_id).await;
+    }
     let op = match route(&server.base_path, req.method(), req.uri().path())? {
         Route::Healthz => {
             return Ok(json(
@@ -338,6 +432,38 @@ async fn dispatch(
     outcome.upstream_calls = ctx.upstream_calls.load(Ordering::Relaxed);
     let reply = result.inspect_err(|e| log_failure(e, request_id))?;
     render(&reply)
+}
+
+/// MoySklad's `PUT`/`DELETE …/apps/{appId}/{accountId}`.
+async fn lifecycle(
+    app: &Arc<App>,
+    ctx: &AppContext,
+    req: Request<Incoming>,
+    app_id: &str,
+    account_id: &str,
+) -> Result<Response<Bytes>, Error> {
+    const ALLOWED: &[http::Method] = &[http::Method::PUT, http::Method::DELETE];
+    let method = req.method().clone();
+    if !ALLOWED.contains(&method) {
+        return Err(Error::MethodNotAllowed { allowed: ALLOWED });
+    }
+    let (parts, incoming) = req.into_parts();
+    let bytes = body::read(incoming, &parts.headers, app.config.server.max_body_bytes).await?;
+    let response = if method == http::Method::PUT {
+        let answer = ctx
+            .activate(app_id, account_id, &parts.headers, &bytes)
+            .await?;
+        json(StatusCode::OK, Bytes::from(answer.to_string()))
+    } else {
+        let status = ctx
+            .deactivate(app_id, account_id, &parts.headers, &bytes)
+            .await?;
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = status;
+        response
+    };
+    app.refresh_app_tenants().await;
+    Ok(response)
 }
 
 /// `GET /metrics`: the exposition, behind `Authorization: Bearer <server.metrics_token>` when

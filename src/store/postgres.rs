@@ -13,15 +13,16 @@ use subtle::ConstantTimeEq;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Begin, CodeCheck, Kind, OutboxItem, OutboxStats, Record, RecordState, Store, StoreError,
-    StoreFuture, json_text, newer_schema, parse_json, parse_kind, parse_outbox_state,
-    parse_record_state,
+    APP_COLUMNS, AppConnection, AppState, AppTenant, Begin, CodeCheck, Kind, OutboxItem,
+    OutboxStats, Record, RecordState, Store, StoreError, StoreFuture, json_text, newer_schema,
+    parse_app_state, parse_json, parse_kind, parse_outbox_state, parse_record_state,
 };
 
 /// Numbered migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE records (
         tenant          TEXT   NOT NULL,
         kind            TEXT   NOT NULL,
@@ -75,7 +76,36 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         PRIMARY KEY (tenant, key)
     );
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    CREATE TABLE claims (
+        scope           TEXT   NOT NULL,
+        key             TEXT   NOT NULL,
+        until_ms        BIGINT NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+
+    CREATE TABLE app_tenants (
+        account_id          TEXT    NOT NULL PRIMARY KEY,
+        app_id              TEXT    NOT NULL,
+        account_name        TEXT    NOT NULL,
+        state               TEXT    NOT NULL,
+        access_token_sealed TEXT,
+        token_sha256        TEXT    UNIQUE,
+        mapping             TEXT,
+        base_url            TEXT,
+        credentials_sealed  TEXT,
+        settings            TEXT    NOT NULL DEFAULT 'null',
+        external_search     BOOLEAN NOT NULL DEFAULT FALSE,
+        vendor_note         TEXT,
+        created_ms          BIGINT  NOT NULL,
+        updated_ms          BIGINT  NOT NULL
+    );
+    "#,
+    ),
+];
 
 /// Key of the advisory lock migrations hold ("lb_store").
 const MIGRATION_LOCK: i64 = 0x6c62_5f73_746f_7265;
@@ -307,6 +337,26 @@ impl PgStore {
         let stmt = client.prepare_cached(sql).await.map_err(|e| self.db(e))?;
         client.execute(&stmt, params).await.map_err(|e| self.db(e))
     }
+}
+
+fn app_from_row(row: &Row) -> Result<AppTenant, StoreError> {
+    let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(format!("app_tenants row: {e}"));
+    Ok(AppTenant {
+        account_id: row.try_get(0).map_err(corrupt)?,
+        app_id: row.try_get(1).map_err(corrupt)?,
+        account_name: row.try_get(2).map_err(corrupt)?,
+        state: parse_app_state(row.try_get(3).map_err(corrupt)?)?,
+        access_token_sealed: row.try_get(4).map_err(corrupt)?,
+        token_sha256: row.try_get(5).map_err(corrupt)?,
+        mapping: row.try_get(6).map_err(corrupt)?,
+        base_url: row.try_get(7).map_err(corrupt)?,
+        credentials_sealed: row.try_get(8).map_err(corrupt)?,
+        settings: parse_json(row.try_get(9).map_err(corrupt)?, "app_tenants.settings")?,
+        external_search: row.try_get(10).map_err(corrupt)?,
+        vendor_note: row.try_get(11).map_err(corrupt)?,
+        created_ms: row.try_get(12).map_err(corrupt)?,
+        updated_ms: row.try_get(13).map_err(corrupt)?,
+    })
 }
 
 impl Store for PgStore {
@@ -834,6 +884,189 @@ impl Store for PgStore {
         })
     }
 
+    fn claim_once(
+        &self,
+        scope: &str,
+        key: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        Box::pin(async move {
+            let changed = self
+                .execute(
+                    "INSERT INTO claims (scope, key, until_ms) VALUES ($1, $2, $4)
+                     ON CONFLICT (scope, key) DO UPDATE SET until_ms = excluded.until_ms
+                      WHERE claims.until_ms <= $3",
+                    &[&scope, &key, &now_ms, &until_ms],
+                )
+                .await?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn app_activate(
+        &self,
+        account_id: &str,
+        app_id: &str,
+        account_name: &str,
+        access_token_sealed: Option<&str>,
+        now_ms: i64,
+    ) -> StoreFuture<'_, AppTenant> {
+        let (account_id, app_id, account_name) = (
+            account_id.to_owned(),
+            app_id.to_owned(),
+            account_name.to_owned(),
+        );
+        let sealed = access_token_sealed.map(str::to_owned);
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    &format!(
+                        "INSERT INTO app_tenants (account_id, app_id, account_name, state,
+                                                  access_token_sealed, created_ms, updated_ms)
+                         VALUES ($1, $2, $3, 'settings_required', $4, $5, $5)
+                         ON CONFLICT (account_id) DO UPDATE
+                            SET app_id = excluded.app_id, account_name = excluded.account_name,
+                                state = CASE WHEN app_tenants.token_sha256 IS NULL
+                                             THEN 'settings_required' ELSE 'activated' END,
+                                access_token_sealed = COALESCE(excluded.access_token_sealed,
+                                                               app_tenants.access_token_sealed),
+                                updated_ms = excluded.updated_ms
+                         RETURNING {APP_COLUMNS}"
+                    ),
+                    &[&account_id, &app_id, &account_name, &sealed, &now_ms],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            app_from_row(&row)
+        })
+    }
+
+    fn app_deactivate(
+        &self,
+        account_id: &str,
+        uninstall: bool,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Option<AppState>> {
+        let account_id = account_id.to_owned();
+        Box::pin(async move {
+            let client = self.client().await?;
+            // One statement: the row is locked by the sub-select, so the state returned is
+            // the one this update replaced.
+            let row = client
+                .query_opt(
+                    "UPDATE app_tenants t
+                        SET state = CASE WHEN $2 THEN 'uninstalled'
+                                         WHEN old.state = 'uninstalled' THEN old.state
+                                         ELSE 'suspended' END,
+                            access_token_sealed = CASE WHEN $2 THEN NULL ELSE t.access_token_sealed END,
+                            credentials_sealed = CASE WHEN $2 THEN NULL ELSE t.credentials_sealed END,
+                            token_sha256 = CASE WHEN $2 THEN NULL ELSE t.token_sha256 END,
+                            updated_ms = $3
+                       FROM (SELECT account_id, state FROM app_tenants
+                              WHERE account_id = $1 FOR UPDATE) old
+                      WHERE t.account_id = old.account_id
+                  RETURNING old.state",
+                    &[&account_id, &uninstall, &now_ms],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            row.map(|r| parse_app_state(r.get(0))).transpose()
+        })
+    }
+
+    fn app_connect(
+        &self,
+        account_id: &str,
+        connection: &AppConnection,
+        now_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        let account_id = account_id.to_owned();
+        let c = connection.clone();
+        Box::pin(async move {
+            let settings = json_text(&c.settings);
+            let changed = self
+                .execute(
+                    "UPDATE app_tenants
+                        SET token_sha256 = $2, mapping = $3, base_url = $4,
+                            credentials_sealed = $5, settings = $6, external_search = $7,
+                            updated_ms = $8
+                      WHERE account_id = $1 AND state IN ('settings_required', 'activated')",
+                    &[
+                        &account_id,
+                        &c.token_sha256,
+                        &c.mapping,
+                        &c.base_url,
+                        &c.credentials_sealed,
+                        &settings,
+                        &c.external_search,
+                        &now_ms,
+                    ],
+                )
+                .await?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn app_mark(
+        &self,
+        account_id: &str,
+        activated: bool,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        let (account_id, note) = (account_id.to_owned(), note.to_owned());
+        Box::pin(async move {
+            let changed = self
+                .execute(
+                    "UPDATE app_tenants
+                        SET vendor_note = $2, updated_ms = $4,
+                            state = CASE WHEN $3 AND token_sha256 IS NOT NULL
+                                          AND state IN ('settings_required', 'activated')
+                                         THEN 'activated' ELSE state END
+                      WHERE account_id = $1",
+                    &[&account_id, &note, &activated, &now_ms],
+                )
+                .await?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn app_tenant(&self, account_id: &str) -> StoreFuture<'_, Option<AppTenant>> {
+        let account_id = account_id.to_owned();
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .query_opt(
+                    &format!("SELECT {APP_COLUMNS} FROM app_tenants WHERE account_id = $1"),
+                    &[&account_id],
+                )
+                .await
+                .map_err(|e| self.db(e))?
+                .map(|row| app_from_row(&row))
+                .transpose()
+        })
+    }
+
+    fn app_tenants_connected(&self) -> StoreFuture<'_, Vec<AppTenant>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT {APP_COLUMNS} FROM app_tenants
+                          WHERE token_sha256 IS NOT NULL ORDER BY account_id"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            rows.iter().map(app_from_row).collect()
+        })
+    }
+
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let mut client = self.client().await?;
@@ -850,6 +1083,7 @@ impl Store for PgStore {
                 "DELETE FROM kv WHERE expires_ms < $1",
                 "DELETE FROM codes WHERE expires_ms < $1",
                 "DELETE FROM outbox_leases WHERE until_ms < $1",
+                "DELETE FROM claims WHERE until_ms < $1",
             ] {
                 gone += tx
                     .execute(sql, &[&before_ms])

@@ -13,15 +13,16 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::{
-    Begin, CodeCheck, Kind, OutboxItem, OutboxStats, Record, RecordState, Store, StoreError,
-    StoreFuture, json_text, newer_schema, parse_json, parse_kind, parse_outbox_state,
-    parse_record_state,
+    APP_COLUMNS, AppConnection, AppState, AppTenant, Begin, CodeCheck, Kind, OutboxItem,
+    OutboxStats, Record, RecordState, Store, StoreError, StoreFuture, json_text, newer_schema,
+    parse_app_state, parse_json, parse_kind, parse_outbox_state, parse_record_state,
 };
 
 /// Numbered migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE records (
         tenant          TEXT    NOT NULL,
         kind            TEXT    NOT NULL,
@@ -75,7 +76,36 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         PRIMARY KEY (tenant, key)
     ) WITHOUT ROWID;
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    CREATE TABLE claims (
+        scope           TEXT    NOT NULL,
+        key             TEXT    NOT NULL,
+        until_ms        INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE app_tenants (
+        account_id          TEXT    NOT NULL PRIMARY KEY,
+        app_id              TEXT    NOT NULL,
+        account_name        TEXT    NOT NULL,
+        state               TEXT    NOT NULL,
+        access_token_sealed TEXT,
+        token_sha256        TEXT    UNIQUE,
+        mapping             TEXT,
+        base_url            TEXT,
+        credentials_sealed  TEXT,
+        settings            TEXT    NOT NULL DEFAULT 'null',
+        external_search     INTEGER NOT NULL DEFAULT 0,
+        vendor_note         TEXT,
+        created_ms          INTEGER NOT NULL,
+        updated_ms          INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    ),
+];
 
 /// The SQLite backend (the embedded default).
 pub struct SqliteStore {
@@ -305,6 +335,34 @@ fn item_owner(
     )
     .optional()
     .map_err(unavailable)
+}
+
+fn app_from_row(row: &Row<'_>) -> rusqlite::Result<Result<AppTenant, StoreError>> {
+    let state: String = row.get(3)?;
+    let settings: String = row.get(9)?;
+    let tenant = AppTenant {
+        account_id: row.get(0)?,
+        app_id: row.get(1)?,
+        account_name: row.get(2)?,
+        state: AppState::SettingsRequired,
+        access_token_sealed: row.get(4)?,
+        token_sha256: row.get(5)?,
+        mapping: row.get(6)?,
+        base_url: row.get(7)?,
+        credentials_sealed: row.get(8)?,
+        settings: Value::Null,
+        external_search: row.get::<_, i64>(10)? != 0,
+        vendor_note: row.get(11)?,
+        created_ms: row.get(12)?,
+        updated_ms: row.get(13)?,
+    };
+    Ok((|| {
+        Ok(AppTenant {
+            state: parse_app_state(&state)?,
+            settings: parse_json(&settings, "app_tenants.settings")?,
+            ..tenant
+        })
+    })())
 }
 
 impl Store for SqliteStore {
@@ -798,6 +856,195 @@ impl Store for SqliteStore {
         })
     }
 
+    fn claim_once(
+        &self,
+        scope: &str,
+        key: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        self.call(move |conn| {
+            let changed = conn
+                .execute(
+                    "INSERT INTO claims (scope, key, until_ms) VALUES (?1, ?2, ?4)
+                     ON CONFLICT (scope, key) DO UPDATE SET until_ms = excluded.until_ms
+                      WHERE claims.until_ms <= ?3",
+                    params![scope, key, now_ms, until_ms],
+                )
+                .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn app_activate(
+        &self,
+        account_id: &str,
+        app_id: &str,
+        account_name: &str,
+        access_token_sealed: Option<&str>,
+        now_ms: i64,
+    ) -> StoreFuture<'_, AppTenant> {
+        let (account_id, app_id, account_name) = (
+            account_id.to_owned(),
+            app_id.to_owned(),
+            account_name.to_owned(),
+        );
+        let sealed = access_token_sealed.map(str::to_owned);
+        self.call(move |conn| {
+            conn.query_row(
+                &format!(
+                    "INSERT INTO app_tenants (account_id, app_id, account_name, state,
+                                              access_token_sealed, created_ms, updated_ms)
+                     VALUES (?1, ?2, ?3, 'settings_required', ?4, ?5, ?5)
+                     ON CONFLICT (account_id) DO UPDATE
+                        SET app_id = excluded.app_id, account_name = excluded.account_name,
+                            state = CASE WHEN app_tenants.token_sha256 IS NULL
+                                         THEN 'settings_required' ELSE 'activated' END,
+                            access_token_sealed = COALESCE(excluded.access_token_sealed,
+                                                           app_tenants.access_token_sealed),
+                            updated_ms = excluded.updated_ms
+                     RETURNING {APP_COLUMNS}"
+                ),
+                params![account_id, app_id, account_name, sealed, now_ms],
+                app_from_row,
+            )
+            .map_err(unavailable)?
+        })
+    }
+
+    fn app_deactivate(
+        &self,
+        account_id: &str,
+        uninstall: bool,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Option<AppState>> {
+        let account_id = account_id.to_owned();
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let before: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM app_tenants WHERE account_id = ?1",
+                    params![account_id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let Some(before) = before else {
+                return Ok(None);
+            };
+            let before = parse_app_state(&before)?;
+            if uninstall {
+                tx.execute(
+                    "UPDATE app_tenants
+                        SET state = 'uninstalled', access_token_sealed = NULL,
+                            credentials_sealed = NULL, token_sha256 = NULL, updated_ms = ?2
+                      WHERE account_id = ?1",
+                    params![account_id, now_ms],
+                )
+                .map_err(unavailable)?;
+            } else {
+                tx.execute(
+                    "UPDATE app_tenants SET state = 'suspended', updated_ms = ?2
+                      WHERE account_id = ?1 AND state != 'uninstalled'",
+                    params![account_id, now_ms],
+                )
+                .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(Some(before))
+        })
+    }
+
+    fn app_connect(
+        &self,
+        account_id: &str,
+        connection: &AppConnection,
+        now_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        let account_id = account_id.to_owned();
+        let c = connection.clone();
+        self.call(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE app_tenants
+                        SET token_sha256 = ?2, mapping = ?3, base_url = ?4,
+                            credentials_sealed = ?5, settings = ?6, external_search = ?7,
+                            updated_ms = ?8
+                      WHERE account_id = ?1 AND state IN ('settings_required', 'activated')",
+                    params![
+                        account_id,
+                        c.token_sha256,
+                        c.mapping,
+                        c.base_url,
+                        c.credentials_sealed,
+                        json_text(&c.settings),
+                        i64::from(c.external_search),
+                        now_ms
+                    ],
+                )
+                .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn app_mark(
+        &self,
+        account_id: &str,
+        activated: bool,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        let (account_id, note) = (account_id.to_owned(), note.to_owned());
+        self.call(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE app_tenants
+                        SET vendor_note = ?2, updated_ms = ?4,
+                            state = CASE WHEN ?3 AND token_sha256 IS NOT NULL
+                                          AND state IN ('settings_required', 'activated')
+                                         THEN 'activated' ELSE state END
+                      WHERE account_id = ?1",
+                    params![account_id, note, activated, now_ms],
+                )
+                .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn app_tenant(&self, account_id: &str) -> StoreFuture<'_, Option<AppTenant>> {
+        let account_id = account_id.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                &format!("SELECT {APP_COLUMNS} FROM app_tenants WHERE account_id = ?1"),
+                params![account_id],
+                app_from_row,
+            )
+            .optional()
+            .map_err(unavailable)?
+            .transpose()
+        })
+    }
+
+    fn app_tenants_connected(&self) -> StoreFuture<'_, Vec<AppTenant>> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {APP_COLUMNS} FROM app_tenants
+                      WHERE token_sha256 IS NOT NULL ORDER BY account_id"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([], app_from_row).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row.map_err(unavailable)??);
+            }
+            Ok(out)
+        })
+    }
+
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {
         self.call(move |conn| {
             let tx = conn
@@ -816,6 +1063,7 @@ impl Store for SqliteStore {
                 "DELETE FROM kv WHERE expires_ms < ?1",
                 "DELETE FROM codes WHERE expires_ms < ?1",
                 "DELETE FROM outbox_leases WHERE until_ms < ?1",
+                "DELETE FROM claims WHERE until_ms < ?1",
             ] {
                 gone += tx.execute(sql, params![before_ms]).map_err(unavailable)?;
             }

@@ -1,0 +1,452 @@
+//! An emulator of MoySklad's Vendor API 1.0, both directions, for tests and a local demo.
+//!
+//! As MoySklad, it signs and sends the app lifecycle calls to a bridge ([`MoyskladSandbox::install`],
+//! `resume`, `suspend`, `uninstall`, or any body with [`MoyskladSandbox::lifecycle`]). As the
+//! Vendor API, it serves `PUT|PATCH /apps/{appId}/{accountId}/loyalty`,
+//! `GET|PUT /apps/{appId}/{accountId}/status` and `POST /context/{contextKey}` (keys it issues
+//! with [`MoyskladSandbox::issue_context`], valid 5 minutes), under `/api/vendor/1.0` or at the
+//! root. Every call must carry a fresh HS256 JWT signed with the app's secret (`sub` = appUid,
+//! a `jti` not seen before) → else 401, and `Accept-Encoding: gzip` → else 415. It records the
+//! loyalty settings and statuses it receives.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::app::jwt::{self, IncomingClaims};
+use crate::server::listen::{ListenOptions, accept_loop};
+
+const CONTEXT_TTL: Duration = Duration::from_secs(300);
+
+/// What the sandbox knows of one account.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SandboxAccount {
+    /// `SettingsRequired`, `Activated`, … as the app answered or set it; `None` uninstalled.
+    pub status: Option<String>,
+    /// The last loyalty settings received (`{url, token, externalSearch}`).
+    pub loyalty: Option<Value>,
+}
+
+#[derive(Default)]
+struct State {
+    accounts: HashMap<String, SandboxAccount>,
+    contexts: HashMap<String, (String, bool, Instant)>,
+    seen_jti: HashSet<String>,
+    /// (method, path, status) of every Vendor API call received.
+    calls: Vec<(String, String, u16)>,
+}
+
+struct Shared {
+    app_id: String,
+    app_uid: String,
+    secret: String,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The emulator; clones share one state.
+#[derive(Clone)]
+pub struct MoyskladSandbox {
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for MoyskladSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MoyskladSandbox")
+            .field("app_id", &self.shared.app_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MoyskladSandbox {
+    pub fn new(
+        app_id: impl Into<String>,
+        app_uid: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        crate::upstream::install_crypto();
+        MoyskladSandbox {
+            shared: Arc::new(Shared {
+                app_id: app_id.into(),
+                app_uid: app_uid.into(),
+                secret: secret.into(),
+                state: Mutex::new(State::default()),
+            }),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// A token as MoySklad signs lifecycle calls: HS256, `iat`, `exp` (60 s), a fresh `jti`.
+    pub fn lifecycle_token(&self) -> String {
+        let now = chrono::Utc::now().timestamp();
+        jwt::sign(
+            &IncomingClaims {
+                iat: now,
+                exp: now + 60,
+                jti: uuid::Uuid::new_v4().to_string(),
+            },
+            &self.shared.secret,
+        )
+    }
+
+    /// The lifecycle URL of `account_id` on a bridge whose `public_base_url` is `bridge`.
+    pub fn lifecycle_url(&self, bridge: &str, account_id: &str) -> String {
+        format!(
+            "{}/api/moysklad/vendor/1.0/apps/{}/{account_id}",
+            bridge.trim_end_matches('/'),
+            self.shared.app_id
+        )
+    }
+
+    /// Sends one lifecycle call with `token` (a fresh one when `None`) and a request id;
+    /// returns the status and the body (`Value::Null` when empty or not JSON).
+    pub async fn lifecycle_with(
+        &self,
+        method: Method,
+        bridge: &str,
+        account_id: &str,
+        body: &Value,
+        token: Option<&str>,
+        request_id: &str,
+    ) -> (u16, Value) {
+        let token = token.map_or_else(|| self.lifecycle_token(), str::to_owned);
+        let response = self
+            .client
+            .request(method, self.lifecycle_url(bridge, account_id))
+            .bearer_auth(token)
+            .header("X-Lognex-RequestId", request_id)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match response {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let bytes = r.bytes().await.unwrap_or_default();
+                let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                if (200..300).contains(&status) {
+                    self.after_lifecycle(account_id, body, &value);
+                }
+                (status, value)
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Sends one lifecycle call with a fresh token and request id.
+    pub async fn lifecycle(
+        &self,
+        method: Method,
+        bridge: &str,
+        account_id: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        self.lifecycle_with(method, bridge, account_id, body, None, &request_id)
+            .await
+    }
+
+    /// The body MoySklad sends for `cause`.
+    pub fn lifecycle_body(&self, cause: &str, access_token: Option<&str>) -> Value {
+        let mut body = json!({
+            "appUid": self.shared.app_uid,
+            "accountName": "sandbox-account",
+            "cause": cause,
+        });
+        if let Some(t) = access_token {
+            body["access"] = json!([{"resource": "https://api.moysklad.ru/api/remap/1.2", "scope": ["admin"], "access_token": t}]);
+        }
+        body
+    }
+
+    fn after_lifecycle(&self, account_id: &str, body: &Value, answer: &Value) {
+        let mut state = self.shared.lock();
+        let account = state.accounts.entry(account_id.to_owned()).or_default();
+        match body["cause"].as_str() {
+            Some("Uninstall") => account.status = None,
+            Some("Suspend") => account.status = Some("Suspended".into()),
+            _ => account.status = answer["status"].as_str().map(str::to_owned),
+        }
+    }
+
+    pub async fn install(
+        &self,
+        bridge: &str,
+        account_id: &str,
+        access_token: &str,
+    ) -> (u16, Value) {
+        let body = self.lifecycle_body("Install", Some(access_token));
+        self.lifecycle(Method::PUT, bridge, account_id, &body).await
+    }
+
+    pub async fn resume(&self, bridge: &str, account_id: &str) -> (u16, Value) {
+        let body = self.lifecycle_body("Resume", None);
+        self.lifecycle(Method::PUT, bridge, account_id, &body).await
+    }
+
+    pub async fn suspend(&self, bridge: &str, account_id: &str) -> u16 {
+        let body = self.lifecycle_body("Suspend", None);
+        self.lifecycle(Method::DELETE, bridge, account_id, &body)
+            .await
+            .0
+    }
+
+    pub async fn uninstall(&self, bridge: &str, account_id: &str) -> u16 {
+        let body = self.lifecycle_body("Uninstall", None);
+        self.lifecycle(Method::DELETE, bridge, account_id, &body)
+            .await
+            .0
+    }
+
+    /// A context key as MoySklad puts in the settings page's URL (valid 5 minutes, once).
+    pub fn issue_context(&self, account_id: &str, admin: bool) -> String {
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        self.shared.lock().contexts.insert(
+            key.clone(),
+            (account_id.to_owned(), admin, Instant::now() + CONTEXT_TTL),
+        );
+        key
+    }
+
+    pub fn account(&self, account_id: &str) -> Option<SandboxAccount> {
+        self.shared.lock().accounts.get(account_id).cloned()
+    }
+
+    /// (method, path, status) of the Vendor API calls received so far.
+    pub fn calls(&self) -> Vec<(String, String, u16)> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// Serves the Vendor API until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let options = ListenOptions {
+            name: "moysklad-sandbox",
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let shared = self.shared.clone();
+        let handler = move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+        };
+        accept_loop(listener, options, handler, shutdown).await
+    }
+}
+
+fn errors(status: StatusCode, code: i64, message: &str) -> (StatusCode, Value) {
+    (
+        status,
+        json!({"errors": [{"error": message, "code": code}]}),
+    )
+}
+
+fn check_call(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, Value)> {
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    if !gzip {
+        return Err(errors(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            415,
+            "Accept-Encoding: gzip is mandatory",
+        ));
+    }
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let unauthorized = |why: &str| errors(StatusCode::UNAUTHORIZED, 1056, why);
+    let token = jwt::bearer(value).map_err(|e| unauthorized(&e.to_string()))?;
+    let claims = jwt::verify_ours(token, &shared.secret, chrono::Utc::now().timestamp())
+        .map_err(|e| unauthorized(&e.to_string()))?;
+    if claims.sub != shared.app_uid {
+        return Err(unauthorized("sub is not the appUid"));
+    }
+    if !shared.lock().seen_jti.insert(claims.jti) {
+        return Err(unauthorized("jti replayed"));
+    }
+    Ok(())
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let (status, body) = match check_call(shared, req.headers()) {
+        Err(answer) => answer,
+        Ok(()) => {
+            let bytes = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            route(shared, &method, &path, &bytes)
+        }
+    };
+    shared
+        .lock()
+        .calls
+        .push((method.to_string(), path, status.as_u16()));
+    // Answers gzip-compressed, as MoySklad does for clients that must accept it.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = encoder.write_all(body.to_string().as_bytes());
+    let mut response = Response::new(Full::new(Bytes::from(encoder.finish().unwrap_or_default())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_ENCODING,
+        http::HeaderValue::from_static("gzip"),
+    );
+    response
+}
+
+fn route(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> (StatusCode, Value) {
+    let path = path.strip_prefix("/api/vendor/1.0").unwrap_or(path);
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (&Method::POST, ["context", key]) => context(shared, key),
+        (m, ["apps", app_id, account_id, what]) => {
+            if *app_id != shared.app_id {
+                return errors(StatusCode::NOT_FOUND, 2004, "no such app");
+            }
+            let body: Value = if body.is_empty() {
+                Value::Null
+            } else {
+                match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(_) => return errors(StatusCode::BAD_REQUEST, 2000, "body is not JSON"),
+                }
+            };
+            let mut state = shared.lock();
+            let Some(account) = state
+                .accounts
+                .get_mut(*account_id)
+                .filter(|a| a.status.is_some())
+            else {
+                return errors(
+                    StatusCode::NOT_FOUND,
+                    2004,
+                    "the app is not installed on this account",
+                );
+            };
+            app_call(account, m, what, body)
+        }
+        _ => errors(StatusCode::NOT_FOUND, 404, "unknown Vendor API path"),
+    }
+}
+
+fn app_call(
+    account: &mut SandboxAccount,
+    method: &Method,
+    what: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let status = account.status.clone().unwrap_or_default();
+    match (method, what) {
+        (&Method::PUT | &Method::PATCH, "loyalty") => {
+            if status != "SettingsRequired" && status != "Activated" {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    2007,
+                    "the app is not in SettingsRequired or Activated",
+                );
+            }
+            let mut settings = if method == Method::PATCH {
+                match account.loyalty.clone() {
+                    Some(v) => v,
+                    None => return errors(StatusCode::NOT_FOUND, 2005, "no loyalty settings yet"),
+                }
+            } else {
+                json!({})
+            };
+            let Some(fields) = body.as_object() else {
+                return errors(StatusCode::BAD_REQUEST, 2000, "body must be an object");
+            };
+            for (k, v) in fields {
+                let ok = match k.as_str() {
+                    "url" | "token" => v.as_str().is_some_and(|s| !s.is_empty()),
+                    "externalSearch" => v.is_boolean(),
+                    _ => false,
+                };
+                if !ok {
+                    return errors(StatusCode::BAD_REQUEST, 2000, &format!("bad field {k}"));
+                }
+                settings[k] = v.clone();
+            }
+            if ["url", "token", "externalSearch"]
+                .iter()
+                .any(|k| settings.get(k).is_none())
+            {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    2000,
+                    "url, token and externalSearch are required",
+                );
+            }
+            account.loyalty = Some(settings.clone());
+            (StatusCode::OK, settings)
+        }
+        (&Method::GET, "status") => (StatusCode::OK, json!({"status": status})),
+        (&Method::PUT, "status") => match body["status"].as_str() {
+            Some(s @ ("Activated" | "SettingsRequired" | "Activating")) => {
+                account.status = Some(s.to_owned());
+                (StatusCode::OK, json!({"status": s}))
+            }
+            _ => errors(StatusCode::BAD_REQUEST, 2000, "unknown status"),
+        },
+        _ => errors(StatusCode::METHOD_NOT_ALLOWED, 405, "method not allowed"),
+    }
+}
+
+fn context(shared: &Shared, key: &str) -> (StatusCode, Value) {
+    let mut state = shared.lock();
+    // A key is exchanged once.
+    match state.contexts.remove(key) {
+        Some((account_id, admin, until)) if until > Instant::now() => {
+            let permissions = if admin {
+                json!({"admin": {"view": "ALL"}})
+            } else {
+                json!({"admin": {"view": "NO"}})
+            };
+            (
+                StatusCode::OK,
+                json!({
+                    "id": uuid::Uuid::new_v4().to_string(),
+                    "accountId": account_id,
+                    "uid": "admin@sandbox",
+                    "name": "Sandbox Employee",
+                    "permissions": permissions,
+                }),
+            )
+        }
+        _ => errors(
+            StatusCode::NOT_FOUND,
+            1017,
+            "context key unknown or expired",
+        ),
+    }
+}

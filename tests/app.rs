@@ -1,0 +1,467 @@
+//! The MoySklad app lifecycle end to end: the MoySklad Vendor API sandbox installs the app on a
+//! bridge, the account is connected to the MAXMA sandbox, LoyaltyAPI calls run with the token
+//! MoySklad was given, and suspend / resume / uninstall do what `src/app/mod.rs` says.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{client, the_error};
+use http::Method;
+use loyalty_bridge::Config;
+use loyalty_bridge::app::jwt::{self, IncomingClaims};
+use loyalty_bridge::app::{AppContext, ConnectRequest};
+use loyalty_bridge::sandbox::maxma::MaxmaSandbox;
+use loyalty_bridge::sandbox::moysklad::MoyskladSandbox;
+use loyalty_bridge::secret::Secret;
+use loyalty_bridge::store::{AppState, SqliteStore, Store};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const APP_ID: &str = "4c5b1a2e-7d3f-4a9b-8c1d-2e3f4a5b6c7d";
+const APP_UID: &str = "loyalty-bridge.test";
+const SECRET: &str = "app-secret-key-0123456789abcdef";
+const ENC_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const MAXMA_KEY: &str = "maxma-processing-key-for-app";
+const ACCESS_TOKEN: &str = "moysklad-json-api-access-token-42";
+const ACCOUNT: &str = "1f2e3d4c-0000-4000-8000-00000000a001";
+const STORE: &str = r#"{"meta":{"href":"https://api.moysklad.ru/api/remap/1.2/entity/retailstore/s1","id":"2b5eb22f-139e-11e6-9464-e4de00000073"},"name":"Магазин №1"}"#;
+
+struct World {
+    moysklad: MoyskladSandbox,
+    maxma_url: String,
+    bridge: String,
+    config: Config,
+    store_path: PathBuf,
+    _dir: tempfile::TempDir,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+async fn world() -> World {
+    let mut stops = Vec::new();
+    let (maxma_listener, maxma_url) = listen().await;
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(
+        MaxmaSandbox::with_demo_data(MAXMA_KEY).serve(maxma_listener, async {
+            let _ = rx.await;
+        }),
+    );
+    stops.push(tx);
+
+    let moysklad = MoyskladSandbox::new(APP_ID, APP_UID, SECRET);
+    let (ms_listener, ms_url) = listen().await;
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(moysklad.clone().serve(ms_listener, async {
+        let _ = rx.await;
+    }));
+    stops.push(tx);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.sqlite3");
+    let (listener, bridge) = listen().await;
+    let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let text = format!(
+        r#"
+        [store]
+        path = "{}"
+        [moysklad_app]
+        app_id = "{APP_ID}"
+        app_uid = "{APP_UID}"
+        secret_key = "${{SECRET}}"
+        public_base_url = "{bridge}"
+        vendor_api_url = "{ms_url}/api/vendor/1.0"
+        encryption_key = "${{ENC_KEY}}"
+        mappings_dir = "{}"
+        "#,
+        store_path.display(),
+        mappings.display()
+    );
+    let env = |name: &str| match name {
+        "SECRET" => Some(SECRET.to_string()),
+        "ENC_KEY" => Some(ENC_KEY.to_string()),
+        _ => None,
+    };
+    let config = Config::parse(&text, "app test", Path::new("."), &env).unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(loyalty_bridge::run(listener, config.clone(), async {
+        let _ = rx.await;
+    }));
+    stops.push(tx);
+    World {
+        moysklad,
+        maxma_url,
+        bridge,
+        config,
+        store_path,
+        _dir: dir,
+        _stops: stops,
+    }
+}
+
+impl World {
+    /// The app side as the settings page will use it, on its own handle of the bridge's store.
+    async fn app(&self) -> (AppContext, std::sync::Arc<dyn Store>) {
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(SqliteStore::open(&self.store_path).await.unwrap());
+        let ctx = AppContext::new(
+            self.config.moysklad_app.clone().unwrap(),
+            &self.config.server.base_path,
+            store.clone(),
+        )
+        .unwrap();
+        (ctx, store)
+    }
+
+    /// `POST /counterparty/detail` for the MAXMA demo client, with `token`.
+    async fn detail(&self, token: &str) -> (u16, Value) {
+        let body = json!({
+            "retailStore": serde_json::from_str::<Value>(STORE).unwrap(),
+            "meta": {"id": "6a7b8c9d-0000-4000-8000-000000000001"},
+            "phone": "+79990000001",
+        });
+        let resp = client()
+            .post(format!("{}/counterparty/detail", self.bridge))
+            .header("Lognex-Discount-API-Auth-Token", token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Waits (the bridge re-reads app tenants every second) until `token` gets `want`.
+    async fn detail_until(&self, token: &str, want: u16) -> Value {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.detail(token).await;
+            if status == want {
+                return body;
+            }
+            assert!(Instant::now() < until, "still {status}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn raw_row(&self) -> (Option<String>, Option<String>) {
+        let conn = rusqlite::Connection::open(&self.store_path).unwrap();
+        conn.query_row(
+            "SELECT access_token_sealed, credentials_sealed FROM app_tenants WHERE account_id = ?1",
+            [ACCOUNT],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_connect_serve_suspend_resume_uninstall() {
+    let w = world().await;
+    let ms = &w.moysklad;
+
+    let (status, body) = ms.install(&w.bridge, ACCOUNT, ACCESS_TOKEN).await;
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"status": "SettingsRequired"}))
+    );
+
+    // The access token is kept, sealed.
+    let (access, _) = w.raw_row();
+    let access = access.expect("access token kept");
+    assert!(
+        !access.contains(ACCESS_TOKEN) && !access.contains("access-token"),
+        "{access}"
+    );
+    let (ctx, store) = w.app().await;
+    let tenant = store.app_tenant(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(ctx.access_token(&tenant).unwrap().expose(), ACCESS_TOKEN);
+
+    // Connect: MAXMA with its key.
+    let mut credentials = BTreeMap::new();
+    credentials.insert("api_key".to_string(), Secret::new(MAXMA_KEY));
+    let connected = ctx
+        .connect(
+            ACCOUNT,
+            ConnectRequest {
+                mapping: "maxma".into(),
+                base_url: w.maxma_url.clone(),
+                credentials,
+                settings: json!({}),
+                external_search: true,
+            },
+        )
+        .await
+        .expect("connected");
+    let token = connected.token.expose().to_string();
+    let account = ms.account(ACCOUNT).unwrap();
+    assert_eq!(
+        account.loyalty,
+        Some(json!({"url": w.bridge, "token": token, "externalSearch": true}))
+    );
+    assert_eq!(account.status.as_deref(), Some("Activated"));
+    let (_, creds) = w.raw_row();
+    assert!(!creds.unwrap().contains(MAXMA_KEY));
+    let t = store.app_tenant(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(t.state, AppState::Activated);
+    assert!(t.vendor_note.unwrap().starts_with("Activated"));
+
+    // MoySklad's LoyaltyAPI calls with that token reach MAXMA.
+    let body = w.detail_until(&token, 200).await;
+    assert_eq!(
+        body["bonusProgram"]["agentBonusBalance"],
+        json!(500),
+        "{body}"
+    );
+    let (status, body) = w.detail("not-a-token").await;
+    assert_eq!(status, 401, "{body}");
+
+    // Suspend: refused with a clear envelope, at once.
+    assert_eq!(ms.suspend(&w.bridge, ACCOUNT).await, 200);
+    let (status, body) = w.detail(&token).await;
+    assert_eq!(status, 403, "{body}");
+    let e = the_error(&body);
+    assert_eq!(e["error"], "Подключение приостановлено");
+    assert_eq!(
+        ms.suspend(&w.bridge, ACCOUNT).await,
+        204,
+        "already suspended"
+    );
+
+    // Resume: settings kept, Activated, works again.
+    let (status, body) = ms.resume(&w.bridge, ACCOUNT).await;
+    assert_eq!((status, body), (200, json!({"status": "Activated"})));
+    let (status, body) = w.detail(&token).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Uninstall: the access token, credentials and LoyaltyAPI token are forgotten.
+    assert_eq!(ms.uninstall(&w.bridge, ACCOUNT).await, 200);
+    let t = store.app_tenant(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(t.state, AppState::Uninstalled);
+    assert_eq!(t.access_token_sealed, None);
+    assert_eq!(t.credentials_sealed, None);
+    assert_eq!(t.token_sha256, None);
+    assert_eq!(w.raw_row(), (None, None));
+    assert_eq!(ms.uninstall(&w.bridge, ACCOUNT).await, 204);
+    let (status, body) = w.detail(&token).await;
+    assert_eq!(status, 401, "{body}");
+
+    // A reinstall needs settings again.
+    let (status, body) = ms.install(&w.bridge, ACCOUNT, ACCESS_TOKEN).await;
+    assert_eq!((status, body), (200, json!({"status": "SettingsRequired"})));
+}
+
+fn token_with(alg: jsonwebtoken::Algorithm, secret: &str, exp_in: i64, jti: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &IncomingClaims {
+            iat: now,
+            exp: now + exp_in,
+            jti: jti.into(),
+        },
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_jwt_is_checked_and_retries_are_idempotent() {
+    use base64::Engine;
+    let w = world().await;
+    let ms = &w.moysklad;
+    let body = ms.lifecycle_body("Install", Some(ACCESS_TOKEN));
+    let bridge = w.bridge.clone();
+    let put = |token: String| {
+        let (body, bridge) = (body.clone(), bridge.clone());
+        async move {
+            ms.lifecycle_with(Method::PUT, &bridge, ACCOUNT, &body, Some(&token), "req-1")
+                .await
+        }
+    };
+    use jsonwebtoken::Algorithm;
+    let now = chrono::Utc::now().timestamp();
+    let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#.into()),
+        b64(format!(r#"{{"iat":{now},"exp":{},"jti":"n1"}}"#, now + 60))
+    );
+    for (what, token) in [
+        (
+            "bad signature",
+            token_with(Algorithm::HS256, "another-secret-key-0123456789", 60, "a1"),
+        ),
+        ("HS512", token_with(Algorithm::HS512, SECRET, 60, "a2")),
+        ("none", none),
+        ("expired", token_with(Algorithm::HS256, SECRET, -120, "a3")),
+        ("garbage", "abc.def.ghi".to_string()),
+    ] {
+        let (status, body) = put(token).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        let e = the_error(&body);
+        assert_eq!(e["error"], "Ошибка авторизации", "{what}");
+    }
+    let missing = client()
+        .put(ms.lifecycle_url(&w.bridge, ACCOUNT))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 401);
+    assert!(
+        w.raw_row_opt().is_none(),
+        "nothing stored for refused calls"
+    );
+
+    // A good token once; the same token again is a replay.
+    let good = token_with(Algorithm::HS256, SECRET, 60, "good-1");
+    let (status, first) = put(good.clone()).await;
+    assert_eq!(
+        (status, first.clone()),
+        (200, json!({"status": "SettingsRequired"}))
+    );
+    let (status, body) = put(good).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        the_error(&body)["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("jti"),
+        "{body}"
+    );
+    // MoySklad's retry: same request id, a fresh token → the same answer.
+    let (status, again) = put(ms.lifecycle_token()).await;
+    assert_eq!((status, again), (200, first));
+
+    // Wrong app id → 404; wrong appUid → 400.
+    let other = client()
+        .put(format!(
+            "{}/api/moysklad/vendor/1.0/apps/00000000-0000-4000-8000-000000000000/{ACCOUNT}",
+            w.bridge
+        ))
+        .bearer_auth(ms.lifecycle_token())
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+    let mut wrong_uid = body.clone();
+    wrong_uid["appUid"] = json!("someone.else");
+    let (status, _) = ms
+        .lifecycle(Method::PUT, &w.bridge, ACCOUNT, &wrong_uid)
+        .await;
+    assert_eq!(status, 400);
+    // The token is checked on DELETE too.
+    let (status, _) = ms
+        .lifecycle_with(
+            Method::DELETE,
+            &w.bridge,
+            ACCOUNT,
+            &ms.lifecycle_body("Uninstall", None),
+            Some(&token_with(
+                Algorithm::HS256,
+                "x-wrong-secret-0123456789",
+                60,
+                "d1",
+            )),
+            "req-2",
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendor_api_sandbox_checks_our_calls() {
+    let w = world().await;
+    let (ctx, _store) = w.app().await;
+    // Not installed: MoySklad's 2004.
+    match ctx
+        .vendor
+        .put_loyalty(ACCOUNT, "http://x", "t", false)
+        .await
+    {
+        Err(loyalty_bridge::app::vendor::VendorError::Refused { status, code, .. }) => {
+            assert_eq!((status, code), (404, Some(2004)));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without Accept-Encoding: gzip → 415; without a JWT → 401.
+    let ms_url = w
+        .config
+        .moysklad_app
+        .as_ref()
+        .unwrap()
+        .vendor_api_url
+        .clone();
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let r = raw
+        .get(format!("{ms_url}/apps/{APP_ID}/{ACCOUNT}/status"))
+        .bearer_auth(jwt::sign_ours(
+            APP_UID,
+            SECRET,
+            chrono::Utc::now().timestamp(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let r = raw
+        .get(format!("{ms_url}/apps/{APP_ID}/{ACCOUNT}/status"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // Context keys: exchanged once.
+    let key = w.moysklad.issue_context(ACCOUNT, true);
+    let employee = ctx.vendor.context(&key).await.unwrap();
+    assert_eq!(employee["accountId"], ACCOUNT);
+    assert_eq!(employee["permissions"]["admin"]["view"], "ALL");
+    assert!(ctx.vendor.context(&key).await.is_err());
+
+    // Installed: status, PATCH.
+    w.moysklad.install(&w.bridge, ACCOUNT, ACCESS_TOKEN).await;
+    assert_eq!(
+        ctx.vendor.get_status(ACCOUNT).await.unwrap(),
+        json!({"status": "SettingsRequired"})
+    );
+    ctx.vendor
+        .put_loyalty(ACCOUNT, "http://a", "tok", false)
+        .await
+        .unwrap();
+    ctx.vendor
+        .patch_loyalty(ACCOUNT, &json!({"externalSearch": true}))
+        .await
+        .unwrap();
+    assert_eq!(
+        w.moysklad.account(ACCOUNT).unwrap().loyalty,
+        Some(json!({"url": "http://a", "token": "tok", "externalSearch": true}))
+    );
+}
+
+impl World {
+    fn raw_row_opt(&self) -> Option<(Option<String>, Option<String>)> {
+        let conn = rusqlite::Connection::open(&self.store_path).ok()?;
+        conn.query_row(
+            "SELECT access_token_sealed, credentials_sealed FROM app_tenants WHERE account_id = ?1",
+            [ACCOUNT],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()
+    }
+}

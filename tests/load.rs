@@ -23,6 +23,8 @@ const DEADLINE_MS: u64 = 1500;
 const RATE: u64 = 100;
 const BURST: u64 = 20;
 
+/// MAXMA's throttle (error 49) pauses the tenant (5 s by the mapping); capped here at 50 ms so
+/// that the changing faults leave windows for requests to get through.
 fn config(vendor: &str) -> Config {
     let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
     let text = format!(
@@ -37,7 +39,7 @@ fn config(vendor: &str) -> Config {
         mapping = "{}"
         base_url = "{vendor}"
         credentials = {{ api_key = "${{KEY}}" }}
-        limits = {{ requests_per_second = {RATE}, burst = {BURST}, max_wait_ms = 200, breaker_failures = 20, breaker_open_ms = 300 }}
+        limits = {{ requests_per_second = {RATE}, burst = {BURST}, max_wait_ms = 200, breaker_failures = 20, breaker_open_ms = 300, max_pause_ms = 50 }}
         "#,
         mapping.display()
     );

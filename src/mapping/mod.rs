@@ -2,7 +2,6 @@
 
 pub mod builtins;
 pub mod expr;
-mod fast;
 pub mod file;
 pub mod golden;
 pub mod memory;

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use super::ops::{Op, OpContext};
 use crate::error::{Error, UpstreamFailure};
 use crate::mapping::run::Outcome;
-use crate::store::{Begin, Kind, RecordState, Store, now_ms};
+use crate::store::{Begin, Kind, RecordState, Store, duration_ms, now_ms};
 
 /// The durable journal a server's operations run through.
 pub struct Journal {
@@ -50,7 +50,7 @@ pub async fn once(
     loop {
         let now = now_ms();
         let left = ctx.deadline.saturating_duration_since(Instant::now());
-        let lease_until = now + millis(left + LEASE_GRACE);
+        let lease_until = now + duration_ms(left + LEASE_GRACE);
         match store.begin(tenant, kind, id, now, lease_until).await? {
             Begin::Started => break,
             Begin::Settled(record) => {
@@ -136,8 +136,4 @@ pub fn vendor_down(err: &Error) -> bool {
         Error::DeadlineExceeded { .. } => true,
         _ => false,
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }

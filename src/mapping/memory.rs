@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{Store, StoreError, duration_ms, now_ms};
 
 const MAX_ENTRIES: usize = 100_000;
 
@@ -83,9 +83,13 @@ impl Memory {
                 Ok(())
             }
             Memory::Store(store) => {
-                let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
                 store
-                    .kv_put(tenant, key, &value, now_ms().saturating_add(ttl_ms))
+                    .kv_put(
+                        tenant,
+                        key,
+                        &value,
+                        now_ms().saturating_add(duration_ms(ttl)),
+                    )
                     .await
             }
         }

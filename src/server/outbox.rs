@@ -17,7 +17,7 @@ use super::App;
 use crate::error::Error;
 use crate::loyalty::journal::{self, Journal, vendor_down};
 use crate::loyalty::ops::Op;
-use crate::store::{Kind, OutboxItem, now_ms};
+use crate::store::{Kind, OutboxItem, duration_ms, now_ms};
 
 /// How often the queue is looked at when nothing wakes the deliverer.
 const POLL: Duration = Duration::from_secs(1);
@@ -61,7 +61,7 @@ async fn round(app: &App, journal: &Journal, holder: &str, lease: Duration) -> D
         loop {
             let now = now_ms();
             match store
-                .lease_outbox(&name, holder, now, now + millis(lease))
+                .lease_outbox(&name, holder, now, now + duration_ms(lease))
                 .await
             {
                 Ok(true) => {}
@@ -99,7 +99,7 @@ async fn round(app: &App, journal: &Journal, holder: &str, lease: Duration) -> D
                     tracing::warn!(tenant = %name, seq, attempt = attempts + 1, retry_in_ms = pause.as_millis() as u64,
                         error = %err, "outbox: vendor still unavailable");
                     let stored = store
-                        .postpone(seq, &err.to_string(), now + millis(pause))
+                        .postpone(seq, &err.to_string(), now + duration_ms(pause))
                         .await;
                     wait = wait.min(pause);
                     if let Err(e) = stored {
@@ -203,15 +203,11 @@ async fn publish_depth(app: &App, journal: &Journal) {
 
 async fn prune(app: &App, journal: &Journal) {
     let keep = Duration::from_secs(u64::from(app.config.store.retention_days) * 86_400);
-    match journal.store.prune(now_ms() - millis(keep)).await {
+    match journal.store.prune(now_ms() - duration_ms(keep)).await {
         Ok(0) => {}
         Ok(rows) => tracing::info!(rows, "pruned old journal records"),
         Err(e) => tracing::warn!(error = %e, "cannot prune old journal records"),
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 #[cfg(test)]

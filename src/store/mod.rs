@@ -518,6 +518,11 @@ fn parse_outbox_state(text: &str) -> Result<OutboxState, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("unknown outbox state {text:?}")))
 }
 
+/// A duration as the store's milliseconds (saturating: a huge duration is "far away").
+pub fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

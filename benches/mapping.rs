@@ -285,15 +285,29 @@ fn recalc(c: &mut Criterion) {
     assert_eq!(engine, hand_request(&before), "request transforms differ");
     let engine = response.eval(&after).expect("response evaluates");
     assert_eq!(engine, hand_response(&after), "response transforms differ");
+    // The jaq-only path (what the engine did before the native fast path) must agree too.
+    assert_eq!(body.eval_jaq(&before).ok(), Some(hand_request(&before)));
+    assert_eq!(response.eval_jaq(&after).ok(), Some(hand_response(&after)));
+    eprintln!(
+        "native fast path: calc body {}, response {}",
+        body.is_native(),
+        response.is_native()
+    );
 
     let mut g = c.benchmark_group("recalc_request");
     g.bench_function("engine", |b| b.iter(|| body.eval(black_box(&before))));
+    g.bench_function("engine_jaq_only", |b| {
+        b.iter(|| body.eval_jaq(black_box(&before)))
+    });
     g.bench_function("hand_written", |b| {
         b.iter(|| hand_request(black_box(&before)))
     });
     g.finish();
     let mut g = c.benchmark_group("recalc_response");
     g.bench_function("engine", |b| b.iter(|| response.eval(black_box(&after))));
+    g.bench_function("engine_jaq_only", |b| {
+        b.iter(|| response.eval_jaq(black_box(&after)))
+    });
     g.bench_function("hand_written", |b| {
         b.iter(|| hand_response(black_box(&after)))
     });
@@ -320,7 +334,7 @@ fn builtins_bench(c: &mut Criterion) {
     let input = cart();
     jq.eval(&input).expect("allocate_discount evaluates");
     g.bench_function("allocate_discount/jq_10", |b| {
-        b.iter(|| jq.eval(black_box(&input)))
+        b.iter(|| jq.eval_jaq(black_box(&input)))
     });
 
     let amounts: Vec<Decimal> = positions.iter().map(|p| p.price * p.quantity).collect();
@@ -329,7 +343,9 @@ fn builtins_bench(c: &mut Criterion) {
     });
     let jq = Expr::compile("[.positions[] | .price] | sum_money").expect("compiles");
     jq.eval(&input).expect("sum_money evaluates");
-    g.bench_function("sum_money/jq_10", |b| b.iter(|| jq.eval(black_box(&input))));
+    g.bench_function("sum_money/jq_10", |b| {
+        b.iter(|| jq.eval_jaq(black_box(&input)))
+    });
 
     let amount = Decimal::new(1234567, 3);
     g.bench_function("kopecks_rubles/native", |b| {
@@ -338,7 +354,9 @@ fn builtins_bench(c: &mut Criterion) {
     let jq = Expr::compile("kopecks | rubles").expect("compiles");
     let one: Value = serde_json::from_str("1234.567").expect("number");
     jq.eval(&one).expect("kopecks evaluates");
-    g.bench_function("kopecks_rubles/jq", |b| b.iter(|| jq.eval(black_box(&one))));
+    g.bench_function("kopecks_rubles/jq", |b| {
+        b.iter(|| jq.eval_jaq(black_box(&one)))
+    });
     g.finish();
 }
 

@@ -11,7 +11,7 @@ use jaq_core::{Compiler, Ctx, Native, Vars, data};
 use jaq_json::{Num, Val};
 use serde_json::Value;
 
-use super::natives;
+use super::{fast, natives};
 
 pub type Data = data::JustLut<Val>;
 
@@ -19,6 +19,8 @@ pub type Data = data::JustLut<Val>;
 pub struct Expr {
     source: String,
     filter: jaq_core::compile::Filter<Native<Data>>,
+    /// The native fast path, when the whole expression is in its subset (`fast.rs`).
+    fast: Option<fast::Native>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -40,6 +42,7 @@ impl Expr {
 
     /// Compiles `source` with jq definitions (`def f: …;`) in scope.
     pub fn compile_with(defs: &str, source: &str) -> Result<Expr, String> {
+        let defs_source = defs;
         let program = if defs.trim().is_empty() {
             source.to_string()
         } else {
@@ -105,6 +108,7 @@ impl Expr {
             })?;
         Ok(Expr {
             source: source.to_string(),
+            fast: fast::compile(defs_source, source),
             filter,
         })
     }
@@ -115,6 +119,28 @@ impl Expr {
 
     /// The first output of the expression for `input`; no output is an error.
     pub fn eval(&self, input: &Value) -> Result<Value, EvalError> {
+        if let Some(value) = self.fast.as_ref().and_then(|f| f.eval(input)) {
+            // Every debug run (all of `cargo test`: goldens, server tests) is a differential
+            // test of the fast path against jaq.
+            #[cfg(debug_assertions)]
+            assert_eq!(
+                Ok(&value),
+                self.eval_jaq(input).as_ref(),
+                "native and jaq differ on {:?} for {input}",
+                self.source
+            );
+            return Ok(value);
+        }
+        self.eval_val(to_val(input))
+    }
+
+    /// Whether the native fast path evaluates this expression (else only jaq does).
+    pub fn is_native(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// [`Expr::eval`] through jaq only (the reference the fast path is tested against).
+    pub fn eval_jaq(&self, input: &Value) -> Result<Value, EvalError> {
         self.eval_val(to_val(input))
     }
 
@@ -135,6 +161,16 @@ impl Expr {
 
     /// Evaluates a condition: `false` and `null` are false, anything else is true (jq's rule).
     pub fn test(&self, input: &Value) -> Result<bool, EvalError> {
+        if let Some(hit) = self.fast.as_ref().and_then(|f| f.test(input)) {
+            #[cfg(debug_assertions)]
+            assert_eq!(
+                Ok(hit),
+                self.test_val(to_val(input)),
+                "native and jaq differ on {:?} for {input}",
+                self.source
+            );
+            return Ok(hit);
+        }
         self.test_val(to_val(input))
     }
 

@@ -2,6 +2,7 @@
 
 pub mod builtins;
 pub mod expr;
+mod fast;
 pub mod file;
 pub mod golden;
 pub mod memory;

@@ -158,7 +158,7 @@ fn base<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
     ])
 }
 
-fn drop_nulls(value: Value) -> Value {
+pub(super) fn drop_nulls(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()
@@ -173,7 +173,7 @@ fn drop_nulls(value: Value) -> Value {
 
 /// LoyaltyAPI positions in, the same positions out with `discountedPrice` and
 /// `discountPercent` set, a position split in two where kopecks demand it.
-fn allocate(positions: Value, total: Decimal) -> Result<Value, jaq_core::Error<Val>> {
+pub(super) fn allocate(positions: Value, total: Decimal) -> Result<Value, jaq_core::Error<Val>> {
     let Value::Array(positions) = positions else {
         return Err(fail("allocate_discount: expected an array of positions"));
     };

@@ -300,13 +300,17 @@ fn verdict<'r>(
     place: &str,
     limiter: Option<&TenantLimiter>,
 ) -> Result<Option<Verdict>, Error> {
-    // Rules are many (every vendor-wide one after every step): convert the input once.
-    let input = to_val(root);
+    // Rules are many (every vendor-wide one after every step): natively compiled ones read
+    // `root` as it is; for the others it is converted once, when the first needs it.
+    let mut input = None;
     for rule in rules {
-        let hit = rule
-            .when
-            .test_val(input.clone())
-            .map_err(|e| mapping_failed(op, &format!("{place}.when"), e))?;
+        let hit = if rule.when.is_native() {
+            rule.when.test(root)
+        } else {
+            rule.when
+                .test_val(input.get_or_insert_with(|| to_val(root)).clone())
+        };
+        let hit = hit.map_err(|e| mapping_failed(op, &format!("{place}.when"), e))?;
         if !hit {
             continue;
         }

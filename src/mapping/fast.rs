@@ -1,0 +1,1341 @@
+//! The native fast path (DESIGN.md §3): the common jq subset compiled, at load, to a tree
+//! evaluated directly over `serde_json::Value` — no conversion to jaq's values. Evaluation
+//! borrows: what passes through unchanged (`.req.agent`, a position, a literal) is a reference
+//! into the input until the answer is copied out once, so an expression costs about what the
+//! same transform written by hand in Rust costs (`benches/mapping.rs` holds the two side by
+//! side). Outputs stream to a continuation and evaluation stops at the first one, as jq's
+//! laziness would for the bridge, which takes the first output only.
+//!
+//! jaq stays the reference. [`compile`] accepts an expression only when every part of it is in
+//! the subset below (else the caller keeps jaq alone), and at run time [`Native::eval`] answers
+//! `None` — "ask jaq" — whenever it is not sure to produce exactly jaq's value: on *any* error
+//! (so error texts are always jaq's own), on no output, on numbers it does not compare exactly
+//! (anything but integers), on multi-output cartesian products, on `-0`. So a native answer is
+//! either jaq's answer or no answer at all; `tests` check that differentially.
+//!
+//! The subset: `.`, paths (`.a.b`, `.[0]`, `.["k"]`, `.[]`, `?`, on variables too), literals,
+//! strings with `\(…)` of scalars, `[…]`, `{…}`, `|`, `,`, `as $x |`, `//`, `and`, `or`,
+//! `==` `!=` `<` `<=` `>` `>=`, `+` (null, strings, arrays, objects, integers), `if … elif …
+//! else … end`, `try … catch <literal>`, `empty`, `not`, `select`, `map`, `tostring`,
+//! `length`, `to_entries`, `from_entries`, the money/phone/uuid natives that take no argument or
+//! one value argument (`dadd`, `dsub`, `allocate_discount`), `drop_nulls`, and calls to the
+//! mapping's own `def`s whose parameters are `$values` (inlined).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::rc::Rc;
+use std::str::FromStr;
+
+use jaq_core::load::lex::StrPart;
+use jaq_core::load::parse::{BinaryOp, Def, Pattern, Term};
+use jaq_core::ops::{Cmp, Math};
+use jaq_core::path::{Opt, Part};
+use rust_decimal::Decimal;
+use serde_json::{Number, Value};
+
+use super::builtins;
+
+/// Why the native path did not answer.
+#[derive(Debug)]
+enum Stop {
+    /// jq raises an error here (the message is jaq's business: the caller re-runs jaq).
+    Jq,
+    /// Outside what the native path decides exactly: the whole expression goes to jaq.
+    Unsure,
+    /// Raised by a continuation, on its way back through a node that must not take it for
+    /// its own (the error itself is kept aside by [`guarded`]).
+    Downstream,
+    /// The whole expression has its first output: evaluation stops.
+    Done,
+}
+
+type R = Result<(), Stop>;
+
+#[derive(Debug, Clone, Copy)]
+enum Fun0 {
+    Tostring,
+    Length,
+    ToEntries,
+    FromEntries,
+    Not,
+    DropNulls,
+    Text(fn(&str) -> Result<String, builtins::BuiltinError>),
+    Uuid,
+    Money(fn(Decimal) -> Decimal),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fun1 {
+    Dadd,
+    Dsub,
+    Allocate,
+}
+
+#[derive(Debug)]
+enum Node {
+    Id,
+    Empty,
+    Lit(Value),
+    Var(usize),
+    Str(Vec<Result<String, Node>>),
+    Arr(Option<Box<Node>>),
+    Obj(Vec<(Node, Node)>),
+    Path(Box<Node>, Vec<(Option<Node>, bool)>),
+    Pipe(Box<Node>, Box<Node>),
+    Bind(Box<Node>, usize, Box<Node>),
+    Comma(Box<Node>, Box<Node>),
+    Alt(Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Cmp(Box<Node>, Cmp, Box<Node>),
+    Add(Box<Node>, Box<Node>),
+    If(Box<Node>, Box<Node>, Box<Node>),
+    Try(Box<Node>, Option<Value>),
+    Call0(Fun0),
+    Call1(Fun1, Box<Node>),
+}
+
+/// A natively compiled expression.
+#[derive(Debug)]
+pub struct Native {
+    root: Node,
+    slots: usize,
+}
+
+/// Compiles `source` natively if it is entirely within the subset, with `defs` in scope.
+pub fn compile(defs: &str, source: &str) -> Option<Native> {
+    let defs: Vec<Def<&str, Term<&str>>> = if defs.trim().is_empty() {
+        Vec::new()
+    } else {
+        jaq_core::load::parse(defs, |p| p.defs())?
+    };
+    let term = jaq_core::load::parse(source, |p| p.term())?;
+    let mut c = Compiler {
+        defs: &defs,
+        depth: 0,
+        max: 0,
+        inlining: 0,
+    };
+    let root = c.term(&term, &Scope::default(), defs.len())?;
+    Some(Native { root, slots: c.max })
+}
+
+#[derive(Default, Clone)]
+struct Scope<'s> {
+    vars: Vec<(&'s str, usize)>,
+    params: Vec<&'s str>,
+}
+
+struct Compiler<'d, 's> {
+    defs: &'d [Def<&'s str, Term<&'s str>>],
+    depth: usize,
+    max: usize,
+    inlining: usize,
+}
+
+fn plain_number(text: &str) -> Option<Value> {
+    // Literals jaq and serde_json write identically: no sign, exponent or leading zero.
+    let (int, frac) = match text.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (text, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || (int.len() > 1 && int.starts_with('0')) {
+        return None;
+    }
+    if let Some(f) = frac {
+        if !digits(f) {
+            return None;
+        }
+    }
+    Number::from_str(text).ok().map(Value::Number)
+}
+
+fn str_lit<S: AsRef<str>>(parts: &[StrPart<S, Term<S>>]) -> Option<String> {
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            StrPart::Str(s) => out.push_str(s.as_ref()),
+            StrPart::Char(c) => out.push(*c),
+            StrPart::Term(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+impl<'d, 's> Compiler<'d, 's> {
+    /// `visible`: how many of the defs the current term can call (those before it).
+    fn term(&mut self, t: &Term<&'s str>, scope: &Scope<'s>, visible: usize) -> Option<Node> {
+        let b = |n: Node| Box::new(n);
+        Some(match t {
+            Term::Id => Node::Id,
+            Term::Num(n) => Node::Lit(plain_number(n)?),
+            Term::Str(None, parts) => match str_lit(parts) {
+                Some(s) => Node::Lit(Value::String(s)),
+                None => {
+                    let mut out = Vec::new();
+                    for p in parts {
+                        out.push(match p {
+                            StrPart::Str(s) => Ok(s.to_string()),
+                            StrPart::Char(c) => Ok(c.to_string()),
+                            StrPart::Term(t) => Err(self.term(t, scope, visible)?),
+                        });
+                    }
+                    Node::Str(out)
+                }
+            },
+            Term::Arr(None) => Node::Lit(Value::Array(Vec::new())),
+            Term::Arr(Some(t)) => Node::Arr(Some(b(self.term(t, scope, visible)?))),
+            Term::Obj(entries) => {
+                let mut out = Vec::new();
+                for (k, v) in entries {
+                    let (key, value) = match (k, v) {
+                        (Term::Var(name), None) => (
+                            Node::Lit(Value::String(name.trim_start_matches('$').to_string())),
+                            self.var(name, scope)?,
+                        ),
+                        (Term::Var(_), Some(_)) => return None,
+                        (Term::Str(None, parts), None) => {
+                            let name = str_lit(parts)?;
+                            (
+                                Node::Lit(Value::String(name.clone())),
+                                Node::Path(
+                                    b(Node::Id),
+                                    vec![(Some(Node::Lit(Value::String(name))), false)],
+                                ),
+                            )
+                        }
+                        (k, Some(v)) => {
+                            let key = match k {
+                                Term::Var(name) => self.var(name, scope)?,
+                                other => self.term(other, scope, visible)?,
+                            };
+                            (key, self.term(v, scope, visible)?)
+                        }
+                        _ => return None,
+                    };
+                    out.push((key, value));
+                }
+                Node::Obj(out)
+            }
+            Term::Var(name) => self.var(name, scope)?,
+            Term::Path(base, path) => {
+                let base = self.term(base, scope, visible)?;
+                let mut parts = Vec::new();
+                for (part, opt) in &path.0 {
+                    let index = match part {
+                        Part::Index(i) => Some(self.term(i, scope, visible)?),
+                        Part::Range(None, None) => None,
+                        Part::Range(..) => return None,
+                    };
+                    parts.push((index, matches!(opt, Opt::Optional)));
+                }
+                Node::Path(b(base), parts)
+            }
+            Term::BinOp(l, op, r) => {
+                if let BinaryOp::Pipe(Some(pat)) = op {
+                    let Pattern::Var(name) = pat else {
+                        return None;
+                    };
+                    let l = self.term(l, scope, visible)?;
+                    let slot = self.depth;
+                    self.depth += 1;
+                    self.max = self.max.max(self.depth);
+                    let mut inner = scope.clone();
+                    inner.vars.push((name, slot));
+                    let r = self.term(r, &inner, visible);
+                    self.depth -= 1;
+                    return Some(Node::Bind(b(l), slot, b(r?)));
+                }
+                let l = b(self.term(l, scope, visible)?);
+                let r = b(self.term(r, scope, visible)?);
+                match op {
+                    BinaryOp::Pipe(None) => Node::Pipe(l, r),
+                    BinaryOp::Comma => Node::Comma(l, r),
+                    BinaryOp::Alt => Node::Alt(l, r),
+                    BinaryOp::And => Node::And(l, r),
+                    BinaryOp::Or => Node::Or(l, r),
+                    BinaryOp::Cmp(c) => Node::Cmp(l, *c, r),
+                    BinaryOp::Math(Math::Add) => Node::Add(l, r),
+                    _ => return None,
+                }
+            }
+            Term::IfThenElse(branches, els) => {
+                let mut node = match els {
+                    Some(e) => self.term(e, scope, visible)?,
+                    None => Node::Id,
+                };
+                for (cond, then) in branches.iter().rev() {
+                    let cond = self.term(cond, scope, visible)?;
+                    let then = self.term(then, scope, visible)?;
+                    node = Node::If(b(cond), b(then), b(node));
+                }
+                node
+            }
+            Term::TryCatch(body, catch) => {
+                let body = self.term(body, scope, visible)?;
+                let catch = match catch.as_deref() {
+                    None => None,
+                    Some(c) => match self.term(c, &Scope::default(), visible)? {
+                        Node::Lit(v) => Some(v),
+                        _ => return None,
+                    },
+                };
+                Node::Try(b(body), catch)
+            }
+            Term::Call(name, args) => self.call(name, args, scope, visible)?,
+            _ => return None,
+        })
+    }
+
+    fn var(&self, name: &str, scope: &Scope<'s>) -> Option<Node> {
+        let (_, slot) = scope.vars.iter().rev().find(|(n, _)| *n == name)?;
+        Some(Node::Var(*slot))
+    }
+
+    fn call(
+        &mut self,
+        name: &str,
+        args: &[Term<&'s str>],
+        scope: &Scope<'s>,
+        visible: usize,
+    ) -> Option<Node> {
+        if scope.params.contains(&name) {
+            return None;
+        }
+        // The mapping's own definitions first: they shadow built-ins of the same name.
+        if let Some(i) = self.defs[..visible]
+            .iter()
+            .rposition(|d| d.name == name && d.args.len() == args.len())
+        {
+            return self.inline(i, args, scope, visible);
+        }
+        if self.defs[..visible].iter().any(|d| d.name == name) {
+            return None;
+        }
+        let b = |n: Node| Box::new(n);
+        Some(match (name, args) {
+            ("empty", []) => Node::Empty,
+            ("null", []) => Node::Lit(Value::Null),
+            ("true", []) => Node::Lit(Value::Bool(true)),
+            ("false", []) => Node::Lit(Value::Bool(false)),
+            ("not", []) => Node::Call0(Fun0::Not),
+            ("tostring", []) => Node::Call0(Fun0::Tostring),
+            ("length", []) => Node::Call0(Fun0::Length),
+            ("to_entries", []) => Node::Call0(Fun0::ToEntries),
+            ("from_entries", []) => Node::Call0(Fun0::FromEntries),
+            ("drop_nulls", []) => Node::Call0(Fun0::DropNulls),
+            ("phone_e164", []) => Node::Call0(Fun0::Text(builtins::phone_e164)),
+            ("phone_digits", []) => Node::Call0(Fun0::Text(builtins::phone_digits)),
+            ("phone_7", []) => Node::Call0(Fun0::Text(builtins::phone_7)),
+            ("uuid_v5", []) => Node::Call0(Fun0::Uuid),
+            ("kopecks", []) => Node::Call0(Fun0::Money(builtins::kopecks)),
+            ("rubles", []) => Node::Call0(Fun0::Money(builtins::rubles)),
+            ("round_money", []) => Node::Call0(Fun0::Money(builtins::round_money)),
+            ("dfloor", []) => Node::Call0(Fun0::Money(|d| d.floor())),
+            ("dceil", []) => Node::Call0(Fun0::Money(|d| d.ceil())),
+            ("decimal", []) => Node::Call0(Fun0::Money(|d| d)),
+            ("select", [f]) => Node::If(
+                b(self.term(f, scope, visible)?),
+                b(Node::Id),
+                b(Node::Empty),
+            ),
+            ("map", [f]) => Node::Arr(Some(b(Node::Pipe(
+                b(Node::Path(b(Node::Id), vec![(None, false)])),
+                b(self.term(f, scope, visible)?),
+            )))),
+            ("dadd", [x]) => Node::Call1(Fun1::Dadd, b(self.term(x, scope, visible)?)),
+            ("dsub", [x]) => Node::Call1(Fun1::Dsub, b(self.term(x, scope, visible)?)),
+            ("allocate_discount", [x]) => {
+                Node::Call1(Fun1::Allocate, b(self.term(x, scope, visible)?))
+            }
+            _ => return None,
+        })
+    }
+
+    /// `def f($a; $b): body;` called as `f(x; y)` is `x as $a | y as $b | body`, with only the
+    /// parameters in scope for `body` (definitions close over nothing else at top level).
+    fn inline(
+        &mut self,
+        i: usize,
+        args: &[Term<&'s str>],
+        scope: &Scope<'s>,
+        visible: usize,
+    ) -> Option<Node> {
+        let def = &self.defs[i];
+        if !def.args.iter().all(|a| a.starts_with('$')) || self.inlining > 16 {
+            return None;
+        }
+        let mut compiled = Vec::new();
+        // `def f($a)` also defines the filter `a` in its body: calls to such names go to jaq.
+        let mut inner = Scope {
+            vars: Vec::new(),
+            params: def.args.iter().map(|a| a.trim_start_matches('$')).collect(),
+        };
+        let start = self.depth;
+        for (arg, param) in args.iter().zip(&def.args) {
+            let node = self.term(arg, scope, visible);
+            let node = match node {
+                Some(n) => n,
+                None => {
+                    self.depth = start;
+                    return None;
+                }
+            };
+            let slot = self.depth;
+            self.depth += 1;
+            self.max = self.max.max(self.depth);
+            inner.vars.push((param, slot));
+            compiled.push((node, slot));
+        }
+        self.inlining += 1;
+        // The body sees the definitions up to and including itself (recursion is refused by
+        // the inlining limit).
+        let body = self.term(&def.body, &inner, i + 1);
+        self.inlining -= 1;
+        self.depth = start;
+        let mut node = body?;
+        for (arg, slot) in compiled.into_iter().rev() {
+            node = Node::Bind(Box::new(arg), slot, Box::new(node));
+        }
+        Some(node)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation. Values are borrowed from the input and from literals wherever they pass through
+// unchanged, so a path like `.req.agent` costs a pointer, not a copy; only what an expression
+// computes is allocated, and the answer is copied out once, at the end. Outputs stream to a
+// continuation (`Sink`) instead of being collected, so the evaluation stops at the first output
+// of the whole expression, as the bridge only ever takes that one.
+
+/// A value during native evaluation.
+#[derive(Debug, Clone)]
+enum V<'a> {
+    /// A part of the input or of a literal: never copied while it passes through.
+    Ref(&'a Value),
+    /// Something computed (a string, a number, a built-in's result).
+    Own(Value),
+    /// An array built here, whose items may still be borrowed.
+    Arr(Vec<V<'a>>),
+    /// An object built here (keys unique), whose values may still be borrowed.
+    Obj(Vec<(Cow<'a, str>, V<'a>)>),
+}
+
+static NULL: Value = Value::Null;
+
+/// Where a node's outputs go, one by one.
+type Sink<'s, 'a> = dyn FnMut(V<'a>, &mut Ctx<'a>) -> R + 's;
+
+struct Ctx<'a> {
+    /// `$variables` by slot; shared, so reading one does not copy what it holds.
+    vars: Vec<Rc<V<'a>>>,
+}
+
+impl<'a> V<'a> {
+    /// The value as JSON: borrowed when it is JSON already, else built (composites only).
+    fn json(&self) -> Cow<'_, Value> {
+        match self {
+            V::Ref(v) => Cow::Borrowed(*v),
+            V::Own(v) => Cow::Borrowed(v),
+            other => Cow::Owned(other.clone().into_value()),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            V::Ref(v) => v.clone(),
+            V::Own(v) => v,
+            V::Arr(items) => Value::Array(items.into_iter().map(V::into_value).collect()),
+            V::Obj(entries) => Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn truthy(&self) -> bool {
+        match self {
+            V::Ref(v) => truthy(v),
+            V::Own(v) => truthy(v),
+            V::Arr(_) | V::Obj(_) => true,
+        }
+    }
+
+    /// The text of a string value, borrowed for as long as the value lives.
+    fn as_text(&self) -> Option<Cow<'a, str>> {
+        match self {
+            V::Ref(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+            V::Own(Value::String(s)) => Some(Cow::Owned(s.clone())),
+            _ => None,
+        }
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    !matches!(v, Value::Null | Value::Bool(false))
+}
+
+/// An integer as jaq reads it (`Num::Int`), else none.
+fn int(n: &Number) -> Option<i64> {
+    let s = n.as_str();
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        s.parse::<i64>().ok()
+    } else {
+        None
+    }
+}
+
+fn rank(v: &Value) -> u8 {
+    match v {
+        Value::Null => 0,
+        Value::Bool(false) => 1,
+        Value::Bool(true) => 2,
+        Value::Number(_) => 3,
+        Value::String(_) => 4,
+        Value::Array(_) => 5,
+        Value::Object(_) => 6,
+    }
+}
+
+/// jq's total order, where the native path knows it exactly.
+fn order(a: &Value, b: &Value) -> Result<Ordering, Stop> {
+    let (ra, rb) = (rank(a), rank(b));
+    if ra != rb {
+        return Ok(ra.cmp(&rb));
+    }
+    Ok(match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (int(x), int(y)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => return Err(Stop::Unsure),
+        },
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Array(_), _) | (Value::Object(_), _) => return Err(Stop::Unsure),
+        _ => Ordering::Equal,
+    })
+}
+
+/// jq's `==`, where the native path knows it exactly.
+fn equal(a: &Value, b: &Value) -> Result<bool, Stop> {
+    Ok(match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (int(x), int(y)) {
+            (Some(x), Some(y)) => x == y,
+            _ => return Err(Stop::Unsure),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return Ok(false);
+            }
+            for (x, y) in x.iter().zip(y) {
+                if !equal(x, y)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return Ok(false);
+            }
+            for (k, x) in x {
+                match y.get(k) {
+                    Some(y) if equal(x, y)? => {}
+                    _ => return Ok(false),
+                }
+            }
+            true
+        }
+        _ => rank(a) == rank(b) && matches!(order(a, b)?, Ordering::Equal),
+    })
+}
+
+/// `"\(v)"`: jq's text of a scalar (arrays and objects go to jaq: its JSON writer decides).
+fn text_of(v: &Value) -> Result<Cow<'_, str>, Stop> {
+    Ok(match v {
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Null => Cow::Borrowed("null"),
+        Value::Bool(true) => Cow::Borrowed("true"),
+        Value::Bool(false) => Cow::Borrowed("false"),
+        Value::Number(n) => {
+            let s = n.as_str();
+            if s == "-0" {
+                return Err(Stop::Unsure);
+            }
+            Cow::Borrowed(s)
+        }
+        _ => return Err(Stop::Unsure),
+    })
+}
+
+fn number_of(d: Decimal) -> Result<Value, Stop> {
+    let text = d.normalize().to_string();
+    if text == "-0" {
+        return Err(Stop::Unsure);
+    }
+    Number::from_str(&text)
+        .map(Value::Number)
+        .map_err(|_| Stop::Unsure)
+}
+
+fn decimal(v: &V<'_>) -> Result<Decimal, Stop> {
+    builtins::decimal_of(&v.json()).map_err(|_| Stop::Jq)
+}
+
+/// `base[key]`: a borrowed base gives a borrowed part; a built one gives a copy of the part.
+fn index<'a>(base: &V<'a>, key: &V<'a>) -> Result<V<'a>, Stop> {
+    let key = key.json();
+    match base {
+        V::Ref(v) => index_json(v, &key).map(|x| V::Ref(x.unwrap_or(&NULL))),
+        V::Own(v) => index_json(v, &key).map(|x| V::Own(x.cloned().unwrap_or(Value::Null))),
+        V::Arr(items) => match &*key {
+            Value::Number(n) => {
+                let n = int(n).ok_or(Stop::Unsure)?;
+                let at = if n < 0 { items.len() as i64 + n } else { n };
+                Ok(usize::try_from(at)
+                    .ok()
+                    .and_then(|at| items.get(at))
+                    .cloned()
+                    .unwrap_or(V::Ref(&NULL)))
+            }
+            _ => Err(Stop::Unsure),
+        },
+        V::Obj(entries) => match &*key {
+            Value::String(k) => Ok(entries
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or(V::Ref(&NULL))),
+            _ => Err(Stop::Unsure),
+        },
+    }
+}
+
+fn index_json<'v>(v: &'v Value, key: &Value) -> Result<Option<&'v Value>, Stop> {
+    Ok(match (v, key) {
+        (Value::Null, Value::String(_) | Value::Number(_)) => None,
+        (Value::Object(m), Value::String(k)) => m.get(k),
+        (Value::Array(a), Value::Number(n)) => {
+            let n = int(n).ok_or(Stop::Unsure)?;
+            let at = if n < 0 { a.len() as i64 + n } else { n };
+            usize::try_from(at).ok().and_then(|at| a.get(at))
+        }
+        (Value::Bool(_) | Value::Number(_) | Value::String(_), Value::String(_)) => {
+            return Err(Stop::Jq);
+        }
+        _ => return Err(Stop::Unsure),
+    })
+}
+
+/// `.[]` of one value: its items to `f` (an error is the iteration's own).
+fn iterate<'a>(v: V<'a>, ctx: &mut Ctx<'a>, f: &mut Sink<'_, 'a>) -> Result<R, Stop> {
+    Ok(match v {
+        V::Ref(Value::Array(items)) => items.iter().try_for_each(|x| f(V::Ref(x), ctx)),
+        V::Own(Value::Array(items)) => items.into_iter().try_for_each(|x| f(V::Own(x), ctx)),
+        V::Arr(items) => items.into_iter().try_for_each(|x| f(x, ctx)),
+        // jaq's objects keep insertion order, serde_json's are sorted: iterating one is
+        // jaq's business.
+        V::Ref(Value::Object(_)) | V::Own(Value::Object(_)) | V::Obj(_) => {
+            return Err(Stop::Unsure);
+        }
+        _ => return Err(Stop::Jq),
+    })
+}
+
+/// Runs `node` with its outputs going to `f`, and tells errors raised downstream (by `f`,
+/// passed on untouched) from the node's own (given to `own`).
+fn guarded<'a>(
+    node: &'a Node,
+    ctx: &mut Ctx<'a>,
+    input: &V<'a>,
+    f: &mut Sink<'_, 'a>,
+    own: impl FnOnce(Stop, &mut Ctx<'a>, &mut Sink<'_, 'a>) -> R,
+) -> R {
+    let mut downstream = None;
+    let res = node.run(ctx, input, &mut |v, ctx| {
+        f(v, ctx).map_err(|e| {
+            downstream = Some(e);
+            Stop::Downstream
+        })
+    });
+    match res {
+        Ok(()) => Ok(()),
+        Err(Stop::Downstream) => Err(downstream.take().unwrap_or(Stop::Unsure)),
+        Err(e) => own(e, ctx, f),
+    }
+}
+
+/// The output of an operand of a cartesian product: none, or exactly one; several (whose
+/// order jaq decides) and errors (which jaq may or may not reach) go to jaq.
+fn one<'a>(n: &'a Node, ctx: &mut Ctx<'a>, input: &V<'a>) -> Result<Option<V<'a>>, Stop> {
+    let mut got = None;
+    let res = n.run(ctx, input, &mut |v, _| {
+        if got.is_some() {
+            return Err(Stop::Unsure);
+        }
+        got = Some(v);
+        Ok(())
+    });
+    res.map_err(|_| Stop::Unsure)?;
+    Ok(got)
+}
+
+/// One output of each of two single-output operands, or `Ok(None)` when either has none.
+fn pair<'a>(
+    l: &'a Node,
+    r: &'a Node,
+    ctx: &mut Ctx<'a>,
+    input: &V<'a>,
+) -> Result<Option<(V<'a>, V<'a>)>, Stop> {
+    let a = one(l, ctx, input)?;
+    let b = one(r, ctx, input)?;
+    Ok(a.zip(b))
+}
+
+/// An object key: borrowed when it is a literal's or the input's text.
+fn key_of<'a>(k: V<'a>) -> Result<Cow<'a, str>, Stop> {
+    match k {
+        V::Ref(Value::String(s)) => Ok(Cow::Borrowed(s.as_str())),
+        V::Own(Value::String(s)) => Ok(Cow::Owned(s)),
+        _ => Err(Stop::Unsure),
+    }
+}
+
+fn insert<'a>(entries: &mut Vec<(Cow<'a, str>, V<'a>)>, k: Cow<'a, str>, v: V<'a>) {
+    match entries.iter_mut().find(|(name, _)| *name == k) {
+        Some(slot) => slot.1 = v,
+        None => entries.push((k, v)),
+    }
+}
+
+/// Beyond this many entries `from_entries` goes to jaq (keys are kept unique by a scan).
+const MAX_BUILT_ENTRIES: usize = 64;
+
+impl Node {
+    fn run<'a>(&'a self, ctx: &mut Ctx<'a>, input: &V<'a>, f: &mut Sink<'_, 'a>) -> R {
+        match self {
+            Node::Id => f(input.clone(), ctx),
+            Node::Empty => Ok(()),
+            Node::Lit(v) => f(V::Ref(v), ctx),
+            Node::Var(slot) => {
+                let v = V::clone(&ctx.vars[*slot]);
+                f(v, ctx)
+            }
+            Node::Str(parts) => {
+                let mut s = String::new();
+                let mut complete = true;
+                for p in parts {
+                    match p {
+                        Ok(t) => s.push_str(t),
+                        // Every part is evaluated (an error in a later one is jaq's to report).
+                        Err(n) => match one(n, ctx, input)? {
+                            Some(v) => s.push_str(&text_of(&v.json())?),
+                            None => complete = false,
+                        },
+                    }
+                }
+                if complete {
+                    f(V::Own(Value::String(s)), ctx)
+                } else {
+                    Ok(())
+                }
+            }
+            Node::Arr(None) => f(V::Arr(Vec::new()), ctx),
+            Node::Arr(Some(n)) => {
+                let mut items = Vec::new();
+                n.run(ctx, input, &mut |v, _| {
+                    items.push(v);
+                    Ok(())
+                })?;
+                f(V::Arr(items), ctx)
+            }
+            Node::Obj(entries) => {
+                let mut map = Vec::with_capacity(entries.len());
+                for (k, v) in entries {
+                    let Some((k, v)) = pair(k, v, ctx, input)? else {
+                        // One side has no output: the product is empty — unless another
+                        // entry errors, which jaq may reach first.
+                        for (k2, v2) in entries {
+                            pair(k2, v2, ctx, input)?;
+                        }
+                        return Ok(());
+                    };
+                    insert(&mut map, key_of(k)?, v);
+                }
+                f(V::Obj(map), ctx)
+            }
+            Node::Path(base, parts) => match &**base {
+                // The common `.a.b` and `$x.a`: walk from the value in place, no copy of it.
+                Node::Id => walk(parts, Walk::Borrowed(input), ctx, input, f),
+                Node::Var(slot) => {
+                    let held = Rc::clone(&ctx.vars[*slot]);
+                    walk(parts, Walk::Borrowed(&held), ctx, input, f)
+                }
+                other => other.run(ctx, input, &mut |v, ctx| {
+                    walk(parts, Walk::Owned(v), ctx, input, f)
+                }),
+            },
+            Node::Pipe(l, r) => l.run(ctx, input, &mut |v, ctx| r.run(ctx, &v, f)),
+            Node::Bind(l, slot, r) => l.run(ctx, input, &mut |v, ctx| {
+                if ctx.vars.len() <= *slot {
+                    ctx.vars.resize(*slot + 1, Rc::new(V::Ref(&NULL)));
+                }
+                ctx.vars[*slot] = Rc::new(v);
+                r.run(ctx, input, f)
+            }),
+            Node::Comma(l, r) => {
+                l.run(ctx, input, f)?;
+                r.run(ctx, input, f)
+            }
+            Node::Alt(l, r) => {
+                let mut some = false;
+                guarded(
+                    l,
+                    ctx,
+                    input,
+                    &mut |v, ctx| {
+                        if v.truthy() {
+                            some = true;
+                            f(v, ctx)
+                        } else {
+                            Ok(())
+                        }
+                    },
+                    // jq drops errors of the left side; which ones it reached is jaq's call.
+                    |_, _, _| Err(Stop::Unsure),
+                )?;
+                if some { Ok(()) } else { r.run(ctx, input, f) }
+            }
+            Node::And(l, r) | Node::Or(l, r) => {
+                let is_and = matches!(self, Node::And(..));
+                guarded(
+                    l,
+                    ctx,
+                    input,
+                    &mut |v, ctx| {
+                        if v.truthy() != is_and {
+                            f(V::Own(Value::Bool(!is_and)), ctx)
+                        } else {
+                            guarded(
+                                r,
+                                ctx,
+                                input,
+                                &mut |w, ctx| f(V::Own(Value::Bool(w.truthy())), ctx),
+                                |_, _, _| Err(Stop::Unsure),
+                            )
+                        }
+                    },
+                    |_, _, _| Err(Stop::Unsure),
+                )
+            }
+            Node::Cmp(l, op, r) => match pair(l, r, ctx, input)? {
+                Some((a, b)) => {
+                    let (a, b) = (a.json(), b.json());
+                    let res = match op {
+                        Cmp::Eq => equal(&a, &b)?,
+                        Cmp::Ne => !equal(&a, &b)?,
+                        Cmp::Lt => order(&a, &b)? == Ordering::Less,
+                        Cmp::Le => order(&a, &b)? != Ordering::Greater,
+                        Cmp::Gt => order(&a, &b)? == Ordering::Greater,
+                        Cmp::Ge => order(&a, &b)? != Ordering::Less,
+                    };
+                    f(V::Own(Value::Bool(res)), ctx)
+                }
+                None => Ok(()),
+            },
+            Node::Add(l, r) => match pair(l, r, ctx, input)? {
+                Some((a, b)) => {
+                    let sum = add(a, b)?;
+                    f(sum, ctx)
+                }
+                None => Ok(()),
+            },
+            Node::If(c, t, e) => c.run(ctx, input, &mut |cond, ctx| {
+                if cond.truthy() { t } else { e }.run(ctx, input, f)
+            }),
+            Node::Try(body, catch) => guarded(body, ctx, input, f, |e, ctx, f| match e {
+                Stop::Jq => match catch {
+                    Some(v) => f(V::Ref(v), ctx),
+                    None => Ok(()),
+                },
+                other => Err(other),
+            }),
+            Node::Call0(fun) => {
+                let v = call0(*fun, input)?;
+                f(v, ctx)
+            }
+            Node::Call1(fun, arg) => match one(arg, ctx, input)? {
+                Some(a) => {
+                    let v = call1(*fun, input, &a)?;
+                    f(v, ctx)
+                }
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// Where a path starts: a value it may only look into, or one it owns.
+enum Walk<'v, 'a> {
+    Borrowed(&'v V<'a>),
+    Owned(V<'a>),
+}
+
+/// Applies path `parts` to `start`, each result to `f`. An indexing error is skipped where the
+/// part is `?`; errors from `f` always pass.
+fn walk<'a>(
+    parts: &'a [(Option<Node>, bool)],
+    start: Walk<'_, 'a>,
+    ctx: &mut Ctx<'a>,
+    input: &V<'a>,
+    f: &mut Sink<'_, 'a>,
+) -> R {
+    let Some(((part, opt), rest)) = parts.split_first() else {
+        return f(
+            match start {
+                Walk::Borrowed(v) => v.clone(),
+                Walk::Owned(v) => v,
+            },
+            ctx,
+        );
+    };
+    match part {
+        Some(k) => {
+            let Some(key) = one(k, ctx, input)? else {
+                return Ok(());
+            };
+            let at = match &start {
+                Walk::Borrowed(v) => index(v, &key),
+                Walk::Owned(v) => index(v, &key),
+            };
+            match at {
+                Ok(next) => walk(rest, Walk::Owned(next), ctx, input, f),
+                Err(Stop::Jq) if *opt => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        None => {
+            let base = match start {
+                Walk::Borrowed(v) => v.clone(),
+                Walk::Owned(v) => v,
+            };
+            match iterate(base, ctx, &mut |item, ctx| {
+                walk(rest, Walk::Owned(item), ctx, input, f)
+            }) {
+                Ok(done) => done,
+                Err(Stop::Jq) if *opt => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+fn add<'a>(a: V<'a>, b: V<'a>) -> Result<V<'a>, Stop> {
+    Ok(match (a, b) {
+        (x, V::Ref(Value::Null)) | (V::Ref(Value::Null), x) => x,
+        (x, V::Own(Value::Null)) | (V::Own(Value::Null), x) => x,
+        (V::Arr(mut a), V::Arr(b)) => {
+            a.extend(b);
+            V::Arr(a)
+        }
+        (a, b) => match (a.into_value(), b.into_value()) {
+            (Value::String(mut a), Value::String(b)) => {
+                a.push_str(&b);
+                V::Own(Value::String(a))
+            }
+            (Value::Array(mut a), Value::Array(b)) => {
+                a.extend(b);
+                V::Own(Value::Array(a))
+            }
+            (Value::Object(mut a), Value::Object(b)) => {
+                a.extend(b);
+                V::Own(Value::Object(a))
+            }
+            (Value::Number(a), Value::Number(b)) => match (int(&a), int(&b)) {
+                (Some(a), Some(b)) => {
+                    let s = a
+                        .checked_add(b)
+                        .filter(|s| isize::try_from(*s).is_ok())
+                        .ok_or(Stop::Unsure)?;
+                    V::Own(Value::Number(s.into()))
+                }
+                _ => return Err(Stop::Unsure),
+            },
+            _ => return Err(Stop::Unsure),
+        },
+    })
+}
+
+fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
+    Ok(match f {
+        Fun0::Not => V::Own(Value::Bool(!v.truthy())),
+        Fun0::Tostring => match v {
+            V::Ref(Value::String(_)) | V::Own(Value::String(_)) => v.clone(),
+            _ => V::Own(Value::String(text_of(&v.json())?.into_owned())),
+        },
+        Fun0::Length => {
+            let n = match v {
+                V::Arr(items) => items.len(),
+                V::Obj(entries) => entries.len(),
+                _ => match &*v.json() {
+                    Value::Null => 0,
+                    Value::String(s) if s.is_ascii() => s.len(),
+                    Value::Array(a) => a.len(),
+                    Value::Object(m) => m.len(),
+                    _ => return Err(Stop::Unsure),
+                },
+            };
+            V::Own(Value::Number(n.into()))
+        }
+        Fun0::ToEntries => {
+            let entry = |i: usize, v: V<'a>| {
+                V::Obj(vec![
+                    (Cow::Borrowed("key"), V::Own(Value::Number(i.into()))),
+                    (Cow::Borrowed("value"), v),
+                ])
+            };
+            match v {
+                V::Ref(Value::Array(a)) => V::Arr(
+                    a.iter()
+                        .enumerate()
+                        .map(|(i, x)| entry(i, V::Ref(x)))
+                        .collect(),
+                ),
+                V::Own(Value::Array(a)) => V::Arr(
+                    a.iter()
+                        .enumerate()
+                        .map(|(i, x)| entry(i, V::Own(x.clone())))
+                        .collect(),
+                ),
+                V::Arr(a) => V::Arr(
+                    a.iter()
+                        .enumerate()
+                        .map(|(i, x)| entry(i, x.clone()))
+                        .collect(),
+                ),
+                V::Ref(Value::Object(_)) | V::Own(Value::Object(_)) | V::Obj(_) => {
+                    return Err(Stop::Unsure);
+                }
+                _ => return Err(Stop::Jq),
+            }
+        }
+        Fun0::FromEntries => {
+            // `reduce (.[] | {(.key): .value}) as $x ({}; . + $x)`, for string keys.
+            let items: Vec<V<'a>> = match v {
+                V::Ref(Value::Array(a)) => a.iter().map(V::Ref).collect(),
+                V::Own(Value::Array(a)) => a.iter().cloned().map(V::Own).collect(),
+                V::Arr(a) => a.clone(),
+                _ => return Err(Stop::Unsure),
+            };
+            if items.len() > MAX_BUILT_ENTRIES {
+                return Err(Stop::Unsure);
+            }
+            let mut map = Vec::with_capacity(items.len());
+            for e in &items {
+                let field = |name: &str| match e {
+                    V::Ref(Value::Object(m)) => m.get(name).map(V::Ref),
+                    V::Own(Value::Object(m)) => m.get(name).cloned().map(V::Own),
+                    V::Obj(entries) => entries
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone()),
+                    _ => None,
+                };
+                let (Some(key), Some(value)) = (field("key"), field("value")) else {
+                    return Err(Stop::Unsure);
+                };
+                let key = key.as_text().ok_or(Stop::Unsure)?;
+                insert(&mut map, key, value);
+            }
+            V::Obj(map)
+        }
+        Fun0::DropNulls => V::Own(super::natives::drop_nulls(v.clone().into_value())),
+        Fun0::Text(f) => match v.as_text() {
+            Some(s) => V::Own(Value::String(f(&s).map_err(|_| Stop::Jq)?)),
+            None => return Err(Stop::Jq),
+        },
+        Fun0::Uuid => match v.as_text() {
+            Some(s) => V::Own(Value::String(builtins::uuid_v5(&s))),
+            None => return Err(Stop::Jq),
+        },
+        Fun0::Money(f) => V::Own(number_of(f(decimal(v)?))?),
+    })
+}
+
+fn call1<'a>(f: Fun1, v: &V<'a>, arg: &V<'a>) -> Result<V<'a>, Stop> {
+    Ok(V::Own(match f {
+        Fun1::Dadd | Fun1::Dsub => {
+            let (a, b) = (decimal(v)?, decimal(arg)?);
+            let r = if matches!(f, Fun1::Dadd) {
+                a.checked_add(b)
+            } else {
+                a.checked_sub(b)
+            };
+            number_of(r.ok_or(Stop::Jq)?)?
+        }
+        Fun1::Allocate => {
+            let total = decimal(arg)?;
+            super::natives::allocate(v.clone().into_value(), total).map_err(|_| Stop::Jq)?
+        }
+    }))
+}
+
+/// Integers jaq would write differently (`-0` as `0`).
+fn odd_numbers(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_str() == "-0",
+        Value::Array(a) => a.iter().any(odd_numbers),
+        Value::Object(m) => m.values().any(odd_numbers),
+        _ => false,
+    }
+}
+
+impl Native {
+    /// The first output for `input`, left as it is (borrowed where it can be).
+    fn first<'a>(&'a self, input: &'a Value) -> Option<V<'a>> {
+        let mut ctx = Ctx {
+            vars: Vec::with_capacity(self.slots),
+        };
+        let mut first = None;
+        let res = self.root.run(&mut ctx, &V::Ref(input), &mut |v, _| {
+            first = Some(v);
+            // jq is lazy and the bridge takes the first output only: stop here.
+            Err(Stop::Done)
+        });
+        match res {
+            Ok(()) | Err(Stop::Done) => first,
+            Err(_) => None,
+        }
+    }
+
+    /// jaq's first output for `input`, or `None` when jaq must answer (errors included).
+    pub fn eval(&self, input: &Value) -> Option<Value> {
+        let first = self.first(input)?.into_value();
+        (!odd_numbers(&first)).then_some(first)
+    }
+
+    /// Whether jaq's first output for `input` is true in jq's sense, or `None` when jaq
+    /// must answer.
+    pub fn test(&self, input: &Value) -> Option<bool> {
+        let first = self.first(input)?;
+        Some(first.truthy())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::expr::Expr;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    const DEFS: &str = r#"
+def valid_phone: if (. // "") == "" then null else (try phone_e164 catch null) end;
+def pick($k): .[$k];
+def twice($x): [$x, $x];
+def length: "shadowed";
+"#;
+
+    /// Expressions of the subset (and some just outside it), each run on every input.
+    const EXPRS: &[&str] = &[
+        ".",
+        ".a",
+        ".a.b",
+        ".a.b.c",
+        ".a[0]",
+        ".a[-1]",
+        ".a[5]",
+        ".[0]",
+        ".a?",
+        ".a.b?",
+        ".a[]?",
+        ".a[]",
+        ".[]",
+        ".[]?",
+        "[.a[]?]",
+        "[.[]?]",
+        ".a // \"d\"",
+        ".a.b // .c // 0",
+        ".a == 1",
+        ".a != 1",
+        ".a == 1.0",
+        ".a < 2",
+        ".a > \"m\"",
+        ".a <= null",
+        ".a >= false",
+        ".a == .b",
+        ".a == [1, 2]",
+        ".a == {x: 1}",
+        ".a and .b",
+        ".a or .b",
+        ".a | not",
+        ".a == null",
+        "(.a // null) != null",
+        ".a + .b",
+        ".a + \"x\"",
+        "\"p\" + (.a | tostring)",
+        "{x: .a, y: .b.c}",
+        "{a, b}",
+        "{(.a): 1}",
+        "{x: .a[]?}",
+        "{x: (.a, .b)}",
+        "[.a, .b]",
+        "[.a[]? | {v: .}]",
+        "[.a[]? | .x]",
+        "if .a then 1 elif .b then 2 else 3 end",
+        "if .a then 1 end",
+        "if .a == 1 then \"one\" else null end",
+        ".a as $x | [$x, .b]",
+        ".a as $x | $x.b",
+        "try .a.b catch \"c\"",
+        "(.a | tostring)",
+        ".a | length",
+        ".a | to_entries",
+        "[.a | to_entries[] | {k: (.key | tostring), v: .value}]",
+        ".a | from_entries",
+        "[.a[]? | select(. != null)]",
+        ".a | map(. == 1)",
+        "\"v=\\(.a) w=\\(.b)\"",
+        "empty",
+        ".a | valid_phone",
+        "pick(\"a\")",
+        "twice(.a)",
+        "length",
+        ".a | dfloor",
+        ".a | dadd(1)",
+        ".a | dsub(.b)",
+        "[.a, .b] | drop_nulls",
+        "{a: .a, b: null} | drop_nulls",
+        ".a | uuid_v5",
+        "(.a, .b) | . == 1",
+        "[(.a, .b) // 5]",
+        "[.a?, .b?]",
+        ".a[.b]",
+        "true",
+        "false",
+        "null",
+        "1",
+        "1.50",
+        "-1",
+        "[.a[]? | . + 1]",
+        ".a.b? // \"none\"",
+        "{x: .a} | .x",
+        "{b: 1, a: 2} | [.[]]",
+        "{b: 1, a: 2} | to_entries",
+        ".a + {z: 1}",
+        ".a + [1]",
+        "(.a | phone_e164)",
+        ".a[0:1]",
+        "reduce .a[]? as $x (0; . + $x)",
+        "[.a[]?] | length",
+    ];
+
+    fn inputs() -> Vec<Value> {
+        let mut v: Vec<Value> = vec![
+            json!(null),
+            json!(1),
+            json!("s"),
+            json!([1, 2, 3]),
+            json!({}),
+            json!({"a": 1, "b": 2}),
+            json!({"a": 1.0, "b": 1}),
+            json!({"a": "x", "b": "y"}),
+            json!({"a": null, "b": false}),
+            json!({"a": [1, null, 3], "b": 1}),
+            json!({"a": {"b": {"c": 5}}, "c": "c"}),
+            json!({"a": {"b": [1]}, "b": "b"}),
+            json!({"a": [{"x": 1}, {"x": "y"}], "b": 0}),
+            json!({"a": {"x": 1, "y": 2}}),
+            json!({"a": [{"key": "k", "value": 1}], "b": null}),
+            json!({"a": "+7 999 000 00 01"}),
+            json!({"a": true, "b": "12"}),
+            json!({"a": [1, 2], "b": -1}),
+        ];
+        for text in [
+            r#"{"a": 12.50, "b": 2}"#,
+            r#"{"a": -0, "b": 0}"#,
+            r#"{"a": 1e3, "b": 1000}"#,
+            r#"{"a": 123456789012345678901234567890, "b": 1}"#,
+            r#"{"a": [1.5, 2], "b": 0.1}"#,
+        ] {
+            v.push(serde_json::from_str(text).unwrap());
+        }
+        v
+    }
+
+    /// The native answer, when there is one, is jaq's; an error stays jaq's error.
+    fn agree(src: &str, input: &Value) {
+        let expr = match Expr::compile_with(DEFS, src) {
+            Ok(e) => e,
+            Err(_) => return,
+        };
+        // `eval` asserts agreement itself in debug builds; compare the public result too.
+        assert_eq!(expr.eval(input), expr.eval_jaq(input), "{src} on {input}");
+    }
+
+    #[test]
+    fn native_agrees_with_jaq_on_a_table() {
+        let mut native = 0;
+        for src in EXPRS {
+            if Expr::compile_with(DEFS, src).is_ok_and(|e| e.is_native()) {
+                native += 1;
+            }
+            for input in inputs() {
+                agree(src, &input);
+            }
+        }
+        assert!(native > 60, "only {native} expressions native");
+    }
+
+    #[test]
+    fn the_common_subset_is_native() {
+        for src in [
+            ".credentials.api_key",
+            ".req.a // \"x\"",
+            ".step.body.errorCode? // 0",
+            "{a: .x, b: [.y[] | {c: .z}]}",
+            ".a == \"S\" and .b != null",
+        ] {
+            assert!(Expr::compile(src).unwrap().is_native(), "{src}");
+        }
+        // A user definition shadows the built-in of the same name.
+        let shadowed = Expr::compile_with(DEFS, "length").unwrap();
+        assert_eq!(shadowed.eval(&json!([1])).unwrap(), json!("shadowed"));
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(json!(null)),
+            any::<bool>().prop_map(Value::from),
+            (-3i64..4).prop_map(Value::from),
+            prop_oneof![Just("1.0"), Just("2.50"), Just("-0"), Just("1e2")]
+                .prop_map(|t| serde_json::from_str::<Value>(t).unwrap()),
+            prop_oneof![Just("a"), Just("b"), Just(""), Just("я")].prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("a".to_string()),
+                        Just("b".to_string()),
+                        Just("c".to_string())
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn native_agrees_with_jaq_on_random_inputs(input in value()) {
+            for src in EXPRS {
+                agree(src, &input);
+            }
+        }
+    }
+}

@@ -139,8 +139,7 @@ fn sandbox(
     }
     telemetry::init(&Default::default());
     runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let listener = loyalty_bridge::server::listen::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!("{vendor} sandbox with demo data on http://{listen} (Ctrl-C to stop)");
         match vendor {
@@ -260,16 +259,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     runtime()?.block_on(async {
         if let Some(sandbox) = &config.maxma_sandbox {
-            let listener = tokio::net::TcpListener::bind(sandbox.listen)
-                .await
+            let listener = loyalty_bridge::server::listen::bind(sandbox.listen)
                 .with_context(|| format!("cannot listen on {} (sandbox.maxma.listen)", sandbox.listen))?;
             tracing::info!(addr = %sandbox.listen, "MAXMA sandbox with demo data (remove [sandbox.maxma] for production)");
             let emulator = loyalty_bridge::sandbox::maxma::MaxmaSandbox::with_demo_data(sandbox.key.expose());
             tokio::spawn(emulator.serve(listener, shutdown_signal()));
         }
         let addr = config.server.listen;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = loyalty_bridge::server::listen::bind(addr)
             .with_context(|| format!("cannot listen on {addr}"))?;
         if let Err(e) = loyalty_bridge::run(listener, config, shutdown_signal()).await {
             // A broken mapping file names itself and the field; a backtrace would bury that.

@@ -14,6 +14,24 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+/// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
+/// tokio's `TcpListener::bind` asks for 1,024: a burst of 2,000 tills connecting at once would
+/// then see dropped SYNs and a 1 s retransmit on top of their request.
+pub const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds `addr` for [`accept_loop`], with [`ACCEPT_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restarted bridge must not wait out TIME_WAIT of its previous run's connections.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 pub struct ListenOptions {
     /// Names the server in logs.
     pub name: &'static str,

@@ -214,7 +214,7 @@ async fn admin_checks_credentials_saves_and_the_token_serves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn context_keys_sessions_csrf_origin_and_non_admins() {
+async fn context_keys_sessions_csrf_origin_and_accounts() {
     let w = AppWorld::start().await;
     w.install(ACCOUNT_A).await;
     w.install(ACCOUNT_B).await;

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -106,10 +106,8 @@ impl SettingsPage {
             .public_base_url
             .parse()
             .map_err(|e| format!("moysklad_app.public_base_url: {e}"))?;
-        let own_origin = match (base.scheme_str(), base.authority()) {
-            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
-            _ => return Err("moysklad_app.public_base_url: not an absolute URL".into()),
-        };
+        let own_origin =
+            origin_of(&base).ok_or("moysklad_app.public_base_url: not an absolute URL")?;
         let page_path = format!(
             "{}{}",
             base.path().trim_end_matches('/'),
@@ -138,11 +136,6 @@ impl SettingsPage {
             upstream,
             recent,
         })
-    }
-
-    /// The page's path (for the descriptor's iframe `sourceUrl`, below the public host).
-    pub fn page_path(&self) -> &str {
-        &self.page_path
     }
 
     /// Whether `path` is the page or one of its assets.
@@ -638,6 +631,23 @@ fn field<'a>(form: &'a Form, name: &str) -> &'a str {
     form.get(name).map_or("", String::as_str)
 }
 
+/// The origin a browser sends for pages under `base`: scheme, host, and the port unless it is
+/// the scheme's default (browsers leave `:443` / `:80` out).
+fn origin_of(base: &http::Uri) -> Option<String> {
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?;
+    let default_port = match scheme {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let host = authority.host().to_ascii_lowercase();
+    Some(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
 /// MoySklad account ids are UUIDs; the lifecycle path accepts the same shape.
 fn is_account_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -661,6 +671,36 @@ fn asset(content_type: &'static str, text: &'static str) -> Response<Bytes> {
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=86400"),
     );
-    *response.status_mut() = StatusCode::OK;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_origin_is_what_browsers_send() {
+        let origin = |url: &str| origin_of(&url.parse().unwrap());
+        assert_eq!(
+            origin("https://Bridge.example.com:443/lb"),
+            Some("https://bridge.example.com".into())
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8080"),
+            Some("http://127.0.0.1:8080".into())
+        );
+        assert_eq!(
+            origin("https://b.example:8443/"),
+            Some("https://b.example:8443".into())
+        );
+        assert_eq!(origin("/relative"), None);
+    }
+
+    #[test]
+    fn account_ids_are_checked_before_use() {
+        assert!(is_account_id("1f2e3d4c-0000-4000-8000-00000000a001"));
+        assert!(!is_account_id(""));
+        assert!(!is_account_id("../x"));
+        assert!(!is_account_id(&"a".repeat(65)));
+    }
 }

@@ -81,6 +81,17 @@ pub struct RawMoyskladApp {
     pub encryption_key: String,
     /// Where app tenants' vendor mapping files are (`<name>.toml`), relative to the config file.
     pub mappings_dir: Option<PathBuf>,
+    /// Path of the settings page (the descriptor's iframe `sourceUrl` is `public_base_url` + this).
+    pub settings_path: Option<String>,
+    /// Origins besides MoySklad's that may frame the settings page (a sandbox, a local demo).
+    #[serde(default)]
+    pub frame_ancestors: Vec<String>,
+    /// A settings page session ends after this many idle minutes.
+    pub session_idle_minutes: Option<u64>,
+    /// Where each vendor mapping's API is, by mapping name, overriding the mapping file's
+    /// `[vendor] base_url` (a vendor's test environment, a sandbox).
+    #[serde(default)]
+    pub vendor_base_urls: BTreeMap<String, String>,
 }
 
 pub const DEFAULT_VENDOR_API_URL: &str = "https://apps-api.moysklad.ru/api/vendor/1.0";
@@ -97,7 +108,19 @@ pub struct MoyskladAppConfig {
     pub vendor_api_url: String,
     pub encryption_key: EncryptionKey,
     pub mappings_dir: PathBuf,
+    /// Path of the settings page below `public_base_url`'s own path (leading `/`, no trailing `/`).
+    pub settings_path: String,
+    /// Extra `frame-ancestors` origins of the settings page (MoySklad's are always allowed).
+    pub frame_ancestors: Vec<String>,
+    pub session_idle: std::time::Duration,
+    /// Vendor API base URLs by mapping name (without a trailing `/`).
+    pub vendor_base_urls: BTreeMap<String, String>,
 }
+
+/// Default path of the settings page.
+pub const DEFAULT_SETTINGS_PATH: &str = "/moysklad/settings";
+/// Default idle lifetime of a settings page session, in minutes.
+pub const DEFAULT_SESSION_IDLE_MINUTES: u64 = 30;
 
 impl fmt::Debug for MoyskladAppConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -109,6 +132,10 @@ impl fmt::Debug for MoyskladAppConfig {
             .field("vendor_api_url", &self.vendor_api_url)
             .field("encryption_key", &self.encryption_key)
             .field("mappings_dir", &self.mappings_dir)
+            .field("settings_path", &self.settings_path)
+            .field("frame_ancestors", &self.frame_ancestors)
+            .field("session_idle", &self.session_idle)
+            .field("vendor_base_urls", &self.vendor_base_urls)
             .finish()
     }
 }
@@ -607,6 +634,50 @@ impl RawMoyskladApp {
             )
         })?;
         let mappings_dir = base_dir.join(self.mappings_dir.unwrap_or_else(|| "mappings".into()));
+        let settings_path = self
+            .settings_path
+            .unwrap_or_else(|| DEFAULT_SETTINGS_PATH.into());
+        let path_ok = settings_path.len() > 1
+            && settings_path.starts_with('/')
+            && !settings_path.ends_with('/')
+            && !settings_path.contains("//")
+            && settings_path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+        if !path_ok {
+            return Err(invalid(
+                format!("{at}.settings_path"),
+                "must be a path like \"/moysklad/settings\" (leading /, no trailing /, \
+                 letters, digits, '-', '_', '.')",
+            ));
+        }
+        let mut frame_ancestors = Vec::with_capacity(self.frame_ancestors.len());
+        for (i, origin) in self.frame_ancestors.iter().enumerate() {
+            let origin = validate_origin(origin)
+                .map_err(|m| invalid(format!("{at}.frame_ancestors[{i}]"), m))?;
+            frame_ancestors.push(origin);
+        }
+        let idle_minutes = self
+            .session_idle_minutes
+            .unwrap_or(DEFAULT_SESSION_IDLE_MINUTES);
+        if !(1..=1440).contains(&idle_minutes) {
+            return Err(invalid(
+                format!("{at}.session_idle_minutes"),
+                "must be between 1 and 1440",
+            ));
+        }
+        let mut vendor_base_urls = BTreeMap::new();
+        for (name, url) in self.vendor_base_urls {
+            let field = format!("{at}.vendor_base_urls.{name}");
+            if !is_mapping_name(&name) {
+                return Err(invalid(
+                    field,
+                    "must name a mapping file of mappings_dir (1–64 of A–Z, a–z, 0–9, '-', '_')",
+                ));
+            }
+            let url = validate_base_url(&url).map_err(|m| invalid(&field, m))?;
+            vendor_base_urls.insert(name, url);
+        }
         Ok(MoyskladAppConfig {
             app_id: self.app_id,
             app_uid: self.app_uid,
@@ -615,6 +686,10 @@ impl RawMoyskladApp {
             vendor_api_url,
             encryption_key,
             mappings_dir,
+            settings_path,
+            frame_ancestors,
+            session_idle: std::time::Duration::from_secs(idle_minutes * 60),
+            vendor_base_urls,
         })
     }
 }
@@ -937,6 +1012,35 @@ fn expand(template: &str, field: &str, env: EnvLookup<'_>) -> Result<String, Inv
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Whether `name` can be a mapping's name (`<mappings_dir>/<name>.toml`): no path tricks.
+pub fn is_mapping_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A CSP source for `frame-ancestors`: `scheme://host[:port]`, the host may start with `*.`.
+fn validate_origin(text: &str) -> Result<String, String> {
+    let text = text.trim_end_matches('/');
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or("must be an origin like \"https://example.com\"")?;
+    if scheme != "http" && scheme != "https" {
+        return Err("must start with http:// or https://".into());
+    }
+    let host = rest.strip_prefix("*.").unwrap_or(rest);
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !ok {
+        return Err("must be an origin (scheme://host[:port], no path, no query)".into());
+    }
+    Ok(text.to_string())
 }
 
 fn validate_base_url(text: &str) -> Result<String, String> {

@@ -62,6 +62,17 @@ enum Command {
         /// moysklad only: the app's appUid (as `moysklad_app.app_uid`).
         #[arg(long, default_value = "loyalty-bridge.sandbox")]
         app_uid: String,
+        /// moysklad only: a running bridge's `moysklad_app.public_base_url`. The sandbox then
+        /// installs the app for `--account` on it (as MoySklad would) and prints the settings
+        /// page's URLs (the bridge's `frame_ancestors` must list this sandbox's origin).
+        #[arg(long)]
+        bridge: Option<String>,
+        /// moysklad only: the bridge's `moysklad_app.settings_path`.
+        #[arg(long, default_value = "/moysklad/settings")]
+        settings_path: String,
+        /// moysklad only: the demo account's id.
+        #[arg(long, default_value = "1f2e3d4c-0000-4000-8000-00000000d3e0")]
+        account: String,
     },
     /// Look at and act on the outbox (sales accepted while a vendor was down).
     Outbox {
@@ -114,15 +125,33 @@ fn main() -> anyhow::Result<()> {
             delay_ms,
             app_id,
             app_uid,
+            bridge,
+            settings_path,
+            account,
         } => sandbox(
             &vendor,
             listen,
             key,
             company_id,
             delay_ms,
-            (app_id, app_uid),
+            MoyskladDemo {
+                app_id,
+                app_uid,
+                bridge,
+                settings_path,
+                account,
+            },
         ),
     }
+}
+
+/// What `sandbox moysklad` needs beyond the common options.
+struct MoyskladDemo {
+    app_id: String,
+    app_uid: String,
+    bridge: Option<String>,
+    settings_path: String,
+    account: String,
 }
 
 fn sandbox(
@@ -131,7 +160,7 @@ fn sandbox(
     key: String,
     company_id: String,
     delay_ms: Option<u64>,
-    (app_id, app_uid): (String, String),
+    demo: MoyskladDemo,
 ) -> anyhow::Result<()> {
     use loyalty_bridge::sandbox;
     if delay_ms.is_some() && vendor != "maxma" {
@@ -163,12 +192,29 @@ fn sandbox(
                     .await?
             }
             "moysklad" => {
+                let MoyskladDemo {
+                    app_id,
+                    app_uid,
+                    bridge,
+                    settings_path,
+                    account,
+                } = demo;
                 eprintln!(
                     "MoySklad Vendor API at http://{listen}/api/vendor/1.0 (app {app_id}, appUid {app_uid})"
                 );
-                sandbox::moysklad::MoyskladSandbox::new(app_id, app_uid, key)
-                    .serve(listener, shutdown_signal())
-                    .await?
+                let mut emulator = sandbox::moysklad::MoyskladSandbox::new(app_id, app_uid, key);
+                if let Some(bridge) = bridge {
+                    let bridge = bridge.trim_end_matches('/').to_owned();
+                    emulator =
+                        emulator.with_settings_page(format!("{bridge}{settings_path}"));
+                    tokio::spawn(install_demo_account(
+                        emulator.clone(),
+                        bridge,
+                        account,
+                        listen,
+                    ));
+                }
+                emulator.serve(listener, shutdown_signal()).await?
             }
             other => {
                 bail!("no sandbox for {other:?}; available: maxma, uds, premiumbonus, moysklad")
@@ -176,6 +222,45 @@ fn sandbox(
         }
         Ok(())
     })
+}
+
+/// `sandbox moysklad --bridge`: installs the app for the demo account, as MoySklad would, and
+/// prints where to open the settings page.
+async fn install_demo_account(
+    emulator: loyalty_bridge::sandbox::moysklad::MoyskladSandbox,
+    bridge: String,
+    account: String,
+    listen: std::net::SocketAddr,
+) {
+    let (status, answer) = emulator
+        .install(&bridge, &account, "sandbox-access-token")
+        .await;
+    if status != 200 {
+        eprintln!("installing the demo account on {bridge} failed: HTTP {status} {answer}");
+        return;
+    }
+    eprintln!("installed on {bridge} for account {account}: {answer}");
+    let frame = |admin: bool, locale: &str| {
+        format!(
+            "http://{listen}/sandbox/frame?accountId={account}&admin={admin}&userLocale={locale}"
+        )
+    };
+    eprintln!(
+        "settings page in a MoySklad-like frame (admin):     {}",
+        frame(true, "ru_RU")
+    );
+    eprintln!(
+        "                                     (admin, English): {}",
+        frame(true, "en_US")
+    );
+    eprintln!(
+        "                                     (not an admin):   {}",
+        frame(false, "ru_RU")
+    );
+    let key = emulator.issue_context(&account, true);
+    if let Some(url) = emulator.settings_url(&key, "ru_RU") {
+        eprintln!("or open it directly (this context key works once, for 5 minutes): {url}");
+    }
 }
 
 fn outbox(config: &Config, action: OutboxAction) -> anyhow::Result<()> {

@@ -26,6 +26,8 @@
 
 pub mod crypto;
 pub mod jwt;
+pub mod recent;
+pub mod settings;
 pub mod vendor;
 
 use std::collections::BTreeMap;
@@ -36,7 +38,7 @@ use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::{Limits, MoyskladAppConfig, Tenant, TokenHash};
+use crate::config::{Limits, MoyskladAppConfig, Tenant, TokenHash, is_mapping_name};
 use crate::error::Error;
 use crate::loyalty::auth::AppEntry;
 use crate::secret::Secret;
@@ -290,13 +292,7 @@ impl AppContext {
         account_id: &str,
         request: ConnectRequest,
     ) -> Result<Connected, ConnectError> {
-        let name_ok = !request.mapping.is_empty()
-            && request.mapping.len() <= 64
-            && request
-                .mapping
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !name_ok || !self.mapping_path(&request.mapping).is_file() {
+        if !is_mapping_name(&request.mapping) || !self.mapping_path(&request.mapping).is_file() {
             return Err(ConnectError::Invalid {
                 field: "mapping",
                 message: format!("no mapping named {:?}", request.mapping),
@@ -409,13 +405,7 @@ impl AppContext {
     fn tenant_of(&self, t: &AppTenant) -> Result<Tenant, String> {
         let mapping = t.mapping.as_deref().ok_or("no mapping")?;
         let base_url = t.base_url.clone().ok_or("no base URL")?;
-        let sealed = t.credentials_sealed.as_deref().ok_or("no credentials")?;
-        let json = self
-            .sealer
-            .open(sealed, &credentials_context(&t.account_id))
-            .map_err(|e| format!("credentials: {e}"))?;
-        let credentials: BTreeMap<String, String> =
-            serde_json::from_str(&json).map_err(|_| "credentials are not a JSON object")?;
+        let credentials = self.open_credentials(t)?.ok_or("no credentials")?;
         Ok(Tenant {
             name: format!("{TENANT_PREFIX}{}", t.account_id),
             token_hash: t
@@ -425,14 +415,42 @@ impl AppContext {
                 .ok_or("no token")?,
             mapping: self.mapping_path(mapping),
             base_url,
-            credentials: credentials
-                .into_iter()
-                .map(|(k, v)| (k, Secret::new(v)))
-                .collect(),
+            credentials,
             settings: t.settings.clone(),
             limits: Limits::default(),
             outbox: Default::default(),
         })
+    }
+
+    /// The account's vendor credentials, opened; `None` when none are stored.
+    fn open_credentials(&self, t: &AppTenant) -> Result<Option<BTreeMap<String, Secret>>, String> {
+        let Some(sealed) = t.credentials_sealed.as_deref() else {
+            return Ok(None);
+        };
+        let json = self
+            .sealer
+            .open(sealed, &credentials_context(&t.account_id))
+            .map_err(|e| format!("credentials: {e}"))?;
+        let credentials: BTreeMap<String, String> =
+            serde_json::from_str(&json).map_err(|_| "credentials are not a JSON object")?;
+        Ok(Some(
+            credentials
+                .into_iter()
+                .map(|(k, v)| (k, Secret::new(v)))
+                .collect(),
+        ))
+    }
+
+    /// The stored vendor credentials of an account (the settings page keeps a credential the
+    /// admin leaves empty, and shows which are set, never their values).
+    pub fn stored_credentials(&self, t: &AppTenant) -> Option<BTreeMap<String, Secret>> {
+        match self.open_credentials(t) {
+            Ok(credentials) => credentials,
+            Err(why) => {
+                tracing::error!(account_id = %t.account_id, why = %why, "stored credentials do not open");
+                None
+            }
+        }
     }
 
     /// MoySklad's JSON-API access token of an account, opened (for later calls on its behalf).

@@ -29,6 +29,10 @@ pub struct VendorSection {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// The vendor API's production base URL: where app tenants (the settings page) send this
+    /// mapping's calls unless `moysklad_app.vendor_base_urls` names another.
+    #[serde(default)]
+    pub base_url: Option<String>,
     /// Headers sent with every call (templates; credentials as `{.credentials.api_key}`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

@@ -201,6 +201,15 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
     if file.vendor.name.trim().is_empty() {
         return Err(("vendor.name".into(), "must not be empty".into()));
     }
+    if let Some(url) = &file.vendor.base_url {
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || url.parse::<http::Uri>().is_err() || url.contains('?') {
+            return Err((
+                "vendor.base_url".into(),
+                "must be an http(s) URL without a query".into(),
+            ));
+        }
+    }
     let vendor = Vendor {
         name: file.vendor.name,
         headers: headers(&file.vendor.headers, "vendor.headers", defs)?,

@@ -8,6 +8,12 @@
 //! root. Every call must carry a fresh HS256 JWT signed with the app's secret (`sub` = appUid,
 //! a `jti` not seen before) → else 401, and `Accept-Encoding: gzip` → else 415. It records the
 //! loyalty settings and statuses it receives.
+//!
+//! For tests and a local demo (not part of MoySklad's API, no JWT): `POST /sandbox/context?
+//! accountId=…&admin=true|false[&name=…]` mints a context key (`{"contextKey", "url"}`, the url
+//! being the settings page's when the sandbox knows it, see [`MoyskladSandbox::with_settings_page`]),
+//! and `GET /sandbox/frame?accountId=…&admin=…&userLocale=…` is a page that frames the bridge's
+//! settings page with a fresh key, as MoySklad's UI does.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -36,10 +42,18 @@ pub struct SandboxAccount {
     pub loyalty: Option<Value>,
 }
 
+/// An issued context key: who opened the page.
+struct IssuedContext {
+    account_id: String,
+    admin: bool,
+    employee: String,
+    until: Instant,
+}
+
 #[derive(Default)]
 struct State {
     accounts: HashMap<String, SandboxAccount>,
-    contexts: HashMap<String, (String, bool, Instant)>,
+    contexts: HashMap<String, IssuedContext>,
     seen_jti: HashSet<String>,
     /// (method, path, status) of every Vendor API call received.
     calls: Vec<(String, String, u16)>,
@@ -49,12 +63,43 @@ struct Shared {
     app_id: String,
     app_uid: String,
     secret: String,
+    /// The bridge's settings page URL (`public_base_url` + `settings_path`), when known.
+    settings_page: Mutex<Option<String>>,
     state: Mutex<State>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn issue_context(&self, account_id: &str, admin: bool, employee: &str) -> String {
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        self.lock().contexts.insert(
+            key.clone(),
+            IssuedContext {
+                account_id: account_id.to_owned(),
+                admin,
+                employee: employee.to_owned(),
+                until: Instant::now() + CONTEXT_TTL,
+            },
+        );
+        key
+    }
+
+    fn settings_url(&self, context_key: &str, user_locale: &str) -> Option<String> {
+        let page = self
+            .settings_page
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("contextKey", context_key)
+            .append_pair("appUid", &self.app_uid)
+            .append_pair("appId", &self.app_id)
+            .append_pair("userLocale", user_locale)
+            .finish();
+        Some(format!("{page}?{query}"))
     }
 }
 
@@ -85,6 +130,7 @@ impl MoyskladSandbox {
                 app_id: app_id.into(),
                 app_uid: app_uid.into(),
                 secret: secret.into(),
+                settings_page: Mutex::new(None),
                 state: Mutex::new(State::default()),
             }),
             client: reqwest::Client::new(),
@@ -216,12 +262,34 @@ impl MoyskladSandbox {
 
     /// A context key as MoySklad puts in the settings page's URL (valid 5 minutes, once).
     pub fn issue_context(&self, account_id: &str, admin: bool) -> String {
-        let key = uuid::Uuid::new_v4().simple().to_string();
-        self.shared.lock().contexts.insert(
-            key.clone(),
-            (account_id.to_owned(), admin, Instant::now() + CONTEXT_TTL),
-        );
-        key
+        let employee = if admin {
+            "Sandbox Admin"
+        } else {
+            "Sandbox Cashier"
+        };
+        self.issue_context_as(account_id, admin, employee)
+    }
+
+    /// [`MoyskladSandbox::issue_context`] for an employee with this name.
+    pub fn issue_context_as(&self, account_id: &str, admin: bool, employee: &str) -> String {
+        self.shared.issue_context(account_id, admin, employee)
+    }
+
+    /// Tells the sandbox where the bridge's settings page is (`public_base_url` +
+    /// `settings_path`), for [`MoyskladSandbox::settings_url`] and `/sandbox/frame`.
+    pub fn with_settings_page(self, url: impl Into<String>) -> Self {
+        *self
+            .shared
+            .settings_page
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(url.into());
+        self
+    }
+
+    /// The URL MoySklad opens in its iframe: the settings page with `contextKey`, `appUid`,
+    /// `appId` and `userLocale` (`None` until [`MoyskladSandbox::with_settings_page`]).
+    pub fn settings_url(&self, context_key: &str, user_locale: &str) -> Option<String> {
+        self.shared.settings_url(context_key, user_locale)
     }
 
     pub fn account(&self, account_id: &str) -> Option<SandboxAccount> {
@@ -292,6 +360,9 @@ fn check_call(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, V
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    if let Some(what) = path.strip_prefix("/sandbox/") {
+        return demo(shared, &method, what, req.uri().query().unwrap_or(""));
+    }
     let (status, body) = match check_call(shared, req.headers()) {
         Err(answer) => answer,
         Ok(()) => {
@@ -422,12 +493,81 @@ fn app_call(
     }
 }
 
+/// The sandbox's own endpoints (tests, demo): mint a context key, frame the settings page.
+fn demo(shared: &Shared, method: &Method, what: &str, query: &str) -> Response<Full<Bytes>> {
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let account_id = params.get("accountId").cloned().unwrap_or_default();
+    let admin = params.get("admin").is_none_or(|a| a != "false");
+    let locale = params
+        .get("userLocale")
+        .cloned()
+        .unwrap_or_else(|| "ru_RU".into());
+    let reply = |status: StatusCode, content_type: &'static str, body: String| {
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        response
+    };
+    if account_id.is_empty() {
+        let body = json!({"errors": [{"error": "accountId is required", "code": 400}]});
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            body.to_string(),
+        );
+    }
+    let default_name = if admin {
+        "Sandbox Admin"
+    } else {
+        "Sandbox Cashier"
+    };
+    let name = params.get("name").map_or(default_name, String::as_str);
+    match (method, what) {
+        (&Method::POST, "context") => {
+            let key = shared.issue_context(&account_id, admin, name);
+            let url = shared.settings_url(&key, &locale);
+            let body = json!({"contextKey": key, "url": url});
+            reply(StatusCode::OK, "application/json", body.to_string())
+        }
+        (&Method::GET, "frame") => {
+            let key = shared.issue_context(&account_id, admin, name);
+            let Some(url) = shared.settings_url(&key, &locale) else {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    "the sandbox does not know the bridge's settings page (--bridge)".into(),
+                );
+            };
+            // The URL is ours (escaped for the attribute anyway).
+            let src = crate::app::settings::html::escape(&url);
+            let body = format!(
+                "<!doctype html><html><head><meta charset=\"utf-8\"><title>MoySklad sandbox</title></head>\
+                 <body style=\"margin:0;font-family:sans-serif;background:#eef1f4\">\
+                 <div style=\"padding:8px 16px;background:#1e3a5f;color:#fff\">MoySklad sandbox · app settings</div>\
+                 <iframe id=\"app\" src=\"{src}\" style=\"border:0;width:100%;height:calc(100vh - 40px)\"></iframe>\
+                 </body></html>"
+            );
+            reply(StatusCode::OK, "text/html; charset=utf-8", body)
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            json!({"errors": [{"error": "unknown sandbox path", "code": 404}]}).to_string(),
+        ),
+    }
+}
+
 fn context(shared: &Shared, key: &str) -> (StatusCode, Value) {
     let mut state = shared.lock();
     // A key is exchanged once.
     match state.contexts.remove(key) {
-        Some((account_id, admin, until)) if until > Instant::now() => {
-            let permissions = if admin {
+        Some(issued) if issued.until > Instant::now() => {
+            let permissions = if issued.admin {
                 json!({"admin": {"view": "ALL"}})
             } else {
                 json!({"admin": {"view": "NO"}})
@@ -436,9 +576,9 @@ fn context(shared: &Shared, key: &str) -> (StatusCode, Value) {
                 StatusCode::OK,
                 json!({
                     "id": uuid::Uuid::new_v4().to_string(),
-                    "accountId": account_id,
-                    "uid": "admin@sandbox",
-                    "name": "Sandbox Employee",
+                    "accountId": issued.account_id,
+                    "uid": if issued.admin { "admin@sandbox" } else { "cashier@sandbox" },
+                    "name": issued.employee,
                     "permissions": permissions,
                 }),
             )

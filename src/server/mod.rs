@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::app::AppContext;
+use crate::app::recent::{FailureSource, RecentFailures};
+use crate::app::settings::SettingsPage;
 use crate::cache::StepCache;
 use crate::config::{Config, Tenant, TokenHash};
 use crate::error::{self, Error};
@@ -37,6 +39,7 @@ use crate::upstream::{HttpUpstream, Upstream};
 use listen::{ListenOptions, accept_loop};
 use route::Route;
 
+pub use body::read as read_body;
 pub use route::route;
 
 /// A tenant's vendor rate limiter and circuit breaker.
@@ -46,7 +49,8 @@ type TenantGuards = (Arc<TenantLimiter>, Arc<Breaker>);
 struct App {
     config: Config,
     tenants: Tenants,
-    mappings: Mappings,
+    /// Shared with the settings page, whose credential check runs a mapping.
+    mappings: Arc<Mappings>,
     upstream: Arc<dyn Upstream>,
     memory: Arc<Memory>,
     cache: Arc<StepCache>,
@@ -61,6 +65,8 @@ struct App {
     metrics_token: Option<TokenHash>,
     /// The MoySklad app lifecycle, when `[moysklad_app]` is configured.
     moysklad: Option<Arc<AppContext>>,
+    /// The MoySklad app's settings page (with `[moysklad_app]`).
+    settings: Option<Arc<SettingsPage>>,
     /// Rate limiters and breakers of app tenants, made when first needed.
     app_limits: Mutex<HashMap<String, TenantGuards>>,
 }
@@ -185,7 +191,9 @@ pub async fn serve_with(
 ) -> Result<(), ServeError> {
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let header_timeout = Duration::from_millis(config.server.header_read_timeout_ms);
-    let mappings = Mappings::load(config.tenants.iter().map(|t| t.mapping.as_path()))?;
+    let mappings = Arc::new(Mappings::load(
+        config.tenants.iter().map(|t| t.mapping.as_path()),
+    )?);
     let store = crate::store::open(&config.store)
         .await
         .map_err(|e| ServeError::Store(format!("{}: {e}", config.store.describe())))?;
@@ -202,8 +210,21 @@ pub async fn serve_with(
         )),
         None => None,
     };
+    let settings = match &moysklad {
+        Some(ctx) => Some(Arc::new(
+            SettingsPage::new(
+                ctx.clone(),
+                mappings.clone(),
+                upstream.clone(),
+                Arc::new(RecentFailures::new()),
+            )
+            .map_err(ServeError::Client)?,
+        )),
+        None => None,
+    };
     let app = Arc::new(App {
         moysklad,
+        settings,
         app_limits: Mutex::new(HashMap::new()),
         tenants: Tenants::new(config.tenants.iter().cloned()),
         mappings,
@@ -378,6 +399,16 @@ async fn dispatch(
     outcome: &mut Outcome,
 ) -> Result<Response<Bytes>, Error> {
     let server = &app.config.server;
+    if let Some(settings) = &app.settings
+        && settings.serves(req.uri().path())
+    {
+        outcome.op = Some("moysklad.settings");
+        let answer = settings.handle(req).await;
+        if answer.connected {
+            app.refresh_app_tenants().await;
+        }
+        return Ok(answer.response);
+    }
     if let Some(ctx) = &app.moysklad
         && let Some((app_id, account_id)) = ctx.lifecycle_target(req.uri().path())
     {
@@ -430,7 +461,10 @@ async fn dispatch(
     let ctx = app.context(tenant, request_id.to_owned(), deadline);
     let result = request.apply(&ctx).await;
     outcome.upstream_calls = ctx.upstream_calls.load(Ordering::Relaxed);
-    let reply = result.inspect_err(|e| log_failure(e, request_id))?;
+    let reply = result.inspect_err(|e| {
+        log_failure(e, request_id);
+        note_app_failure(app, &ctx.tenant.name, op, e);
+    })?;
     render(&reply)
 }
 
@@ -492,6 +526,31 @@ fn metrics(app: &App, headers: &HeaderMap) -> Result<Response<Bytes>, Error> {
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     Ok(response)
+}
+
+/// An app account's failed LoyaltyAPI call, for its settings page's recent errors (only
+/// failures its admin can act on: see [`crate::app::recent`]).
+fn note_app_failure(app: &App, tenant: &str, op: ops::Op, err: &Error) {
+    let (Some(settings), Some(account_id)) = (
+        &app.settings,
+        tenant.strip_prefix(crate::app::TENANT_PREFIX),
+    ) else {
+        return;
+    };
+    if crate::app::recent::worth_showing(err) {
+        let (title, message) = error::cashier_texts(err);
+        let text = format!(
+            "{} → {}: {title}. {message}",
+            op.name(),
+            err.status().as_u16()
+        );
+        settings.recent.record(
+            account_id,
+            FailureSource::LoyaltyApi,
+            &text,
+            crate::store::now_ms(),
+        );
+    }
 }
 
 /// Failures whose detail the envelope hides are logged in full here.

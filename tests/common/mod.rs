@@ -1,6 +1,8 @@
 //! Starting a real bridge on 127.0.0.1:0 for black-box tests.
 #![allow(dead_code)]
 
+pub mod moysklad;
+
 use std::net::SocketAddr;
 use std::path::Path;
 

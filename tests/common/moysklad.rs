@@ -1,0 +1,279 @@
+//! A MoySklad app world for the settings page tests: the MAXMA sandbox, the MoySklad Vendor API
+//! sandbox (which knows the bridge's settings page) and a bridge with `[moysklad_app]`, each on
+//! 127.0.0.1:0.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use loyalty_bridge::Config;
+use loyalty_bridge::sandbox::maxma::MaxmaSandbox;
+use loyalty_bridge::sandbox::moysklad::MoyskladSandbox;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const APP_ID: &str = "4c5b1a2e-7d3f-4a9b-8c1d-2e3f4a5b6c7d";
+pub const APP_UID: &str = "loyalty-bridge.test";
+pub const SECRET: &str = "app-secret-key-0123456789abcdef";
+pub const ENC_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub const MAXMA_KEY: &str = "maxma-processing-key";
+pub const ACCESS_TOKEN: &str = "ms-json-api-access-token-42";
+pub const ACCOUNT_A: &str = "1f2e3d4c-0000-4000-8000-00000000a001";
+pub const ACCOUNT_B: &str = "1f2e3d4c-0000-4000-8000-00000000b002";
+pub const SETTINGS_PATH: &str = "/moysklad/settings";
+/// The MAXMA demo customer (500 bonuses).
+pub const DEMO_PHONE: &str = "+79990000001";
+
+pub struct AppWorld {
+    pub moysklad: MoyskladSandbox,
+    pub maxma: MaxmaSandbox,
+    pub moysklad_url: String,
+    pub maxma_url: String,
+    pub bridge: String,
+    /// The bridge's SQLite store (a test may open a second handle on it).
+    pub store_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+impl AppWorld {
+    pub async fn start() -> AppWorld {
+        let mut stops = Vec::new();
+        let maxma = MaxmaSandbox::with_demo_data(MAXMA_KEY);
+        let (maxma_listener, maxma_url) = listen().await;
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(maxma.clone().serve(maxma_listener, async {
+            let _ = rx.await;
+        }));
+        stops.push(tx);
+
+        let (listener, bridge) = listen().await;
+        let moysklad = MoyskladSandbox::new(APP_ID, APP_UID, SECRET)
+            .with_settings_page(format!("{bridge}{SETTINGS_PATH}"));
+        let (ms_listener, moysklad_url) = listen().await;
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(moysklad.clone().serve(ms_listener, async {
+            let _ = rx.await;
+        }));
+        stops.push(tx);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store_path = dir.path().join("store.sqlite3");
+        let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+        let text = format!(
+            r#"
+            [store]
+            path = "{store}"
+            [moysklad_app]
+            app_id = "{APP_ID}"
+            app_uid = "{APP_UID}"
+            secret_key = "${{SECRET}}"
+            public_base_url = "{bridge}"
+            vendor_api_url = "{moysklad_url}/api/vendor/1.0"
+            encryption_key = "${{ENC_KEY}}"
+            mappings_dir = "{mappings}"
+            frame_ancestors = ["{moysklad_url}"]
+            vendor_base_urls = {{ maxma = "{maxma_url}" }}
+            "#,
+            store = store_path.display(),
+            mappings = mappings.display(),
+        );
+        let env = |name: &str| match name {
+            "SECRET" => Some(SECRET.to_string()),
+            "ENC_KEY" => Some(ENC_KEY.to_string()),
+            _ => None,
+        };
+        let config = Config::parse(&text, "settings test", Path::new("."), &env).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(loyalty_bridge::run(listener, config, async {
+            let _ = rx.await;
+        }));
+        stops.push(tx);
+        let world = AppWorld {
+            moysklad,
+            maxma,
+            moysklad_url,
+            maxma_url,
+            bridge,
+            store_path,
+            _dir: dir,
+            _stops: stops,
+        };
+        let ready = super::client()
+            .get(format!("{}/readyz", world.bridge))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), reqwest::StatusCode::OK);
+        world
+    }
+
+    pub async fn install(&self, account_id: &str) {
+        let (status, body) = self
+            .moysklad
+            .install(&self.bridge, account_id, ACCESS_TOKEN)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub fn page_url(&self) -> String {
+        format!("{}{SETTINGS_PATH}", self.bridge)
+    }
+
+    /// The URL MoySklad's iframe opens for a fresh context key.
+    pub fn settings_url(&self, account_id: &str, admin: bool, locale: &str) -> String {
+        let key = self.moysklad.issue_context(account_id, admin);
+        self.moysklad.settings_url(&key, locale).unwrap()
+    }
+
+    /// The sandbox's page that frames the settings page, as MoySklad's UI does.
+    pub fn frame_url(&self, account_id: &str, admin: bool, locale: &str) -> String {
+        format!(
+            "{}/sandbox/frame?accountId={account_id}&admin={admin}&userLocale={locale}",
+            self.moysklad_url
+        )
+    }
+
+    /// The loyalty settings MoySklad received for the account (`{url, token, externalSearch}`).
+    pub fn loyalty_settings(&self, account_id: &str) -> Option<Value> {
+        self.moysklad.account(account_id)?.loyalty
+    }
+
+    /// `GET /counterparty?search=<demo phone>` as MoySklad would send it with `token`.
+    pub async fn search(&self, token: &str) -> (u16, Value) {
+        self.search_for(token, DEMO_PHONE).await
+    }
+
+    /// `GET /counterparty?search=<phone>` with `token`.
+    pub async fn search_for(&self, token: &str, phone: &str) -> (u16, Value) {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("search", phone)
+            .append_pair("retailStoreId", "s1")
+            .finish();
+        let resp = super::client()
+            .get(format!("{}/counterparty?{query}", self.bridge))
+            .header("Lognex-Discount-API-Auth-Token", token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Waits until `token`'s customer search answers `want` (app tenants are re-read at once
+    /// after a save and every second).
+    pub async fn search_until(&self, token: &str, want: u16) -> Value {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.search(token).await;
+            if status == want {
+                return body;
+            }
+            assert!(Instant::now() < until, "still {status}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A page as fetched over HTTP.
+pub struct Page {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub html: String,
+}
+
+impl Page {
+    /// The value of the hidden (or any) input named `name`, as rendered (unescaped).
+    pub fn input(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let at = self.html.find(&marker)? + marker.len();
+        let end = self.html[at..].find('"')?;
+        Some(
+            self.html[at..at + end]
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&"),
+        )
+    }
+
+    /// The session and CSRF fields of the page's form.
+    pub fn session(&self) -> (String, String) {
+        (
+            self.input("session").expect("a session field"),
+            self.input("csrf").expect("a csrf field"),
+        )
+    }
+
+    /// Whether the page has an element with id `id`.
+    pub fn has_id(&self, id: &str) -> bool {
+        self.html.contains(&format!("id=\"{id}\""))
+    }
+}
+
+pub async fn fetch(request: reqwest::RequestBuilder) -> Page {
+    let resp = request.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let html = resp.text().await.unwrap();
+    Page {
+        status,
+        headers,
+        html,
+    }
+}
+
+pub async fn get_page(url: &str) -> Page {
+    fetch(super::client().get(url)).await
+}
+
+/// Posts `fields` as a form to the settings page, with `origin` as the `Origin` header.
+pub async fn post_form(world: &AppWorld, fields: &[(&str, &str)], origin: Option<&str>) -> Page {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let mut request = super::client()
+        .post(world.page_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    fetch(request).await
+}
+
+/// The form fields of an action of the session `(session, csrf)`.
+pub fn action_fields<'a>(
+    session: &'a (String, String),
+    action: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut fields = vec![
+        ("session", session.0.as_str()),
+        ("csrf", session.1.as_str()),
+        ("lang", "ru"),
+        ("action", action),
+    ];
+    fields.extend_from_slice(extra);
+    fields
+}
+
+/// Query parameters of a URL.
+pub fn query_of(url: &str) -> HashMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}

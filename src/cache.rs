@@ -50,6 +50,20 @@ impl StepCache {
         }
     }
 
+    /// The live cached answer under `key` for `tenant` (a hit), or none. A plan asks this
+    /// before building the vendor request, which a hit does not need.
+    pub async fn get(&self, tenant: &str, key: &str) -> Option<UpstreamResponse> {
+        let key = (tenant.to_string(), key.to_string());
+        let entry = self.entries.get(&key).await?;
+        if entry.expires <= Instant::now() {
+            return None;
+        }
+        if let Some(m) = &self.metrics {
+            m.cache_hit(tenant);
+        }
+        Some(entry.response)
+    }
+
     /// The cached answer under `key` for `tenant`, or `fetch`'s (kept for `ttl` if 2xx).
     pub async fn get_or_fetch(
         &self,

@@ -296,6 +296,11 @@ pub struct ServerConfig {
     pub mapping_reload_ms: u64,
     /// Most cached vendor answers kept (all tenants together).
     pub cache_entries: u64,
+    /// Most LoyaltyAPI requests worked on at once (all tenants together); more wait for a
+    /// turn, within their deadline. Bounds memory under a burst (each request in progress
+    /// holds its request, the vendor's answer and a vendor connection) and keeps a burst from
+    /// opening thousands of connections to the vendor.
+    pub max_in_flight: usize,
     /// When set (`${ENV_VAR}`), `GET /metrics` requires `Authorization: Bearer <token>`.
     /// Expanded from the environment by [`RawConfig::validate`].
     pub metrics_token: Option<Secret>,
@@ -312,6 +317,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             mapping_reload_ms: 2_000,
             cache_entries: 100_000,
+            max_in_flight: 256,
             metrics_token: None,
         }
     }
@@ -706,6 +712,12 @@ impl ServerConfig {
         }
         if self.cache_entries == 0 {
             return Err(invalid("server.cache_entries", "must be at least 1"));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 100_000 {
+            return Err(invalid(
+                "server.max_in_flight",
+                "must be between 1 and 100000",
+            ));
         }
         if self.max_body_bytes < 1024 || self.max_body_bytes > 64 * 1024 * 1024 {
             return Err(invalid(

@@ -300,3 +300,43 @@ async fn a_retry_after_a_429_waits_out_the_pause() {
         1.0
     );
 }
+
+/// `server.max_in_flight`: requests beyond it wait for a turn (within their deadline) instead
+/// of all reaching the vendor at once; every one is still answered.
+#[tokio::test]
+async fn requests_beyond_max_in_flight_wait_for_a_turn() {
+    let delay = Duration::from_millis(400);
+    let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
+    sandbox.set_fault(Some(Fault::Delay(delay)));
+    let (vendor, _stop_vendor) = start_maxma(sandbox.clone()).await;
+    let three_at_once = |bridge: String| async move {
+        let started = Instant::now();
+        let calls: Vec<_> = (0..3)
+            .map(|i| {
+                let bridge = bridge.clone();
+                tokio::spawn(async move {
+                    let body = detail(&format!("in-flight-{i}"), &format!("+7999000100{i}"));
+                    post(&bridge, "/counterparty/detail", &body).await.0
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for call in calls {
+            statuses.push(call.await.unwrap());
+        }
+        (started.elapsed(), statuses)
+    };
+
+    let (one_at_a_time, _stop) = start_maxma_bridge(&vendor, "max_in_flight = 1", "").await;
+    let (took, statuses) = three_at_once(one_at_a_time).await;
+    assert!(statuses.iter().all(|s| s.as_u16() < 500), "{statuses:?}");
+    assert!(took >= delay * 3, "three calls in {took:?} with one turn");
+
+    let (three_turns, _stop) = start_maxma_bridge(&vendor, "max_in_flight = 3", "").await;
+    let (took, statuses) = three_at_once(three_turns).await;
+    assert!(statuses.iter().all(|s| s.as_u16() < 500), "{statuses:?}");
+    assert!(
+        took < delay * 3 - Duration::from_millis(50),
+        "three calls in {took:?} with three turns"
+    );
+}

@@ -153,8 +153,6 @@ async fn run_plan(
             &step.name,
             step.timeout.unwrap_or(mapping.vendor.timeout),
         )?;
-        let request = build(mapping, &step.call, &root, &step.name, call, timeout)
-            .map_err(|(field, e)| failed(e, field))?;
         let started = Instant::now();
         let cache_key = match &step.cache {
             Some(cache) => Some((
@@ -171,14 +169,26 @@ async fn run_plan(
         } else {
             0
         };
-        let send = send_with_retries(upstream, request, retries, call);
-        let result = match &cache_key {
-            Some((key, ttl)) => {
-                call.cache
-                    .get_or_fetch(&call.tenant.name, key.clone(), *ttl, send)
-                    .await
+        let hit = match &cache_key {
+            Some((key, _)) => call.cache.get(&call.tenant.name, key).await,
+            None => None,
+        };
+        let result = match hit {
+            // A hit needs no vendor request: it is not even built.
+            Some(response) => Ok(response),
+            None => {
+                let request = build(mapping, &step.call, &root, &step.name, call, timeout)
+                    .map_err(|(field, e)| failed(e, field))?;
+                let send = send_with_retries(upstream, request, retries, call);
+                match &cache_key {
+                    Some((key, ttl)) => {
+                        call.cache
+                            .get_or_fetch(&call.tenant.name, key.clone(), *ttl, send)
+                            .await
+                    }
+                    None => send.await,
+                }
             }
-            None => send.await,
         };
         tracing::debug!(
             request_id = call.request_id,

@@ -69,6 +69,8 @@ struct App {
     settings: Option<Arc<SettingsPage>>,
     /// Rate limiters and breakers of app tenants, made when first needed.
     app_limits: Mutex<HashMap<String, TenantGuards>>,
+    /// Turns for LoyaltyAPI requests (`server.max_in_flight`).
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -226,6 +228,7 @@ pub async fn serve_with(
         moysklad,
         settings,
         app_limits: Mutex::new(HashMap::new()),
+        in_flight: tokio::sync::Semaphore::new(config.server.max_in_flight),
         tenants: Tenants::new(config.tenants.iter().cloned()),
         mappings,
         upstream,
@@ -288,7 +291,10 @@ pub async fn serve_with(
         let app = app.clone();
         move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(&app, req).await) }
+            // Boxed: hyper keeps a connection's request future inline in the connection, so
+            // an unboxed one would hold the whole request state machine for every open
+            // connection, idle ones included; boxed, it exists only while a request is served.
+            Box::pin(async move { Ok::<_, Infallible>(handle(&app, req).await) })
         }
     };
     let served = accept_loop(listener, options, handler, shutdown).await;
@@ -450,6 +456,13 @@ async fn dispatch(
         }
     })?;
     outcome.tenant = Some(tenant.name.clone());
+    // Wait for a turn before reading the body: a waiting request holds only its connection.
+    // The wait counts against the request's deadline (`handle` answers 504 when it runs out).
+    let _turn = app
+        .in_flight
+        .acquire()
+        .await
+        .map_err(|_| Error::Internal("the request limiter is closed".into()))?;
 
     let (parts, incoming) = req.into_parts();
     let bytes = if op.has_body() {
@@ -459,7 +472,10 @@ async fn dispatch(
     };
     let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
     let ctx = app.context(tenant, request_id.to_owned(), deadline);
-    let result = request.apply(&ctx).await;
+    // Boxed: the operation's state machine (plan, vendor calls, JSON trees) is by far the
+    // largest part of a request's future; unboxed, every request waiting for its turn above
+    // would hold that much memory too.
+    let result = Box::pin(request.apply(&ctx)).await;
     outcome.upstream_calls = ctx.upstream_calls.load(Ordering::Relaxed);
     let reply = result.inspect_err(|e| {
         log_failure(e, request_id);

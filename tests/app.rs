@@ -229,6 +229,39 @@ async fn install_connect_serve_suspend_resume_uninstall() {
     let (status, body) = w.detail("not-a-token").await;
     assert_eq!(status, 401, "{body}");
 
+    // A re-save MoySklad refuses leaves the account as it was: the token MoySklad still
+    // holds keeps working, the refused one never does.
+    ms.refuse_loyalty(true);
+    let mut credentials = BTreeMap::new();
+    credentials.insert("api_key".to_string(), Secret::new(MAXMA_KEY));
+    let refused = ctx
+        .connect(
+            ACCOUNT,
+            ConnectRequest {
+                mapping: "maxma".into(),
+                base_url: w.maxma_url.clone(),
+                credentials,
+                settings: json!({}),
+                external_search: false,
+            },
+        )
+        .await;
+    assert!(refused.is_err(), "MoySklad refused the settings");
+    ms.refuse_loyalty(false);
+    let t = store.app_tenant(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(t.state, AppState::Activated);
+    assert!(t.external_search, "the previous settings are back");
+    assert!(
+        t.vendor_note.unwrap().contains("2006"),
+        "the refusal is shown"
+    );
+    let body = w.detail_until(&token, 200).await;
+    assert_eq!(
+        body["bonusProgram"]["agentBonusBalance"],
+        json!(500),
+        "{body}"
+    );
+
     // Suspend: refused with a clear envelope, at once.
     assert_eq!(ms.suspend(&w.bridge, ACCOUNT).await, 200);
     let (status, body) = w.detail(&token).await;

@@ -307,10 +307,10 @@ impl AppContext {
                 message: "must be an http(s) URL".into(),
             });
         }
-        match self.store.app_tenant(account_id).await? {
-            Some(t) if t.state.is_active() => {}
+        let previous = match self.store.app_tenant(account_id).await? {
+            Some(t) if t.state.is_active() => t,
             _ => return Err(ConnectError::NotInstalled(account_id.to_owned())),
-        }
+        };
         let credentials: BTreeMap<&str, &str> = request
             .credentials
             .iter()
@@ -340,18 +340,28 @@ impl AppContext {
         {
             return Err(ConnectError::NotInstalled(account_id.to_owned()));
         }
-        let announced = async {
-            self.vendor
-                .put_loyalty(
-                    account_id,
-                    &self.loyalty_url,
-                    &token,
-                    connection.external_search,
-                )
-                .await?;
-            self.vendor.put_status(account_id, "Activated").await
+        let loyalty = self
+            .vendor
+            .put_loyalty(
+                account_id,
+                &self.loyalty_url,
+                &token,
+                connection.external_search,
+            )
+            .await;
+        if let (Err(VendorError::Refused { .. }), Some(old)) =
+            (&loyalty, previous_connection(&previous))
+        {
+            // MoySklad refused the new settings, so it still calls with the previous token:
+            // put the previous connection back, or a re-save that failed would cut off an
+            // account that worked. (After a timeout MoySklad may hold either token; the new
+            // one stays, and the admin saves again.)
+            self.store.app_connect(account_id, &old, now_ms()).await?;
         }
-        .await;
+        let announced = match loyalty {
+            Ok(_) => self.vendor.put_status(account_id, "Activated").await,
+            Err(e) => Err(e),
+        };
         match announced {
             Ok(answer) => {
                 let note = format!("Activated: {answer}");
@@ -475,4 +485,16 @@ fn parse_hash(text: &str) -> Option<TokenHash> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).ok()?;
     Some(TokenHash(out))
+}
+
+/// What `connect` stored for `tenant` before, when it was connected.
+fn previous_connection(tenant: &AppTenant) -> Option<AppConnection> {
+    Some(AppConnection {
+        token_sha256: tenant.token_sha256.clone()?,
+        mapping: tenant.mapping.clone()?,
+        base_url: tenant.base_url.clone()?,
+        credentials_sealed: tenant.credentials_sealed.clone()?,
+        settings: tenant.settings.clone(),
+        external_search: tenant.external_search,
+    })
 }

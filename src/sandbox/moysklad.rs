@@ -57,6 +57,9 @@ struct State {
     seen_jti: HashSet<String>,
     /// (method, path, status) of every Vendor API call received.
     calls: Vec<(String, String, u16)>,
+    /// Answer `PUT|PATCH …/loyalty` with 400 code 2006 (the app's descriptor declares no
+    /// `<loyaltyApi/>`), as MoySklad does for a misconfigured app.
+    refuse_loyalty: bool,
 }
 
 struct Shared {
@@ -292,6 +295,11 @@ impl MoyskladSandbox {
         self.shared.settings_url(context_key, user_locale)
     }
 
+    /// From now on, refuse (`true`) or accept loyalty settings (see `State::refuse_loyalty`).
+    pub fn refuse_loyalty(&self, refuse: bool) {
+        self.shared.lock().refuse_loyalty = refuse;
+    }
+
     pub fn account(&self, account_id: &str) -> Option<SandboxAccount> {
         self.shared.lock().accounts.get(account_id).cloned()
     }
@@ -413,6 +421,13 @@ fn route(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> (StatusCo
                 }
             };
             let mut state = shared.lock();
+            if state.refuse_loyalty && *what == "loyalty" {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    2006,
+                    "the app's descriptor declares no <loyaltyApi/>",
+                );
+            }
             let Some(account) = state
                 .accounts
                 .get_mut(*account_id)

@@ -5,6 +5,7 @@
 //! Numbers cross the boundary as their exact decimal text, so money keeps every digit.
 
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Native, Vars, data};
@@ -15,10 +16,18 @@ use super::{fast, natives};
 
 pub type Data = data::JustLut<Val>;
 
+type Filter = jaq_core::compile::Filter<Native<Data>>;
+
 /// A compiled jq expression and its source (kept for messages).
 pub struct Expr {
     source: String,
-    filter: jaq_core::compile::Filter<Native<Data>>,
+    /// The definitions in scope, to compile jaq's filter again when it is needed.
+    defs: String,
+    /// jaq's filter. For an expression the fast path evaluates it is dropped after the
+    /// load-time check and compiled again on first need (a run-time fallback, debug builds'
+    /// cross-check): jaq's compiled filters hold a copy of the definitions they use, and were
+    /// most of an idle bridge's heap (~12 MB for one mapping file, valgrind massif).
+    filter: OnceLock<Result<Filter, String>>,
     /// The native fast path, when the whole expression is in its subset (`fast.rs`).
     fast: Option<fast::Native>,
 }
@@ -42,77 +51,97 @@ impl Expr {
 
     /// Compiles `source` with jq definitions (`def f: …;`) in scope.
     pub fn compile_with(defs: &str, source: &str) -> Result<Expr, String> {
-        let defs_source = defs;
-        let program = if defs.trim().is_empty() {
-            source.to_string()
-        } else {
-            format!("{defs}\n{source}")
-        };
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
-        let funs = jaq_core::funs()
-            .chain(jaq_std::funs())
-            .chain(jaq_json::funs())
-            .chain(natives::funs());
-        let loader = Loader::new(defs);
-        let arena = Arena::default();
-        let modules = loader
-            .load(
-                &arena,
-                File {
-                    code: program.as_str(),
-                    path: (),
-                },
-            )
-            .map_err(|errors| {
-                let mut out = Vec::new();
-                for (_, error) in errors {
-                    match error {
-                        jaq_core::load::Error::Io(items) => {
-                            out.extend(
-                                items
-                                    .into_iter()
-                                    .map(|(path, e)| format!("cannot load {path}: {e}")),
-                            );
-                        }
-                        jaq_core::load::Error::Lex(items) => {
-                            out.extend(items.into_iter().map(|(expect, at)| {
-                                format!("expected {} at `{}`", expect.as_str(), snippet(at))
-                            }))
-                        }
-                        jaq_core::load::Error::Parse(items) => {
-                            out.extend(items.into_iter().map(|(expect, at)| {
-                                format!("expected {} at `{}`", expect.as_str(), snippet(at))
-                            }))
-                        }
-                    }
-                }
-                format!("jq syntax error: {}", out.join("; "))
-            })?;
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .compile(modules)
-            .map_err(|errors| {
-                let names: Vec<String> = errors
-                    .into_iter()
-                    .flat_map(|(_, undefined)| undefined)
-                    .map(|(name, kind)| match kind {
-                        jaq_core::compile::Undefined::Filter(arity) => {
-                            format!("undefined function `{name}/{arity}`")
-                        }
-                        other => format!("undefined {} `{name}`", other.as_str()),
-                    })
-                    .collect();
-                format!("jq: {}", names.join("; "))
-            })?;
+        let filter = compile_jaq(defs, source)?;
+        let fast = fast::compile(defs, source);
+        let kept = OnceLock::new();
+        if fast.is_none() {
+            let _ = kept.set(Ok(filter));
+        }
         Ok(Expr {
             source: source.to_string(),
-            fast: fast::compile(defs_source, source),
-            filter,
+            defs: defs.to_string(),
+            fast,
+            filter: kept,
         })
     }
 
+    fn jaq(&self) -> Result<&Filter, EvalError> {
+        self.filter
+            .get_or_init(|| compile_jaq(&self.defs, &self.source))
+            .as_ref()
+            .map_err(|e| EvalError(e.clone()))
+    }
+}
+
+/// Parses and compiles `source` with `defs` in scope; the error says what jaq expected where.
+fn compile_jaq(defs: &str, source: &str) -> Result<Filter, String> {
+    let program = if defs.trim().is_empty() {
+        source.to_string()
+    } else {
+        format!("{defs}\n{source}")
+    };
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .chain(natives::funs());
+    let loader = Loader::new(defs);
+    let arena = Arena::default();
+    let modules = loader
+        .load(
+            &arena,
+            File {
+                code: program.as_str(),
+                path: (),
+            },
+        )
+        .map_err(|errors| {
+            let mut out = Vec::new();
+            for (_, error) in errors {
+                match error {
+                    jaq_core::load::Error::Io(items) => {
+                        out.extend(
+                            items
+                                .into_iter()
+                                .map(|(path, e)| format!("cannot load {path}: {e}")),
+                        );
+                    }
+                    jaq_core::load::Error::Lex(items) => {
+                        out.extend(items.into_iter().map(|(expect, at)| {
+                            format!("expected {} at `{}`", expect.as_str(), snippet(at))
+                        }))
+                    }
+                    jaq_core::load::Error::Parse(items) => {
+                        out.extend(items.into_iter().map(|(expect, at)| {
+                            format!("expected {} at `{}`", expect.as_str(), snippet(at))
+                        }))
+                    }
+                }
+            }
+            format!("jq syntax error: {}", out.join("; "))
+        })?;
+    let filter = Compiler::default()
+        .with_funs(funs)
+        .compile(modules)
+        .map_err(|errors| {
+            let names: Vec<String> = errors
+                .into_iter()
+                .flat_map(|(_, undefined)| undefined)
+                .map(|(name, kind)| match kind {
+                    jaq_core::compile::Undefined::Filter(arity) => {
+                        format!("undefined function `{name}/{arity}`")
+                    }
+                    other => format!("undefined {} `{name}`", other.as_str()),
+                })
+                .collect();
+            format!("jq: {}", names.join("; "))
+        })?;
+    Ok(filter)
+}
+
+impl Expr {
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -147,8 +176,9 @@ impl Expr {
     /// [`Expr::eval`] on an input already converted with [`to_val`] (several expressions over
     /// one input convert it once).
     pub fn eval_val(&self, input: Val) -> Result<Value, EvalError> {
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
-        let mut outputs = self.filter.id.run((ctx, input));
+        let filter = self.jaq()?;
+        let ctx = Ctx::<Data>::new(&filter.lut, Vars::new([]));
+        let mut outputs = filter.id.run((ctx, input));
         match outputs.next() {
             Some(Ok(val)) => from_val(&val),
             Some(Err(exn)) => Err(EvalError(match exn.get_err() {

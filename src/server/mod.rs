@@ -409,9 +409,11 @@ async fn dispatch(
         && settings.serves(req.uri().path())
     {
         outcome.op = Some("moysklad.settings");
-        let answer = settings.handle(req).await;
+        // Rare paths are boxed so that their (large) state machines do not size every
+        // LoyaltyAPI request's future (hyper allocates that much per request).
+        let answer = Box::pin(settings.handle(req)).await;
         if answer.connected {
-            app.refresh_app_tenants().await;
+            Box::pin(app.refresh_app_tenants()).await;
         }
         return Ok(answer.response);
     }
@@ -420,7 +422,7 @@ async fn dispatch(
     {
         outcome.op = Some("moysklad.app");
         outcome.tenant = Some(format!("{}{account_id}", crate::app::TENANT_PREFIX));
-        return lifecycle(app, ctx, req, &app_id, &account_id).await;
+        return Box::pin(lifecycle(app, ctx, req, &app_id, &account_id)).await;
     }
     let op = match route(&server.base_path, req.method(), req.uri().path())? {
         Route::Healthz => {

@@ -1228,6 +1228,18 @@ def length: "shadowed";
         ".a[0:1]",
         "reduce .a[]? as $x (0; . + $x)",
         "[.a[]?] | length",
+        // Errors raised after a try, //, and/or (downstream) are not theirs to catch or drop.
+        "(try .a catch \"c\") | .x",
+        "(.a // .b) | .x",
+        "(.a and .b) | .x",
+        "[.a[]? | try .x catch \"n\"]",
+        "(try .a.b catch \"c\") | (try .x catch \"d\")",
+        // Streams: the first output is the answer, what comes after it is never evaluated.
+        ".a[]?, error",
+        "(.a[]? | .x), .b",
+        ".a as $x | $x[0]",
+        ".a as $x | {y: $x.b, z: $x}",
+        "to_entries? // \"none\"",
     ];
 
     fn inputs() -> Vec<Value> {

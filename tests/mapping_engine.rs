@@ -526,7 +526,7 @@ async fn credentials_never_reach_an_error_text() {
     };
     let plan = m.op(Op::CounterpartyDetail).unwrap();
     let up = answers(&[("b", ok(json!({})))]);
-    match run(&m, plan, &invocation, up.as_ref()).await {
+    match run(&m, plan, invocation.clone(), up.as_ref()).await {
         Err(Error::MappingFailed { detail, .. }) => {
             assert!(!detail.contains("k-123"), "{detail}");
             assert!(detail.contains("****"), "{detail}");
@@ -540,7 +540,7 @@ async fn credentials_never_reach_an_error_text() {
             body: "{}".into(),
         },
     )]);
-    match run(&m, plan, &invocation, up.as_ref()).await {
+    match run(&m, plan, invocation.clone(), up.as_ref()).await {
         Err(Error::Refused { message, .. }) => assert_eq!(message, "key was ****"),
         other => panic!("{other:?}"),
     }
@@ -795,7 +795,7 @@ async fn a_rule_with_pause_ms_pauses_the_tenants_calls() {
     };
     let plan = m.op(Op::CounterpartyDetail).unwrap();
     let up = answers(&[("b", ok(json!({"errorCode": 49})))]);
-    match run(&m, plan, &invocation, up.as_ref()).await {
+    match run(&m, plan, invocation.clone(), up.as_ref()).await {
         Err(Error::Refused { code, .. }) => assert_eq!(code, 1049),
         other => panic!("{other:?}"),
     }
@@ -803,7 +803,7 @@ async fn a_rule_with_pause_ms_pauses_the_tenants_calls() {
     assert_eq!(limiter.paused_for(), Duration::from_secs(5));
     // The next call cannot wait 5 s (max_wait_ms = 1000): refused at once, the vendor untouched.
     let up = answers(&[("b", ok(json!({"bonuses": 5})))]);
-    match run(&m, plan, &invocation, up.as_ref()).await {
+    match run(&m, plan, invocation.clone(), up.as_ref()).await {
         Err(Error::Upstream {
             failure: UpstreamFailure::Throttled { wait_ms },
             ..
@@ -814,7 +814,9 @@ async fn a_rule_with_pause_ms_pauses_the_tenants_calls() {
     // Within a second of the end, a call waits the rest out and goes through.
     tokio::time::advance(Duration::from_millis(4_200)).await;
     let started = tokio::time::Instant::now();
-    run(&m, plan, &invocation, up.as_ref()).await.unwrap();
+    run(&m, plan, invocation.clone(), up.as_ref())
+        .await
+        .unwrap();
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(800) && waited < Duration::from_millis(810),

@@ -21,6 +21,7 @@ use crate::upstream::limit::{self, TenantLimiter};
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
 /// What the plan runs for: one LoyaltyAPI call of one tenant.
+#[derive(Clone)]
 pub struct Invocation<'a> {
     pub op: Op,
     /// The validated MoySklad request as JSON (`.req`).
@@ -56,12 +57,15 @@ pub struct Outcome {
 pub async fn run(
     mapping: &Mapping,
     plan: &OpPlan,
-    call: &Invocation<'_>,
+    mut call: Invocation<'_>,
     upstream: &dyn Upstream,
 ) -> Result<Outcome, Error> {
-    run_plan(mapping, plan, call, upstream)
+    // The request and the sale move into the root object every expression sees, uncopied.
+    let req = std::mem::take(&mut call.req);
+    let sale = std::mem::take(&mut call.sale);
+    run_plan(mapping, plan, &call, req, sale, upstream)
         .await
-        .map_err(|e| scrub(e, call))
+        .map_err(|e| scrub(e, &call))
 }
 
 /// Longest error detail kept for the log: jq errors may print a whole input value.
@@ -115,9 +119,11 @@ async fn run_plan(
     mapping: &Mapping,
     plan: &OpPlan,
     call: &Invocation<'_>,
+    req: Value,
+    sale: Value,
     upstream: &dyn Upstream,
 ) -> Result<Outcome, Error> {
-    let mut root = root_object(call, &mapping.vendor.name);
+    let mut root = root_object(call, req, sale, &mapping.vendor.name);
     let mut recalled = Map::new();
     for (name, key) in &plan.recall {
         let key = key
@@ -360,24 +366,35 @@ fn mapping_failed(op: Op, at: &str, detail: EvalError) -> Error {
 }
 
 /// The input every expression sees.
-fn root_object(call: &Invocation<'_>, vendor: &str) -> Value {
+fn root_object(call: &Invocation<'_>, req: Value, sale: Value, vendor: &str) -> Value {
     let credentials: Map<String, Value> = call
         .tenant
         .credentials
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.expose().to_string())))
         .collect();
-    json!({
-        "req": call.req,
-        "op": call.op.name(),
-        "tenant": {"name": call.tenant.name, "vendor": vendor},
-        "credentials": credentials,
-        "settings": call.tenant.settings,
-        "request_id": call.request_id,
-        "sale": call.sale,
-        "now": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        "steps": {},
-    })
+    // Built by inserts: `json!` would serialize `req` again (a deep copy) rather than move it.
+    let mut root = Map::new();
+    root.insert("req".into(), req);
+    root.insert("op".into(), Value::from(call.op.name()));
+    root.insert(
+        "tenant".into(),
+        json!({"name": call.tenant.name, "vendor": vendor}),
+    );
+    root.insert("credentials".into(), Value::Object(credentials));
+    root.insert("settings".into(), call.tenant.settings.clone());
+    root.insert("request_id".into(), Value::from(call.request_id));
+    root.insert("sale".into(), sale);
+    root.insert(
+        "now".into(),
+        Value::from(
+            chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
+        ),
+    );
+    root.insert("steps".into(), Value::Object(Map::new()));
+    Value::Object(root)
 }
 
 /// Records a step's outcome under `.steps.<name>`.
@@ -439,10 +456,12 @@ fn step_outcome(
             } else {
                 Value::Null
             };
-            (
-                json!({"status": response.status, "body": parsed.unwrap_or(Value::Null), "error": error}),
-                failure,
-            )
+            // Built by inserts: `json!` would serialize the parsed body again (a deep copy).
+            let mut outcome = Map::new();
+            outcome.insert("status".into(), Value::from(response.status));
+            outcome.insert("body".into(), parsed.unwrap_or(Value::Null));
+            outcome.insert("error".into(), error);
+            (Value::Object(outcome), failure)
         }
     }
 }

@@ -247,7 +247,7 @@ impl OpContext {
             inner: self.upstream.as_ref(),
             calls: &self.upstream_calls,
         };
-        run(mapping, plan, &invocation, &counted).await
+        run(mapping, plan, invocation, &counted).await
     }
 
     /// The mapping's answer read as the LoyaltyAPI model `T`; a misfit names the field.

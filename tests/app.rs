@@ -5,109 +5,50 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{client, the_error};
 use http::Method;
-use loyalty_bridge::Config;
 use loyalty_bridge::app::jwt::{self, IncomingClaims};
 use loyalty_bridge::app::{AppContext, ConnectRequest};
-use loyalty_bridge::sandbox::maxma::MaxmaSandbox;
-use loyalty_bridge::sandbox::moysklad::MoyskladSandbox;
 use loyalty_bridge::secret::Secret;
 use loyalty_bridge::store::{AppState, SqliteStore, Store};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-const APP_ID: &str = "4c5b1a2e-7d3f-4a9b-8c1d-2e3f4a5b6c7d";
-const APP_UID: &str = "loyalty-bridge.test";
-const SECRET: &str = "app-secret-key-0123456789abcdef";
-const ENC_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-const MAXMA_KEY: &str = "maxma-processing-key-for-app";
-const ACCESS_TOKEN: &str = "moysklad-json-api-access-token-42";
-const ACCOUNT: &str = "1f2e3d4c-0000-4000-8000-00000000a001";
+use common::moysklad::{
+    ACCESS_TOKEN, ACCOUNT_A as ACCOUNT, APP_ID, APP_UID, AppWorld, MAXMA_KEY, SECRET,
+};
+
 const STORE: &str = r#"{"meta":{"href":"https://api.moysklad.ru/api/remap/1.2/entity/retailstore/s1","id":"2b5eb22f-139e-11e6-9464-e4de00000073"},"name":"Магазин №1"}"#;
 
-struct World {
-    moysklad: MoyskladSandbox,
-    maxma_url: String,
-    bridge: String,
-    config: Config,
-    store_path: PathBuf,
-    _dir: tempfile::TempDir,
-    _stops: Vec<oneshot::Sender<()>>,
-}
+/// The shared MoySklad app world (`tests/common/moysklad.rs`), with what these tests add.
+struct World(AppWorld);
 
-async fn listen() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    (listener, url)
-}
-
-async fn world() -> World {
-    let mut stops = Vec::new();
-    let (maxma_listener, maxma_url) = listen().await;
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(
-        MaxmaSandbox::with_demo_data(MAXMA_KEY).serve(maxma_listener, async {
-            let _ = rx.await;
-        }),
-    );
-    stops.push(tx);
-
-    let moysklad = MoyskladSandbox::new(APP_ID, APP_UID, SECRET);
-    let (ms_listener, ms_url) = listen().await;
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(moysklad.clone().serve(ms_listener, async {
-        let _ = rx.await;
-    }));
-    stops.push(tx);
-
-    let dir = tempfile::tempdir().unwrap();
-    let store_path = dir.path().join("store.sqlite3");
-    let (listener, bridge) = listen().await;
-    let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-    let text = format!(
-        r#"
-        [store]
-        path = "{}"
-        [moysklad_app]
-        app_id = "{APP_ID}"
-        app_uid = "{APP_UID}"
-        secret_key = "${{SECRET}}"
-        public_base_url = "{bridge}"
-        vendor_api_url = "{ms_url}/api/vendor/1.0"
-        encryption_key = "${{ENC_KEY}}"
-        mappings_dir = "{}"
-        "#,
-        store_path.display(),
-        mappings.display()
-    );
-    let env = |name: &str| match name {
-        "SECRET" => Some(SECRET.to_string()),
-        "ENC_KEY" => Some(ENC_KEY.to_string()),
-        _ => None,
-    };
-    let config = Config::parse(&text, "app test", Path::new("."), &env).unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(loyalty_bridge::run(listener, config.clone(), async {
-        let _ = rx.await;
-    }));
-    stops.push(tx);
-    World {
-        moysklad,
-        maxma_url,
-        bridge,
-        config,
-        store_path,
-        _dir: dir,
-        _stops: stops,
+impl std::ops::Deref for World {
+    type Target = AppWorld;
+    fn deref(&self) -> &AppWorld {
+        &self.0
     }
 }
 
+async fn world() -> World {
+    World(AppWorld::start().await)
+}
+
 impl World {
+    /// Settings connecting the account to the MAXMA sandbox with its key.
+    fn maxma_connection(&self, external_search: bool) -> ConnectRequest {
+        let mut credentials = BTreeMap::new();
+        credentials.insert("api_key".to_string(), Secret::new(MAXMA_KEY));
+        ConnectRequest {
+            mapping: "maxma".into(),
+            base_url: self.maxma_url.clone(),
+            credentials,
+            settings: json!({}),
+            external_search,
+        }
+    }
+
     /// The app side as the settings page will use it, on its own handle of the bridge's store.
     async fn app(&self) -> (AppContext, std::sync::Arc<dyn Store>) {
         let store: std::sync::Arc<dyn Store> =
@@ -191,19 +132,8 @@ async fn install_connect_serve_suspend_resume_uninstall() {
     assert_eq!(ctx.access_token(&tenant).unwrap().expose(), ACCESS_TOKEN);
 
     // Connect: MAXMA with its key.
-    let mut credentials = BTreeMap::new();
-    credentials.insert("api_key".to_string(), Secret::new(MAXMA_KEY));
     let connected = ctx
-        .connect(
-            ACCOUNT,
-            ConnectRequest {
-                mapping: "maxma".into(),
-                base_url: w.maxma_url.clone(),
-                credentials,
-                settings: json!({}),
-                external_search: true,
-            },
-        )
+        .connect(ACCOUNT, w.maxma_connection(true))
         .await
         .expect("connected");
     let token = connected.token.expose().to_string();
@@ -232,20 +162,7 @@ async fn install_connect_serve_suspend_resume_uninstall() {
     // A re-save MoySklad refuses leaves the account as it was: the token MoySklad still
     // holds keeps working, the refused one never does.
     ms.refuse_loyalty(true);
-    let mut credentials = BTreeMap::new();
-    credentials.insert("api_key".to_string(), Secret::new(MAXMA_KEY));
-    let refused = ctx
-        .connect(
-            ACCOUNT,
-            ConnectRequest {
-                mapping: "maxma".into(),
-                base_url: w.maxma_url.clone(),
-                credentials,
-                settings: json!({}),
-                external_search: false,
-            },
-        )
-        .await;
+    let refused = ctx.connect(ACCOUNT, w.maxma_connection(false)).await;
     assert!(refused.is_err(), "MoySklad refused the settings");
     ms.refuse_loyalty(false);
     let t = store.app_tenant(ACCOUNT).await.unwrap().unwrap();

@@ -33,6 +33,8 @@ pub struct AppWorld {
     pub bridge: String,
     /// The bridge's SQLite store (a test may open a second handle on it).
     pub store_path: std::path::PathBuf,
+    /// The bridge's configuration (a test may build its own `AppContext` from it).
+    pub config: Config,
     _dir: tempfile::TempDir,
     _stops: Vec<oneshot::Sender<()>>,
 }
@@ -92,7 +94,7 @@ impl AppWorld {
         };
         let config = Config::parse(&text, "settings test", Path::new("."), &env).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(loyalty_bridge::run(listener, config, async {
+        tokio::spawn(loyalty_bridge::run(listener, config.clone(), async {
             let _ = rx.await;
         }));
         stops.push(tx);
@@ -103,6 +105,7 @@ impl AppWorld {
             maxma_url,
             bridge,
             store_path,
+            config,
             _dir: dir,
             _stops: stops,
         };

@@ -12,12 +12,25 @@
 //! Then the money built-ins, natively and through jq: `allocate_discount`, `kopecks`/`rubles`,
 //! `sum_money`.
 //!
+//! Last, `recalc_in_process`: the bridge's whole CPU work for one recalc without the sockets —
+//! the body bytes parsed and validated, the plan run (balance and settings from the step cache,
+//! as in production; `calc` answered from memory), the answer checked against the LoyaltyAPI
+//! model and serialized. The load harness (`benches/load/`) measures the same work with HTTP.
+//!
 //! Run: `cargo bench --bench mapping` (a filter narrows it: `cargo bench --bench mapping -- recalc`).
 
 use std::hint::black_box;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use loyalty_bridge::cache::StepCache;
+use loyalty_bridge::loyalty::ops::{OpContext, Request};
+use loyalty_bridge::mapping::golden;
+use loyalty_bridge::mapping::memory::Memory;
+use loyalty_bridge::upstream::{Upstream, UpstreamFuture, UpstreamRequest, UpstreamResponse};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use loyalty_bridge::loyalty::ops::Op;
@@ -360,11 +373,83 @@ fn builtins_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Answers each step from memory, like the MAXMA sandbox would (no recording: it runs millions
+/// of times).
+struct MemoryVendor {
+    balance: Bytes,
+    settings: Bytes,
+    calc: Bytes,
+}
+
+impl Upstream for MemoryVendor {
+    fn send(&self, request: UpstreamRequest) -> UpstreamFuture<'_> {
+        let body = match request.step.as_str() {
+            "balance" => self.balance.clone(),
+            "settings" => self.settings.clone(),
+            _ => self.calc.clone(),
+        };
+        Box::pin(async move {
+            Ok(UpstreamResponse {
+                status: 200,
+                body,
+                retry_after: None,
+            })
+        })
+    }
+}
+
+fn recalc_in_process(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
+    let mapping = Arc::new(Mapping::load(&path).expect("mappings/maxma.toml loads"));
+    let body = serde_json::to_vec(&cart()).expect("cart serializes");
+    let vendor = Arc::new(MemoryVendor {
+        balance: Bytes::from_static(br#"{"client": {"phoneNumber": "+79990000001", "bonuses": 500}}"#),
+        settings: Bytes::from_static(br#"{"phoneVerification": false, "bonusApplyingConfirmation": false}"#),
+        calc: Bytes::from(serde_json::to_vec(&calc_answer()).expect("calc serializes")),
+    });
+    let tenant = Arc::new(golden::example_tenant(&mapping));
+    let memory = Arc::new(Memory::new());
+    // One cache for the whole run: after the first call balance and settings are hits.
+    let cache = Arc::new(StepCache::new(1_000));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let once = || {
+        let ctx = OpContext {
+            tenant: tenant.clone(),
+            request_id: "bench-1".into(),
+            mapping: Some(mapping.clone()),
+            upstream: vendor.clone(),
+            upstream_calls: Default::default(),
+            deadline: Instant::now() + Duration::from_secs(10),
+            memory: memory.clone(),
+            cache: cache.clone(),
+            limiter: None,
+            breaker: None,
+            journal: None,
+            metrics: None,
+        };
+        runtime.block_on(async {
+            let request = Request::parse(Op::RetaildemandRecalc, None, black_box(&body))
+                .expect("the cart is valid");
+            let reply = request.apply(&ctx).await.expect("the recalc answers");
+            reply.body().expect("serializes").expect("has a body")
+        })
+    };
+    let answer: Value = serde_json::from_slice(&once()).expect("JSON answer");
+    // Same data as the transform benches above: the same answer, through the typed model.
+    assert_eq!(answer, hand_response(&root_after_calc()), "in-process answer differs");
+    let mut g = c.benchmark_group("recalc_in_process");
+    g.bench_function("parse_run_check_serialize", |b| b.iter(once));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = recalc, builtins_bench
+    targets = recalc, builtins_bench, recalc_in_process
 }
 criterion_main!(benches);

@@ -19,10 +19,12 @@
 //!
 //! Run: `cargo bench --bench mapping` (a filter narrows it: `cargo bench --bench mapping -- recalc`).
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -373,6 +375,35 @@ fn builtins_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The server's allocator (mimalloc, `src/main.rs`), counting allocations, so the bench can
+/// report how many one recalc makes (the hot path is meant to stay allocation-light).
+struct CountingAllocator;
+
+static BACKING: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed to mimalloc unchanged; only a counter is added.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which mimalloc shares.
+        unsafe { BACKING.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by mimalloc with `layout` (see `alloc`).
+        unsafe { BACKING.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `dealloc`; `new_size` is the caller's, unchanged.
+        unsafe { BACKING.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
 /// Answers each step from memory, like the MAXMA sandbox would (no recording: it runs millions
 /// of times).
 struct MemoryVendor {
@@ -403,8 +434,12 @@ fn recalc_in_process(c: &mut Criterion) {
     let mapping = Arc::new(Mapping::load(&path).expect("mappings/maxma.toml loads"));
     let body = serde_json::to_vec(&cart()).expect("cart serializes");
     let vendor = Arc::new(MemoryVendor {
-        balance: Bytes::from_static(br#"{"client": {"phoneNumber": "+79990000001", "bonuses": 500}}"#),
-        settings: Bytes::from_static(br#"{"phoneVerification": false, "bonusApplyingConfirmation": false}"#),
+        balance: Bytes::from_static(
+            br#"{"client": {"phoneNumber": "+79990000001", "bonuses": 500}}"#,
+        ),
+        settings: Bytes::from_static(
+            br#"{"phoneVerification": false, "bonusApplyingConfirmation": false}"#,
+        ),
         calc: Bytes::from(serde_json::to_vec(&calc_answer()).expect("calc serializes")),
     });
     let tenant = Arc::new(golden::example_tenant(&mapping));
@@ -439,7 +474,17 @@ fn recalc_in_process(c: &mut Criterion) {
     };
     let answer: Value = serde_json::from_slice(&once()).expect("JSON answer");
     // Same data as the transform benches above: the same answer, through the typed model.
-    assert_eq!(answer, hand_response(&root_after_calc()), "in-process answer differs");
+    assert_eq!(
+        answer,
+        hand_response(&root_after_calc()),
+        "in-process answer differs"
+    );
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    once();
+    eprintln!(
+        "recalc_in_process: {} allocations (incl. reallocations) per recalc",
+        ALLOCATIONS.load(Ordering::Relaxed) - before
+    );
     let mut g = c.benchmark_group("recalc_in_process");
     g.bench_function("parse_run_check_serialize", |b| b.iter(once));
     g.finish();

@@ -84,9 +84,43 @@ impl Kopecks {
 
 fn serialize_decimal<S: Serializer>(value: Decimal, s: S) -> Result<S::Ok, S::Error> {
     // With `arbitrary_precision` a Number keeps its text, so 62.95 is written as 62.95.
-    serde_json::Number::from_str(&value.to_string())
-        .map_err(serde::ser::Error::custom)?
+    json_number(value)
+        .ok_or_else(|| serde::ser::Error::custom(format!("cannot write {value} as JSON")))?
         .serialize(s)
+}
+
+/// `value` as a JSON number with exactly its text (`250.00` stays `250.00`). The text is
+/// formatted on the stack: the number's own copy is the only allocation (this runs for every
+/// amount of every answer).
+pub fn json_number(value: Decimal) -> Option<serde_json::Number> {
+    let mut text = StackText::default();
+    fmt::Write::write_fmt(&mut text, format_args!("{value}")).ok()?;
+    serde_json::Number::from_str(text.as_str()).ok()
+}
+
+/// A short text built without the heap; longer writes fail. A `Decimal` needs at most 31
+/// bytes (28 digits, sign, point, a leading zero).
+#[derive(Default)]
+struct StackText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so the bytes are UTF-8.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 fn deserialize_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {

@@ -31,6 +31,14 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             detail: "тело запроса должно быть JSON-объектом".into(),
         });
     }
+    // The common case first, untracked: tracking the path costs an allocation per key, and
+    // only a failure needs it.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    if let Ok(value) = T::deserialize(&mut de)
+        && de.end().is_ok()
+    {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
     de.end().map_err(|e| Error::MalformedBody {

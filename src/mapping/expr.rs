@@ -163,6 +163,29 @@ impl Expr {
         self.eval_val(to_val(input))
     }
 
+    /// [`Expr::eval`] written as JSON: what `serde_json::to_vec` of that value gives, built
+    /// without the value where the fast path answers (a vendor body, the LoyaltyAPI answer).
+    pub fn eval_json(&self, input: &Value) -> Result<Vec<u8>, EvalError> {
+        if let Some(bytes) = self.fast.as_ref().and_then(|f| f.eval_json(input)) {
+            #[cfg(debug_assertions)]
+            {
+                let jaq = self.eval_jaq(input);
+                let jaq = jaq
+                    .as_ref()
+                    .map(|v| serde_json::to_vec(v).unwrap_or_default());
+                assert_eq!(
+                    Ok(&bytes),
+                    jaq.as_ref(),
+                    "native and jaq differ on {:?} for {input}",
+                    self.source
+                );
+            }
+            return Ok(bytes);
+        }
+        let value = self.eval_val(to_val(input))?;
+        serde_json::to_vec(&value).map_err(|e| EvalError(e.to_string()))
+    }
+
     /// Whether the native fast path evaluates this expression (else only jaq does).
     pub fn is_native(&self) -> bool {
         self.fast.is_some()

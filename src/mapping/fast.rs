@@ -31,6 +31,7 @@ use jaq_core::load::parse::{BinaryOp, Def, Pattern, Term};
 use jaq_core::ops::{Cmp, Math};
 use jaq_core::path::{Opt, Part};
 use rust_decimal::Decimal;
+use serde::{Serialize, Serializer};
 use serde_json::{Number, Value};
 
 use super::builtins;
@@ -474,6 +475,34 @@ impl<'a> V<'a> {
     }
 }
 
+/// Written exactly as `serde_json` writes `self.into_value()` (object keys sorted, as its map
+/// keeps them), without building that value: what is borrowed is written from where it is.
+impl Serialize for V<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            V::Ref(v) => v.serialize(s),
+            V::Own(v) => v.serialize(s),
+            V::Arr(items) => s.collect_seq(items),
+            V::Obj(entries) => {
+                // Keys are unique; built objects are small, so sorting references is cheap.
+                let mut sorted: Vec<&(Cow<'_, str>, V<'_>)> = entries.iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                s.collect_map(sorted.into_iter().map(|(k, v)| (k, v)))
+            }
+        }
+    }
+}
+
+/// [`odd_numbers`] for a value being built.
+fn odd_numbers_v(v: &V<'_>) -> bool {
+    match v {
+        V::Ref(v) => odd_numbers(v),
+        V::Own(v) => odd_numbers(v),
+        V::Arr(items) => items.iter().any(odd_numbers_v),
+        V::Obj(entries) => entries.iter().any(|(_, v)| odd_numbers_v(v)),
+    }
+}
+
 fn truthy(v: &Value) -> bool {
     !matches!(v, Value::Null | Value::Bool(false))
 }
@@ -570,13 +599,13 @@ fn text_of(v: &Value) -> Result<Cow<'_, str>, Stop> {
 }
 
 fn number_of(d: Decimal) -> Result<Value, Stop> {
-    let text = d.normalize().to_string();
-    if text == "-0" {
+    let d = d.normalize();
+    if d.is_zero() && d.is_sign_negative() {
         return Err(Stop::Unsure);
     }
-    Number::from_str(&text)
+    crate::amount::json_number(d)
         .map(Value::Number)
-        .map_err(|_| Stop::Unsure)
+        .ok_or(Stop::Unsure)
 }
 
 fn decimal(v: &V<'_>) -> Result<Decimal, Stop> {
@@ -1022,17 +1051,25 @@ fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
         }
         Fun0::FromEntries => {
             // `reduce (.[] | {(.key): .value}) as $x ({}; . + $x)`, for string keys.
-            let items: Vec<V<'a>> = match v {
-                V::Ref(Value::Array(a)) => a.iter().map(V::Ref).collect(),
-                V::Own(Value::Array(a)) => a.iter().cloned().map(V::Own).collect(),
-                V::Arr(a) => a.clone(),
+            // The entries are read where they are (an array built by `map` is not copied).
+            let owned: Vec<V<'a>>;
+            let items: &[V<'a>] = match v {
+                V::Ref(Value::Array(a)) => {
+                    owned = a.iter().map(V::Ref).collect();
+                    &owned
+                }
+                V::Own(Value::Array(a)) => {
+                    owned = a.iter().cloned().map(V::Own).collect();
+                    &owned
+                }
+                V::Arr(a) => a,
                 _ => return Err(Stop::Unsure),
             };
             if items.len() > MAX_BUILT_ENTRIES {
                 return Err(Stop::Unsure);
             }
             let mut map = Vec::with_capacity(items.len());
-            for e in &items {
+            for e in items {
                 let field = |name: &str| match e {
                     V::Ref(Value::Object(m)) => m.get(name).map(V::Ref),
                     V::Own(Value::Object(m)) => m.get(name).cloned().map(V::Own),
@@ -1064,6 +1101,9 @@ fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
 }
 
 fn call1<'a>(f: Fun1, v: &V<'a>, arg: &V<'a>) -> Result<V<'a>, Stop> {
+    if let Fun1::Allocate = f {
+        return allocate(v, decimal(arg)?);
+    }
     Ok(V::Own(match f {
         Fun1::Dadd | Fun1::Dsub => {
             let (a, b) = (decimal(v)?, decimal(arg)?);
@@ -1074,11 +1114,76 @@ fn call1<'a>(f: Fun1, v: &V<'a>, arg: &V<'a>) -> Result<V<'a>, Stop> {
             };
             number_of(r.ok_or(Stop::Jq)?)?
         }
-        Fun1::Allocate => {
-            let total = decimal(arg)?;
-            super::natives::allocate(v.clone().into_value(), total).map_err(|_| Stop::Jq)?
-        }
+        Fun1::Allocate => unreachable!("answered above"),
     }))
+}
+
+/// `allocate_discount(total)`. Positions borrowed from the input (the usual case) give lines
+/// that borrow them too: only the fields the allocation sets are new. Built positions go
+/// through the JSON version.
+fn allocate<'a>(positions: &V<'a>, total: Decimal) -> Result<V<'a>, Stop> {
+    let borrowed: Option<Vec<&'a serde_json::Map<String, Value>>> = match positions {
+        V::Ref(Value::Array(items)) => items.iter().map(Value::as_object).collect(),
+        V::Arr(items) => items
+            .iter()
+            .map(|p| match p {
+                V::Ref(Value::Object(map)) => Some(map),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    };
+    let Some(sources) = borrowed else {
+        return super::natives::allocate(positions.clone().into_value(), total)
+            .map(V::Own)
+            .map_err(|_| Stop::Jq);
+    };
+    // Any problem (a missing field, a bad number): jaq raises the error, with its own text.
+    let field = |p: &Value| builtins::decimal_of(p).map_err(|_| Stop::Jq);
+    let inputs = sources
+        .iter()
+        .map(|p| {
+            Ok(builtins::AllocInput {
+                quantity: field(p.get("quantity").ok_or(Stop::Jq)?)?,
+                price: field(p.get("price").ok_or(Stop::Jq)?)?,
+                sn: p
+                    .get("sn")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, Stop>>()?;
+    let lines = builtins::allocate_discount(&inputs, total).map_err(|_| Stop::Jq)?;
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        let source = sources[line.source];
+        let mut entries: Vec<(Cow<'a, str>, V<'a>)> = Vec::with_capacity(source.len() + 3);
+        for (key, value) in source {
+            if !matches!(
+                key.as_str(),
+                "quantity" | "discountedPrice" | "discountPercent" | "sn"
+            ) {
+                entries.push((Cow::Borrowed(key.as_str()), V::Ref(value)));
+            }
+        }
+        entries.push((Cow::Borrowed("quantity"), V::Own(number_of(line.quantity)?)));
+        entries.push((
+            Cow::Borrowed("discountedPrice"),
+            V::Own(number_of(line.discounted_price)?),
+        ));
+        entries.push((
+            Cow::Borrowed("discountPercent"),
+            V::Own(number_of(line.discount_percent)?),
+        ));
+        if !line.sn.is_empty() || source.contains_key("sn") {
+            entries.push((Cow::Borrowed("sn"), V::Own(Value::Array(line.sn))));
+        }
+        // In the order the JSON version's object has (sorted keys), for `.[]` and `keys`.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out.push(V::Obj(entries));
+    }
+    Ok(V::Arr(out))
 }
 
 /// Integers jaq would write differently (`-0` as `0`).
@@ -1113,6 +1218,18 @@ impl Native {
     pub fn eval(&self, input: &Value) -> Option<Value> {
         let first = self.first(input)?.into_value();
         (!odd_numbers(&first)).then_some(first)
+    }
+
+    /// jaq's first output for `input` written as JSON (as `serde_json::to_vec` writes it),
+    /// or `None` when jaq must answer. Nothing borrowed is copied on the way.
+    pub fn eval_json(&self, input: &Value) -> Option<Vec<u8>> {
+        let first = self.first(input)?;
+        if odd_numbers_v(&first) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut out, &first).ok()?;
+        Some(out)
     }
 
     /// Whether jaq's first output for `input` is true in jq's sense, or `None` when jaq
@@ -1297,6 +1414,41 @@ def length: "shadowed";
             }
         }
         assert!(native > 60, "only {native} expressions native");
+    }
+
+    /// `allocate_discount` on positions borrowed from the input (lines that borrow them) and on
+    /// built ones (the JSON version), streamed on and looked into, agrees with jaq's.
+    #[test]
+    fn allocate_discount_agrees_with_jaq() {
+        let exprs = [
+            ".p | allocate_discount(.d)",
+            "[.p[] | [.] | allocate_discount(1) | .[]]",
+            "[.p | to_entries[] | [.value] | allocate_discount(.value.price) | .[]]",
+            ".p | allocate_discount(.d) | .[0] | to_entries",
+            ".p | allocate_discount(.d) | [.[] | [to_entries[] | .key]]",
+            ".p | allocate_discount(.d) | [.[] | .sn]",
+            "[.p[] | {quantity, price, x: 1}] | allocate_discount(.d)",
+            ".p | allocate_discount(.neg)",
+            ".p | allocate_discount(\"x\")",
+            ".q | allocate_discount(1)",
+        ];
+        let input = json!({
+            "d": 7.5,
+            "neg": -1,
+            "p": [
+                {"assortment": {"meta": {"id": "a"}}, "quantity": 3, "price": 10.01,
+                 "sn": [{"name": "1"}, {"name": "2"}, {"name": "3"}], "zz": true},
+                {"assortment": {"meta": {"id": "b"}}, "quantity": 1.5, "price": 4,
+                 "discountPercent": 99},
+                {"quantity": 2, "price": 0.05, "sn": []}
+            ],
+            "q": [{"quantity": 1}, 5]
+        });
+        for src in exprs {
+            let expr = Expr::compile(src).unwrap();
+            assert!(expr.is_native(), "{src}");
+            assert_eq!(expr.eval(&input), expr.eval_jaq(&input), "{src}");
+        }
     }
 
     #[test]

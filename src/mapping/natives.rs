@@ -16,8 +16,6 @@
 //! | `ms_to_iso($offset)`, `iso_to_ms`, `date_to_ms` | date format conversions |
 //! | `drop_nulls` | removes `null` members of objects, recursively |
 
-use std::str::FromStr;
-
 use jaq_core::native::{Filter, Fun, bome, run, unary, v};
 use jaq_core::{DataT, RunPtr, ValR};
 use jaq_json::Val;
@@ -201,9 +199,9 @@ pub(super) fn allocate(positions: Value, total: Decimal) -> Result<Value, jaq_co
         .collect::<Result<Vec<_>, jaq_core::Error<Val>>>()?;
     let lines = builtins::allocate_discount(&inputs, total).map_err(fail)?;
     let json_number = |d: Decimal| {
-        serde_json::Number::from_str(&d.normalize().to_string())
+        crate::amount::json_number(d.normalize())
             .map(Value::Number)
-            .map_err(|_| fail(format!("cannot represent {d}")))
+            .ok_or_else(|| fail(format!("cannot represent {d}")))
     };
     let mut out = Vec::with_capacity(lines.len());
     for line in lines {

@@ -625,11 +625,11 @@ fn build(
     }
     let body = match &call.body {
         Some(expr) => {
-            let value = expr.eval(root).map_err(|e| ("body", e))?;
+            let body = expr.eval_json(root).map_err(|e| ("body", e))?;
             headers
                 .entry(header::CONTENT_TYPE)
                 .or_insert(HeaderValue::from_static("application/json"));
-            Some(serde_json::to_vec(&value).map_err(|e| ("body", EvalError(e.to_string())))?)
+            Some(body)
         }
         None => None,
     };

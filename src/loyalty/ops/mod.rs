@@ -259,6 +259,11 @@ impl OpContext {
                 "the mapping builds no answer for this operation".into(),
             )
         })?;
+        // Untracked first, from the borrowed value (only the model's strings are copied):
+        // tracking the path costs an allocation per key, and only a misfit needs it.
+        if let Ok(answer) = T::deserialize(&body) {
+            return Ok(answer);
+        }
         serde_path_to_error::deserialize(body).map_err(|e| {
             failed(
                 format!("response.body: {}", e.path()),

@@ -12,6 +12,19 @@ use loyalty_bridge::{Config, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc advises transparent huge pages for its arenas, so every arena the bridge touches
+/// is resident in 2 MiB pages although its heap is small and short-lived. With 4 KiB pages the
+/// bridge's resident memory is about half (idle 31 -> 17 MiB; 2,000 requests at once 131 ->
+/// 86 MiB peak), at no CPU cost measured (`benches/`, issue #7).
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes integers only and changes only this process' page policy.
+    // A kernel without it refuses the call, which changes nothing: the result is not needed.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// MoySklad LoyaltyAPI server bridging to an existing loyalty vendor.
 #[derive(Parser)]
 #[command(version, about)]
@@ -115,6 +128,7 @@ enum OutboxAction {
 }
 
 fn main() -> anyhow::Result<()> {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(load_config(&cli.config)),

@@ -14,8 +14,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc advises transparent huge pages for its arenas, so every arena the bridge touches
 /// is resident in 2 MiB pages although its heap is small and short-lived. With 4 KiB pages the
-/// bridge's resident memory is about half (idle 31 -> 17 MiB; 2,000 requests at once 131 ->
-/// 86 MiB peak), at no CPU cost measured (`benches/`, issue #7).
+/// bridge's resident memory is about half (idle 31 -> 21 MiB; 2,000 requests at once 131 ->
+/// 89 MiB peak in a probe), at no CPU cost measured (`benches/`, issue #7).
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes integers only and changes only this process' page policy.

@@ -164,7 +164,7 @@ impl Expr {
     }
 
     /// [`Expr::eval`] written as JSON: what `serde_json::to_vec` of that value gives, built
-    /// without the value where the fast path answers (a vendor body, the LoyaltyAPI answer).
+    /// without the value where the fast path answers (a vendor request's body).
     pub fn eval_json(&self, input: &Value) -> Result<Vec<u8>, EvalError> {
         if let Some(bytes) = self.fast.as_ref().and_then(|f| f.eval_json(input)) {
             #[cfg(debug_assertions)]

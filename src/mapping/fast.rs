@@ -1399,7 +1399,11 @@ def length: "shadowed";
             Err(_) => return,
         };
         // `eval` asserts agreement itself in debug builds; compare the public result too.
-        assert_eq!(expr.eval(input), expr.eval_jaq(input), "{src} on {input}");
+        let jaq = expr.eval_jaq(input);
+        assert_eq!(expr.eval(input), jaq, "{src} on {input}");
+        // Written straight from the native evaluation: the bytes of jaq's value.
+        let written = jaq.ok().map(|v| serde_json::to_vec(&v).unwrap());
+        assert_eq!(expr.eval_json(input).ok(), written, "{src} on {input}");
     }
 
     #[test]
@@ -1447,7 +1451,10 @@ def length: "shadowed";
         for src in exprs {
             let expr = Expr::compile(src).unwrap();
             assert!(expr.is_native(), "{src}");
-            assert_eq!(expr.eval(&input), expr.eval_jaq(&input), "{src}");
+            let jaq = expr.eval_jaq(&input);
+            assert_eq!(expr.eval(&input), jaq, "{src}");
+            let written = jaq.ok().map(|v| serde_json::to_vec(&v).unwrap());
+            assert_eq!(expr.eval_json(&input).ok(), written, "{src}");
         }
     }
 

@@ -1101,10 +1101,7 @@ fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
 }
 
 fn call1<'a>(f: Fun1, v: &V<'a>, arg: &V<'a>) -> Result<V<'a>, Stop> {
-    if let Fun1::Allocate = f {
-        return allocate(v, decimal(arg)?);
-    }
-    Ok(V::Own(match f {
+    match f {
         Fun1::Dadd | Fun1::Dsub => {
             let (a, b) = (decimal(v)?, decimal(arg)?);
             let r = if matches!(f, Fun1::Dadd) {
@@ -1112,10 +1109,10 @@ fn call1<'a>(f: Fun1, v: &V<'a>, arg: &V<'a>) -> Result<V<'a>, Stop> {
             } else {
                 a.checked_sub(b)
             };
-            number_of(r.ok_or(Stop::Jq)?)?
+            Ok(V::Own(number_of(r.ok_or(Stop::Jq)?)?))
         }
-        Fun1::Allocate => unreachable!("answered above"),
-    }))
+        Fun1::Allocate => allocate(v, decimal(arg)?),
+    }
 }
 
 /// `allocate_discount(total)`. Positions borrowed from the input (the usual case) give lines

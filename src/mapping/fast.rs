@@ -1116,33 +1116,53 @@ fn call1<'a>(f: Fun1, v: &V<'a>, arg: &V<'a>) -> Result<V<'a>, Stop> {
 }
 
 /// `allocate_discount(total)`. Positions borrowed from the input (the usual case) give lines
-/// that borrow them too: only the fields the allocation sets are new. Built positions go
-/// through the JSON version.
+/// that borrow them too. Built positions are made JSON first. Any problem: jaq raises the
+/// error, with its own text.
 fn allocate<'a>(positions: &V<'a>, total: Decimal) -> Result<V<'a>, Stop> {
-    let borrowed: Option<Vec<&'a serde_json::Map<String, Value>>> = match positions {
-        V::Ref(Value::Array(items)) => items.iter().map(Value::as_object).collect(),
+    let borrowed: Option<Vec<&'a Value>> = match positions {
+        V::Ref(Value::Array(items)) => Some(items.iter().collect()),
         V::Arr(items) => items
             .iter()
             .map(|p| match p {
-                V::Ref(Value::Object(map)) => Some(map),
+                V::Ref(v) => Some(*v),
                 _ => None,
             })
             .collect(),
         _ => None,
     };
-    let Some(sources) = borrowed else {
-        return super::natives::allocate(positions.clone().into_value(), total)
-            .map(V::Own)
-            .map_err(|_| Stop::Jq);
+    match borrowed {
+        Some(sources) => allocate_lines(&sources, total).map(V::Arr),
+        None => allocate_json(positions.clone().into_value(), total).map(V::Own),
+    }
+    .map_err(|_| Stop::Jq)
+}
+
+/// `allocate_discount(total)` on JSON positions (jaq's built-in, and built positions here).
+pub(super) fn allocate_json(positions: Value, total: Decimal) -> Result<Value, String> {
+    let Value::Array(items) = &positions else {
+        return Err("allocate_discount: expected an array of positions".into());
     };
-    // Any problem (a missing field, a bad number): jaq raises the error, with its own text.
-    let field = |p: &Value| builtins::decimal_of(p).map_err(|_| Stop::Jq);
+    let sources: Vec<&Value> = items.iter().collect();
+    Ok(V::Arr(allocate_lines(&sources, total)?).into_value())
+}
+
+/// The lines `allocate_discount` gives for `sources`: each the position it comes from with
+/// `quantity`, `discountedPrice` and `discountPercent` set (and `sn` when split), borrowing the
+/// rest of it. A position may give two lines where kopecks demand it.
+fn allocate_lines<'a>(sources: &[&'a Value], total: Decimal) -> Result<Vec<V<'a>>, String> {
+    let field = |p: &Value, name: &str, i: usize| {
+        let v = p
+            .get(name)
+            .ok_or_else(|| format!("allocate_discount: positions[{i}] has no {name}"))?;
+        builtins::decimal_of(v).map_err(|e| format!("positions[{i}].{name}: {e}"))
+    };
     let inputs = sources
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             Ok(builtins::AllocInput {
-                quantity: field(p.get("quantity").ok_or(Stop::Jq)?)?,
-                price: field(p.get("price").ok_or(Stop::Jq)?)?,
+                quantity: field(p, "quantity", i)?,
+                price: field(p, "price", i)?,
                 sn: p
                     .get("sn")
                     .and_then(Value::as_array)
@@ -1150,11 +1170,22 @@ fn allocate<'a>(positions: &V<'a>, total: Decimal) -> Result<V<'a>, Stop> {
                     .unwrap_or_default(),
             })
         })
-        .collect::<Result<Vec<_>, Stop>>()?;
-    let lines = builtins::allocate_discount(&inputs, total).map_err(|_| Stop::Jq)?;
+        .collect::<Result<Vec<_>, String>>()?;
+    let lines = builtins::allocate_discount(&inputs, total).map_err(|e| e.to_string())?;
+    let number = |d: Decimal| {
+        crate::amount::json_number(d.normalize())
+            .map(|n| V::Own(Value::Number(n)))
+            .ok_or_else(|| format!("cannot represent {d}"))
+    };
     let mut out = Vec::with_capacity(lines.len());
     for line in lines {
-        let source = sources[line.source];
+        let Value::Object(source) = sources[line.source] else {
+            // Not reached: `field` found a quantity in it.
+            return Err(format!(
+                "allocate_discount: positions[{}] is not an object",
+                line.source
+            ));
+        };
         let mut entries: Vec<(Cow<'a, str>, V<'a>)> = Vec::with_capacity(source.len() + 3);
         for (key, value) in source {
             if !matches!(
@@ -1164,23 +1195,23 @@ fn allocate<'a>(positions: &V<'a>, total: Decimal) -> Result<V<'a>, Stop> {
                 entries.push((Cow::Borrowed(key.as_str()), V::Ref(value)));
             }
         }
-        entries.push((Cow::Borrowed("quantity"), V::Own(number_of(line.quantity)?)));
+        entries.push((Cow::Borrowed("quantity"), number(line.quantity)?));
         entries.push((
             Cow::Borrowed("discountedPrice"),
-            V::Own(number_of(line.discounted_price)?),
+            number(line.discounted_price)?,
         ));
         entries.push((
             Cow::Borrowed("discountPercent"),
-            V::Own(number_of(line.discount_percent)?),
+            number(line.discount_percent)?,
         ));
         if !line.sn.is_empty() || source.contains_key("sn") {
             entries.push((Cow::Borrowed("sn"), V::Own(Value::Array(line.sn))));
         }
-        // In the order the JSON version's object has (sorted keys), for `.[]` and `keys`.
+        // In the order a JSON object has them (sorted keys), for `.[]` and `to_entries`.
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out.push(V::Obj(entries));
     }
-    Ok(V::Arr(out))
+    Ok(out)
 }
 
 /// Integers jaq would write differently (`-0` as `0`).

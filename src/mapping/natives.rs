@@ -22,7 +22,7 @@ use jaq_json::Val;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
-use super::builtins::{self, AllocInput};
+use super::builtins;
 use super::expr::{from_val, to_val};
 
 pub fn funs<D: for<'a> DataT<V<'a> = Val>>() -> impl Iterator<Item = Fun<D>> {
@@ -170,59 +170,10 @@ pub(super) fn drop_nulls(value: Value) -> Value {
 }
 
 /// LoyaltyAPI positions in, the same positions out with `discountedPrice` and
-/// `discountPercent` set, a position split in two where kopecks demand it.
+/// `discountPercent` set, a position split in two where kopecks demand it (one implementation
+/// with the fast path: `fast::allocate_json`).
 pub(super) fn allocate(positions: Value, total: Decimal) -> Result<Value, jaq_core::Error<Val>> {
-    let Value::Array(positions) = positions else {
-        return Err(fail("allocate_discount: expected an array of positions"));
-    };
-    let field = |p: &Value, name: &str, i: usize| {
-        p.get(name)
-            .ok_or_else(|| fail(format!("allocate_discount: positions[{i}] has no {name}")))
-            .and_then(|v| {
-                builtins::decimal_of(v).map_err(|e| fail(format!("positions[{i}].{name}: {e}")))
-            })
-    };
-    let inputs = positions
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            Ok(AllocInput {
-                quantity: field(p, "quantity", i)?,
-                price: field(p, "price", i)?,
-                sn: p
-                    .get("sn")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-            })
-        })
-        .collect::<Result<Vec<_>, jaq_core::Error<Val>>>()?;
-    let lines = builtins::allocate_discount(&inputs, total).map_err(fail)?;
-    let json_number = |d: Decimal| {
-        crate::amount::json_number(d.normalize())
-            .map(Value::Number)
-            .ok_or_else(|| fail(format!("cannot represent {d}")))
-    };
-    let mut out = Vec::with_capacity(lines.len());
-    for line in lines {
-        let mut position = positions.get(line.source).cloned().unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut position {
-            map.insert("quantity".into(), json_number(line.quantity)?);
-            map.insert(
-                "discountedPrice".into(),
-                json_number(line.discounted_price)?,
-            );
-            map.insert(
-                "discountPercent".into(),
-                json_number(line.discount_percent)?,
-            );
-            if !line.sn.is_empty() || map.contains_key("sn") {
-                map.insert("sn".into(), Value::Array(line.sn));
-            }
-        }
-        out.push(position);
-    }
-    Ok(Value::Array(out))
+    super::fast::allocate_json(positions, total).map_err(fail)
 }
 
 #[cfg(test)]

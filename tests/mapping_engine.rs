@@ -836,3 +836,67 @@ async fn a_rule_with_pause_ms_pauses_the_tenants_calls() {
     .await;
     assert_eq!(got.status, 503);
 }
+
+/// A step's rules see its outcome as `.step` and as `.steps.<name>`; later expressions see it
+/// as `.steps.<name>` only (no `name`, no `.step`), whether the runner copied the outcome
+/// (a rule reads `.steps`) or moved it there after the rules (none does).
+#[tokio::test]
+async fn a_steps_outcome_is_the_same_whether_copied_or_moved() {
+    let ops = |when: &str| {
+        format!(
+            r#"
+    [[ops."counterparty.detail".steps]]
+    name = "b"
+    method = "GET"
+    path = "/balance"
+    [[ops."counterparty.detail".errors]]
+    step = "b"
+    when = '{when}'
+    error = {{ status = 409, code = 1409, error = "Тринадцать", message = "{{.step.name}}: {{.step.body.bonuses}}" }}
+    [ops."counterparty.detail".response]
+    body = '{{bonusProgram: {{agentBonusBalance: (if .steps.b.name == null and .step == null then bal else -1 end)}}}}'
+"#
+        )
+    };
+    for (when, copied) in [
+        (".steps.b.body.bonuses == 13 and .step.name == \"b\"", true),
+        (". as $root | $root.steps.b.body.bonuses == 13", true),
+        (".step.body.bonuses == 13 and .step.name == \"b\"", false),
+    ] {
+        let m = mapping(&ops(when));
+        let plan = m.op(Op::CounterpartyDetail).expect("planned");
+        assert_eq!(plan.steps[0].copy_outcome, copied, "{when}");
+        let up = answers(&[("b", ok(json!({"bonuses": 12.50})))]);
+        let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+        assert_eq!(
+            (got.status, got.body),
+            (200, json!({"bonusProgram": {"agentBonusBalance": 12.50}})),
+            "{when}"
+        );
+        let up = answers(&[("b", ok(json!({"bonuses": 13})))]);
+        let got = run(&m, Op::CounterpartyDetail, DETAIL, &up).await;
+        assert_eq!(got.status, 409, "{when}: {}", got.body);
+        assert_eq!(got.body["errors"][0]["error_message"], "b: 13", "{when}");
+    }
+}
+
+/// The hot path copies no vendor answer: no rule after a recalc step of the MAXMA and UDS
+/// mappings reads `.steps`. (Premium Bonus's vendor rule on token errors uses `test`, which only
+/// jaq evaluates: what it reads is not known, so its steps' outcomes are copied.)
+#[test]
+fn shipped_recalc_steps_move_their_outcomes() {
+    for name in ["maxma", "uds"] {
+        let mapping = Mapping::load(Path::new(&format!("mappings/{name}.toml")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plan = mapping
+            .op(Op::RetaildemandRecalc)
+            .expect("recalc is mapped");
+        for step in &plan.steps {
+            assert!(
+                !step.copy_outcome,
+                "{name}: recalc step {} copies its outcome",
+                step.name
+            );
+        }
+    }
+}

@@ -191,6 +191,12 @@ impl Expr {
         self.fast.is_some()
     }
 
+    /// The top-level keys of its input the expression can read; `None` when that is not
+    /// known (jaq alone evaluates it, or it may see the whole input).
+    pub fn input_keys(&self) -> Option<Vec<String>> {
+        self.fast.as_ref()?.input_keys()
+    }
+
     /// [`Expr::eval`] through jaq only (the reference the fast path is tested against).
     pub fn eval_jaq(&self, input: &Value) -> Result<Value, EvalError> {
         self.eval_val(to_val(input))

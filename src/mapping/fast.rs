@@ -1266,6 +1266,123 @@ impl Native {
         let first = self.first(input)?;
         Some(first.truthy())
     }
+
+    /// The top-level keys of its input the expression can read, or `None` when it may see
+    /// more than named keys (the whole input passed on, compared, iterated, or indexed by a
+    /// computed key). The plan runner uses it to leave out of the input what no one reads.
+    pub fn input_keys(&self) -> Option<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut vars = Vec::new();
+        if self.root.scan(true, &mut vars, &mut keys)? {
+            return None; // the answer may be the input itself
+        }
+        keys.sort();
+        keys.dedup();
+        Some(keys)
+    }
+}
+
+impl Node {
+    /// For [`Native::input_keys`]: whether this node's output may be the whole input (when
+    /// `whole` says its own input may be), with the named keys read from the input added to
+    /// `keys`; `None` when the input may be seen in any other way. `vars` says, by slot,
+    /// which variables may hold the whole input.
+    fn scan(&self, whole: bool, vars: &mut Vec<bool>, keys: &mut Vec<String>) -> Option<bool> {
+        // Operands whose value must not be the whole input (compared, added, interpolated,
+        // put into an array or object, passed to a function).
+        let part = |n: &Node, vars: &mut Vec<bool>, keys: &mut Vec<String>| -> Option<()> {
+            (!n.scan(whole, vars, keys)?).then_some(())
+        };
+        Some(match self {
+            Node::Id => whole,
+            Node::Empty | Node::Lit(_) => false,
+            Node::Var(slot) => vars.get(*slot).copied().unwrap_or(false),
+            Node::Str(parts) => {
+                for p in parts {
+                    if let Err(n) = p {
+                        part(n, vars, keys)?;
+                    }
+                }
+                false
+            }
+            Node::Arr(None) => false,
+            Node::Arr(Some(n)) => {
+                part(n, vars, keys)?;
+                false
+            }
+            Node::Obj(entries) => {
+                for (k, v) in entries {
+                    part(k, vars, keys)?;
+                    part(v, vars, keys)?;
+                }
+                false
+            }
+            Node::Path(base, parts) => {
+                let base_whole = base.scan(whole, vars, keys)?;
+                // Keys are computed from the path's own input.
+                for (k, _) in parts {
+                    if let Some(k) = k {
+                        part(k, vars, keys)?;
+                    }
+                }
+                match parts.first() {
+                    None => base_whole,
+                    Some(_) if !base_whole => false,
+                    Some((Some(Node::Lit(Value::String(k))), _)) => {
+                        keys.push(k.clone());
+                        false
+                    }
+                    Some(_) => return None,
+                }
+            }
+            Node::Pipe(l, r) => {
+                let through = l.scan(whole, vars, keys)?;
+                r.scan(through, vars, keys)?
+            }
+            Node::Bind(l, slot, r) => {
+                let held = l.scan(whole, vars, keys)?;
+                if vars.len() <= *slot {
+                    vars.resize(*slot + 1, false);
+                }
+                let before = std::mem::replace(&mut vars[*slot], held);
+                let out = r.scan(whole, vars, keys);
+                vars[*slot] = before;
+                out?
+            }
+            Node::Comma(l, r) | Node::Alt(l, r) => {
+                l.scan(whole, vars, keys)? | r.scan(whole, vars, keys)?
+            }
+            Node::And(l, r) | Node::Or(l, r) => {
+                // Only their truth is used: an object is true, whatever it holds.
+                l.scan(whole, vars, keys)?;
+                r.scan(whole, vars, keys)?;
+                false
+            }
+            Node::Cmp(l, _, r) | Node::Add(l, r) => {
+                part(l, vars, keys)?;
+                part(r, vars, keys)?;
+                false
+            }
+            Node::If(c, t, e) => {
+                c.scan(whole, vars, keys)?;
+                t.scan(whole, vars, keys)? | e.scan(whole, vars, keys)?
+            }
+            Node::Try(body, _) => body.scan(whole, vars, keys)?,
+            Node::Call0(_) => {
+                if whole {
+                    return None;
+                }
+                false
+            }
+            Node::Call1(_, arg) => {
+                if whole {
+                    return None;
+                }
+                part(arg, vars, keys)?;
+                false
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1446,6 +1563,63 @@ def length: "shadowed";
             }
         }
         assert!(native > 60, "only {native} expressions native");
+    }
+
+    /// `input_keys` names what an expression can read: keeping only those keys of an object
+    /// input changes nothing jaq answers (values and error texts alike).
+    #[test]
+    fn input_keys_are_all_an_expression_reads() {
+        let mut known = 0;
+        for src in EXPRS {
+            let Some(keys) = Expr::compile_with(DEFS, src)
+                .ok()
+                .and_then(|e| e.input_keys())
+            else {
+                continue;
+            };
+            known += 1;
+            let expr = Expr::compile_with(DEFS, src).unwrap();
+            for input in inputs() {
+                let Value::Object(map) = &input else { continue };
+                let pruned: serde_json::Map<String, Value> = map
+                    .iter()
+                    .filter(|(k, _)| keys.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(
+                    expr.eval_jaq(&input),
+                    expr.eval_jaq(&Value::Object(pruned)),
+                    "{src} on {input} reads more than {keys:?}"
+                );
+            }
+        }
+        assert!(known > 30, "only {known} expressions with known keys");
+
+        let keys = |src: &str| Expr::compile_with(DEFS, src).unwrap().input_keys();
+        let named = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(keys(".step.body.errorCode? // 0"), named(&["step"]));
+        assert_eq!(keys(".a // .b.c"), named(&["a", "b"]));
+        assert_eq!(keys(". as $r | $r.steps.x"), named(&["steps"]));
+        assert_eq!(keys("(. as $r | $r) | .y"), named(&["y"]));
+        assert_eq!(keys("if .x then . else {} end | .z"), named(&["x", "z"]));
+        assert_eq!(keys("[.a[] | .b]"), named(&["a"]));
+        assert_eq!(keys(r#""\(.a)""#), named(&["a"]));
+        assert_eq!(keys("1"), named(&[]));
+        for whole in [
+            ".",
+            ".[]",
+            "[.]",
+            "{a: .}",
+            ". == {}",
+            ".[.k]",
+            r#""\(.)""#,
+            "not",
+            "to_entries",
+            ". as $r | [$r]",
+            ".a as $x | . | tostring",
+        ] {
+            assert_eq!(keys(whole), None, "{whole}");
+        }
     }
 
     /// `allocate_discount` on positions borrowed from the input (lines that borrow them) and on

@@ -70,6 +70,10 @@ pub struct Step {
     pub cache: Option<CachePlan>,
     pub compensate: Option<Call>,
     pub remember: Option<RememberPlan>,
+    /// Whether something that sees this step's outcome as `.step` (its rules, the vendor's,
+    /// `remember`) may also read `.steps`: then the outcome is in both places at once (a
+    /// copy); else it moves to `.steps.<name>` once the rules are done.
+    pub copy_outcome: bool,
 }
 
 #[derive(Debug)]
@@ -92,6 +96,19 @@ pub struct Rule {
     pub action: RuleAction,
     /// When the rule fires, the tenant's calls pause this long (`pause_ms`).
     pub pause: Option<Duration>,
+}
+
+impl Rule {
+    /// Whether the rule may read the top-level `key` of its input (`true` when unknown).
+    pub fn may_read(&self, key: &str) -> bool {
+        let reads = |keys: Option<Vec<String>>| keys.is_none_or(|k| k.iter().any(|k| k == key));
+        reads(self.when.input_keys())
+            || match &self.action {
+                RuleAction::Fail(plan) => reads(plan.message.input_keys()),
+                RuleAction::Respond(expr) => reads(expr.input_keys()),
+                RuleAction::Accept => false,
+            }
+    }
 }
 
 #[derive(Debug)]
@@ -279,6 +296,14 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
                 }
             }
             rules.push(compile_rule(rule, &rule_place, defs)?);
+        }
+        for step in &mut steps {
+            step.copy_outcome = step.remember.is_some()
+                || rules
+                    .iter()
+                    .filter(|r| r.step.as_deref().is_none_or(|n| n == step.name))
+                    .chain(&vendor_rules)
+                    .any(|r| r.may_read("steps"));
         }
         let response = section
             .response
@@ -490,6 +515,8 @@ fn compile_step(step: StepSection, place: &str, defs: &str) -> Result<Step, Fail
             .compensate
             .map(|c| compile_call(c, &format!("{place}.compensate"), defs))
             .transpose()?,
+        // Decided once the operation's rules are compiled.
+        copy_outcome: true,
     })
 }
 

@@ -207,7 +207,9 @@ async fn run_plan(
             "upstream call"
         );
         let (outcome, default_failure) = step_outcome(&result);
-        record_step(&mut root, &step.name, outcome.clone());
+        if step.copy_outcome {
+            record_step(&mut root, &step.name, outcome.clone());
+        }
         set(&mut root, "step", with_name(outcome, &step.name));
 
         let step_rules = plan
@@ -222,6 +224,10 @@ async fn run_plan(
             &place,
             call.limiter,
         )?;
+        if !step.copy_outcome {
+            // No rule read `.steps`: the outcome moves there now (compensations may read it).
+            move_step(&mut root, &step.name);
+        }
         // A cached answer that the rules did not take as a plain success (an error inside a
         // 200 body, a "not found" answered as an empty list) must not be served again.
         if let Some((key, _)) = &cache_key {
@@ -402,6 +408,18 @@ fn record_step(root: &mut Value, name: &str, outcome: Value) {
     if let Some(Value::Object(steps)) = root.get_mut("steps") {
         steps.insert(name.to_string(), outcome);
     }
+}
+
+/// Moves `.step` (without its `name`) to `.steps.<name>`.
+fn move_step(root: &mut Value, name: &str) {
+    let Value::Object(map) = root else { return };
+    let Some(mut outcome) = map.remove("step") else {
+        return;
+    };
+    if let Value::Object(fields) = &mut outcome {
+        fields.remove("name");
+    }
+    record_step(root, name, outcome);
 }
 
 fn set(root: &mut Value, key: &str, value: Value) {

@@ -85,6 +85,17 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The top-level keys of its input the holes can read; `None` when that is not known.
+    pub fn input_keys(&self) -> Option<Vec<String>> {
+        let mut keys = Vec::new();
+        for part in &self.parts {
+            if let Part::Hole(expr) = part {
+                keys.extend(expr.input_keys()?);
+            }
+        }
+        Some(keys)
+    }
+
     /// Renders the template; a hole yielding an object or array is an error.
     pub fn render(&self, input: &Value, encoding: Encoding) -> Result<String, EvalError> {
         let mut out = String::new();

@@ -301,6 +301,12 @@ pub struct ServerConfig {
     /// holds its request, the vendor's answer and a vendor connection) and keeps a burst from
     /// opening thousands of connections to the vendor.
     pub max_in_flight: usize,
+    /// Most client connections served at once. Beyond it the bridge stops accepting, and new
+    /// connections wait in the kernel's accept queue (4,096) until one closes (an idle
+    /// keep-alive connection closes after `header_read_timeout_ms`). Each open connection
+    /// holds hyper's read and write buffers (≈ 16–20 KiB), so this bounds memory under a burst
+    /// of connections, as nginx's `worker_connections` does.
+    pub max_connections: usize,
     /// When set (`${ENV_VAR}`), `GET /metrics` requires `Authorization: Bearer <token>`.
     /// Expanded from the environment by [`RawConfig::validate`].
     pub metrics_token: Option<Secret>,
@@ -318,6 +324,7 @@ impl Default for ServerConfig {
             mapping_reload_ms: 2_000,
             cache_entries: 100_000,
             max_in_flight: 256,
+            max_connections: 512,
             metrics_token: None,
         }
     }
@@ -716,6 +723,12 @@ impl ServerConfig {
         if self.max_in_flight == 0 || self.max_in_flight > 100_000 {
             return Err(invalid(
                 "server.max_in_flight",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > 100_000 {
+            return Err(invalid(
+                "server.max_connections",
                 "must be between 1 and 100000",
             ));
         }

@@ -319,6 +319,7 @@ impl MoyskladSandbox {
             name: "moysklad-sandbox",
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            max_connections: usize::MAX, // an emulator serves whatever a test opens
         };
         let shared = self.shared.clone();
         let handler = move |req| {

@@ -428,6 +428,7 @@ impl PremiumBonusSandbox {
             name: "premiumbonus-sandbox",
             header_read_timeout: HEADER_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
+            max_connections: usize::MAX, // an emulator serves whatever a test opens
         };
         let shared = self.shared.clone();
         let handler = move |req| {

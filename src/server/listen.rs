@@ -2,7 +2,8 @@
 //! (HTTP/1.1 and h2c), a header-read timeout, graceful shutdown bounded by a grace period.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -13,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
 /// tokio's `TcpListener::bind` asks for 1,024: a burst of 2,000 tills connecting at once would
@@ -37,7 +39,12 @@ pub struct ListenOptions {
     pub name: &'static str,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Most connections served at once; beyond it, new ones wait in the accept queue.
+    pub max_connections: usize,
 }
+
+/// How often, at most, reaching `max_connections` is logged.
+const FULL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Serves `handler` on `listener` until `shutdown` resolves; then stops accepting and lets
 /// in-flight requests finish for at most the grace period. A handler error drops the connection.
@@ -61,7 +68,34 @@ where
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    // A connection holds its permit until it closes. Without one the loop does not accept: the
+    // kernel keeps the connection queued (no memory of ours), instead of hyper's buffers for
+    // every one of a burst of thousands.
+    let open = Arc::new(Semaphore::new(
+        options.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    let mut full_logged: Option<Instant> = None;
     loop {
+        let permit = match open.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
+                    full_logged = Some(Instant::now());
+                    tracing::warn!(
+                        server = name,
+                        max_connections = options.max_connections,
+                        "connection limit reached: new connections wait in the accept queue"
+                    );
+                }
+                tokio::select! {
+                    permit = open.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break, // never closed
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -78,6 +112,7 @@ where
                 let service = service_fn(handler);
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(server = name, %peer, error = %e, "connection ended with an error");
                     }

@@ -286,6 +286,7 @@ pub async fn serve_with(
         name: "loyalty-bridge",
         header_read_timeout: header_timeout,
         shutdown_grace: grace,
+        max_connections: app.config.server.max_connections,
     };
     let handler = {
         let app = app.clone();

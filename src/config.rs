@@ -324,7 +324,7 @@ impl Default for ServerConfig {
             mapping_reload_ms: 2_000,
             cache_entries: 100_000,
             max_in_flight: 256,
-            max_connections: 512,
+            max_connections: 384,
             metrics_token: None,
         }
     }

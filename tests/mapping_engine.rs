@@ -526,7 +526,11 @@ async fn credentials_never_reach_an_error_text() {
     };
     let plan = m.op(Op::CounterpartyDetail).unwrap();
     let up = answers(&[("b", ok(json!({})))]);
-    match run(&m, plan, invocation.clone(), up.as_ref()).await {
+    // The answer is read (and its expression evaluated) by the operation, after the plan.
+    let answer = run(&m, plan, invocation.clone(), up.as_ref())
+        .await
+        .and_then(|outcome| outcome.read::<Value>(plan, Op::CounterpartyDetail, &tenant));
+    match answer {
         Err(Error::MappingFailed { detail, .. }) => {
             assert!(!detail.contains("k-123"), "{detail}");
             assert!(detail.contains("****"), "{detail}");

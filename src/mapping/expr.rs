@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Native, Vars, data};
 use jaq_json::{Num, Val};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{fast, natives};
@@ -184,6 +186,32 @@ impl Expr {
         }
         let value = self.eval_val(to_val(input))?;
         serde_json::to_vec(&value).map_err(|e| EvalError(e.to_string()))
+    }
+
+    /// [`Expr::eval`] read as `T` (a LoyaltyAPI answer): where the fast path answers, straight
+    /// from its evaluation, without building the value. `Ok(Err(value))`: the value does not
+    /// read as `T` (the caller names the misfit from it).
+    pub fn eval_into<T: DeserializeOwned + Serialize>(
+        &self,
+        input: &Value,
+    ) -> Result<Result<T, Value>, EvalError> {
+        if let Some(Some(typed)) = self.fast.as_ref().and_then(|f| f.eval_into::<T>(input)) {
+            // The debug cross-check: jaq's value reads as the same `T`.
+            #[cfg(debug_assertions)]
+            {
+                let jaq = self.eval_jaq(input).map(|v| T::deserialize(&v).ok());
+                let written = |t: &T| serde_json::to_value(t).ok();
+                assert_eq!(
+                    Ok(written(&typed)),
+                    jaq.map(|t| t.as_ref().and_then(written)),
+                    "native and jaq differ on {:?} for {input}",
+                    self.source
+                );
+            }
+            return Ok(Ok(typed));
+        }
+        let value = self.eval(input)?;
+        Ok(T::deserialize(&value).map_err(|_| value))
     }
 
     /// Whether the native fast path evaluates this expression (else only jaq does).

@@ -31,6 +31,8 @@ use jaq_core::load::parse::{BinaryOp, Def, Pattern, Term};
 use jaq_core::ops::{Cmp, Math};
 use jaq_core::path::{Opt, Part};
 use rust_decimal::Decimal;
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{DeserializeOwned, IntoDeserializer, Visitor};
 use serde::{Serialize, Serializer};
 use serde_json::{Number, Value};
 
@@ -494,6 +496,182 @@ impl Serialize for V<'_> {
 }
 
 /// [`odd_numbers`] for a value being built.
+/// A value read straight into a typed model (the LoyaltyAPI answer), as serde_json reads the
+/// same value built as a `Value`: parts of the input through serde_json's own deserializer,
+/// built arrays and objects as sequences and maps. Anything this reads differently fails, and
+/// the caller then reads the built `Value` (`Expr::eval_into`), so a gap costs time, not
+/// correctness.
+impl<'de> serde::Deserializer<'de> for V<'de> {
+    type Error = serde_json::Error;
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit seq map identifier ignored_any
+    }
+
+    fn deserialize_any<Vis: Visitor<'de>>(self, visitor: Vis) -> Result<Vis::Value, Self::Error> {
+        match self {
+            V::Ref(v) => serde::Deserializer::deserialize_any(v, visitor),
+            V::Own(v) => serde::Deserializer::deserialize_any(v, visitor),
+            V::Arr(items) => {
+                let len = items.len();
+                let mut seq = SeqOfV(items.into_iter());
+                let out = visitor.visit_seq(&mut seq)?;
+                if seq.0.len() != 0 {
+                    return Err(serde::de::Error::invalid_length(len, &"fewer elements"));
+                }
+                Ok(out)
+            }
+            V::Obj(entries) => visitor.visit_map(MapOfV {
+                entries: entries.into_iter(),
+                value: None,
+            }),
+        }
+    }
+
+    fn deserialize_option<Vis: Visitor<'de>>(
+        self,
+        visitor: Vis,
+    ) -> Result<Vis::Value, Self::Error> {
+        match self {
+            V::Ref(v) => serde::Deserializer::deserialize_option(v, visitor),
+            V::Own(v) => serde::Deserializer::deserialize_option(v, visitor),
+            built => visitor.visit_some(built),
+        }
+    }
+
+    fn deserialize_unit_struct<Vis: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: Vis,
+    ) -> Result<Vis::Value, Self::Error> {
+        match self {
+            V::Ref(v) => serde::Deserializer::deserialize_unit_struct(v, name, visitor),
+            V::Own(v) => serde::Deserializer::deserialize_unit_struct(v, name, visitor),
+            built => built.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_newtype_struct<Vis: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: Vis,
+    ) -> Result<Vis::Value, Self::Error> {
+        match self {
+            V::Ref(v) => serde::Deserializer::deserialize_newtype_struct(v, name, visitor),
+            V::Own(v) => serde::Deserializer::deserialize_newtype_struct(v, name, visitor),
+            built => visitor.visit_newtype_struct(built),
+        }
+    }
+
+    fn deserialize_tuple<Vis: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: Vis,
+    ) -> Result<Vis::Value, Self::Error> {
+        match self {
+            V::Ref(v) => serde::Deserializer::deserialize_tuple(v, len, visitor),
+            V::Own(v) => serde::Deserializer::deserialize_tuple(v, len, visitor),
+            built => built.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_tuple_struct<Vis: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: Vis,
+    ) -> Result<Vis::Value, Self::Error> {
+        match self {
+            V::Ref(v) => serde::Deserializer::deserialize_tuple_struct(v, name, len, visitor),
+            V::Own(v) => serde::Deserializer::deserialize_tuple_struct(v, name, len, visitor),
+            built => built.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_struct<Vis: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: Vis,
+    ) -> Result<Vis::Value, Self::Error> {
+        match self {
+            V::Ref(v) => serde::Deserializer::deserialize_struct(v, name, fields, visitor),
+            V::Own(v) => serde::Deserializer::deserialize_struct(v, name, fields, visitor),
+            built => built.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_enum<Vis: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: Vis,
+    ) -> Result<Vis::Value, Self::Error> {
+        match self {
+            V::Ref(v) => serde::Deserializer::deserialize_enum(v, name, variants, visitor),
+            V::Own(v) => serde::Deserializer::deserialize_enum(v, name, variants, visitor),
+            // Built objects as enums: left to the `Value` path.
+            _ => Err(serde::de::Error::custom("a built value read as an enum")),
+        }
+    }
+}
+
+struct SeqOfV<'de>(std::vec::IntoIter<V<'de>>);
+
+impl<'de> serde::de::SeqAccess<'de> for SeqOfV<'de> {
+    type Error = serde_json::Error;
+
+    fn next_element_seed<T: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Self::Error> {
+        self.0.next().map(|v| seed.deserialize(v)).transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+struct MapOfV<'de> {
+    entries: std::vec::IntoIter<(Cow<'de, str>, V<'de>)>,
+    value: Option<V<'de>>,
+}
+
+impl<'de> serde::de::MapAccess<'de> for MapOfV<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let Some((key, value)) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.value = Some(value);
+        let key = match key {
+            Cow::Borrowed(k) => seed.deserialize(BorrowedStrDeserializer::<Self::Error>::new(k)),
+            Cow::Owned(k) => seed.deserialize(k.into_deserializer()),
+        };
+        key.map(Some)
+    }
+
+    fn next_value_seed<T: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<T::Value, Self::Error> {
+        match self.value.take() {
+            Some(v) => seed.deserialize(v),
+            None => Err(serde::de::Error::custom("a map value read before its key")),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
 fn odd_numbers_v(v: &V<'_>) -> bool {
     match v {
         V::Ref(v) => odd_numbers(v),
@@ -1260,6 +1438,17 @@ impl Native {
         Some(out)
     }
 
+    /// jaq's first output for `input` read as `T`, or `None` when jaq must answer. `Some(None)`:
+    /// the value does not read as `T` here (the caller reads the built value, and names the
+    /// misfit from it).
+    pub fn eval_into<T: DeserializeOwned>(&self, input: &Value) -> Option<Option<T>> {
+        let first = self.first(input)?;
+        if odd_numbers_v(&first) {
+            return None;
+        }
+        Some(T::deserialize(first).ok())
+    }
+
     /// Whether jaq's first output for `input` is true in jq's sense, or `None` when jaq
     /// must answer.
     pub fn test(&self, input: &Value) -> Option<bool> {
@@ -1546,6 +1735,11 @@ def length: "shadowed";
         // `eval` asserts agreement itself in debug builds; compare the public result too.
         let jaq = expr.eval_jaq(input);
         assert_eq!(expr.eval(input), jaq, "{src} on {input}");
+        // Read straight from the native evaluation: what reading jaq's value gives.
+        let read = expr
+            .eval_into::<Value>(input)
+            .map(|r| r.unwrap_or_else(|v| v));
+        assert_eq!(read.ok(), jaq.clone().ok(), "{src} on {input}, read");
         // Written straight from the native evaluation: the bytes of jaq's value.
         let written = jaq.ok().map(|v| serde_json::to_vec(&v).unwrap());
         assert_eq!(expr.eval_json(input).ok(), written, "{src} on {input}");

@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::expr::{EvalError, to_val};
@@ -46,10 +48,55 @@ pub struct Invocation<'a> {
 /// What a plan produced.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// The answer body the mapping built (none for sale, return, create).
-    pub body: Option<Value>,
+    /// The answer body (none for sale, return, create).
+    pub answer: Answer,
     /// The op's `keep` value (sales and returns), else null.
     pub kept: Value,
+}
+
+/// An answer body: built, or still to be read by the operation's `response` expression.
+#[derive(Default)]
+pub enum Answer {
+    #[default]
+    None,
+    /// A rule's `respond`.
+    Built(Value),
+    /// The root object every expression saw: [`Outcome::read`] evaluates the plan's
+    /// `response` on it, straight into the LoyaltyAPI model where the fast path answers.
+    Pending(Value),
+}
+
+/// The root holds the tenant's credentials: never printed.
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::None => f.write_str("None"),
+            Answer::Built(body) => f.debug_tuple("Built").field(body).finish(),
+            Answer::Pending(_) => f.write_str("Pending(…)"),
+        }
+    }
+}
+
+impl Outcome {
+    /// The answer read as `T`, or, when it does not read as `T`, the built value (to name the
+    /// misfit from); `None` when the plan builds no answer.
+    pub fn read<T: DeserializeOwned + Serialize>(
+        self,
+        plan: &OpPlan,
+        op: Op,
+        tenant: &Tenant,
+    ) -> Result<Option<Result<T, Value>>, Error> {
+        Ok(Some(match self.answer {
+            Answer::None => return Ok(None),
+            Answer::Built(value) => T::deserialize(&value).map_err(|_| value),
+            Answer::Pending(root) => match &plan.response {
+                Some(expr) => expr
+                    .eval_into::<T>(&root)
+                    .map_err(|e| scrub(mapping_failed(op, "response.body", e), tenant))?,
+                None => return Ok(None),
+            },
+        }))
+    }
 }
 
 /// Runs `plan`: the answer body the mapping built (none for an operation without a body: sale,
@@ -65,7 +112,7 @@ pub async fn run(
     let sale = std::mem::take(&mut call.sale);
     run_plan(mapping, plan, &call, req, sale, upstream)
         .await
-        .map_err(|e| scrub(e, &call))
+        .map_err(|e| scrub(e, call.tenant))
 }
 
 /// Longest error detail kept for the log: jq errors may print a whole input value.
@@ -73,10 +120,9 @@ const MAX_DETAIL: usize = 600;
 
 /// Expressions see the tenant's credentials, and jq error texts may quote the values they
 /// failed on: mask every credential in texts that leave the plan (logs, the cashier's message).
-fn scrub(err: Error, call: &Invocation<'_>) -> Error {
+fn scrub(err: Error, tenant: &Tenant) -> Error {
     let mask = |text: String| {
-        let mut text = call
-            .tenant
+        let mut text = tenant
             .credentials
             .values()
             .map(|s| s.expose())
@@ -282,27 +328,24 @@ async fn run_plan(
             .map_err(|e| mapping_failed(call.op, "invalidate", e))?;
         call.cache.invalidate(&call.tenant.name, &key).await;
     }
-    let body = plan
-        .response
-        .as_ref()
-        .map(|expr| {
-            expr.eval(&root)
-                .map_err(|e| mapping_failed(call.op, "response.body", e))
-        })
-        .transpose()?;
     let kept = match &plan.keep {
         Some(expr) => expr
             .eval(&root)
             .map_err(|e| mapping_failed(call.op, "keep", e))?,
         None => Value::Null,
     };
-    Ok(Outcome { body, kept })
+    // The answer is read by the operation, which knows its model (`Outcome::read`).
+    let answer = match plan.response {
+        Some(_) => Answer::Pending(root),
+        None => Answer::None,
+    };
+    Ok(Outcome { answer, kept })
 }
 
 /// A rule's `respond`: the answer, nothing kept (the plan stopped before its steps finished).
 fn answered(body: Value) -> Outcome {
     Outcome {
-        body: Some(body),
+        answer: Answer::Built(body),
         kept: Value::Null,
     }
 }

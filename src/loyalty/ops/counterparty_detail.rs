@@ -5,6 +5,6 @@ use crate::error::Error;
 use crate::loyalty::models::CounterpartyDetailRequest;
 
 pub async fn run(ctx: &OpContext, request: CounterpartyDetailRequest) -> Result<Reply, Error> {
-    let body = ctx.execute(Op::CounterpartyDetail, &request).await?;
-    Ok(Reply::Balance(ctx.answer(Op::CounterpartyDetail, body)?))
+    let outcome = ctx.execute(Op::CounterpartyDetail, &request).await?;
+    Ok(Reply::Balance(ctx.answer(Op::CounterpartyDetail, outcome)?))
 }

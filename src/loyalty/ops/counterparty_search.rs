@@ -13,8 +13,8 @@ pub fn parse(query: &Query) -> Result<CounterpartySearchQuery, Error> {
 }
 
 pub async fn run(ctx: &OpContext, query: CounterpartySearchQuery) -> Result<Reply, Error> {
-    let body = ctx.execute(Op::CounterpartySearch, &query).await?;
-    let found: CounterpartySearchResponse = ctx.answer(Op::CounterpartySearch, body)?;
+    let outcome = ctx.execute(Op::CounterpartySearch, &query).await?;
+    let found: CounterpartySearchResponse = ctx.answer(Op::CounterpartySearch, outcome)?;
     // MoySklad stores these ids: they must be GUIDs (mappings use uuid_v5 for other vendor ids).
     if let Some((i, row)) = found
         .rows

@@ -5,6 +5,8 @@ use crate::error::Error;
 use crate::loyalty::models::CounterpartyVerifyRequest;
 
 pub async fn run(ctx: &OpContext, request: CounterpartyVerifyRequest) -> Result<Reply, Error> {
-    let body = ctx.execute(Op::CounterpartyVerify, &request).await?;
-    Ok(Reply::CodeSent(ctx.answer(Op::CounterpartyVerify, body)?))
+    let outcome = ctx.execute(Op::CounterpartyVerify, &request).await?;
+    Ok(Reply::CodeSent(
+        ctx.answer(Op::CounterpartyVerify, outcome)?,
+    ))
 }

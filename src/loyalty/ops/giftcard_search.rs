@@ -13,8 +13,8 @@ pub fn parse(query: &Query) -> Result<GiftCardQuery, Error> {
 }
 
 pub async fn run(ctx: &OpContext, query: GiftCardQuery) -> Result<Reply, Error> {
-    let body = ctx.execute(Op::GiftcardSearch, &query).await?;
-    let card: GiftCardResponse = ctx.answer(Op::GiftcardSearch, body)?;
+    let outcome = ctx.execute(Op::GiftcardSearch, &query).await?;
+    let card: GiftCardResponse = ctx.answer(Op::GiftcardSearch, outcome)?;
     let usable = matches!(
         card.status,
         GiftCardStatus::CanBeUsed | GiftCardStatus::PartiallyRedeemed

@@ -214,11 +214,11 @@ pub struct OpContext {
 }
 
 impl OpContext {
-    /// Runs the tenant's mapping for `op` on the validated request; returns the answer body the
-    /// mapping built, if any.
-    async fn execute<T: Serialize>(&self, op: Op, request: &T) -> Result<Option<Value>, Error> {
+    /// Runs the tenant's mapping for `op` on the validated request; what it produced is read by
+    /// [`OpContext::answer`].
+    async fn execute<T: Serialize>(&self, op: Op, request: &T) -> Result<Outcome, Error> {
         let req = to_json(op, request)?;
-        Ok(self.execute_value(op, req, Value::Null).await?.body)
+        self.execute_value(op, req, Value::Null).await
     }
 
     /// Runs the tenant's mapping for `op` on a request already in JSON form (`.req`), with
@@ -251,19 +251,30 @@ impl OpContext {
     }
 
     /// The mapping's answer read as the LoyaltyAPI model `T`; a misfit names the field.
-    fn answer<T: DeserializeOwned>(&self, op: Op, body: Option<Value>) -> Result<T, Error> {
+    fn answer<T: DeserializeOwned + Serialize>(
+        &self,
+        op: Op,
+        outcome: Outcome,
+    ) -> Result<T, Error> {
         let failed = |at: String, detail: String| Error::MappingFailed { op, at, detail };
-        let body = body.ok_or_else(|| {
+        let no_answer = || {
             failed(
                 "response".into(),
                 "the mapping builds no answer for this operation".into(),
             )
-        })?;
-        // Untracked first, from the borrowed value (only the model's strings are copied):
-        // tracking the path costs an allocation per key, and only a misfit needs it.
-        if let Ok(answer) = T::deserialize(&body) {
-            return Ok(answer);
-        }
+        };
+        let plan = self
+            .mapping
+            .as_ref()
+            .and_then(|m| m.op(op))
+            .ok_or_else(no_answer)?;
+        // Untracked first (straight from the evaluation where the fast path answers): tracking
+        // the path costs an allocation per key, and only a misfit needs it.
+        let body = match outcome.read::<T>(plan, op, &self.tenant)? {
+            None => return Err(no_answer()),
+            Some(Ok(answer)) => return Ok(answer),
+            Some(Err(body)) => body,
+        };
         serde_path_to_error::deserialize(body).map_err(|e| {
             failed(
                 format!("response.body: {}", e.path()),

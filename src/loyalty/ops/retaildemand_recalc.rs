@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::loyalty::models::{RecalcRequest, RecalcResponse};
 
 pub async fn run(ctx: &OpContext, request: RecalcRequest) -> Result<Reply, Error> {
-    let body = ctx.execute(Op::RetaildemandRecalc, &request).await?;
-    let priced: RecalcResponse = ctx.answer(Op::RetaildemandRecalc, body)?;
+    let outcome = ctx.execute(Op::RetaildemandRecalc, &request).await?;
+    let priced: RecalcResponse = ctx.answer(Op::RetaildemandRecalc, outcome)?;
     Ok(Reply::Priced(Box::new(priced)))
 }

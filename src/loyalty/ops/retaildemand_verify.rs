@@ -5,6 +5,8 @@ use crate::error::Error;
 use crate::loyalty::models::RetaildemandVerifyRequest;
 
 pub async fn run(ctx: &OpContext, request: RetaildemandVerifyRequest) -> Result<Reply, Error> {
-    let body = ctx.execute(Op::RetaildemandVerify, &request).await?;
-    Ok(Reply::CodeSent(ctx.answer(Op::RetaildemandVerify, body)?))
+    let outcome = ctx.execute(Op::RetaildemandVerify, &request).await?;
+    Ok(Reply::CodeSent(
+        ctx.answer(Op::RetaildemandVerify, outcome)?,
+    ))
 }

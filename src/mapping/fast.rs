@@ -495,7 +495,24 @@ impl Serialize for V<'_> {
     }
 }
 
-/// [`odd_numbers`] for a value being built.
+/// `Deserializer` methods of [`V`] that hand a part of the input to serde_json's own
+/// deserializer and read a built value with `deserialize_any`.
+macro_rules! read_like_a_value {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<Vis: Visitor<'de>>(
+            self,
+            $($arg: $ty,)*
+            visitor: Vis,
+        ) -> Result<Vis::Value, Self::Error> {
+            match self {
+                V::Ref(v) => serde::Deserializer::$method(v, $($arg,)* visitor),
+                V::Own(v) => serde::Deserializer::$method(v, $($arg,)* visitor),
+                built => built.deserialize_any(visitor),
+            }
+        }
+    )*};
+}
+
 /// A value read straight into a typed model (the LoyaltyAPI answer), as serde_json reads the
 /// same value built as a `Value`: parts of the input through serde_json's own deserializer,
 /// built arrays and objects as sequences and maps. Anything this reads differently fails, and
@@ -540,18 +557,6 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
         }
     }
 
-    fn deserialize_unit_struct<Vis: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: Vis,
-    ) -> Result<Vis::Value, Self::Error> {
-        match self {
-            V::Ref(v) => serde::Deserializer::deserialize_unit_struct(v, name, visitor),
-            V::Own(v) => serde::Deserializer::deserialize_unit_struct(v, name, visitor),
-            built => built.deserialize_any(visitor),
-        }
-    }
-
     fn deserialize_newtype_struct<Vis: Visitor<'de>>(
         self,
         name: &'static str,
@@ -564,42 +569,13 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
         }
     }
 
-    fn deserialize_tuple<Vis: Visitor<'de>>(
-        self,
-        len: usize,
-        visitor: Vis,
-    ) -> Result<Vis::Value, Self::Error> {
-        match self {
-            V::Ref(v) => serde::Deserializer::deserialize_tuple(v, len, visitor),
-            V::Own(v) => serde::Deserializer::deserialize_tuple(v, len, visitor),
-            built => built.deserialize_any(visitor),
-        }
-    }
-
-    fn deserialize_tuple_struct<Vis: Visitor<'de>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: Vis,
-    ) -> Result<Vis::Value, Self::Error> {
-        match self {
-            V::Ref(v) => serde::Deserializer::deserialize_tuple_struct(v, name, len, visitor),
-            V::Own(v) => serde::Deserializer::deserialize_tuple_struct(v, name, len, visitor),
-            built => built.deserialize_any(visitor),
-        }
-    }
-
-    fn deserialize_struct<Vis: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: Vis,
-    ) -> Result<Vis::Value, Self::Error> {
-        match self {
-            V::Ref(v) => serde::Deserializer::deserialize_struct(v, name, fields, visitor),
-            V::Own(v) => serde::Deserializer::deserialize_struct(v, name, fields, visitor),
-            built => built.deserialize_any(visitor),
-        }
+    // Read as serde_json reads a `Value`: parts of the input by its own deserializer, built
+    // arrays and objects as sequences and maps (`deserialize_any`).
+    read_like_a_value! {
+        deserialize_unit_struct(name: &'static str);
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
     }
 
     fn deserialize_enum<Vis: Visitor<'de>>(
@@ -672,6 +648,7 @@ impl<'de> serde::de::MapAccess<'de> for MapOfV<'de> {
     }
 }
 
+/// [`odd_numbers`] for a value being built.
 fn odd_numbers_v(v: &V<'_>) -> bool {
     match v {
         V::Ref(v) => odd_numbers(v),

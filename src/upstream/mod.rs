@@ -171,7 +171,7 @@ const USER_AGENT: &str = concat!("loyalty-bridge/", env!("CARGO_PKG_VERSION"));
 /// A gzip answer inflated, at most [`MAX_ANSWER_BYTES`].
 fn inflate(body: &[u8]) -> Result<Bytes, UpstreamError> {
     use std::io::Read;
-    let mut out = Vec::with_capacity(body.len() * 4);
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(MAX_ANSWER_BYTES));
     flate2::read::GzDecoder::new(body)
         .take(MAX_ANSWER_BYTES as u64 + 1)
         .read_to_end(&mut out)

@@ -181,6 +181,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let upstream = HttpUpstream::new().map_err(ServeError::Client)?;
+    if let Some(proxies) = upstream.proxy_description() {
+        tracing::info!(%proxies, "vendor calls go through the proxy the environment names");
+    }
     serve_with(listener, config, Arc::new(upstream), shutdown).await
 }
 

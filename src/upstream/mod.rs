@@ -4,6 +4,7 @@
 
 pub mod breaker;
 pub mod limit;
+pub mod proxy;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use proxy::{Proxies, ProxyConnector};
 
 /// One upstream HTTP call, fully built (URL encoded, headers set).
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +86,8 @@ pub trait Upstream: Send + Sync {
 /// request carrying credentials goes to no other host than the mapping's.
 #[derive(Clone)]
 pub struct HttpUpstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<ProxyConnector>, Full<Bytes>>,
+    proxies: Proxies,
 }
 
 /// Largest vendor answer read, after gzip decoding: a runaway answer fails the call instead of
@@ -99,7 +102,12 @@ pub fn install_crypto() {
 }
 
 impl HttpUpstream {
+    /// The client, through the proxy the environment names, if any ([`proxy`]).
     pub fn new() -> Result<HttpUpstream, String> {
+        HttpUpstream::with_proxies(Proxies::from_env()?)
+    }
+
+    pub fn with_proxies(proxies: Proxies) -> Result<HttpUpstream, String> {
         install_crypto();
         let mut http = HttpConnector::new();
         http.enforce_http(false); // https:// goes through the TLS layer around it
@@ -111,14 +119,19 @@ impl HttpUpstream {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(ProxyConnector::new(http, proxies.clone()));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
-        Ok(HttpUpstream { client })
+        Ok(HttpUpstream { client, proxies })
+    }
+
+    /// Where vendor calls go when a proxy is set (for the start-up log).
+    pub fn proxy_description(&self) -> Option<String> {
+        self.proxies.describe()
     }
 
     async fn call(&self, request: UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
@@ -127,6 +140,7 @@ impl HttpUpstream {
             .parse()
             .map_err(|_| UpstreamError::Transport("the vendor URL is not a valid URI".into()))?;
         let body = request.body.map(Bytes::from).unwrap_or_default();
+        let proxy_auth = self.proxies.forward_auth(&uri);
         let mut outgoing = http::Request::new(Full::new(body));
         *outgoing.method_mut() = request.method;
         *outgoing.uri_mut() = uri;
@@ -140,6 +154,9 @@ impl HttpUpstream {
             headers
                 .entry(name)
                 .or_insert(HeaderValue::from_static(value));
+        }
+        if let Some(auth) = proxy_auth {
+            headers.insert(header::PROXY_AUTHORIZATION, auth);
         }
         let response = self.client.request(outgoing).await.map_err(classify)?;
         let status = response.status().as_u16();

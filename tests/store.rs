@@ -604,17 +604,39 @@ mod suite {
                 .unwrap()
         );
         // Released (by its holder only): free at once.
-        x.release_outbox("a", "inst-x").await.unwrap();
+        x.release_outbox_leases("inst-x").await.unwrap();
         assert!(
             !x.lease_outbox("a", "inst-x", T0 + 2 * MIN + 2, T0 + 4 * MIN)
                 .await
                 .unwrap()
         );
-        y.release_outbox("a", "inst-y").await.unwrap();
+        // A holder gives back all its leases at once (at shutdown), and only its own.
+        assert!(
+            y.lease_outbox("b", "inst-y", T0 + 2 * MIN, T0 + 3 * MIN)
+                .await
+                .unwrap()
+        );
+        assert!(
+            x.lease_outbox("d", "inst-x", T0 + 2 * MIN, T0 + 3 * MIN)
+                .await
+                .unwrap()
+        );
+        y.release_outbox_leases("inst-y").await.unwrap();
         assert!(
             x.lease_outbox("a", "inst-x", T0 + 2 * MIN + 3, T0 + 4 * MIN)
                 .await
                 .unwrap()
+        );
+        assert!(
+            x.lease_outbox("b", "inst-x", T0 + 2 * MIN + 3, T0 + 4 * MIN)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !y.lease_outbox("d", "inst-y", T0 + 2 * MIN + 3, T0 + 4 * MIN)
+                .await
+                .unwrap(),
+            "inst-x's lease on d stays"
         );
 
         // Many at once across the two handles: exactly one wins.

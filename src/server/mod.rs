@@ -306,9 +306,10 @@ pub async fn serve_with(
     app_refresher.abort();
     deliverer.abort();
     let _ = deliverer.await;
-    // Let another instance take over the queues at once instead of after the lease.
-    for tenant in &app.config.tenants {
-        let _ = journal.store.release_outbox(&tenant.name, &holder).await;
+    // Let another instance take over the queues at once instead of after the lease: every
+    // queue this one held, app-installed tenants' included.
+    if let Err(e) = journal.store.release_outbox_leases(&holder).await {
+        tracing::warn!(error = %e, "outbox: cannot give the delivery leases back; other instances take over when they run out");
     }
     Ok(served?)
 }

@@ -346,8 +346,9 @@ pub trait Store: Send + Sync {
         until_ms: i64,
     ) -> StoreFuture<'_, bool>;
 
-    /// Gives the delivery right back (at shutdown).
-    fn release_outbox(&self, tenant: &str, holder: &str) -> StoreFuture<'_, ()>;
+    /// Gives back every delivery right `holder` has (at shutdown), whichever tenants they are
+    /// for: the configured ones and those the MoySklad app installed.
+    fn release_outbox_leases(&self, holder: &str) -> StoreFuture<'_, ()>;
 
     /// The oldest pending item of `tenant` (lowest `seq`), due or not: delivery is in order,
     /// so a later item never overtakes a waiting one.

@@ -529,14 +529,11 @@ impl Store for PgStore {
         })
     }
 
-    fn release_outbox(&self, tenant: &str, holder: &str) -> StoreFuture<'_, ()> {
-        let (tenant, holder) = (tenant.to_owned(), holder.to_owned());
+    fn release_outbox_leases(&self, holder: &str) -> StoreFuture<'_, ()> {
+        let holder = holder.to_owned();
         Box::pin(async move {
-            self.execute(
-                "DELETE FROM outbox_leases WHERE tenant = $1 AND holder = $2",
-                &[&tenant, &holder],
-            )
-            .await?;
+            self.execute("DELETE FROM outbox_leases WHERE holder = $1", &[&holder])
+                .await?;
             Ok(())
         })
     }

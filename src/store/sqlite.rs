@@ -520,12 +520,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release_outbox(&self, tenant: &str, holder: &str) -> StoreFuture<'_, ()> {
-        let (tenant, holder) = (tenant.to_owned(), holder.to_owned());
+    fn release_outbox_leases(&self, holder: &str) -> StoreFuture<'_, ()> {
+        let holder = holder.to_owned();
         self.call(move |conn| {
             conn.execute(
-                "DELETE FROM outbox_leases WHERE tenant = ?1 AND holder = ?2",
-                params![tenant, holder],
+                "DELETE FROM outbox_leases WHERE holder = ?1",
+                params![holder],
             )
             .map_err(unavailable)?;
             Ok(())

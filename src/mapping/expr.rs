@@ -261,6 +261,34 @@ impl Expr {
         self.test_val(to_val(input))
     }
 
+    /// For `<operand> <comparison> <literal>` evaluated natively: the operand's shape. Rules
+    /// with the same key (every `maxma_error == N`) share one evaluation of it: [`Expr::operand`]
+    /// once, then [`Expr::test_operand`] per rule.
+    pub fn operand_key(&self) -> Option<&str> {
+        self.fast.as_ref()?.operand_key()
+    }
+
+    /// The operand's only output; `None`: [`Expr::test`] decides each rule.
+    pub fn operand(&self, input: &Value) -> Option<Value> {
+        self.fast.as_ref()?.operand(input)
+    }
+
+    /// [`Expr::test`] given the operand's output (from an expression with the same
+    /// [`Expr::operand_key`]); `input` is only read when the comparison is not decided natively.
+    pub fn test_operand(&self, operand: Option<&Value>, input: &Value) -> Result<bool, EvalError> {
+        let Some(hit) = operand.and_then(|v| self.fast.as_ref()?.compare(v)) else {
+            return self.test(input);
+        };
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            Ok(hit),
+            self.test(input),
+            "the shared operand decides {:?} unlike the expression itself for {input}",
+            self.source
+        );
+        Ok(hit)
+    }
+
     /// [`Expr::test`] on a converted input.
     pub fn test_val(&self, input: Val) -> Result<bool, EvalError> {
         Ok(!matches!(

@@ -103,6 +103,8 @@ enum Node {
 pub struct Native {
     root: Node,
     slots: usize,
+    /// For `<operand> <comparison> <literal>`: the operand's shape (see [`Native::operand`]).
+    operand_key: Option<String>,
 }
 
 /// Compiles `source` natively if it is entirely within the subset, with `defs` in scope.
@@ -120,7 +122,19 @@ pub fn compile(defs: &str, source: &str) -> Option<Native> {
         inlining: 0,
     };
     let root = c.term(&term, &Scope::default(), defs.len())?;
-    Some(Native { root, slots: c.max })
+    // Two operands that print alike are the same computation (literals, built-ins, slots and
+    // all), so they give the same output for the same input.
+    let operand_key = match &root {
+        Node::Cmp(operand, _, literal) if matches!(**literal, Node::Lit(_)) => {
+            Some(format!("{operand:?}"))
+        }
+        _ => None,
+    };
+    Some(Native {
+        root,
+        slots: c.max,
+        operand_key,
+    })
 }
 
 #[derive(Default, Clone)]
@@ -1426,6 +1440,48 @@ impl Native {
         Some(T::deserialize(first).ok())
     }
 
+    /// For an expression `<operand> <comparison> <literal>` (a rule's `maxma_error == 3`): the
+    /// operand's shape. Expressions with the same key compare the same operand, so a run of
+    /// rules can evaluate it once ([`Native::operand`]) and each compare ([`Native::compare`]).
+    pub fn operand_key(&self) -> Option<&str> {
+        self.operand_key.as_deref()
+    }
+
+    /// The operand's only output for `input`; `None` when it has none or several, or fails
+    /// (then [`Native::test`] decides, as it would have).
+    pub fn operand(&self, input: &Value) -> Option<Value> {
+        let Node::Cmp(operand, _, _) = &self.root else {
+            return None;
+        };
+        let mut ctx = Ctx {
+            vars: Vec::with_capacity(self.slots),
+        };
+        one(operand, &mut ctx, &V::Ref(input))
+            .ok()
+            .flatten()
+            .map(V::into_value)
+    }
+
+    /// What [`Native::test`] answers when the operand's only output is `operand`; `None` when
+    /// the comparison is not decided here (then `test` decides).
+    pub fn compare(&self, operand: &Value) -> Option<bool> {
+        let Node::Cmp(_, op, literal) = &self.root else {
+            return None;
+        };
+        let Node::Lit(literal) = &**literal else {
+            return None;
+        };
+        let hit = match op {
+            Cmp::Eq => equal(operand, literal),
+            Cmp::Ne => equal(operand, literal).map(|eq| !eq),
+            Cmp::Lt => order(operand, literal).map(|o| o == Ordering::Less),
+            Cmp::Le => order(operand, literal).map(|o| o != Ordering::Greater),
+            Cmp::Gt => order(operand, literal).map(|o| o == Ordering::Greater),
+            Cmp::Ge => order(operand, literal).map(|o| o != Ordering::Less),
+        };
+        hit.ok()
+    }
+
     /// Whether jaq's first output for `input` is true in jq's sense, or `None` when jaq
     /// must answer.
     pub fn test(&self, input: &Value) -> Option<bool> {
@@ -1873,12 +1929,82 @@ def length: "shadowed";
         })
     }
 
+    /// Comparisons of one operand with literals: rules like these share the operand's
+    /// evaluation (`run.rs`, `verdict`).
+    const SHARED_OPERAND: &[&[&str]] = &[
+        &[
+            ".a == 1",
+            ".a != 1",
+            ".a < 2",
+            ".a > \"m\"",
+            ".a <= null",
+            ".a >= false",
+            ".a == \"z\"",
+        ],
+        &[
+            "maxma_error == 3",
+            "maxma_error == 4",
+            "maxma_error > 0",
+            "(.a.b? // 0) == 3",
+        ],
+    ];
+
+    /// Each expression of a group tested with the operand evaluated by the group's first.
+    fn shared_agrees(group: &[&str], input: &Value) {
+        let defs = "def maxma_error: (.a.b? // 0);";
+        let exprs: Vec<Expr> = group
+            .iter()
+            .map(|src| Expr::compile_with(defs, src).expect("compiles"))
+            .collect();
+        let key = exprs[0].operand_key().expect("a comparison with a literal");
+        let operand = exprs[0].operand(input);
+        for (src, expr) in group.iter().zip(&exprs) {
+            assert_eq!(expr.operand_key(), Some(key), "{src} shares the operand");
+            assert_eq!(
+                expr.test_operand(operand.as_ref(), input),
+                expr.test_val(super::super::expr::to_val(input)),
+                "{src} on {input}"
+            );
+        }
+    }
+
+    #[test]
+    fn rules_share_an_operand_only_when_it_is_the_same_computation() {
+        let key = |src: &str| {
+            Expr::compile_with("def e: (.a.b? // 0);", src)
+                .unwrap()
+                .operand_key()
+                .map(str::to_string)
+        };
+        assert_eq!(key("e == 3"), key("(.a.b? // 0) > 4"));
+        assert_ne!(key(".a == 1"), key(".b == 1"));
+        assert_ne!(key("(.a // 0) == 1"), key("(.a // 1) == 1"));
+        assert_eq!(key(".a == .b"), None, "the other side is not a literal");
+        assert_eq!(key(".a"), None);
+        for input in [
+            json!({"a": {"b": 3}}),
+            json!({"a": {"b": 0}}),
+            json!({"a": 1}),
+            json!({"a": "z"}),
+            json!({}),
+            json!([1]),
+            json!(null),
+        ] {
+            for group in SHARED_OPERAND {
+                shared_agrees(group, &input);
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn native_agrees_with_jaq_on_random_inputs(input in value()) {
             for src in EXPRS {
                 agree(src, &input);
+            }
+            for group in SHARED_OPERAND {
+                shared_agrees(group, &input);
             }
         }
     }

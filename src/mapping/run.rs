@@ -366,10 +366,19 @@ fn verdict<'r>(
     limiter: Option<&TenantLimiter>,
 ) -> Result<Option<Verdict>, Error> {
     // Rules are many (every vendor-wide one after every step): natively compiled ones read
-    // `root` as it is; for the others it is converted once, when the first needs it.
+    // `root` as it is; for the others it is converted once, when the first needs it. A run of
+    // rules comparing one operand with literals (`maxma_error == 3`, `== 4`, …) evaluates the
+    // operand once.
     let mut input = None;
+    let mut shared: Option<(&str, Option<Value>)> = None;
     for rule in rules {
-        let hit = if rule.when.is_native() {
+        let hit = if let Some(key) = rule.when.operand_key() {
+            if shared.as_ref().is_none_or(|(k, _)| *k != key) {
+                shared = Some((key, rule.when.operand(root)));
+            }
+            let operand = shared.as_ref().and_then(|(_, v)| v.as_ref());
+            rule.when.test_operand(operand, root)
+        } else if rule.when.is_native() {
             rule.when.test(root)
         } else {
             rule.when

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use chrono::NaiveDateTime;
+use chrono::format::{Item, Parsed, StrftimeItems};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::amount::{Kopecks, Percent, Points, Quantity, Rubles};
@@ -18,6 +19,14 @@ use crate::amount::{Kopecks, Percent, Points, Quantity, Rubles};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsDateTime(pub NaiveDateTime);
 
+/// [`MsDateTime::FORMAT`] read once: parsing the format string is most of the work of
+/// `parse_from_str` and `format` on a string this short, and dates are in every sale.
+static FORMAT_ITEMS: std::sync::LazyLock<Vec<Item<'static>>> = std::sync::LazyLock::new(|| {
+    StrftimeItems::new(MsDateTime::FORMAT)
+        .parse_to_owned()
+        .expect("a valid format")
+});
+
 impl MsDateTime {
     pub const FORMAT: &'static str = "%Y-%m-%d %H:%M:%S";
 
@@ -26,15 +35,16 @@ impl MsDateTime {
         if text.len() != 19 {
             return None;
         }
-        NaiveDateTime::parse_from_str(text, Self::FORMAT)
-            .ok()
-            .map(MsDateTime)
+        // `NaiveDateTime::parse_from_str`, with the format's items ready.
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, text, FORMAT_ITEMS.iter()).ok()?;
+        parsed.to_naive_datetime_with_offset(0).ok().map(MsDateTime)
     }
 }
 
 impl fmt::Display for MsDateTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format(Self::FORMAT))
+        write!(f, "{}", self.0.format_with_items(FORMAT_ITEMS.iter()))
     }
 }
 
@@ -528,4 +538,29 @@ pub struct GiftCardResponse {
     pub current_balance: Option<Kopecks>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_balance: Option<Kopecks>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_and_write_as_moysklad_writes_them() {
+        let date = MsDateTime::parse("2026-03-09 07:05:00").expect("valid");
+        assert_eq!(date.to_string(), "2026-03-09 07:05:00");
+        assert_eq!(
+            date.0,
+            NaiveDateTime::parse_from_str("2026-03-09 07:05:00", MsDateTime::FORMAT).unwrap()
+        );
+        for bad in [
+            "2026-3-09 07:05:00",   // one-digit month
+            "2026-03-09T07:05:00",  // ISO's T
+            "2026-02-30 07:05:00",  // no such day
+            "2026-03-09 24:00:00",  // no such hour
+            "2026-03-09 07:05:00Z", // a zone
+            "",
+        ] {
+            assert_eq!(MsDateTime::parse(bad), None, "{bad}");
+        }
+    }
 }

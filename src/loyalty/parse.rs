@@ -15,11 +15,15 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             reason: "тело запроса пустое".into(),
         });
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(Error::MalformedBody {
-            reason: format!("текст не в кодировке UTF-8 (байт {})", e.valid_up_to()),
-        });
-    }
+    // Checked once here: reading from `&str`, serde_json does not check each string again.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(Error::MalformedBody {
+                reason: format!("текст не в кодировке UTF-8 (байт {})", e.valid_up_to()),
+            });
+        }
+    };
     // serde would read a JSON array as a struct's fields in order; a body is always an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
@@ -33,13 +37,13 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     }
     // The common case first, untracked: tracking the path costs an allocation per key, and
     // only a failure needs it.
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut de = serde_json::Deserializer::from_str(text);
     if let Ok(value) = T::deserialize(&mut de)
         && de.end().is_ok()
     {
         return Ok(value);
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
     de.end().map_err(|e| Error::MalformedBody {
         reason: e.to_string(),

@@ -445,11 +445,8 @@ fn root_object(call: &Invocation<'_>, req: Value, sale: Value, vendor: &str) -> 
     root.insert("sale".into(), sale);
     root.insert(
         "now".into(),
-        Value::from(
-            chrono::Utc::now()
-                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string(),
-        ),
+        // `2026-01-01T00:00:00.000Z`, without parsing a format string per request.
+        Value::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
     );
     root.insert("steps".into(), Value::Object(Map::new()));
     Value::Object(root)
@@ -512,7 +509,10 @@ fn step_outcome(
             let parsed = if response.body.iter().all(u8::is_ascii_whitespace) {
                 Some(Value::Null)
             } else {
-                serde_json::from_slice::<Value>(&response.body).ok()
+                // UTF-8 checked once for the whole answer, not string by string by serde_json.
+                std::str::from_utf8(&response.body)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<Value>(text).ok())
             };
             let failure = if !(200..300).contains(&response.status) {
                 Some(UpstreamFailure::Status(response.status))
@@ -760,5 +760,21 @@ async fn compensate(
                 outcome = ?other, "compensation failed: the vendor may hold a half-done operation"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn now_is_written_with_milliseconds_and_z() {
+        let at = chrono::DateTime::from_timestamp(1_767_225_600, 7_000_000).unwrap();
+        assert_eq!(
+            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "2026-01-01T00:00:00.007Z"
+        );
+        assert_eq!(
+            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
     }
 }

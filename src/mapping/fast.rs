@@ -750,6 +750,18 @@ fn equal(a: &Value, b: &Value) -> Result<bool, Stop> {
 }
 
 /// `"\(v)"`: jq's text of a scalar (arrays and objects go to jaq: its JSON writer decides).
+/// `a <op> b` in jq's sense.
+fn compare(op: Cmp, a: &Value, b: &Value) -> Result<bool, Stop> {
+    Ok(match op {
+        Cmp::Eq => equal(a, b)?,
+        Cmp::Ne => !equal(a, b)?,
+        Cmp::Lt => order(a, b)? == Ordering::Less,
+        Cmp::Le => order(a, b)? != Ordering::Greater,
+        Cmp::Gt => order(a, b)? == Ordering::Greater,
+        Cmp::Ge => order(a, b)? != Ordering::Less,
+    })
+}
+
 fn text_of(v: &Value) -> Result<Cow<'_, str>, Stop> {
     Ok(match v {
         Value::String(s) => Cow::Borrowed(s.as_str()),
@@ -1029,15 +1041,7 @@ impl Node {
             }
             Node::Cmp(l, op, r) => match pair(l, r, ctx, input)? {
                 Some((a, b)) => {
-                    let (a, b) = (a.json(), b.json());
-                    let res = match op {
-                        Cmp::Eq => equal(&a, &b)?,
-                        Cmp::Ne => !equal(&a, &b)?,
-                        Cmp::Lt => order(&a, &b)? == Ordering::Less,
-                        Cmp::Le => order(&a, &b)? != Ordering::Greater,
-                        Cmp::Gt => order(&a, &b)? == Ordering::Greater,
-                        Cmp::Ge => order(&a, &b)? != Ordering::Less,
-                    };
+                    let res = compare(*op, &a.json(), &b.json())?;
                     f(V::Own(Value::Bool(res)), ctx)
                 }
                 None => Ok(()),
@@ -1471,15 +1475,7 @@ impl Native {
         let Node::Lit(literal) = &**literal else {
             return None;
         };
-        let hit = match op {
-            Cmp::Eq => equal(operand, literal),
-            Cmp::Ne => equal(operand, literal).map(|eq| !eq),
-            Cmp::Lt => order(operand, literal).map(|o| o == Ordering::Less),
-            Cmp::Le => order(operand, literal).map(|o| o != Ordering::Greater),
-            Cmp::Gt => order(operand, literal).map(|o| o == Ordering::Greater),
-            Cmp::Ge => order(operand, literal).map(|o| o != Ordering::Less),
-        };
-        hit.ok()
+        compare(*op, operand, literal).ok()
     }
 
     /// Whether jaq's first output for `input` is true in jq's sense, or `None` when jaq

@@ -9,7 +9,8 @@
 #
 # Run as root on Debian bookworm from a checkout: bash benches/load/run.sh
 # Knobs (environment): LB_BENCH_PORT_BASE (19180; uses the next 6 ports), LB_BENCH_SECONDS
-# (10, each saturation run), LB_BENCH_RATE_SECONDS (15, each fixed-rate run), LB_BENCH_OUT
+# (10, each saturation run), LB_BENCH_RATE_SECONDS (10, each fixed-rate run), LB_BENCH_RATE_ROUNDS
+# (3: the fixed-rate runs of all setups, alternated, this many times), LB_BENCH_OUT
 # (benches/results.md), LB_BENCH_BIN (a loyalty-bridge binary to use instead of building the
 # release one). Honours CARGO_TARGET_DIR. Not run by CI.
 set -euo pipefail
@@ -18,7 +19,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${LB_BENCH_OUT:-$root/benches/results.md}
 secs=${LB_BENCH_SECONDS:-10}
-rate_secs=${LB_BENCH_RATE_SECONDS:-15}
+rate_secs=${LB_BENCH_RATE_SECONDS:-10}
+rate_rounds=${LB_BENCH_RATE_ROUNDS:-3}
 base=${LB_BENCH_PORT_BASE:-19180}
 p_sandbox=$((base + 1)) p_proxy=$((base + 2)) p_njs=$((base + 3)) p_bridge=$((base + 4))
 p_slow_sandbox=$((base + 5)) p_slow_bridge=$((base + 6))
@@ -170,12 +172,12 @@ saturate() { # setup, op, server pid, wrk args… → appends a JSON line to res
   log "$setup $op: $summary"
 }
 
-fixed_rate() { # setup, url, auth, body file → oha JSON at 1,000 requests/s
-  local setup=$1
+fixed_rate() { # setup, url, auth, body file, round → oha JSON at 1,000 requests/s
+  local setup=$1 round=$5
   oha --no-tui -q 1000 -z "${rate_secs}s" -c 50 --latency-correction -m POST \
-      -H "Content-Type: application/json" -H "$3" -D "$4" --output-format json "$2" > "$work/oha-$setup.json"
-  echo "{\"kind\": \"rate\", \"setup\": \"$setup\", \"oha\": \"oha-$setup.json\"}" >> "$work/results.jsonl"
-  log "$setup recalc at 1000/s done"
+      -H "Content-Type: application/json" -H "$3" -D "$4" --output-format json "$2" > "$work/oha-$setup-$round.json"
+  echo "{\"kind\": \"rate\", \"setup\": \"$setup\", \"round\": $round, \"oha\": \"oha-$setup-$round.json\"}" >> "$work/results.jsonl"
+  log "$setup recalc at 1000/s (round $round) done"
 }
 
 export AUTH_HEADER AUTH_VALUE BODY_FILE RUN_ID=$run_id SET_FILE CONFIRM_FILE
@@ -190,11 +192,15 @@ AUTH_HEADER=Lognex-Discount-API-Auth-Token AUTH_VALUE=$token BODY_FILE=$here/rec
 saturate c recalc "$pid_njs" -t2 -c$sat_conns -s "$here/post.lua" "http://127.0.0.1:$p_njs/retaildemand/recalc"
 saturate d recalc "$pid_bridge" -t2 -c$sat_conns -s "$here/post.lua" "http://127.0.0.1:$p_bridge/retaildemand/recalc"
 
-log "fixed rate, recalc at 1000/s (${rate_secs}s each)"
-fixed_rate a "http://127.0.0.1:$p_sandbox/v2/calculate-purchase" "$vendor_auth" "$work/vendor-calc.json"
-fixed_rate b "http://127.0.0.1:$p_proxy/v2/calculate-purchase" "$vendor_auth" "$work/vendor-calc.json"
-fixed_rate c "http://127.0.0.1:$p_njs/retaildemand/recalc" "$bridge_auth" "$here/recalc.json"
-fixed_rate d "http://127.0.0.1:$p_bridge/retaildemand/recalc" "$bridge_auth" "$here/recalc.json"
+# Rounds, each running every setup in turn: latency at a fixed rate drifts with the machine
+# over minutes, and the report compares (d) with (a) round by round.
+log "fixed rate, recalc at 1000/s (${rate_secs}s each, $rate_rounds rounds)"
+for round in $(seq 1 "$rate_rounds"); do
+  fixed_rate a "http://127.0.0.1:$p_sandbox/v2/calculate-purchase" "$vendor_auth" "$work/vendor-calc.json" "$round"
+  fixed_rate b "http://127.0.0.1:$p_proxy/v2/calculate-purchase" "$vendor_auth" "$work/vendor-calc.json" "$round"
+  fixed_rate c "http://127.0.0.1:$p_njs/retaildemand/recalc" "$bridge_auth" "$here/recalc.json" "$round"
+  fixed_rate d "http://127.0.0.1:$p_bridge/retaildemand/recalc" "$bridge_auth" "$here/recalc.json" "$round"
+done
 
 log "saturation, sale (${secs}s each; one request at a time per connection)"
 AUTH_HEADER=X-Processing-Key AUTH_VALUE=$key SET_FILE=$work/vendor-set.json CONFIRM_FILE=$work/vendor-confirm.json

@@ -26,6 +26,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub struct Proxies {
     matcher: Arc<Matcher>,
+    /// The proxy per vendor scheme, as `"https:// vendors through host:port"`, for the log (no
+    /// credentials: the matcher keeps them apart from the address).
+    configured: Vec<String>,
 }
 
 impl Proxies {
@@ -38,39 +41,48 @@ impl Proxies {
 
     /// Proxies as a matcher built elsewhere (tests) says.
     pub fn new(matcher: Matcher) -> Result<Proxies, String> {
-        for (scheme, variable) in [("http", "HTTP_PROXY"), ("https", "HTTPS_PROXY")] {
-            let probe: Uri = format!("{scheme}://vendor.invalid/")
-                .parse()
-                .expect("a valid URI");
-            if let Some(proxy) = matcher.intercept(&probe)
-                && proxy.uri().scheme() != Some(&Scheme::HTTP)
-            {
+        let mut configured = Vec::new();
+        for (scheme, variable) in [("https", "HTTPS_PROXY"), ("http", "HTTP_PROXY")] {
+            // A host no NO_PROXY names (`.invalid` is reserved): the scheme's proxy, if any.
+            let probe =
+                Uri::from_maybe_shared(format!("{scheme}://vendor.invalid/")).expect("a valid URI");
+            let Some(proxy) = matcher.intercept(&probe) else {
+                continue;
+            };
+            if proxy.uri().scheme() != Some(&Scheme::HTTP) {
                 return Err(format!(
                     "{variable} (or ALL_PROXY) names a {} proxy: vendor calls can go through an \
                      http:// proxy only",
                     proxy.uri().scheme_str().unwrap_or("non-HTTP")
                 ));
             }
+            let host = proxy.uri().authority().map_or("", |a| a.as_str());
+            configured.push(format!("{scheme}:// vendors through {host}"));
         }
         Ok(Proxies {
             matcher: Arc::new(matcher),
+            configured,
         })
+    }
+
+    /// Where vendor calls go when a proxy is set, for the start-up log.
+    pub fn describe(&self) -> Option<String> {
+        (!self.configured.is_empty()).then(|| self.configured.join(", "))
     }
 
     /// The proxy for `uri`, if one is set and `NO_PROXY` does not exempt the host. A vendor on
     /// this machine (`localhost`, a loopback address: an emulator, a sidecar) is always reached
     /// directly, as Go's HTTP client does; curl would need it in `NO_PROXY`.
     fn intercept(&self, uri: &Uri) -> Option<Intercept> {
+        // The matcher first: with no proxy set it answers at once.
+        let proxy = self.matcher.intercept(uri)?;
         let host = uri.host()?;
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let loopback = host.eq_ignore_ascii_case("localhost")
             || bare
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        if loopback {
-            return None;
-        }
-        self.matcher.intercept(uri)
+        (!loopback).then_some(proxy)
     }
 
     /// The `Proxy-Authorization` a request to `uri` carries itself: only a plain-HTTP request
@@ -80,22 +92,6 @@ impl Proxies {
             return None;
         }
         self.intercept(uri)?.basic_auth().cloned()
-    }
-
-    /// Where vendor calls go, for the start-up log (no credentials: the matcher keeps them
-    /// apart from the proxy's address).
-    pub fn describe(&self) -> Option<String> {
-        let mut parts = Vec::new();
-        for scheme in ["https", "http"] {
-            let probe: Uri = format!("{scheme}://vendor.invalid/")
-                .parse()
-                .expect("a valid URI");
-            if let Some(proxy) = self.intercept(&probe) {
-                let host = proxy.uri().authority().map_or("", |a| a.as_str());
-                parts.push(format!("{scheme}:// vendors through {host}"));
-            }
-        }
-        (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
 

@@ -225,6 +225,12 @@ impl Expr {
         self.fast.as_ref()?.input_keys()
     }
 
+    /// What of its input the expression may look at (`need.rs`); `None` when it is not
+    /// known (an expression only jaq runs).
+    pub fn input_needs(&self) -> Option<super::need::Need> {
+        Some(self.fast.as_ref()?.input_needs())
+    }
+
     /// [`Expr::eval`] through jaq only (the reference the fast path is tested against).
     pub fn eval_jaq(&self, input: &Value) -> Result<Value, EvalError> {
         self.eval_val(to_val(input))

@@ -37,6 +37,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Number, Value};
 
 use super::builtins;
+use super::need::{Need, Seg};
 
 /// Why the native path did not answer.
 #[derive(Debug)]
@@ -1500,6 +1501,152 @@ impl Native {
     }
 }
 
+/// An abstract output for [`Node::reach`]: the input paths the output may be (a part of the
+/// input passed on as it is); what the node built itself is not listed.
+type Reached = Vec<Vec<Seg>>;
+
+impl Native {
+    /// What of its input the expression may look at (`need.rs`): every member path it reads,
+    /// with all of whatever it compares, prints, builds into its answer or passes to a
+    /// function, and the kind of whatever it only tests for truth. The plan runner parses
+    /// vendor answers to that.
+    pub fn input_needs(&self) -> Need {
+        let mut need = Need::kind();
+        let mut vars = Vec::new();
+        let out = self.root.reach(&[Vec::new()], &mut vars, &mut need);
+        // The answer is used whole.
+        for path in out {
+            need.add(&path, Need::All);
+        }
+        need
+    }
+}
+
+impl Node {
+    /// For [`Native::input_needs`]: the input paths this node's outputs may be, given those
+    /// its input may be (`input`) and its variables may hold (`vars`, by slot), with what the
+    /// node itself looks at added to `need`.
+    fn reach(&self, input: &[Vec<Seg>], vars: &mut Vec<Reached>, need: &mut Need) -> Reached {
+        // Values used whole (compared, added, interpolated, built into a value, passed to a
+        // function) and values only tested for truth.
+        let all =
+            |paths: &[Vec<Seg>], need: &mut Need| paths.iter().for_each(|p| need.add(p, Need::All));
+        let kind = |paths: &[Vec<Seg>], need: &mut Need| {
+            paths.iter().for_each(|p| need.add(p, Need::kind()))
+        };
+        match self {
+            Node::Id => input.to_vec(),
+            Node::Empty | Node::Lit(_) => Vec::new(),
+            Node::Var(slot) => vars.get(*slot).cloned().unwrap_or_default(),
+            Node::Str(parts) => {
+                for part in parts {
+                    if let Err(n) = part {
+                        let out = n.reach(input, vars, need);
+                        all(&out, need);
+                    }
+                }
+                Vec::new()
+            }
+            Node::Arr(None) => Vec::new(),
+            Node::Arr(Some(n)) => {
+                let out = n.reach(input, vars, need);
+                all(&out, need);
+                Vec::new()
+            }
+            Node::Obj(entries) => {
+                for (k, v) in entries {
+                    let out = k.reach(input, vars, need);
+                    all(&out, need);
+                    let out = v.reach(input, vars, need);
+                    all(&out, need);
+                }
+                Vec::new()
+            }
+            Node::Path(base, parts) => {
+                let mut here = base.reach(input, vars, need);
+                for (key, _) in parts {
+                    let seg = match key {
+                        Some(Node::Lit(Value::String(k))) => Seg::Key(k.clone()),
+                        // `.[]`, `.[0]`, `.[expr]` (the key computed from the path's own input).
+                        None | Some(Node::Lit(_)) => Seg::Any,
+                        Some(computed) => {
+                            let out = computed.reach(input, vars, need);
+                            all(&out, need);
+                            Seg::Any
+                        }
+                    };
+                    for path in &mut here {
+                        path.push(seg.clone());
+                        need.add(path, Need::kind());
+                    }
+                }
+                here
+            }
+            Node::Pipe(l, r) => {
+                let through = l.reach(input, vars, need);
+                r.reach(&through, vars, need)
+            }
+            Node::Bind(l, slot, r) => {
+                let held = l.reach(input, vars, need);
+                if vars.len() <= *slot {
+                    vars.resize(*slot + 1, Vec::new());
+                }
+                let before = std::mem::replace(&mut vars[*slot], held);
+                let out = r.reach(input, vars, need);
+                vars[*slot] = before;
+                out
+            }
+            Node::Comma(l, r) => {
+                let mut out = l.reach(input, vars, need);
+                out.extend(r.reach(input, vars, need));
+                out
+            }
+            Node::Alt(l, r) => {
+                let mut out = l.reach(input, vars, need);
+                kind(&out, need);
+                out.extend(r.reach(input, vars, need));
+                out
+            }
+            Node::And(l, r) | Node::Or(l, r) => {
+                let out = l.reach(input, vars, need);
+                kind(&out, need);
+                let out = r.reach(input, vars, need);
+                kind(&out, need);
+                Vec::new()
+            }
+            Node::Cmp(l, _, r) | Node::Add(l, r) => {
+                let out = l.reach(input, vars, need);
+                all(&out, need);
+                let out = r.reach(input, vars, need);
+                all(&out, need);
+                Vec::new()
+            }
+            Node::If(c, t, e) => {
+                let out = c.reach(input, vars, need);
+                kind(&out, need);
+                let mut out = t.reach(input, vars, need);
+                out.extend(e.reach(input, vars, need));
+                out
+            }
+            Node::Try(body, _) => body.reach(input, vars, need),
+            Node::Call0(Fun0::Not) => {
+                kind(input, need);
+                Vec::new()
+            }
+            Node::Call0(_) => {
+                all(input, need);
+                Vec::new()
+            }
+            Node::Call1(_, arg) => {
+                all(input, need);
+                let out = arg.reach(input, vars, need);
+                all(&out, need);
+                Vec::new()
+            }
+        }
+    }
+}
+
 impl Node {
     /// For [`Native::input_keys`]: whether this node's output may be the whole input (when
     /// `whole` says its own input may be), with the named keys read from the input added to
@@ -1992,12 +2139,104 @@ def length: "shadowed";
         }
     }
 
+    /// Expressions reading nested members: what `input_needs` follows through variables,
+    /// pipes, `//`, `map`, `select` and computed keys.
+    const NESTED: &[&str] = &[
+        ".a.b as $r | [$r.c, ($r.a | tostring)]",
+        "(.a | map({key: (.b | tostring), value: (.c // 0)}) | from_entries) as $m | [$m[\"1\"], $m[\"a\"]]",
+        "[.a[]? | select(.b == 1) | .c]",
+        ".a | .[]? | .b?",
+        "if .a.b then .c else .b.a end",
+        ".a.b // .a.c // .c",
+        "[.a[]? | .b] | length",
+        ".a[.b]?",
+        ".a | to_entries?",
+        ".a.b and .a.c",
+        "\"\\(.a.b?)-\\(.c?)\"",
+        ".a.b | not",
+        "{k: .a.b} | .k.c?",
+        ".a.b | .[0]?",
+        ".c as $c | .a | map(.b + $c)?",
+        ".a as $x | .b as $y | [$x.c?, $y[]?]",
+        "try .a.b.c catch \"n\"",
+        "(.a.b, .b.c) | .a?",
+    ];
+
+    /// An expression run on its input cut down to what `input_needs` says it needs answers
+    /// what it answers on the whole input, and fails where it fails (an error's text may print
+    /// a value, which is then cut down too).
+    fn needs_agree(src: &str, input: &Value) {
+        let Ok(expr) = Expr::compile_with(DEFS, src) else {
+            return;
+        };
+        let Some(need) = expr.input_needs() else {
+            return;
+        };
+        let cut = need.settled().project(input);
+        let (whole, part) = (expr.eval_jaq(input), expr.eval_jaq(&cut));
+        assert_eq!(whole.is_ok(), part.is_ok(), "{src} on {input} (cut: {cut})");
+        if whole.is_ok() {
+            assert_eq!(whole, part, "{src} on {input} (cut: {cut})");
+            assert_eq!(expr.eval(input), expr.eval(&cut), "{src} on {input}");
+        }
+    }
+
+    #[test]
+    fn input_needs_keep_all_an_expression_reads() {
+        let mut nested = inputs();
+        for text in [
+            r#"{"a": {"b": {"c": 1, "a": 2.50, "z": [1]}, "c": [1, {"b": 1, "c": 2}]}, "b": "b", "c": {"d": 1}}"#,
+            r#"{"a": [{"b": 1, "c": 18.850, "d": {"e": 1}}, {"b": "x", "c": null}], "b": 1, "c": 5}"#,
+            r#"{"a": {"b": false, "c": {"a": 1}}, "b": {"a": -0, "c": {"a": [2]}}, "c": "s"}"#,
+        ] {
+            nested.push(serde_json::from_str(text).unwrap());
+        }
+        for src in EXPRS.iter().chain(NESTED) {
+            for input in &nested {
+                needs_agree(src, input);
+            }
+        }
+        // What is followed: only the members read are kept.
+        let cut = |src: &str, input: Value| {
+            let need = Expr::compile_with(DEFS, src)
+                .unwrap()
+                .input_needs()
+                .unwrap();
+            need.settled().project(&input)
+        };
+        assert_eq!(
+            cut(
+                ".s.b.r as $r | [$r.rows[] | .total] | length",
+                json!({"s": {"b": {"r": {"rows": [{"total": 1, "by": {"x": 1}}], "sum": 3}}}, "req": {}})
+            ),
+            json!({"s": {"b": {"r": {"rows": [{"total": 1}]}}}})
+        );
+        assert_eq!(
+            cut(
+                ".a.x // .b",
+                json!({"a": {"x": null, "y": 2}, "b": {"c": 1}, "d": 4})
+            ),
+            json!({"a": {"x": null}, "b": {"c": 1}})
+        );
+        assert_eq!(
+            cut(
+                "if .a.t then 1 else 2 end",
+                json!({"a": {"t": {"deep": 1}, "u": 1}})
+            ),
+            json!({"a": {"t": {}}})
+        );
+        assert_eq!(cut(".", json!({"a": 1})), json!({"a": 1}));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn native_agrees_with_jaq_on_random_inputs(input in value()) {
             for src in EXPRS {
                 agree(src, &input);
+            }
+            for src in NESTED {
+                needs_agree(src, &input);
             }
             for group in SHARED_OPERAND {
                 shared_agrees(group, &input);

@@ -7,6 +7,7 @@ pub mod file;
 pub mod golden;
 pub mod memory;
 mod natives;
+pub mod need;
 pub mod plan;
 pub mod registry;
 pub mod run;

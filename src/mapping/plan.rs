@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::expr::Expr;
 use super::file::{CallSection, ExampleSection, MappingFile, RuleSection, StepSection};
+use super::need::Need;
 use super::template::{Template, encode_component};
 use crate::loyalty::ops::Op;
 
@@ -70,6 +71,9 @@ pub struct Step {
     pub cache: Option<CachePlan>,
     pub compensate: Option<Call>,
     pub remember: Option<RememberPlan>,
+    /// What of the vendor's answer body any expression of the operation may read (`need.rs`),
+    /// settled for parsing; `None`: all of it (parsed whole).
+    pub answer_need: Option<Need>,
     /// Whether something that sees this step's outcome as `.step` (its rules, the vendor's,
     /// `remember`) may also read `.steps`: then the outcome is in both places at once (a
     /// copy); else it moves to `.steps.<name>` once the rules are done.
@@ -342,18 +346,20 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
             .keep
             .map(|k| Expr::compile_with(defs, &k).map_err(at(format!("{place}.keep"))))
             .transpose()?;
-        ops.insert(
-            op,
-            OpPlan {
-                keep,
-                invalidate,
-                recall,
-                checks,
-                steps,
-                rules,
-                response,
-            },
-        );
+        let mut plan = OpPlan {
+            keep,
+            invalidate,
+            recall,
+            checks,
+            steps,
+            rules,
+            response,
+        };
+        let reads = plan_needs(&plan, &vendor, &vendor_rules);
+        for step in &mut plan.steps {
+            step.answer_need = answer_need(reads.as_ref(), &step.name);
+        }
+        ops.insert(op, plan);
     }
     let mut examples = Vec::with_capacity(file.examples.len());
     for (i, example) in file.examples.into_iter().enumerate() {
@@ -366,6 +372,68 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
         ops,
         examples,
     })
+}
+
+/// What of the root object every expression, template and rule of `plan` (and the vendor's
+/// headers and rules) may read together; `None` when one of them cannot say (jaq-only).
+/// Every step's answer is parsed for all of them, whichever runs after it: a superset is safe.
+fn plan_needs(plan: &OpPlan, vendor: &Vendor, vendor_rules: &[Rule]) -> Option<Need> {
+    let mut reads: Vec<Option<Need>> = Vec::new();
+    let call = |reads: &mut Vec<Option<Need>>, c: &Call| {
+        reads.push(c.path.input_needs());
+        reads.extend(c.query.iter().map(|(_, t)| t.input_needs()));
+        reads.extend(c.headers.iter().map(|(_, t)| t.input_needs()));
+        reads.extend(c.body.iter().map(Expr::input_needs));
+    };
+    reads.extend(vendor.headers.iter().map(|(_, t)| t.input_needs()));
+    for rule in plan.rules.iter().chain(vendor_rules) {
+        reads.push(rule.when.input_needs());
+        reads.push(match &rule.action {
+            RuleAction::Fail(e) => e.message.input_needs(),
+            RuleAction::Respond(expr) => expr.input_needs(),
+            RuleAction::Accept => Some(Need::kind()),
+        });
+    }
+    for step in &plan.steps {
+        call(&mut reads, &step.call);
+        if let Some(c) = &step.compensate {
+            call(&mut reads, c);
+        }
+        reads.extend(step.when.iter().map(Expr::input_needs));
+        reads.extend(step.cache.iter().map(|c| c.key.input_needs()));
+        if let Some(remember) = &step.remember {
+            reads.push(remember.key.input_needs());
+            reads.push(remember.value.input_needs());
+        }
+    }
+    reads.extend(plan.invalidate.iter().map(Template::input_needs));
+    reads.extend(
+        plan.response
+            .iter()
+            .chain(&plan.keep)
+            .map(Expr::input_needs),
+    );
+    let mut need = Need::kind();
+    for read in reads {
+        need.merge(read?);
+    }
+    Some(need)
+}
+
+/// What of step `name`'s answer body the plan may read, as `.step.body` (its rules) or
+/// `.steps.<name>.body`; `None`: all of it.
+fn answer_need(reads: Option<&Need>, name: &str) -> Option<Need> {
+    let reads = reads?;
+    let mut need = Need::kind();
+    for path in [&["step", "body"][..], &["steps", name, "body"]] {
+        if let Some(n) = reads.at(path) {
+            need.merge(n);
+        }
+    }
+    match need {
+        Need::All => None,
+        need => Some(need.settled()),
+    }
 }
 
 pub fn op_named(name: &str) -> Option<Op> {
@@ -517,6 +585,7 @@ fn compile_step(step: StepSection, place: &str, defs: &str) -> Result<Step, Fail
             .transpose()?,
         // Decided once the operation's rules are compiled.
         copy_outcome: true,
+        answer_need: None,
     })
 }
 
@@ -682,4 +751,61 @@ fn compile_example(
         upstream,
         expect_calls,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shipped(file: &str) -> Mapping {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("mappings")
+            .join(file);
+        Mapping::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"))
+    }
+
+    fn step<'m>(mapping: &'m Mapping, op: Op, name: &str) -> &'m Step {
+        let plan = mapping.op(op).expect("op mapped");
+        plan.steps.iter().find(|s| s.name == name).expect("step")
+    }
+
+    /// The hot path's vendor answers are parsed to what the recalc reads: MAXMA's calculation
+    /// keeps each row's id and total discount, not its bonuses and discounts by kind. A change to
+    /// the mapping that makes the analysis give up (a jaq-only expression, a row passed on
+    /// whole) shows here, not only as a slower benchmark.
+    #[test]
+    fn maxma_recalc_parses_only_what_it_reads() {
+        let maxma = shipped("maxma.toml");
+        let calc = step(&maxma, Op::RetaildemandRecalc, "calc");
+        let need = calc
+            .answer_need
+            .as_ref()
+            .expect("calc's answer is projected");
+        let answer = json!({
+            "calculationResult": {
+                "rows": [{"id": "0", "totalDiscount": 18.85,
+                          "bonuses": {"applied": 19, "collected": 11},
+                          "discounts": {"auto": 0.0, "bonuses": 18.85}}],
+                "bonuses": {"applied": 300, "collected": 176, "maxToApply": 500,
+                            "error": {"code": 1, "description": "d", "extra": 1}},
+                "summary": {"totalDiscount": 18.85}
+            },
+            "errorCode": 0, "description": "", "unrelated": [1, 2]
+        });
+        assert_eq!(
+            need.project(&answer),
+            json!({
+                "calculationResult": {
+                    "rows": [{"id": "0", "totalDiscount": 18.85}],
+                    "bonuses": {"applied": 300, "collected": 176, "maxToApply": 500,
+                                "error": {"code": 1, "description": "d", "extra": 1}}
+                },
+                "errorCode": 0, "description": ""
+            })
+        );
+        // The cached balance answer is parsed for the recalc too (it is cached as text).
+        let balance = step(&maxma, Op::RetaildemandRecalc, "balance");
+        assert!(balance.answer_need.is_some());
+    }
 }

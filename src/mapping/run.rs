@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::expr::{EvalError, to_val};
 use super::memory::Memory;
+use super::need::{self, Need};
 use super::plan::{Call, Mapping, OpPlan, Rule, RuleAction, Step};
 use super::template::Encoding;
 use crate::cache::StepCache;
@@ -252,7 +253,7 @@ async fn run_plan(
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             "upstream call"
         );
-        let (outcome, default_failure) = step_outcome(&result);
+        let (outcome, default_failure) = step_outcome(&result, step.answer_need.as_ref());
         if step.copy_outcome {
             record_step(&mut root, &step.name, outcome.clone());
         }
@@ -483,8 +484,10 @@ fn with_name(mut outcome: Value, name: &str) -> Value {
 }
 
 /// `{status, body, error}` for the rules, and the failure to report if no rule accepts it.
+/// The body is parsed to what `need` says the plan may read of it (all of it when `None`).
 fn step_outcome(
     result: &Result<UpstreamResponse, UpstreamError>,
+    need: Option<&Need>,
 ) -> (Value, Option<UpstreamFailure>) {
     match result {
         Err(e) => {
@@ -512,7 +515,10 @@ fn step_outcome(
                 // UTF-8 checked once for the whole answer, not string by string by serde_json.
                 std::str::from_utf8(&response.body)
                     .ok()
-                    .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                    .and_then(|text| match need {
+                        Some(need) => need::parse(text, need).ok(),
+                        None => serde_json::from_str::<Value>(text).ok(),
+                    })
             };
             let failure = if !(200..300).contains(&response.status) {
                 Some(UpstreamFailure::Status(response.status))

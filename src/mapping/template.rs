@@ -96,6 +96,17 @@ impl Template {
         Some(keys)
     }
 
+    /// What of its input the template may look at (`need.rs`); `None` when not known.
+    pub fn input_needs(&self) -> Option<super::need::Need> {
+        let mut need = super::need::Need::kind();
+        for part in &self.parts {
+            if let Part::Hole(expr) = part {
+                need.merge(expr.input_needs()?);
+            }
+        }
+        Some(need)
+    }
+
     /// Renders the template; a hole yielding an object or array is an error.
     pub fn render(&self, input: &Value, encoding: Encoding) -> Result<String, EvalError> {
         let mut out = String::new();

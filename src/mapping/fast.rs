@@ -51,6 +51,9 @@ enum Stop {
     Downstream,
     /// The whole expression has its first output: evaluation stops.
     Done,
+    /// A node evaluated for its only output ([`Node::direct`]) gave several: the caller
+    /// runs it with continuations instead.
+    Several,
 }
 
 type R = Result<(), Stop>;
@@ -880,16 +883,7 @@ fn guarded<'a>(
 /// The output of an operand of a cartesian product: none, or exactly one; several (whose
 /// order jaq decides) and errors (which jaq may or may not reach) go to jaq.
 fn one<'a>(n: &'a Node, ctx: &mut Ctx<'a>, input: &V<'a>) -> Result<Option<V<'a>>, Stop> {
-    let mut got = None;
-    let res = n.run(ctx, input, &mut |v, _| {
-        if got.is_some() {
-            return Err(Stop::Unsure);
-        }
-        got = Some(v);
-        Ok(())
-    });
-    res.map_err(|_| Stop::Unsure)?;
-    Ok(got)
+    n.direct(ctx, input).map_err(|_| Stop::Unsure)
 }
 
 /// One output of each of two single-output operands, or `Ok(None)` when either has none.
@@ -1077,6 +1071,146 @@ impl Node {
             },
         }
     }
+}
+
+impl Node {
+    /// The node's only output, or `None` when it has none, computed and returned rather than
+    /// passed to a continuation: most nodes give one output for one input, and calling
+    /// through closures was a good part of evaluating them. A node that may give several
+    /// (`,` and `.[]`, directly or below) is run with continuations here, and `Stop::Several`
+    /// says when it gave more than one. An error keeps its kind, for `try` and `?`: what
+    /// jq raises here is `Stop::Jq`, as with [`Node::run`].
+    fn direct<'a>(&'a self, ctx: &mut Ctx<'a>, input: &V<'a>) -> Result<Option<V<'a>>, Stop> {
+        Ok(Some(match self {
+            Node::Id => input.clone(),
+            Node::Empty => return Ok(None),
+            Node::Lit(v) => V::Ref(v),
+            Node::Var(slot) => V::clone(&ctx.vars[*slot]),
+            Node::Path(base, parts) if parts.iter().all(|(k, _)| k.is_some()) => {
+                return match &**base {
+                    Node::Id => index_path(parts, input, ctx, input),
+                    Node::Var(slot) => {
+                        let held = Rc::clone(&ctx.vars[*slot]);
+                        index_path(parts, &held, ctx, input)
+                    }
+                    other => match other.direct(ctx, input)? {
+                        Some(start) => index_path(parts, &start, ctx, input),
+                        None => Ok(None),
+                    },
+                };
+            }
+            Node::Pipe(l, r) => {
+                return match l.direct(ctx, input)? {
+                    Some(v) => r.direct(ctx, &v),
+                    None => Ok(None),
+                };
+            }
+            Node::Bind(l, slot, r) => {
+                let Some(v) = l.direct(ctx, input)? else {
+                    return Ok(None);
+                };
+                if ctx.vars.len() <= *slot {
+                    ctx.vars.resize(*slot + 1, Rc::new(V::Ref(&NULL)));
+                }
+                ctx.vars[*slot] = Rc::new(v);
+                return r.direct(ctx, input);
+            }
+            Node::Alt(l, r) => match l.direct(ctx, input) {
+                Ok(Some(v)) if v.truthy() => v,
+                Ok(_) => return r.direct(ctx, input),
+                Err(Stop::Several) => return Err(Stop::Several),
+                // jq drops errors of the left side; which ones it reached is jaq's call.
+                Err(_) => return Err(Stop::Unsure),
+            },
+            Node::And(l, r) | Node::Or(l, r) => {
+                let is_and = matches!(self, Node::And(..));
+                let truth = |side: Result<Option<V<'a>>, Stop>| match side {
+                    Ok(v) => Ok(v.map(|v| v.truthy())),
+                    Err(Stop::Several) => Err(Stop::Several),
+                    Err(_) => Err(Stop::Unsure),
+                };
+                let Some(left) = truth(l.direct(ctx, input))? else {
+                    return Ok(None);
+                };
+                if left != is_and {
+                    V::Own(Value::Bool(!is_and))
+                } else {
+                    match truth(r.direct(ctx, input))? {
+                        Some(right) => V::Own(Value::Bool(right)),
+                        None => return Ok(None),
+                    }
+                }
+            }
+            Node::Cmp(l, op, r) => match pair(l, r, ctx, input)? {
+                Some((a, b)) => V::Own(Value::Bool(compare(*op, &a.json(), &b.json())?)),
+                None => return Ok(None),
+            },
+            Node::Add(l, r) => match pair(l, r, ctx, input)? {
+                Some((a, b)) => add(a, b)?,
+                None => return Ok(None),
+            },
+            Node::If(c, t, e) => {
+                return match c.direct(ctx, input)? {
+                    Some(cond) => if cond.truthy() { t } else { e }.direct(ctx, input),
+                    None => Ok(None),
+                };
+            }
+            Node::Try(body, catch) => {
+                return match body.direct(ctx, input) {
+                    Err(Stop::Jq) => Ok(catch.as_ref().map(V::Ref)),
+                    other => other,
+                };
+            }
+            Node::Call0(fun) => call0(*fun, input)?,
+            Node::Call1(fun, arg) => match one(arg, ctx, input)? {
+                Some(a) => call1(*fun, input, &a)?,
+                None => return Ok(None),
+            },
+            // `[…]`, `{…}`, strings: one output each, built by `run` (which collects streams).
+            Node::Arr(_) | Node::Obj(_) | Node::Str(_) | Node::Path(..) | Node::Comma(..) => {
+                let mut got = None;
+                let res = self.run(ctx, input, &mut |v, _| {
+                    if got.is_some() {
+                        return Err(Stop::Several);
+                    }
+                    got = Some(v);
+                    Ok(())
+                });
+                return match res {
+                    Ok(()) => Ok(got),
+                    Err(Stop::Several) => Err(Stop::Several),
+                    // An error after an output is jq's to order (a `try` would have stopped).
+                    Err(_) if got.is_some() => Err(Stop::Unsure),
+                    Err(e) => Err(e),
+                };
+            }
+        }))
+    }
+}
+
+/// `parts` (keys only, no `.[]`) applied to `start`: [`walk`] for one output, returned.
+fn index_path<'a>(
+    parts: &'a [(Option<Node>, bool)],
+    start: &V<'a>,
+    ctx: &mut Ctx<'a>,
+    input: &V<'a>,
+) -> Result<Option<V<'a>>, Stop> {
+    let mut here: Option<V<'a>> = None;
+    for (part, opt) in parts {
+        let Some(k) = part else {
+            // Not reached: `direct` sends paths with `.[]` to `run`.
+            return Err(Stop::Unsure);
+        };
+        let Some(key) = one(k, ctx, input)? else {
+            return Ok(None);
+        };
+        match index(here.as_ref().unwrap_or(start), &key) {
+            Ok(next) => here = Some(next),
+            Err(Stop::Jq) if *opt => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(here.unwrap_or_else(|| start.clone())))
 }
 
 /// Where a path starts: a value it may only look into, or one it owns.
@@ -1404,8 +1538,15 @@ impl Native {
         let mut ctx = Ctx {
             vars: Vec::with_capacity(self.slots),
         };
+        let input = V::Ref(input);
+        match self.root.direct(&mut ctx, &input) {
+            Ok(answer) => return answer,
+            // A stream (`.a[]`, `1, 2`) somewhere on the way: jq takes its first output.
+            Err(Stop::Several) => {}
+            Err(_) => return None,
+        }
         let mut first = None;
-        let res = self.root.run(&mut ctx, &V::Ref(input), &mut |v, _| {
+        let res = self.root.run(&mut ctx, &input, &mut |v, _| {
             first = Some(v);
             // jq is lazy and the bridge takes the first output only: stop here.
             Err(Stop::Done)

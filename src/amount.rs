@@ -82,11 +82,21 @@ impl Kopecks {
     }
 }
 
+/// How serde_json passes a number's text with `arbitrary_precision`, both ways: written as a
+/// one-field struct of this name and field, read as a one-entry map with this key (as its own
+/// `Number` does, and its `Value` parser and writer recognise).
+pub(crate) const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 fn serialize_decimal<S: Serializer>(value: Decimal, s: S) -> Result<S::Ok, S::Error> {
-    // With `arbitrary_precision` a Number keeps its text, so 62.95 is written as 62.95.
-    json_number(value)
-        .ok_or_else(|| serde::ser::Error::custom(format!("cannot write {value} as JSON")))?
-        .serialize(s)
+    use serde::ser::SerializeStruct;
+    // The number's text as it is (62.95 is written as 62.95), from the stack: no `Number`
+    // (a heap string) is built to write it.
+    let mut text = StackText::default();
+    fmt::Write::write_fmt(&mut text, format_args!("{value}"))
+        .map_err(|_| serde::ser::Error::custom(format!("cannot write {value} as JSON")))?;
+    let mut number = s.serialize_struct(NUMBER_TOKEN, 1)?;
+    number.serialize_field(NUMBER_TOKEN, text.as_str())?;
+    number.end()
 }
 
 /// `value` as a JSON number with exactly its text (`250.00` stays `250.00`). The text is
@@ -124,16 +134,97 @@ impl fmt::Write for StackText {
 }
 
 fn deserialize_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-    let number = serde_json::Number::deserialize(d)?;
-    let text = number.as_str();
+    d.deserialize_any(DecimalVisitor)
+}
+
+fn decimal_of_text<E: serde::de::Error>(text: &str) -> Result<Decimal, E> {
     Decimal::from_str_exact(text)
         .or_else(|_| Decimal::from_scientific(text))
-        .map_err(|_| serde::de::Error::custom(format!("number {text} is out of range")))
+        .map_err(|_| E::custom(format!("number {text} is out of range")))
+}
+
+/// A JSON number read exactly. Its text comes as serde_json hands it over (the
+/// [`NUMBER_TOKEN`] map, borrowed where it can be); integers may come as integers, and a
+/// number serde_json found to be exactly its shortest float text as that float.
+struct DecimalVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DecimalVisitor {
+    type Value = Decimal;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON number")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Decimal, E> {
+        Ok(Decimal::from(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Decimal, E> {
+        Ok(Decimal::from(v))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Decimal, E> {
+        decimal_of_text(&v.to_string())
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Decimal, E> {
+        decimal_of_text(&v.to_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Decimal, E> {
+        // serde_json passes a float only when its shortest text is the number's text: that
+        // text, as serde_json writes it, is the number.
+        let number = serde_json::Number::from_f64(v)
+            .ok_or_else(|| E::custom(format!("number {v} is not finite")))?;
+        decimal_of_text(number.as_str())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Decimal, A::Error> {
+        use serde::de::Error;
+        match map.next_key_seed(TextSeed)? {
+            Some(key) if key == NUMBER_TOKEN => {}
+            _ => return Err(A::Error::invalid_type(serde::de::Unexpected::Map, &self)),
+        }
+        let text = map.next_value_seed(TextSeed)?;
+        decimal_of_text(&text)
+    }
+}
+
+/// A string, borrowed from the input when it can be.
+struct TextSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for TextSeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TextSeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
@@ -157,6 +248,18 @@ mod tests {
         let r: Rubles = serde_json::from_str("1107.5").unwrap();
         assert_eq!(r, Rubles(d("1107.5")));
         assert_eq!(serde_json::to_string(&Rubles(d("62.95"))).unwrap(), "62.95");
+        // Into a `Value` too (the request as the mapping sees it), text kept.
+        assert_eq!(
+            serde_json::to_value(Rubles(d("62.950")))
+                .unwrap()
+                .to_string(),
+            "62.950"
+        );
+        let v: Value = serde_json::from_str(r#"{"a": 18.850, "b": 7}"#).unwrap();
+        let r: Rubles = serde_json::from_value(v["a"].clone()).unwrap();
+        assert_eq!(r.to_string(), "18.850");
+        assert_eq!(Rubles::deserialize(&v["b"]).unwrap(), Rubles(d("7")));
+        assert!(Rubles::deserialize(&Value::String("1".into())).is_err());
         let k: Kopecks = serde_json::from_str("283100.0").unwrap();
         assert_eq!(serde_json::to_string(&k).unwrap(), "283100.0");
         // A float parse would give 0.30000000000000004 here.

@@ -546,6 +546,8 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
 
     fn deserialize_any<Vis: Visitor<'de>>(self, visitor: Vis) -> Result<Vis::Value, Self::Error> {
         match self {
+            V::Ref(Value::Number(n)) => number_any(n, NumberText::Borrowed(n.as_str()), visitor),
+            V::Own(Value::Number(n)) => number_any(&n, NumberText::Local(n.as_str()), visitor),
             V::Ref(v) => serde::Deserializer::deserialize_any(v, visitor),
             V::Own(v) => serde::Deserializer::deserialize_any(v, visitor),
             V::Arr(items) => {
@@ -569,6 +571,8 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
         visitor: Vis,
     ) -> Result<Vis::Value, Self::Error> {
         match self {
+            // Read by `deserialize_any` above, not by serde_json's float detour.
+            V::Ref(Value::Number(_)) | V::Own(Value::Number(_)) => visitor.visit_some(self),
             V::Ref(v) => serde::Deserializer::deserialize_option(v, visitor),
             V::Own(v) => serde::Deserializer::deserialize_option(v, visitor),
             built => visitor.visit_some(built),
@@ -607,6 +611,64 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
             V::Own(v) => serde::Deserializer::deserialize_enum(v, name, variants, visitor),
             // Built objects as enums: left to the `Value` path.
             _ => Err(serde::de::Error::custom("a built value read as an enum")),
+        }
+    }
+}
+
+/// A number read as serde_json's own deserializer reads it — integers as integers, the rest
+/// as its text (`amount::NUMBER_TOKEN`) — except that serde_json first tries the number as a
+/// float and formats that float back to compare (twice, for every amount of an answer): the
+/// text goes as it is, which reads the same.
+fn number_any<'de, Vis: Visitor<'de>>(
+    n: &Number,
+    text: NumberText<'de, '_>,
+    visitor: Vis,
+) -> Result<Vis::Value, serde_json::Error> {
+    if let Some(u) = n.as_u64() {
+        visitor.visit_u64(u)
+    } else if let Some(i) = n.as_i64() {
+        visitor.visit_i64(i)
+    } else {
+        visitor.visit_map(NumberMap(Some(text)))
+    }
+}
+
+/// A number's text: borrowed from the input, or from a number built here.
+#[derive(Clone, Copy)]
+enum NumberText<'de, 't> {
+    Borrowed(&'de str),
+    Local(&'t str),
+}
+
+/// serde_json's one-entry map for a number's text.
+struct NumberMap<'de, 't>(Option<NumberText<'de, 't>>);
+
+impl<'de> serde::de::MapAccess<'de> for NumberMap<'de, '_> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        if self.0.is_none() {
+            return Ok(None);
+        }
+        seed.deserialize(BorrowedStrDeserializer::new(crate::amount::NUMBER_TOKEN))
+            .map(Some)
+    }
+
+    fn next_value_seed<T: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<T::Value, Self::Error> {
+        match self.0.take() {
+            Some(NumberText::Borrowed(text)) => {
+                seed.deserialize(BorrowedStrDeserializer::new(text))
+            }
+            Some(NumberText::Local(text)) => {
+                seed.deserialize(serde::de::value::StrDeserializer::new(text))
+            }
+            None => Err(serde::de::Error::custom("a number read twice")),
         }
     }
 }
@@ -981,7 +1043,22 @@ impl Node {
                     walk(parts, Walk::Owned(v), ctx, input, f)
                 }),
             },
-            Node::Pipe(l, r) => l.run(ctx, input, &mut |v, ctx| r.run(ctx, &v, f)),
+            Node::Pipe(l, r) => match &**r {
+                // `… | .[]` and `… | .a.b`: the value walked is this one, handed over rather
+                // than copied (a built array iterated, as `allocate_discount(…) | .[]`). Keys
+                // that are literals do not read the input, so none is kept for them.
+                Node::Path(base, parts)
+                    if matches!(**base, Node::Id)
+                        && parts
+                            .iter()
+                            .all(|(k, _)| matches!(k, None | Some(Node::Lit(_)))) =>
+                {
+                    l.run(ctx, input, &mut |v, ctx| {
+                        walk(parts, Walk::Owned(v), ctx, &V::Ref(&NULL), f)
+                    })
+                }
+                _ => l.run(ctx, input, &mut |v, ctx| r.run(ctx, &v, f)),
+            },
             Node::Bind(l, slot, r) => l.run(ctx, input, &mut |v, ctx| {
                 if ctx.vars.len() <= *slot {
                     ctx.vars.resize(*slot + 1, Rc::new(V::Ref(&NULL)));
@@ -2367,6 +2444,41 @@ def length: "shadowed";
             json!({"a": {"t": {}}})
         );
         assert_eq!(cut(".", json!({"a": 1})), json!({"a": 1}));
+    }
+
+    /// Amounts read straight from an evaluation into a model keep their exact text, borrowed
+    /// or built, and integers and JSON fields still read (no fallback to the built `Value`).
+    #[test]
+    fn numbers_read_into_models_exactly() {
+        use crate::amount::{Quantity, Rubles};
+        #[derive(Debug, serde::Deserialize)]
+        struct Amounts {
+            a: Rubles,
+            b: Option<Rubles>,
+            c: i64,
+            d: Value,
+            e: Quantity,
+            f: Rubles,
+            g: Option<Rubles>,
+        }
+        let input: Value =
+            serde_json::from_str(r#"{"x": 18.850, "y": 1.0, "z": 1e2, "w": -3}"#).unwrap();
+        let native = super::compile(
+            DEFS,
+            "{a: .x, b: .y, c: .w, d: .x, e: (.x | dadd(0.15)), f: .z, g: .none}",
+        )
+        .expect("native");
+        let read: Amounts = native
+            .eval_into(&input)
+            .expect("native answer")
+            .expect("reads as the model");
+        assert_eq!(read.a.to_string(), "18.850");
+        assert_eq!(read.b.map(|b| b.to_string()), Some("1.0".into()));
+        assert_eq!(read.c, -3);
+        assert_eq!(read.d.to_string(), "18.850");
+        assert_eq!(read.e.to_string(), "19");
+        assert_eq!(read.f.to_string(), "100");
+        assert!(read.g.is_none());
     }
 
     proptest! {

@@ -16,6 +16,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::amount::NUMBER_TOKEN;
+
 /// What of a value may be looked at.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Need {
@@ -180,10 +182,6 @@ impl<'de> DeserializeSeed<'de> for &Need {
         }
     }
 }
-
-/// How serde_json hands a number over with `arbitrary_precision`: as a one-entry map under
-/// this key, holding the number's text (its `Value` parser recognises it the same way).
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 struct Projecting<'n>(&'n Need);
 

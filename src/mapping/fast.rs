@@ -25,6 +25,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::rc::Rc;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Def, Pattern, Term};
@@ -444,6 +445,28 @@ enum V<'a> {
 }
 
 static NULL: Value = Value::Null;
+
+/// Array indices as `to_entries` gives them, and as `tostring` makes them (`.key | tostring`,
+/// once per position in a mapping): built once, not per position (a number is a heap string
+/// with `arbitrary_precision`).
+const SMALL: usize = 256;
+static SMALL_INTS: LazyLock<Vec<Value>> = LazyLock::new(|| (0..SMALL).map(Value::from).collect());
+static SMALL_INT_TEXTS: LazyLock<Vec<Value>> =
+    LazyLock::new(|| (0..SMALL).map(|i| Value::String(i.to_string())).collect());
+
+/// The text of `n` when it is a small index written plainly (`7`, not `7.0` or `7e0`).
+fn small_int_text(n: &Number) -> Option<&'static Value> {
+    let text = SMALL_INT_TEXTS.get(n.as_str().parse::<usize>().ok()?)?;
+    (text.as_str() == Some(n.as_str())).then_some(text)
+}
+
+/// The index `i` as a JSON number.
+fn index_number<'a>(i: usize) -> V<'a> {
+    match SMALL_INTS.get(i) {
+        Some(n) => V::Ref(n),
+        None => V::Own(Value::Number(i.into())),
+    }
+}
 
 /// Where a node's outputs go, one by one.
 type Sink<'s, 'a> = dyn FnMut(V<'a>, &mut Ctx<'a>) -> R + 's;
@@ -1384,10 +1407,17 @@ fn add<'a>(a: V<'a>, b: V<'a>) -> Result<V<'a>, Stop> {
 fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
     Ok(match f {
         Fun0::Not => V::Own(Value::Bool(!v.truthy())),
-        Fun0::Tostring => match v {
-            V::Ref(Value::String(_)) | V::Own(Value::String(_)) => v.clone(),
-            _ => V::Own(Value::String(text_of(&v.json())?.into_owned())),
-        },
+        Fun0::Tostring => {
+            let small = match v {
+                V::Ref(Value::Number(n)) | V::Own(Value::Number(n)) => small_int_text(n),
+                _ => None,
+            };
+            match (v, small) {
+                (_, Some(text)) => V::Ref(text),
+                (V::Ref(Value::String(_)) | V::Own(Value::String(_)), _) => v.clone(),
+                _ => V::Own(Value::String(text_of(&v.json())?.into_owned())),
+            }
+        }
         Fun0::Length => {
             let n = match v {
                 V::Arr(items) => items.len(),
@@ -1405,7 +1435,7 @@ fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
         Fun0::ToEntries => {
             let entry = |i: usize, v: V<'a>| {
                 V::Obj(vec![
-                    (Cow::Borrowed("key"), V::Own(Value::Number(i.into()))),
+                    (Cow::Borrowed("key"), index_number(i)),
                     (Cow::Borrowed("value"), v),
                 ])
             };

@@ -221,11 +221,6 @@ async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
     cycling.store(false, Ordering::Relaxed);
     cycler.await.unwrap();
     eprintln!("answers by status: {by_status:?} in {elapsed:?}");
-    assert!(
-        by_status.get(&200).copied().unwrap_or(0) > 0,
-        "some requests got through between faults: {by_status:?}"
-    );
-
     // The rate limit held at the vendor (burst plus the rate over the run, with slack for the
     // limiter's clock granularity), retries included.
     let reached = sandbox.requests().len() as u64;
@@ -234,6 +229,32 @@ async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
         reached <= allowed,
         "{reached} vendor calls in {elapsed:?} (allowed {allowed})"
     );
+
+    // Requests get through again once the vendor is healthy. (How many got through between
+    // faults varies from run to run, down to none: when every half-open probe of the breaker
+    // meets a fault, it stays open — a probe that hangs until the deadline keeps it so for
+    // 1.5 s — which is the breaker doing its job.)
+    let healthy = Instant::now();
+    loop {
+        let (_, body, path) = request(2);
+        let resp = client
+            .post(format!("{bridge}{path}"))
+            .header("content-type", "application/json")
+            .header("Lognex-Discount-API-Auth-Token", TOKEN)
+            .body(body.unwrap().to_string())
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            healthy.elapsed() < Duration::from_millis(3 * DEADLINE_MS),
+            "no recalc got through once the faults stopped (last: {}; during them: {by_status:?})",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Stop everything: nothing may be left running.
     drop(client);

@@ -1301,16 +1301,51 @@ fn index_path<'a>(
             // Not reached: `direct` sends paths with `.[]` to `run`.
             return Err(Stop::Unsure);
         };
-        let Some(key) = one(k, ctx, input)? else {
-            return Ok(None);
+        let base = here.as_ref().unwrap_or(start);
+        let at = match k {
+            // `.name`: looked up by its text, with no key value made and matched on.
+            Node::Lit(Value::String(name)) => index_name(base, name),
+            _ => {
+                let Some(key) = one(k, ctx, input)? else {
+                    return Ok(None);
+                };
+                index(base, &key)
+            }
         };
-        match index(here.as_ref().unwrap_or(start), &key) {
+        match at {
             Ok(next) => here = Some(next),
             Err(Stop::Jq) if *opt => return Ok(None),
             Err(e) => return Err(e),
         }
     }
     Ok(Some(here.unwrap_or_else(|| start.clone())))
+}
+
+/// [`index`] with a string key: `base.name`.
+fn index_name<'a>(base: &V<'a>, name: &str) -> Result<V<'a>, Stop> {
+    let of_json = |v: &'a Value| -> Result<Option<&'a Value>, Stop> {
+        match v {
+            Value::Null => Ok(None),
+            Value::Object(m) => Ok(m.get(name)),
+            Value::Bool(_) | Value::Number(_) | Value::String(_) => Err(Stop::Jq),
+            Value::Array(_) => Err(Stop::Unsure),
+        }
+    };
+    match base {
+        V::Ref(v) => of_json(v).map(|x| V::Ref(x.unwrap_or(&NULL))),
+        V::Own(v) => match v {
+            Value::Null => Ok(V::Ref(&NULL)),
+            Value::Object(m) => Ok(V::Own(m.get(name).cloned().unwrap_or(Value::Null))),
+            Value::Bool(_) | Value::Number(_) | Value::String(_) => Err(Stop::Jq),
+            Value::Array(_) => Err(Stop::Unsure),
+        },
+        V::Arr(_) => Err(Stop::Unsure),
+        V::Obj(entries) => Ok(entries
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(V::Ref(&NULL))),
+    }
 }
 
 /// Where a path starts: a value it may only look into, or one it owns.
@@ -1339,12 +1374,18 @@ fn walk<'a>(
     };
     match part {
         Some(k) => {
-            let Some(key) = one(k, ctx, input)? else {
-                return Ok(());
+            let base = match &start {
+                Walk::Borrowed(v) => *v,
+                Walk::Owned(v) => v,
             };
-            let at = match &start {
-                Walk::Borrowed(v) => index(v, &key),
-                Walk::Owned(v) => index(v, &key),
+            let at = match k {
+                Node::Lit(Value::String(name)) => index_name(base, name),
+                _ => {
+                    let Some(key) = one(k, ctx, input)? else {
+                        return Ok(());
+                    };
+                    index(base, &key)
+                }
             };
             match at {
                 Ok(next) => walk(rest, Walk::Owned(next), ctx, input, f),

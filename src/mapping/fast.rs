@@ -999,6 +999,37 @@ fn insert<'a>(entries: &mut Vec<(Cow<'a, str>, V<'a>)>, k: Cow<'a, str>, v: V<'a
     }
 }
 
+/// `{k: v, …}`: its only output, or none when an entry has none.
+fn object<'a>(
+    entries: &'a [(Node, Node)],
+    ctx: &mut Ctx<'a>,
+    input: &V<'a>,
+) -> Result<Option<V<'a>>, Stop> {
+    let mut map = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        let entry = match k {
+            // A literal key (`{id: …}`): its text, nothing to evaluate.
+            Node::Lit(Value::String(name)) => {
+                one(v, ctx, input)?.map(|v| (Cow::Borrowed(name.as_str()), v))
+            }
+            _ => match pair(k, v, ctx, input)? {
+                Some((k, v)) => Some((key_of(k)?, v)),
+                None => None,
+            },
+        };
+        let Some((k, v)) = entry else {
+            // One side has no output: the product is empty — unless another entry errors,
+            // which jaq may reach first.
+            for (k2, v2) in entries {
+                pair(k2, v2, ctx, input)?;
+            }
+            return Ok(None);
+        };
+        insert(&mut map, k, v);
+    }
+    Ok(Some(V::Obj(map)))
+}
+
 /// Beyond this many entries `from_entries` goes to jaq (keys are kept unique by a scan).
 const MAX_BUILT_ENTRIES: usize = 64;
 
@@ -1040,21 +1071,10 @@ impl Node {
                 })?;
                 f(V::Arr(items), ctx)
             }
-            Node::Obj(entries) => {
-                let mut map = Vec::with_capacity(entries.len());
-                for (k, v) in entries {
-                    let Some((k, v)) = pair(k, v, ctx, input)? else {
-                        // One side has no output: the product is empty — unless another
-                        // entry errors, which jaq may reach first.
-                        for (k2, v2) in entries {
-                            pair(k2, v2, ctx, input)?;
-                        }
-                        return Ok(());
-                    };
-                    insert(&mut map, key_of(k)?, v);
-                }
-                f(V::Obj(map), ctx)
-            }
+            Node::Obj(entries) => match object(entries, ctx, input)? {
+                Some(obj) => f(obj, ctx),
+                None => Ok(()),
+            },
             Node::Path(base, parts) => match &**base {
                 // The common `.a.b` and `$x.a`: walk from the value in place, no copy of it.
                 Node::Id => walk(parts, Walk::Borrowed(input), ctx, input, f),
@@ -1266,8 +1286,9 @@ impl Node {
                 Some(a) => call1(*fun, input, &a)?,
                 None => return Ok(None),
             },
-            // `[…]`, `{…}`, strings: one output each, built by `run` (which collects streams).
-            Node::Arr(_) | Node::Obj(_) | Node::Str(_) | Node::Path(..) | Node::Comma(..) => {
+            Node::Obj(entries) => return object(entries, ctx, input),
+            // `[…]`, strings: one output each, built by `run` (which collects streams).
+            Node::Arr(_) | Node::Str(_) | Node::Path(..) | Node::Comma(..) => {
                 let mut got = None;
                 let res = self.run(ctx, input, &mut |v, _| {
                     if got.is_some() {

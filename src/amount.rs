@@ -190,8 +190,9 @@ impl<'de> serde::de::Visitor<'de> for DecimalVisitor {
     }
 }
 
-/// A string, borrowed from the input when it can be.
-struct TextSeed;
+/// A string, borrowed from the input when it has no escapes (a key skipped or a number's text
+/// read costs no allocation).
+pub(crate) struct TextSeed;
 
 impl<'de> serde::de::DeserializeSeed<'de> for TextSeed {
     type Value = std::borrow::Cow<'de, str>;

@@ -16,7 +16,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::amount::NUMBER_TOKEN;
+use crate::amount::{NUMBER_TOKEN, TextSeed};
 
 /// What of a value may be looked at.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,9 +250,9 @@ impl<'de> Visitor<'de> for Projecting<'_> {
         };
         let mut out = Map::new();
         let mut first = true;
-        while let Some(key) = map.next_key_seed(KeySeed)? {
+        while let Some(key) = map.next_key_seed(TextSeed)? {
             if std::mem::take(&mut first) && key == NUMBER_TOKEN {
-                let text: Cow<'de, str> = map.next_value_seed(KeySeed)?;
+                let text: Cow<'de, str> = map.next_value_seed(TextSeed)?;
                 return text
                     .parse::<Number>()
                     .map(Value::Number)
@@ -269,37 +269,6 @@ impl<'de> Visitor<'de> for Projecting<'_> {
             }
         }
         Ok(Value::Object(out))
-    }
-}
-
-/// A key, borrowed from the text when it has no escapes (a skipped member costs nothing).
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v))
     }
 }
 

@@ -1800,14 +1800,12 @@ impl Native {
     /// more than named keys (the whole input passed on, compared, iterated, or indexed by a
     /// computed key). The plan runner uses it to leave out of the input what no one reads.
     pub fn input_keys(&self) -> Option<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut vars = Vec::new();
-        if self.root.scan(true, &mut vars, &mut keys)? {
-            return None; // the answer may be the input itself
+        // Read off [`Native::input_needs`]: the whole input, or any of its members, is more
+        // than named keys.
+        match self.input_needs() {
+            Need::Members { keys, any: None } => Some(keys.into_keys().collect()),
+            _ => None,
         }
-        keys.sort();
-        keys.dedup();
-        Some(keys)
     }
 }
 
@@ -1939,10 +1937,6 @@ impl Node {
                 out
             }
             Node::Try(body, _) => body.reach(input, vars, need),
-            Node::Call0(Fun0::Not) => {
-                kind(input, need);
-                Vec::new()
-            }
             Node::Call0(_) => {
                 all(input, need);
                 Vec::new()
@@ -1954,109 +1948,6 @@ impl Node {
                 Vec::new()
             }
         }
-    }
-}
-
-impl Node {
-    /// For [`Native::input_keys`]: whether this node's output may be the whole input (when
-    /// `whole` says its own input may be), with the named keys read from the input added to
-    /// `keys`; `None` when the input may be seen in any other way. `vars` says, by slot,
-    /// which variables may hold the whole input.
-    fn scan(&self, whole: bool, vars: &mut Vec<bool>, keys: &mut Vec<String>) -> Option<bool> {
-        // Operands whose value must not be the whole input (compared, added, interpolated,
-        // put into an array or object, passed to a function).
-        let part = |n: &Node, vars: &mut Vec<bool>, keys: &mut Vec<String>| -> Option<()> {
-            (!n.scan(whole, vars, keys)?).then_some(())
-        };
-        Some(match self {
-            Node::Id => whole,
-            Node::Empty | Node::Lit(_) => false,
-            Node::Var(slot) => vars.get(*slot).copied().unwrap_or(false),
-            Node::Str(parts) => {
-                for p in parts {
-                    if let Err(n) = p {
-                        part(n, vars, keys)?;
-                    }
-                }
-                false
-            }
-            Node::Arr(None) => false,
-            Node::Arr(Some(n)) => {
-                part(n, vars, keys)?;
-                false
-            }
-            Node::Obj(entries) => {
-                for (k, v) in entries {
-                    part(k, vars, keys)?;
-                    part(v, vars, keys)?;
-                }
-                false
-            }
-            Node::Path(base, parts) => {
-                let base_whole = base.scan(whole, vars, keys)?;
-                // Keys are computed from the path's own input.
-                for (k, _) in parts {
-                    if let Some(k) = k {
-                        part(k, vars, keys)?;
-                    }
-                }
-                match parts.first() {
-                    None => base_whole,
-                    Some(_) if !base_whole => false,
-                    Some((Some(Node::Lit(Value::String(k))), _)) => {
-                        keys.push(k.clone());
-                        false
-                    }
-                    Some(_) => return None,
-                }
-            }
-            Node::Pipe(l, r) => {
-                let through = l.scan(whole, vars, keys)?;
-                r.scan(through, vars, keys)?
-            }
-            Node::Bind(l, slot, r) => {
-                let held = l.scan(whole, vars, keys)?;
-                if vars.len() <= *slot {
-                    vars.resize(*slot + 1, false);
-                }
-                let before = std::mem::replace(&mut vars[*slot], held);
-                let out = r.scan(whole, vars, keys);
-                vars[*slot] = before;
-                out?
-            }
-            Node::Comma(l, r) | Node::Alt(l, r) => {
-                l.scan(whole, vars, keys)? | r.scan(whole, vars, keys)?
-            }
-            Node::And(l, r) | Node::Or(l, r) => {
-                // Only their truth is used: an object is true, whatever it holds.
-                l.scan(whole, vars, keys)?;
-                r.scan(whole, vars, keys)?;
-                false
-            }
-            Node::Cmp(l, _, r) | Node::Add(l, r) => {
-                part(l, vars, keys)?;
-                part(r, vars, keys)?;
-                false
-            }
-            Node::If(c, t, e) => {
-                c.scan(whole, vars, keys)?;
-                t.scan(whole, vars, keys)? | e.scan(whole, vars, keys)?
-            }
-            Node::Try(body, _) => body.scan(whole, vars, keys)?,
-            Node::Call0(_) => {
-                if whole {
-                    return None;
-                }
-                false
-            }
-            Node::Call1(_, arg) => {
-                if whole {
-                    return None;
-                }
-                part(arg, vars, keys)?;
-                false
-            }
-        })
     }
 }
 

@@ -515,10 +515,7 @@ fn step_outcome(
                 // UTF-8 checked once for the whole answer, not string by string by serde_json.
                 std::str::from_utf8(&response.body)
                     .ok()
-                    .and_then(|text| match need {
-                        Some(need) => need::parse(text, need).ok(),
-                        None => serde_json::from_str::<Value>(text).ok(),
-                    })
+                    .and_then(|text| need::parse(text, need.unwrap_or(&Need::All)).ok())
             };
             let failure = if !(200..300).contains(&response.status) {
                 Some(UpstreamFailure::Status(response.status))

@@ -235,7 +235,7 @@ fn allocate_one(position: &Value, discount: Decimal, out: &mut Vec<Value>) {
     let input = AllocInput {
         quantity: dec(&position["quantity"]),
         price: dec(&position["price"]),
-        sn: position["sn"].as_array().cloned().unwrap_or_default(),
+        serials: position["sn"].as_array().map_or(0, Vec::len),
     };
     for line in builtins::allocate_discount(&[input], discount).expect("allocatable") {
         let mut p = position.clone();
@@ -243,8 +243,10 @@ fn allocate_one(position: &Value, discount: Decimal, out: &mut Vec<Value>) {
             map.insert("quantity".into(), num(line.quantity));
             map.insert("discountedPrice".into(), num(line.discounted_price));
             map.insert("discountPercent".into(), num(line.discount_percent));
-            if !line.sn.is_empty() || map.contains_key("sn") {
-                map.insert("sn".into(), Value::Array(line.sn));
+            // The clone kept every serial: only a split (or a non-array `sn`) rewrites them.
+            let all = position["sn"].as_array().map_or(&[][..], Vec::as_slice);
+            if map.contains_key("sn") && !(position["sn"].is_array() && line.sn == (0..all.len())) {
+                map.insert("sn".into(), Value::Array(all[line.sn].to_vec()));
             }
         }
         out.push(p);
@@ -350,7 +352,7 @@ fn builtins_bench(c: &mut Criterion) {
         .map(|p| AllocInput {
             quantity: dec(&p["quantity"]),
             price: dec(&p["price"]),
-            sn: p["sn"].as_array().cloned().unwrap_or_default(),
+            serials: p["sn"].as_array().map_or(0, Vec::len),
         })
         .collect();
     let total = Decimal::new(30000, 2);

@@ -16,6 +16,8 @@
 //! Every failure is a [`BuiltinError`] whose message names the function, the argument and what
 //! was wrong with it.
 
+use std::ops::Range;
+
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
@@ -113,8 +115,9 @@ pub fn sum_money(values: &[Decimal]) -> Decimal {
 pub struct AllocInput {
     pub quantity: Decimal,
     pub price: Decimal,
-    /// Serial numbers, as sent (`{meta, name}` objects); empty for goods without serials.
-    pub sn: Vec<Value>,
+    /// How many serial numbers the position has (`sn`, one per unit when MoySklad sends them);
+    /// 0 for goods without serials. The lines say which of them each carries.
+    pub serials: usize,
 }
 
 /// One line of the answer. A position gives one line, or two adjacent ones when it is split.
@@ -130,7 +133,9 @@ pub struct AllocLine {
     /// `round_money((price − discounted_price) / price × 100)`, scale 2; `0.00` when the price
     /// is 0.
     pub discount_percent: Decimal,
-    pub sn: Vec<Value>,
+    /// The source position's serial numbers this line carries (indices into its `sn`): all of
+    /// them unless the position is split. A range, not copies: the caller slices its own.
+    pub sn: Range<usize>,
 }
 
 /// Spreads a receipt-level discount (rubles, at most 2 decimals) over `positions` and prices
@@ -232,7 +237,7 @@ pub fn allocate_discount(
 
     let mut lines = Vec::with_capacity(positions.len() + 1);
     for (source, ((input, item), plan)) in positions.iter().zip(&items).zip(plans).enumerate() {
-        let line = |quantity: Decimal, unit: i128, sn: Vec<Value>| -> Result<AllocLine, _> {
+        let line = |quantity: Decimal, unit: i128, sn: Range<usize>| -> Result<AllocLine, _> {
             Ok(AllocLine {
                 source,
                 quantity,
@@ -243,18 +248,17 @@ pub fn allocate_discount(
             })
         };
         match plan {
-            Plan::Single { unit } => lines.push(line(input.quantity, unit, input.sn.clone())?),
+            Plan::Single { unit } => lines.push(line(input.quantity, unit, 0..input.serials)?),
             Plan::Split { units_high, unit } => {
                 let first = Decimal::try_from_i128_with_scale(units_high, 0)
                     .map_err(|_| BuiltinError::Overflow)?;
                 let at = usize::try_from(units_high).map_err(|_| BuiltinError::Overflow)?;
                 // `units_high < quantity`, so with one serial per unit the split point is inside.
-                let one_per_unit = i128::try_from(input.sn.len()).ok() == item.qty.whole();
-                let (sn_high, sn_low) = if one_per_unit && at < input.sn.len() {
-                    let (high, low) = input.sn.split_at(at);
-                    (high.to_vec(), low.to_vec())
+                let one_per_unit = i128::try_from(input.serials).ok() == item.qty.whole();
+                let (sn_high, sn_low) = if one_per_unit && at < input.serials {
+                    (0..at, at..input.serials)
                 } else {
-                    (input.sn.clone(), Vec::new())
+                    (0..input.serials, input.serials..input.serials)
                 };
                 lines.push(line(first, unit + 1, sn_high)?);
                 lines.push(line(input.quantity - first, unit, sn_low)?);
@@ -346,16 +350,22 @@ fn proportional_shares(amounts: &[i128], discount: i128) -> Result<Vec<i128>, Bu
         return Ok(vec![0; amounts.len()]);
     }
     let mut shares = Vec::with_capacity(amounts.len());
-    let mut remainders = Vec::with_capacity(amounts.len());
     for &amount in amounts {
-        let exact = mul(discount, amount)?;
-        shares.push(exact / total);
-        remainders.push(exact % total);
+        shares.push(mul(discount, amount)? / total);
     }
     // Σ remainders = left · total with every remainder < total, so 0 ≤ left < positions, and only
     // positions with a positive remainder (hence a share below their amount) get a kopeck.
     let left = discount - shares.iter().sum::<i128>();
     let left = usize::try_from(left).map_err(|_| BuiltinError::Overflow)?;
+    if left == 0 {
+        // Exact shares (always so for a single position, as `allocate_discount` is called per
+        // position in mappings): no remainders to rank.
+        return Ok(shares);
+    }
+    let remainders = amounts
+        .iter()
+        .map(|&amount| Ok(mul(discount, amount)? % total))
+        .collect::<Result<Vec<_>, BuiltinError>>()?;
     let mut order: Vec<usize> = (0..amounts.len()).collect();
     order.sort_by(|&a, &b| remainders[b].cmp(&remainders[a]).then(a.cmp(&b)));
     for &index in order.iter().take(left) {
@@ -970,14 +980,8 @@ mod tests {
         AllocInput {
             quantity: d(quantity),
             price: d(price),
-            sn: Vec::new(),
+            serials: 0,
         }
-    }
-
-    fn serials(n: usize) -> Vec<Value> {
-        (0..n)
-            .map(|i| json!({ "name": format!("SN{i}") }))
-            .collect()
     }
 
     /// (source, quantity, discounted_price, discount_percent) of each line.
@@ -1089,12 +1093,12 @@ mod tests {
         // 62.95 × 123.456 = 7771.5552 → 7771.56 hits exactly. (SPEC's example shows 49.99 %, an
         // illustrative figure; (123.45 − 62.95)/123.45 is 49.0077… %.)
         let input = AllocInput {
-            sn: serials(1),
+            serials: 1,
             ..pos("123.456", "123.45")
         };
         let lines = allocate_discount(std::slice::from_ref(&input), d("7469.08")).unwrap();
         assert_eq!(summary(&lines), vec![row(0, "123.456", "62.95", "49.01")]);
-        assert_eq!(lines[0].sn, input.sn);
+        assert_eq!(lines[0].sn, 0..1);
         assert_eq!(receipt_total(&lines), d("7771.56"));
     }
 
@@ -1127,9 +1131,8 @@ mod tests {
     #[test]
     fn split_divides_three_serials_one_and_two() {
         // 3 × 10.00 − 1.01 = 28.99 = 2899 kopecks: u = 9.66, 1 kopeck left → 1 unit at 9.67.
-        let sn = serials(3);
         let input = AllocInput {
-            sn: sn.clone(),
+            serials: 3,
             ..pos("3", "10.00")
         };
         let lines = allocate_discount(&[input], d("1.01")).unwrap();
@@ -1137,30 +1140,28 @@ mod tests {
             summary(&lines),
             vec![row(0, "1", "9.67", "3.30"), row(0, "2", "9.66", "3.40")]
         );
-        assert_eq!(lines[0].sn, sn[..1].to_vec());
-        assert_eq!(lines[1].sn, sn[1..].to_vec());
+        assert_eq!(lines[0].sn, 0..1);
+        assert_eq!(lines[1].sn, 1..3);
         assert_eq!(lines[1].price, d("10.00"));
         assert_eq!(receipt_total(&lines), d("28.99"));
     }
 
     #[test]
     fn serials_that_do_not_match_the_quantity_stay_on_the_first_line() {
-        let sn = serials(2);
         let input = AllocInput {
-            sn: sn.clone(),
+            serials: 2,
             ..pos("3", "10.00")
         };
         let lines = allocate_discount(&[input], d("1.01")).unwrap();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].sn, sn);
+        assert_eq!(lines[0].sn, 0..2);
         assert!(lines[1].sn.is_empty());
     }
 
     #[test]
     fn quantity_written_with_decimals_is_still_whole() {
-        let sn = serials(3);
         let input = AllocInput {
-            sn: sn.clone(),
+            serials: 3,
             ..pos("3.000", "10.00")
         };
         let lines = allocate_discount(&[input], d("1.01")).unwrap();
@@ -1168,7 +1169,7 @@ mod tests {
             summary(&lines),
             vec![row(0, "1", "9.67", "3.30"), row(0, "2", "9.66", "3.40")]
         );
-        assert_eq!(lines[1].sn, sn[1..].to_vec());
+        assert_eq!(lines[1].sn, 1..3);
     }
 
     #[test]
@@ -1331,7 +1332,7 @@ mod tests {
         let huge = AllocInput {
             quantity: d("79228162514264337593543950335"),
             price: d("79228162514264337593543950335"),
-            sn: Vec::new(),
+            serials: 0,
         };
         assert_eq!(
             allocate_discount(&[huge.clone(), huge], d("1")).unwrap_err(),
@@ -1362,10 +1363,10 @@ mod tests {
                         AllocInput {
                             quantity: Decimal::from(q),
                             price: Decimal::new(p, 2),
-                            sn: match serial {
-                                0 => Vec::new(),
-                                1 => serials(count),
-                                _ => serials(count + 1),
+                            serials: match serial {
+                                0 => 0,
+                                1 => count,
+                                _ => count + 1,
                             },
                         }
                     })
@@ -1403,7 +1404,7 @@ mod tests {
                     .map(|(q, p)| AllocInput {
                         quantity: Decimal::new(q, 3),
                         price: Decimal::new(p, 2),
-                        sn: serials(1),
+                        serials: 1,
                     })
                     .collect();
                 (cart, Decimal::new(discount, 2))
@@ -1442,8 +1443,12 @@ mod tests {
                 quantity, input.quantity,
                 "Σ line quantities == position quantity"
             );
-            let sn: Vec<Value> = group.iter().flat_map(|l| l.sn.clone()).collect();
-            assert_eq!(sn, input.sn, "serials kept, in order");
+            let sn: Vec<usize> = group.iter().flat_map(|l| l.sn.clone()).collect();
+            assert_eq!(
+                sn,
+                (0..input.serials).collect::<Vec<_>>(),
+                "serials kept, in order"
+            );
             for l in &group {
                 assert_eq!(l.price, input.price);
                 assert!(l.quantity > Decimal::ZERO);
@@ -1455,7 +1460,7 @@ mod tests {
                     round_money((l.price - l.discounted_price) / l.price * Decimal::ONE_HUNDRED)
                 };
                 assert_eq!(l.discount_percent, expected);
-                if input.sn.len()
+                if input.serials
                     == usize::try_from(input.quantity.normalize().mantissa()).unwrap_or(0)
                     && input.quantity.fract().is_zero()
                 {
@@ -1524,7 +1529,7 @@ mod tests {
                     prop_assert!(unit * q <= line_total + q && line_total <= unit * q + q,
                         "unit {} vs T {} / q {}", unit, line_total, q);
                 }
-                if input.sn.len() == usize::try_from(q).unwrap() {
+                if input.serials == usize::try_from(q).unwrap() {
                     for l in &group {
                         prop_assert_eq!(Decimal::from(l.sn.len()), l.quantity);
                     }

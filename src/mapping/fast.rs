@@ -1633,6 +1633,12 @@ fn allocate_lines<'a>(sources: &[&'a Value], total: Decimal) -> Result<Vec<V<'a>
             .ok_or_else(|| format!("allocate_discount: positions[{i}] has no {name}"))?;
         builtins::decimal_of(v).map_err(|e| format!("positions[{i}].{name}: {e}"))
     };
+    // A position's serial numbers; lines borrow them (a split one takes a part of them).
+    let serials = |p: &'a Value| {
+        p.get("sn")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+    };
     let inputs = sources
         .iter()
         .enumerate()
@@ -1640,11 +1646,7 @@ fn allocate_lines<'a>(sources: &[&'a Value], total: Decimal) -> Result<Vec<V<'a>
             Ok(builtins::AllocInput {
                 quantity: field(p, "quantity", i)?,
                 price: field(p, "price", i)?,
-                sn: p
-                    .get("sn")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
+                serials: serials(p).len(),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -1681,8 +1683,18 @@ fn allocate_lines<'a>(sources: &[&'a Value], total: Decimal) -> Result<Vec<V<'a>
             Cow::Borrowed("discountPercent"),
             number(line.discount_percent)?,
         ));
-        if !line.sn.is_empty() || source.contains_key("sn") {
-            entries.push((Cow::Borrowed("sn"), V::Own(Value::Array(line.sn))));
+        // Serials come from the source's `sn` (none without one); all of them stay borrowed
+        // as they are, unless a split divides them. A non-array `sn` is written as `[]`.
+        if let Some(sn) = source.get("sn") {
+            let all = serials(sources[line.source]);
+            entries.push((
+                Cow::Borrowed("sn"),
+                if sn.is_array() && line.sn == (0..all.len()) {
+                    V::Ref(sn)
+                } else {
+                    V::Arr(all[line.sn].iter().map(V::Ref).collect())
+                },
+            ));
         }
         // In the order a JSON object has them (sorted keys), for `.[]` and `to_entries`.
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));

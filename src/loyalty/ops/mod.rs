@@ -322,7 +322,13 @@ impl Reply {
             Reply::Customers(v) => serde_json::to_vec(v).map(Some),
             Reply::Balance(v) => serde_json::to_vec(v).map(Some),
             Reply::CodeSent(v) => serde_json::to_vec(v).map(Some),
-            Reply::Priced(v) => serde_json::to_vec(v).map(Some),
+            // A priced cart is a few KB: one buffer of about that size rather than doubling
+            // from serde_json's 128 bytes (the hot path's answer).
+            Reply::Priced(v) => {
+                let mut out = Vec::with_capacity(512 + 512 * v.positions.len());
+                serde_json::to_writer(&mut out, v)?;
+                Ok(Some(out))
+            }
             Reply::GiftCard(v) => serde_json::to_vec(v).map(Some),
         }
     }

@@ -414,7 +414,12 @@ fn plan_lines(items: &[Item], targets: &[i128]) -> Result<Vec<Plan>, BuiltinErro
     }
 
     let (mut units, mut carry) = carry_fractional(items, targets, &fractional, room)?;
-    if room.miss(carry) > 0 {
+    // One fractional position with nothing to absorb its carry (a weighed position priced on
+    // its own, as mappings call this per position): the nearest reachable total is already the
+    // least miss there is, and the search replaces only a strictly better one. Skipped, as it
+    // was a recalc's costliest part.
+    let alone = fractional.len() == 1 && room.down == 0 && room.up == 0;
+    if room.miss(carry) > 0 && !alone {
         if let Some((found, found_carry)) = search_fractional(items, targets, &fractional, room)? {
             if room.miss(found_carry) < room.miss(carry) {
                 (units, carry) = (found, found_carry);
@@ -1520,6 +1525,33 @@ mod tests {
     }
 
     proptest! {
+        /// `plan_lines` skips the search for a weighed position alone: what the search would
+        /// have chosen must be the same unit price.
+        #[test]
+        fn weighed_position_alone_is_priced_as_the_search_would(
+            q in 1001i64..60_000,
+            p in 1i64..100_000,
+            share in 0u32..=1000,
+        ) {
+            prop_assume!(q % 1000 != 0);
+            let position = AllocInput {
+                quantity: Decimal::new(q, 3),
+                price: Decimal::new(p, 2),
+                serials: 0,
+            };
+            let item = Item::new(0, &position).unwrap();
+            let target = item.amount - item.amount * i128::from(share) / 1000;
+            let room = Room { down: 0, up: 0 };
+            let (units, carry) = carry_fractional(&[item], &[target], &[0], room).unwrap();
+            let searched = search_fractional(&[item], &[target], &[0], room).unwrap();
+            let expected = match searched {
+                Some((found, found_carry)) if room.miss(found_carry) < room.miss(carry) => found,
+                _ => units,
+            };
+            let plans = plan_lines(&[item], &[target]).unwrap();
+            prop_assert_eq!(plans, vec![Plan::Single { unit: expected[0] }]);
+        }
+
         #[test]
         fn whole_quantities_hit_the_total_exactly((cart, discount) in whole_cart()) {
             let lines = allocate_discount(&cart, discount).unwrap();

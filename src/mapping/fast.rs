@@ -526,6 +526,10 @@ impl Serialize for V<'_> {
             V::Ref(v) => v.serialize(s),
             V::Own(v) => v.serialize(s),
             V::Arr(items) => s.collect_seq(items),
+            // Object literals are built sorted (`object`): written as they are.
+            V::Obj(entries) if entries.is_sorted_by(|a, b| a.0 < b.0) => {
+                s.collect_map(entries.iter().map(|(k, v)| (k, v)))
+            }
             V::Obj(entries) => {
                 // Keys are unique; built objects are small, so sorting references is cheap.
                 let mut sorted: Vec<&(Cow<'_, str>, V<'_>)> = entries.iter().collect();
@@ -1027,6 +1031,9 @@ fn object<'a>(
         };
         insert(&mut map, k, v);
     }
+    // In the order serde_json's map keeps them, so that writing it needs no sorted copy (keys
+    // are unique; a handful, sorted in place).
+    map.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(Some(V::Obj(map)))
 }
 

@@ -205,12 +205,58 @@ impl<'de> serde::de::Visitor<'de> for DecimalVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Decimal, A::Error> {
         use serde::de::Error;
-        match map.next_key_seed(TextSeed)? {
-            Some(key) if key == NUMBER_TOKEN => {}
+        match map.next_key_seed(IsNumberToken)? {
+            Some(true) => {}
             _ => return Err(A::Error::invalid_type(serde::de::Unexpected::Map, &self)),
         }
-        let text = map.next_value_seed(TextSeed)?;
-        decimal_of_text(&text)
+        map.next_value_seed(DecimalText)
+    }
+}
+
+/// Whether a map key is [`NUMBER_TOKEN`], read without a copy of it.
+struct IsNumberToken;
+
+impl<'de> serde::de::DeserializeSeed<'de> for IsNumberToken {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for IsNumberToken {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(v == NUMBER_TOKEN)
+    }
+}
+
+/// A number's text parsed where it is handed over, borrowed or not: no copy of it (a number
+/// built by a mapping, as `allocate_discount`'s prices, comes as a passing `&str`).
+struct DecimalText;
+
+impl<'de> serde::de::DeserializeSeed<'de> for DecimalText {
+    type Value = Decimal;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Decimal, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for DecimalText {
+    type Value = Decimal;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number's text")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Decimal, E> {
+        decimal_of_text(v)
     }
 }
 

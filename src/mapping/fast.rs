@@ -87,7 +87,9 @@ enum Node {
     Var(usize),
     Str(Vec<Result<String, Node>>),
     Arr(Option<Box<Node>>),
-    Obj(Vec<(Node, Node)>),
+    /// `{k: v, …}`; `true` when every key is a literal and no two are the same (built without
+    /// looking for an earlier entry of each key).
+    Obj(Vec<(Node, Node)>, bool),
     Path(Box<Node>, Vec<(Option<Node>, bool)>),
     Pipe(Box<Node>, Box<Node>),
     Bind(Box<Node>, usize, Box<Node>),
@@ -238,7 +240,20 @@ impl<'d, 's> Compiler<'d, 's> {
                     };
                     out.push((key, value));
                 }
-                Node::Obj(out)
+                fn literal(k: &Node) -> Option<&str> {
+                    match k {
+                        Node::Lit(Value::String(name)) => Some(name),
+                        _ => None,
+                    }
+                }
+                let distinct = out.iter().enumerate().all(|(i, (k, _))| {
+                    literal(k).is_some_and(|name| {
+                        out[..i]
+                            .iter()
+                            .all(|(earlier, _)| literal(earlier) != Some(name))
+                    })
+                });
+                Node::Obj(out, distinct)
             }
             Term::Var(name) => self.var(name, scope)?,
             Term::Path(base, path) => {
@@ -1006,6 +1021,7 @@ fn insert<'a>(entries: &mut Vec<(Cow<'a, str>, V<'a>)>, k: Cow<'a, str>, v: V<'a
 /// `{k: v, …}`: its only output, or none when an entry has none.
 fn object<'a>(
     entries: &'a [(Node, Node)],
+    distinct: bool,
     ctx: &mut Ctx<'a>,
     input: &V<'a>,
 ) -> Result<Option<V<'a>>, Stop> {
@@ -1029,7 +1045,11 @@ fn object<'a>(
             }
             return Ok(None);
         };
-        insert(&mut map, k, v);
+        if distinct {
+            map.push((k, v));
+        } else {
+            insert(&mut map, k, v);
+        }
     }
     // In the order serde_json's map keeps them, so that writing it needs no sorted copy (keys
     // are unique; a handful, sorted in place).
@@ -1078,7 +1098,7 @@ impl Node {
                 })?;
                 f(V::Arr(items), ctx)
             }
-            Node::Obj(entries) => match object(entries, ctx, input)? {
+            Node::Obj(entries, distinct) => match object(entries, *distinct, ctx, input)? {
                 Some(obj) => f(obj, ctx),
                 None => Ok(()),
             },
@@ -1293,7 +1313,7 @@ impl Node {
                 Some(a) => call1(*fun, input, &a)?,
                 None => return Ok(None),
             },
-            Node::Obj(entries) => return object(entries, ctx, input),
+            Node::Obj(entries, distinct) => return object(entries, *distinct, ctx, input),
             // `[…]`, strings: one output each, built by `run` (which collects streams).
             Node::Arr(_) | Node::Str(_) | Node::Path(..) | Node::Comma(..) => {
                 let mut got = None;
@@ -1880,7 +1900,7 @@ impl Node {
                 all(&out, need);
                 Vec::new()
             }
-            Node::Obj(entries) => {
+            Node::Obj(entries, _) => {
                 for (k, v) in entries {
                     let out = k.reach(input, vars, need);
                     all(&out, need);
@@ -2024,6 +2044,9 @@ def length: "shadowed";
         "{x: .a, y: .b.c}",
         "{a, b}",
         "{(.a): 1}",
+        "{x: .a, x: .b}",
+        "{x: .a, (\"x\"): .b, y: 1}",
+        "{b: 1, a: 2} | tojson",
         "{x: .a[]?}",
         "{x: (.a, .b)}",
         "[.a, .b]",

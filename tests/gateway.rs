@@ -3,12 +3,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{Bridge, TOKEN_A, TOKEN_B, client, fixture, the_error};
 use flate2::Compression;
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use loyalty_bridge::loyalty::ops::Op;
 use reqwest::{Method, StatusCode};
@@ -466,13 +465,10 @@ async fn gzip_both_ways() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(resp.headers()["content-encoding"], "gzip");
-    let compressed = resp.bytes().await.unwrap();
-    let mut text = String::new();
-    GzDecoder::new(&compressed[..])
-        .read_to_string(&mut text)
-        .unwrap();
-    let body: Value = serde_json::from_str(&text).unwrap();
+    // A short answer goes plain even to a caller that accepts gzip (tests/maxma.rs has a long
+    // one compressed).
+    assert!(resp.headers().get("content-encoding").is_none());
+    let body: Value = resp.json().await.unwrap();
     assert_reached_the_operation(
         StatusCode::SERVICE_UNAVAILABLE,
         &body,

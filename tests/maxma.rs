@@ -402,6 +402,59 @@ async fn kopecks_are_exact_when_a_row_cannot_be_discounted_evenly() {
 }
 
 #[tokio::test]
+async fn a_long_priced_cart_is_gzipped_for_a_caller_that_accepts_it_and_a_short_one_is_not() {
+    let sandbox = MaxmaSandbox::new(KEY);
+    sandbox.add_client(SandboxClient {
+        phone: Some(PHONE.into()),
+        external_id: Some(CUSTOMER.into()),
+        bonuses: 100,
+        ..Default::default()
+    });
+    let w = world(sandbox).await;
+    let positions: Vec<Value> = (0..60)
+        .map(|i| {
+            json!({"assortment": {"meta": {"id": format!("sku-{i}"),
+            "href": format!("https://api.moysklad.ru/api/remap/1.2/entity/product/sku-{i}")}},
+            "quantity": 1, "price": 10.00})
+        })
+        .collect();
+    let long = json!({"retailStore": store(), "agent": agent(), "positions": positions,
+        "bonusProgram": {"transactionType": "EARNING"}});
+    let raw = |body: &Value| {
+        client()
+            .post(format!("{}/retaildemand/recalc", w.bridge))
+            .header("Lognex-Discount-API-Auth-Token", TOKEN)
+            .header("accept-encoding", "gzip")
+            .json_body(body)
+            .send()
+    };
+    let resp = raw(&long).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let compressed = resp.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut text,
+    )
+    .unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["positions"].as_array().unwrap().len(), 60);
+    assert!(
+        text.len() >= 8 * 1024,
+        "a long cart's answer: {} bytes",
+        text.len()
+    );
+
+    // Two positions answer in a few hundred bytes: plain, whatever the caller accepts.
+    let resp = raw(&recalc("EARNING", None)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get("content-encoding").is_none());
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["positions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn every_reference_example_goes_through_the_maxma_mapping() {
     let sandbox = MaxmaSandbox::new(KEY);
     // The customer of the reference examples (phone +7 555 123 4567, MoySklad id 276a…).

@@ -219,34 +219,12 @@ impl<'de> serde::de::Visitor<'de> for DecimalVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Decimal, A::Error> {
         use serde::de::Error;
-        match map.next_key_seed(IsNumberToken)? {
-            Some(true) => {}
+        // The key comes borrowed (serde_json's own and `fast.rs` both hand it so): no copy.
+        match map.next_key_seed(TextSeed)? {
+            Some(key) if key == NUMBER_TOKEN => {}
             _ => return Err(A::Error::invalid_type(serde::de::Unexpected::Map, &self)),
         }
         map.next_value_seed(DecimalText)
-    }
-}
-
-/// Whether a map key is [`NUMBER_TOKEN`], read without a copy of it.
-struct IsNumberToken;
-
-impl<'de> serde::de::DeserializeSeed<'de> for IsNumberToken {
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl serde::de::Visitor<'_> for IsNumberToken {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(v == NUMBER_TOKEN)
     }
 }
 

@@ -94,6 +94,18 @@ async fn world(sandbox: MaxmaSandbox) -> World {
     }
 }
 
+/// A sandbox that knows the tests' customer (phone, MoySklad id) with `bonuses` to spend.
+fn sandbox_with_customer(bonuses: i64) -> MaxmaSandbox {
+    let sandbox = MaxmaSandbox::new(KEY);
+    sandbox.add_client(SandboxClient {
+        phone: Some(PHONE.into()),
+        external_id: Some(CUSTOMER.into()),
+        bonuses,
+        ..Default::default()
+    });
+    sandbox
+}
+
 impl World {
     async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         send(
@@ -356,13 +368,7 @@ async fn a_whole_checkout_as_moysklad_plays_it() {
 
 #[tokio::test]
 async fn kopecks_are_exact_when_a_row_cannot_be_discounted_evenly() {
-    let sandbox = MaxmaSandbox::new(KEY);
-    sandbox.add_client(SandboxClient {
-        phone: Some(PHONE.into()),
-        external_id: Some(CUSTOMER.into()),
-        bonuses: 100,
-        ..Default::default()
-    });
+    let sandbox = sandbox_with_customer(100);
     let w = world(sandbox).await;
     // 3 × 33.33 with 10 bonuses: MAXMA discounts the row by 10.00, 99.99 − 10.00 = 89.99 is not
     // 3 × any kopeck price, so the row comes back as 1 × 30.01 + 2 × 29.99, serials divided.
@@ -403,13 +409,7 @@ async fn kopecks_are_exact_when_a_row_cannot_be_discounted_evenly() {
 
 #[tokio::test]
 async fn a_long_priced_cart_is_gzipped_for_a_caller_that_accepts_it_and_a_short_one_is_not() {
-    let sandbox = MaxmaSandbox::new(KEY);
-    sandbox.add_client(SandboxClient {
-        phone: Some(PHONE.into()),
-        external_id: Some(CUSTOMER.into()),
-        bonuses: 100,
-        ..Default::default()
-    });
+    let sandbox = sandbox_with_customer(100);
     let w = world(sandbox).await;
     let positions: Vec<Value> = (0..60)
         .map(|i| {
@@ -792,13 +792,7 @@ async fn codes_the_bridge_sent_are_required_where_maxma_asks_for_confirmation() 
 
 #[tokio::test]
 async fn concurrent_recalcs_look_the_customer_up_once() {
-    let sandbox = MaxmaSandbox::new(KEY);
-    sandbox.add_client(SandboxClient {
-        phone: Some(PHONE.into()),
-        external_id: Some(CUSTOMER.into()),
-        bonuses: 100,
-        ..Default::default()
-    });
+    let sandbox = sandbox_with_customer(100);
     let w = std::sync::Arc::new(world(sandbox.clone()).await);
     let mut tasks = Vec::new();
     for _ in 0..20 {

@@ -224,7 +224,9 @@ impl<'de> serde::de::Visitor<'de> for DecimalVisitor {
             Some(key) if key == NUMBER_TOKEN => {}
             _ => return Err(A::Error::invalid_type(serde::de::Unexpected::Map, &self)),
         }
-        map.next_value_seed(DecimalText)
+        // A bad text fails here, not inside the value: a path-tracking reader (the request's
+        // `parameter`) then names the amount's field, not the token.
+        map.next_value_seed(DecimalText)?.map_err(A::Error::custom)
     }
 }
 
@@ -233,22 +235,22 @@ impl<'de> serde::de::Visitor<'de> for DecimalVisitor {
 struct DecimalText;
 
 impl<'de> serde::de::DeserializeSeed<'de> for DecimalText {
-    type Value = Decimal;
+    type Value = Result<Decimal, serde::de::value::Error>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Decimal, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl serde::de::Visitor<'_> for DecimalText {
-    type Value = Decimal;
+    type Value = Result<Decimal, serde::de::value::Error>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a number's text")
     }
 
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Decimal, E> {
-        decimal_of_text(v)
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(decimal_of_text(v))
     }
 }
 

@@ -92,15 +92,13 @@ fn serialize_decimal<S: Serializer>(value: Decimal, s: S) -> Result<S::Ok, S::Er
     // A whole amount written without a point (a quantity of 2, 300 points) is the text
     // serde_json writes for that integer, and a `Value` built from it keeps the integer without
     // scanning its text again (the text path costs a scan and two allocations there). Negative
-    // zero keeps its text below.
-    if value.scale() == 0 {
-        let mantissa = value.mantissa();
-        if let Ok(u) = u64::try_from(mantissa) {
-            if !value.is_sign_negative() {
-                return s.serialize_u64(u);
-            }
-        } else if let Ok(i) = i64::try_from(mantissa) {
+    // zero (`-0`, which no integer writes) keeps its text below.
+    if value.scale() == 0 && !(value.is_zero() && value.is_sign_negative()) {
+        if let Ok(i) = i64::try_from(value.mantissa()) {
             return s.serialize_i64(i);
+        }
+        if let Ok(u) = u64::try_from(value.mantissa()) {
+            return s.serialize_u64(u);
         }
     }
     // The number's text as it is (62.95 is written as 62.95), from the stack: no `Number`

@@ -397,11 +397,13 @@ struct CountingAllocator;
 static BACKING: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call is passed to mimalloc unchanged; only a counter is added.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATED_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which mimalloc shares.
         unsafe { BACKING.alloc(layout) }
     }
@@ -411,6 +413,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATED_BYTES.fetch_add(new_size, Ordering::Relaxed);
         // SAFETY: as for `dealloc`; `new_size` is the caller's, unchanged.
         unsafe { BACKING.realloc(ptr, layout, new_size) }
     }
@@ -496,10 +499,12 @@ fn recalc_in_process(c: &mut Criterion) {
         "in-process answer differs"
     );
     let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let bytes_before = ALLOCATED_BYTES.load(Ordering::Relaxed);
     once();
     eprintln!(
-        "recalc_in_process: {} allocations (incl. reallocations) per recalc",
-        ALLOCATIONS.load(Ordering::Relaxed) - before
+        "recalc_in_process: {} allocations (incl. reallocations), {} bytes allocated per recalc",
+        ALLOCATIONS.load(Ordering::Relaxed) - before,
+        ALLOCATED_BYTES.load(Ordering::Relaxed) - bytes_before
     );
     let mut g = c.benchmark_group("recalc_in_process");
     g.bench_function("parse_run_check_serialize", |b| b.iter(once));

@@ -428,6 +428,27 @@ struct MemoryVendor {
     balance: Bytes,
     settings: Bytes,
     calc: Bytes,
+    /// Each answer is "not ready" once before it is given, so that requests driven together
+    /// all reach the vendor before any reads its answer (see `recalc_interleaved`).
+    pending_once: bool,
+}
+
+/// Pending on its first poll (waking its task at once), ready on the next.
+struct PendingOnce(bool);
+
+impl std::future::Future for PendingOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 impl Upstream for MemoryVendor {
@@ -437,7 +458,9 @@ impl Upstream for MemoryVendor {
             "settings" => self.settings.clone(),
             _ => self.calc.clone(),
         };
+        let wait = PendingOnce(!self.pending_once);
         Box::pin(async move {
+            wait.await;
             Ok(UpstreamResponse {
                 status: 200,
                 body,
@@ -460,6 +483,7 @@ fn recalc_in_process(c: &mut Criterion) {
             br#"{"phoneVerification": false, "bonusApplyingConfirmation": false}"#,
         ),
         calc: Bytes::from(serde_json::to_vec(&calc_answer()).expect("calc serializes")),
+        pending_once: false,
     });
     let tenant = Arc::new(golden::example_tenant(&mapping));
     let memory = Arc::new(Memory::new());
@@ -469,27 +493,30 @@ fn recalc_in_process(c: &mut Criterion) {
         .enable_time()
         .build()
         .expect("runtime");
+    let context = |vendor: Arc<MemoryVendor>| OpContext {
+        tenant: tenant.clone(),
+        request_id: "bench-1".into(),
+        mapping: Some(mapping.clone()),
+        upstream: vendor,
+        upstream_calls: Default::default(),
+        deadline: Instant::now() + Duration::from_secs(10),
+        memory: memory.clone(),
+        cache: cache.clone(),
+        limiter: None,
+        breaker: None,
+        journal: None,
+        metrics: None,
+    };
+    /// One recalc as the server runs it: body parsed and validated, plan run, answer written.
+    async fn recalc(ctx: &OpContext, body: &[u8]) -> Vec<u8> {
+        let request =
+            Request::parse(Op::RetaildemandRecalc, None, body).expect("the cart is valid");
+        let reply = request.apply(ctx).await.expect("the recalc answers");
+        reply.body().expect("serializes").expect("has a body")
+    }
     let once = || {
-        let ctx = OpContext {
-            tenant: tenant.clone(),
-            request_id: "bench-1".into(),
-            mapping: Some(mapping.clone()),
-            upstream: vendor.clone(),
-            upstream_calls: Default::default(),
-            deadline: Instant::now() + Duration::from_secs(10),
-            memory: memory.clone(),
-            cache: cache.clone(),
-            limiter: None,
-            breaker: None,
-            journal: None,
-            metrics: None,
-        };
-        runtime.block_on(async {
-            let request = Request::parse(Op::RetaildemandRecalc, None, black_box(&body))
-                .expect("the cart is valid");
-            let reply = request.apply(&ctx).await.expect("the recalc answers");
-            reply.body().expect("serializes").expect("has a body")
-        })
+        let ctx = context(vendor.clone());
+        runtime.block_on(recalc(&ctx, black_box(&body)))
     };
     let answer: Value = serde_json::from_slice(&once()).expect("JSON answer");
     // Same data as the transform benches above: the same answer, through the typed model.
@@ -508,6 +535,58 @@ fn recalc_in_process(c: &mut Criterion) {
     );
     let mut g = c.benchmark_group("recalc_in_process");
     g.bench_function("parse_run_check_serialize", |b| b.iter(once));
+    g.finish();
+
+    // The same recalcs, INTERLEAVED at a time, each parsed and sent before any reads its
+    // answer, as on a server under load: their trees are out of cache by the time their
+    // answers are read, which is what a recalc costs there (compare per recalc with the above).
+    const INTERLEAVED: usize = 32;
+    let vendor = Arc::new(MemoryVendor {
+        pending_once: true,
+        balance: vendor.balance.clone(),
+        settings: vendor.settings.clone(),
+        calc: vendor.calc.clone(),
+    });
+    let ctx = context(vendor);
+    let together = || {
+        runtime.block_on(async {
+            let mut recalcs: Vec<_> = (0..INTERLEAVED)
+                .map(|_| Box::pin(recalc(&ctx, black_box(&body))))
+                .collect();
+            let mut answers: Vec<Option<Vec<u8>>> = vec![None; INTERLEAVED];
+            // Polled in turn, like one worker's connections: all reach the vendor, then all
+            // read their answers.
+            std::future::poll_fn(|cx| {
+                let mut pending = false;
+                for (recalc, answer) in recalcs.iter_mut().zip(answers.iter_mut()) {
+                    if answer.is_none() {
+                        match recalc.as_mut().poll(cx) {
+                            std::task::Poll::Ready(body) => *answer = Some(body),
+                            std::task::Poll::Pending => pending = true,
+                        }
+                    }
+                }
+                if pending {
+                    std::task::Poll::Pending
+                } else {
+                    std::task::Poll::Ready(())
+                }
+            })
+            .await;
+            answers
+        })
+    };
+    for body in together() {
+        let answer: Value = serde_json::from_slice(&body.expect("answered")).expect("JSON");
+        assert_eq!(
+            answer,
+            hand_response(&root_after_calc()),
+            "interleaved answer differs"
+        );
+    }
+    let mut g = c.benchmark_group("recalc_interleaved");
+    g.throughput(criterion::Throughput::Elements(INTERLEAVED as u64));
+    g.bench_function("32_at_a_time", |b| b.iter(together));
     g.finish();
 }
 

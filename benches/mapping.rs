@@ -397,6 +397,7 @@ struct CountingAllocator;
 static BACKING: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes asked for (a reallocation counts its new size).
 static ALLOCATED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call is passed to mimalloc unchanged; only a counter is added.
@@ -434,7 +435,9 @@ struct MemoryVendor {
 }
 
 /// Pending on its first poll (waking its task at once), ready on the next.
-struct PendingOnce(bool);
+struct PendingOnce {
+    polled: bool,
+}
 
 impl std::future::Future for PendingOnce {
     type Output = ();
@@ -442,10 +445,10 @@ impl std::future::Future for PendingOnce {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
-        if self.0 {
+        if self.polled {
             return std::task::Poll::Ready(());
         }
-        self.0 = true;
+        self.polled = true;
         cx.waker().wake_by_ref();
         std::task::Poll::Pending
     }
@@ -458,7 +461,10 @@ impl Upstream for MemoryVendor {
             "settings" => self.settings.clone(),
             _ => self.calc.clone(),
         };
-        let wait = PendingOnce(!self.pending_once);
+        // Without `pending_once`, as if polled already: ready at once.
+        let wait = PendingOnce {
+            polled: !self.pending_once,
+        };
         Box::pin(async move {
             wait.await;
             Ok(UpstreamResponse {
@@ -537,9 +543,9 @@ fn recalc_in_process(c: &mut Criterion) {
     g.bench_function("parse_run_check_serialize", |b| b.iter(once));
     g.finish();
 
-    // The same recalcs, INTERLEAVED at a time, each parsed and sent before any reads its
-    // answer, as on a server under load: their trees are out of cache by the time their
-    // answers are read, which is what a recalc costs there (compare per recalc with the above).
+    // The same recalc, INTERLEAVED at a time on one thread, each parsed and sent before any
+    // reads its answer, as one worker's connections are under load: per recalc against the
+    // above, what interleaving alone costs (its trees may be out of cache when read again).
     const INTERLEAVED: usize = 32;
     let vendor = Arc::new(MemoryVendor {
         pending_once: true,
@@ -547,8 +553,8 @@ fn recalc_in_process(c: &mut Criterion) {
         settings: vendor.settings.clone(),
         calc: vendor.calc.clone(),
     });
-    let ctx = context(vendor);
     let together = || {
+        let ctx = context(vendor.clone());
         runtime.block_on(async {
             let mut recalcs: Vec<_> = (0..INTERLEAVED)
                 .map(|_| Box::pin(recalc(&ctx, black_box(&body))))

@@ -110,8 +110,8 @@ fn serialize_decimal<S: Serializer>(value: Decimal, s: S) -> Result<S::Ok, S::Er
 }
 
 /// `value` as a JSON number with exactly its text (`250.00` stays `250.00`). The text is
-/// formatted on the stack: the number's own copy is the only allocation (this runs for every
-/// amount of every answer).
+/// formatted on the stack; serde_json then parses it into the number's own copy (its only
+/// public way to build an exact number from text), which allocates.
 pub fn json_number(value: Decimal) -> Option<serde_json::Number> {
     serde_json::Number::from_str(StackText::decimal(value).as_str()).ok()
 }

@@ -79,6 +79,15 @@ enum Fun1 {
     Allocate,
 }
 
+/// What an object literal's keys are known to be at compile time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Keys {
+    /// All literals, no two the same: each entry is added without looking for an earlier one.
+    Distinct,
+    /// Computed (`(.a): 1`) or repeated: a later entry replaces an earlier one of its key.
+    MayRepeat,
+}
+
 #[derive(Debug)]
 enum Node {
     Id,
@@ -87,9 +96,8 @@ enum Node {
     Var(usize),
     Str(Vec<Result<String, Node>>),
     Arr(Option<Box<Node>>),
-    /// `{k: v, …}`; `true` when every key is a literal and no two are the same (built without
-    /// looking for an earlier entry of each key).
-    Obj(Vec<(Node, Node)>, bool),
+    /// `{k: v, …}`.
+    Obj(Vec<(Node, Node)>, Keys),
     Path(Box<Node>, Vec<(Option<Node>, bool)>),
     Pipe(Box<Node>, Box<Node>),
     Bind(Box<Node>, usize, Box<Node>),
@@ -253,7 +261,12 @@ impl<'d, 's> Compiler<'d, 's> {
                             .all(|(earlier, _)| literal(earlier) != Some(name))
                     })
                 });
-                Node::Obj(out, distinct)
+                let keys = if distinct {
+                    Keys::Distinct
+                } else {
+                    Keys::MayRepeat
+                };
+                Node::Obj(out, keys)
             }
             Term::Var(name) => self.var(name, scope)?,
             Term::Path(base, path) => {
@@ -1021,7 +1034,7 @@ fn insert<'a>(entries: &mut Vec<(Cow<'a, str>, V<'a>)>, k: Cow<'a, str>, v: V<'a
 /// `{k: v, …}`: its only output, or none when an entry has none.
 fn object<'a>(
     entries: &'a [(Node, Node)],
-    distinct: bool,
+    keys: Keys,
     ctx: &mut Ctx<'a>,
     input: &V<'a>,
 ) -> Result<Option<V<'a>>, Stop> {
@@ -1045,7 +1058,7 @@ fn object<'a>(
             }
             return Ok(None);
         };
-        if distinct {
+        if keys == Keys::Distinct {
             map.push((k, v));
         } else {
             insert(&mut map, k, v);
@@ -1098,7 +1111,7 @@ impl Node {
                 })?;
                 f(V::Arr(items), ctx)
             }
-            Node::Obj(entries, distinct) => match object(entries, *distinct, ctx, input)? {
+            Node::Obj(entries, keys) => match object(entries, *keys, ctx, input)? {
                 Some(obj) => f(obj, ctx),
                 None => Ok(()),
             },
@@ -1313,7 +1326,7 @@ impl Node {
                 Some(a) => call1(*fun, input, &a)?,
                 None => return Ok(None),
             },
-            Node::Obj(entries, distinct) => return object(entries, *distinct, ctx, input),
+            Node::Obj(entries, keys) => return object(entries, *keys, ctx, input),
             // `[…]`, strings: one output each, built by `run` (which collects streams).
             Node::Arr(_) | Node::Str(_) | Node::Path(..) | Node::Comma(..) => {
                 let mut got = None;

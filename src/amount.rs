@@ -87,7 +87,7 @@ impl Kopecks {
 /// `Number` does, and its `Value` parser and writer recognise).
 pub(crate) const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-fn serialize_decimal<S: Serializer>(value: Decimal, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_decimal<S: Serializer>(value: Decimal, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
     // A whole amount written without a point (a quantity of 2, 300 points) is the text
     // serde_json writes for that integer, and a `Value` built from it keeps the integer without
@@ -119,13 +119,13 @@ pub fn json_number(value: Decimal) -> Option<serde_json::Number> {
 /// A short text built without the heap; longer writes fail. A `Decimal` needs at most 31
 /// bytes (28 digits, sign, point, a leading zero).
 #[derive(Default)]
-struct StackText {
+pub(crate) struct StackText {
     bytes: [u8; 32],
     len: usize,
 }
 
 impl StackText {
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Only whole `&str`s and ASCII digits are ever copied in, so the bytes are UTF-8.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }
@@ -134,7 +134,7 @@ impl StackText {
     /// scale puts it: `-0.50`, `250.00`, `0.005`), without the formatting machinery, which
     /// showed in profiles: every amount the bridge reads into a mapping, builds or answers
     /// passes here.
-    fn decimal(value: Decimal) -> StackText {
+    pub(crate) fn decimal(value: Decimal) -> StackText {
         let mut buffer = itoa::Buffer::new();
         let digits = buffer.format(value.mantissa().unsigned_abs()).as_bytes();
         let scale = value.scale() as usize;

@@ -466,6 +466,10 @@ enum V<'a> {
     Ref(&'a Value),
     /// Something computed (a string, a number, a built-in's result).
     Own(Value),
+    /// A number computed here (an amount, a sum), kept as its `Decimal` until it is written
+    /// or read: a `Number` would be a heap copy of its text, parsed again by the next sum.
+    /// Normalized, never negative zero (`number_of`).
+    Dec(Decimal),
     /// An array built here, whose items may still be borrowed.
     Arr(Vec<V<'a>>),
     /// An object built here (keys unique), whose values may still be borrowed.
@@ -518,6 +522,7 @@ impl<'a> V<'a> {
         match self {
             V::Ref(v) => v.clone(),
             V::Own(v) => v,
+            V::Dec(d) => crate::amount::json_number(d).map_or(Value::Null, Value::Number),
             V::Arr(items) => Value::Array(items.into_iter().map(V::into_value).collect()),
             V::Obj(entries) => Value::Object(
                 entries
@@ -532,7 +537,7 @@ impl<'a> V<'a> {
         match self {
             V::Ref(v) => truthy(v),
             V::Own(v) => truthy(v),
-            V::Arr(_) | V::Obj(_) => true,
+            V::Dec(_) | V::Arr(_) | V::Obj(_) => true,
         }
     }
 
@@ -553,6 +558,8 @@ impl Serialize for V<'_> {
         match self {
             V::Ref(v) => v.serialize(s),
             V::Own(v) => v.serialize(s),
+            // As serde_json writes `json_number(d)`: its exact text.
+            V::Dec(d) => crate::amount::serialize_decimal(*d, s),
             V::Arr(items) => s.collect_seq(items),
             // Object literals are built sorted (`object`): written as they are.
             V::Obj(entries) if entries.is_sorted_by(|a, b| a.0 < b.0) => {
@@ -603,6 +610,19 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
         match self {
             V::Ref(Value::Number(n)) => number_any(n, NumberText::Borrowed(n.as_str()), visitor),
             V::Own(Value::Number(n)) => number_any(&n, NumberText::Local(n.as_str()), visitor),
+            V::Dec(d) => {
+                let text = crate::amount::StackText::decimal(d);
+                let text = text.as_str();
+                // What `number_any` does with the `Number` of this text (serde_json reads
+                // `as_u64`/`as_i64` from the text too).
+                if let Ok(u) = text.parse::<u64>() {
+                    visitor.visit_u64(u)
+                } else if let Ok(i) = text.parse::<i64>() {
+                    visitor.visit_i64(i)
+                } else {
+                    visitor.visit_map(NumberMap(Some(NumberText::Local(text))))
+                }
+            }
             V::Ref(v) => serde::Deserializer::deserialize_any(v, visitor),
             V::Own(v) => serde::Deserializer::deserialize_any(v, visitor),
             V::Arr(items) => {
@@ -627,7 +647,9 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
     ) -> Result<Vis::Value, Self::Error> {
         match self {
             // Read by `deserialize_any` above, not by serde_json's float detour.
-            V::Ref(Value::Number(_)) | V::Own(Value::Number(_)) => visitor.visit_some(self),
+            V::Ref(Value::Number(_)) | V::Own(Value::Number(_)) | V::Dec(_) => {
+                visitor.visit_some(self)
+            }
             V::Ref(v) => serde::Deserializer::deserialize_option(v, visitor),
             V::Own(v) => serde::Deserializer::deserialize_option(v, visitor),
             built => visitor.visit_some(built),
@@ -788,6 +810,7 @@ fn odd_numbers_v(v: &V<'_>) -> bool {
     match v {
         V::Ref(v) => odd_numbers(v),
         V::Own(v) => odd_numbers(v),
+        V::Dec(d) => d.is_zero() && d.is_sign_negative(),
         V::Arr(items) => items.iter().any(odd_numbers_v),
         V::Obj(entries) => entries.iter().any(|(_, v)| odd_numbers_v(v)),
     }
@@ -900,18 +923,19 @@ fn text_of(v: &Value) -> Result<Cow<'_, str>, Stop> {
     })
 }
 
-fn number_of(d: Decimal) -> Result<Value, Stop> {
+fn number_of<'a>(d: Decimal) -> Result<V<'a>, Stop> {
     let d = d.normalize();
     if d.is_zero() && d.is_sign_negative() {
         return Err(Stop::Unsure);
     }
-    crate::amount::json_number(d)
-        .map(Value::Number)
-        .ok_or(Stop::Unsure)
+    Ok(V::Dec(d))
 }
 
 fn decimal(v: &V<'_>) -> Result<Decimal, Stop> {
-    builtins::decimal_of(&v.json()).map_err(|_| Stop::Jq)
+    match v {
+        V::Dec(d) => Ok(*d),
+        _ => builtins::decimal_of(&v.json()).map_err(|_| Stop::Jq),
+    }
 }
 
 /// `base[key]`: a borrowed base gives a borrowed part; a built one gives a copy of the part.
@@ -920,6 +944,11 @@ fn index<'a>(base: &V<'a>, key: &V<'a>) -> Result<V<'a>, Stop> {
     match base {
         V::Ref(v) => index_json(v, &key).map(|x| V::Ref(x.unwrap_or(&NULL))),
         V::Own(v) => index_json(v, &key).map(|x| V::Own(x.cloned().unwrap_or(Value::Null))),
+        // As `index_json` on a number.
+        V::Dec(_) => match &*key {
+            Value::String(_) => Err(Stop::Jq),
+            _ => Err(Stop::Unsure),
+        },
         V::Arr(items) => match &*key {
             Value::Number(n) => {
                 let n = int(n).ok_or(Stop::Unsure)?;
@@ -1400,6 +1429,7 @@ fn index_name<'a>(base: &V<'a>, name: &str) -> Result<V<'a>, Stop> {
             Value::Bool(_) | Value::Number(_) | Value::String(_) => Err(Stop::Jq),
             Value::Array(_) => Err(Stop::Unsure),
         },
+        V::Dec(_) => Err(Stop::Jq),
         V::Arr(_) => Err(Stop::Unsure),
         V::Obj(entries) => Ok(entries
             .iter()
@@ -1613,7 +1643,7 @@ fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
             Some(s) => V::Own(Value::String(builtins::uuid_v5(&s))),
             None => return Err(Stop::Jq),
         },
-        Fun0::Money(f) => V::Own(number_of(f(decimal(v)?))?),
+        Fun0::Money(f) => number_of(f(decimal(v)?))?,
     })
 }
 
@@ -1626,7 +1656,7 @@ fn call1<'a>(f: Fun1, v: &V<'a>, arg: &V<'a>) -> Result<V<'a>, Stop> {
             } else {
                 a.checked_sub(b)
             };
-            Ok(V::Own(number_of(r.ok_or(Stop::Jq)?)?))
+            number_of(r.ok_or(Stop::Jq)?)
         }
         Fun1::Allocate => allocate(v, decimal(arg)?),
     }
@@ -1691,11 +1721,8 @@ fn allocate_lines<'a>(sources: &[&'a Value], total: Decimal) -> Result<Vec<V<'a>
         })
         .collect::<Result<Vec<_>, String>>()?;
     let lines = builtins::allocate_discount(&inputs, total).map_err(|e| e.to_string())?;
-    let number = |d: Decimal| {
-        crate::amount::json_number(d.normalize())
-            .map(|n| V::Own(Value::Number(n)))
-            .ok_or_else(|| format!("cannot represent {d}"))
-    };
+    // Kept as decimals until written or read (a negative zero is `odd_numbers_v`'s to catch).
+    let number = |d: Decimal| V::Dec(d.normalize());
     let mut out = Vec::with_capacity(lines.len());
     for line in lines {
         let Value::Object(source) = sources[line.source] else {
@@ -1714,14 +1741,14 @@ fn allocate_lines<'a>(sources: &[&'a Value], total: Decimal) -> Result<Vec<V<'a>
                 entries.push((Cow::Borrowed(key.as_str()), V::Ref(value)));
             }
         }
-        entries.push((Cow::Borrowed("quantity"), number(line.quantity)?));
+        entries.push((Cow::Borrowed("quantity"), number(line.quantity)));
         entries.push((
             Cow::Borrowed("discountedPrice"),
-            number(line.discounted_price)?,
+            number(line.discounted_price),
         ));
         entries.push((
             Cow::Borrowed("discountPercent"),
-            number(line.discount_percent)?,
+            number(line.discount_percent),
         ));
         // Serials come from the source's `sn` (none without one); all of them stay borrowed
         // as they are, unless a split divides them. A non-array `sn` is written as `[]`.
@@ -2498,12 +2525,15 @@ def length: "shadowed";
             e: Quantity,
             f: Rubles,
             g: Option<Rubles>,
+            h: Option<Rubles>,
+            i: i64,
         }
         let input: Value =
             serde_json::from_str(r#"{"x": 18.850, "y": 1.0, "z": 1e2, "w": -3}"#).unwrap();
         let native = super::compile(
             DEFS,
-            "{a: .x, b: .y, c: .w, d: .x, e: (.x | dadd(0.15)), f: .z, g: .none}",
+            "{a: .x, b: .y, c: .w, d: .x, e: (.x | dadd(0.15)), f: .z, g: .none, \
+             h: (.x | dsub(0.35)), i: (.w | dsub(1))}",
         )
         .expect("native");
         let read: Amounts = native
@@ -2517,6 +2547,9 @@ def length: "shadowed";
         assert_eq!(read.e.to_string(), "19");
         assert_eq!(read.f.to_string(), "100");
         assert!(read.g.is_none());
+        // Computed amounts (kept as decimals, not JSON numbers) read as their text would.
+        assert_eq!(read.h.map(|h| h.to_string()), Some("18.5".into()));
+        assert_eq!(read.i, -4);
     }
 
     proptest! {

@@ -390,26 +390,29 @@ fn builtins_bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// The server's allocator (mimalloc, `src/main.rs`), counting allocations, so the bench can
+/// The server's allocator (jemalloc, `src/main.rs`), counting allocations, so the bench can
 /// report how many one recalc makes (the hot path is meant to stay allocation-light).
 struct CountingAllocator;
 
-static BACKING: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(not(target_env = "msvc"))]
+static BACKING: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(target_env = "msvc")]
+static BACKING: std::alloc::System = std::alloc::System;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 /// Bytes asked for (a reallocation counts its new size).
 static ALLOCATED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: every call is passed to mimalloc unchanged; only a counter is added.
+// SAFETY: every call is passed to the backing allocator unchanged; only a counter is added.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         ALLOCATED_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which mimalloc shares.
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which the backing one shares.
         unsafe { BACKING.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by mimalloc with `layout` (see `alloc`).
+        // SAFETY: `ptr` was allocated by the backing allocator with `layout` (see `alloc`).
         unsafe { BACKING.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {

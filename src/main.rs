@@ -9,13 +9,15 @@ use loyalty_bridge::mapping::plan::{Canned, Mapping, op_named};
 use loyalty_bridge::{Config, telemetry};
 
 // See Cargo.toml: the request path is allocation-heavy, and glibc's allocator was a third of it.
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// mimalloc advises transparent huge pages for its arenas, so every arena the bridge touches
-/// is resident in 2 MiB pages although its heap is small and short-lived. With 4 KiB pages the
-/// bridge's resident memory is about half (idle 31 -> 21 MiB; 2,000 requests at once 131 ->
-/// 89 MiB peak in a probe), at no CPU cost measured (`benches/`, issue #7).
+/// Transparent huge pages put every arena the allocator touches in 2 MiB pages although the
+/// bridge's heap is small and short-lived. mimalloc, the allocator before jemalloc, asked for
+/// them; with 4 KiB pages the bridge's resident memory was about half (idle 31 -> 21 MiB;
+/// 2,000 requests at once 131 -> 89 MiB peak in a probe), at no CPU cost measured (`benches/`,
+/// issue #7). jemalloc does not ask, but a kernel set to `always` would give them all the same.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes integers only and changes only this process' page policy.

@@ -468,7 +468,8 @@ enum V<'a> {
     Own(Value),
     /// A number computed here (an amount, a sum), kept as its `Decimal` until it is written
     /// or read: a `Number` would be a heap copy of its text, parsed again by the next sum.
-    /// Normalized, never negative zero (`number_of`).
+    /// Normalized; a negative zero (which jaq writes as `0`) is refused by `number_of` and
+    /// caught by `odd_numbers_v` for `allocate_discount`'s lines.
     Dec(Decimal),
     /// An array built here, whose items may still be borrowed.
     Arr(Vec<V<'a>>),

@@ -523,6 +523,8 @@ impl<'a> V<'a> {
         match self {
             V::Ref(v) => v.clone(),
             V::Own(v) => v,
+            // `json_number` parses the decimal's own text, which always reads as a number: the
+            // `Null` is not reached.
             V::Dec(d) => crate::amount::json_number(d).map_or(Value::Null, Value::Number),
             V::Arr(items) => Value::Array(items.into_iter().map(V::into_value).collect()),
             V::Obj(entries) => Value::Object(
@@ -609,20 +611,11 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
 
     fn deserialize_any<Vis: Visitor<'de>>(self, visitor: Vis) -> Result<Vis::Value, Self::Error> {
         match self {
-            V::Ref(Value::Number(n)) => number_any(n, NumberText::Borrowed(n.as_str()), visitor),
-            V::Own(Value::Number(n)) => number_any(&n, NumberText::Local(n.as_str()), visitor),
+            V::Ref(Value::Number(n)) => number_any(NumberText::Borrowed(n.as_str()), visitor),
+            V::Own(Value::Number(n)) => number_any(NumberText::Local(n.as_str()), visitor),
             V::Dec(d) => {
                 let text = crate::amount::StackText::decimal(d);
-                let text = text.as_str();
-                // What `number_any` does with the `Number` of this text (serde_json reads
-                // `as_u64`/`as_i64` from the text too).
-                if let Ok(u) = text.parse::<u64>() {
-                    visitor.visit_u64(u)
-                } else if let Ok(i) = text.parse::<i64>() {
-                    visitor.visit_i64(i)
-                } else {
-                    visitor.visit_map(NumberMap(Some(NumberText::Local(text))))
-                }
+                number_any(NumberText::Local(text.as_str()), visitor)
             }
             V::Ref(v) => serde::Deserializer::deserialize_any(v, visitor),
             V::Own(v) => serde::Deserializer::deserialize_any(v, visitor),
@@ -697,14 +690,16 @@ impl<'de> serde::Deserializer<'de> for V<'de> {
 /// as its text (`amount::NUMBER_TOKEN`) — except that serde_json first tries the number as a
 /// float and formats that float back to compare (twice, for every amount of an answer): the
 /// text goes as it is, which reads the same.
+/// Integers are told by parsing the text, as serde_json's `Number::as_u64`/`as_i64` do with
+/// `arbitrary_precision`; a number computed here (`V::Dec`) goes the same way from its text.
 fn number_any<'de, Vis: Visitor<'de>>(
-    n: &Number,
     text: NumberText<'de, '_>,
     visitor: Vis,
 ) -> Result<Vis::Value, serde_json::Error> {
-    if let Some(u) = n.as_u64() {
+    let digits = text.as_str();
+    if let Ok(u) = digits.parse::<u64>() {
         visitor.visit_u64(u)
-    } else if let Some(i) = n.as_i64() {
+    } else if let Ok(i) = digits.parse::<i64>() {
         visitor.visit_i64(i)
     } else {
         visitor.visit_map(NumberMap(Some(text)))
@@ -716,6 +711,14 @@ fn number_any<'de, Vis: Visitor<'de>>(
 enum NumberText<'de, 't> {
     Borrowed(&'de str),
     Local(&'t str),
+}
+
+impl NumberText<'_, '_> {
+    fn as_str(&self) -> &str {
+        match *self {
+            NumberText::Borrowed(text) | NumberText::Local(text) => text,
+        }
+    }
 }
 
 /// serde_json's one-entry map for a number's text.

@@ -217,4 +217,87 @@ mod tests {
         assert!(!accepts_gzip(&h("br, identity")));
         assert!(!accepts_gzip(&HeaderMap::new()));
     }
+
+    /// A task's waker that counts the wakes made while that task is being polled.
+    struct WakeWatch {
+        inner: std::task::Waker,
+        polling: Arc<AtomicBool>,
+        self_wakes: Arc<AtomicUsize>,
+    }
+
+    impl std::task::Wake for WakeWatch {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            if self.polling.load(Ordering::SeqCst) {
+                self.self_wakes.fetch_add(1, Ordering::SeqCst);
+            }
+            self.inner.wake_by_ref();
+        }
+    }
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// tokio re-queues a task woken while it runs and wakes another worker thread for it, so a
+    /// connection task that wakes itself costs every request a futex wake at low load. hyper
+    /// 1.12.0 did, when the handler read a body whose sender was already gone (the patch in
+    /// vendor/hyper; this test fails against the published crate).
+    #[tokio::test]
+    async fn reading_a_whole_body_does_not_wake_the_connection_task() {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let body = br#"{"positions":[{"quantity":1}]}"#;
+        let request = format!(
+            "POST /retaildemand/recalc HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        client.write_all(body).await.unwrap();
+
+        let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let (parts, incoming) = req.into_parts();
+            let read = read(incoming, &parts.headers, 1024).await;
+            let answer = Bytes::from(format!("read {} bytes", read.map_or(0, |b| b.len())));
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(answer)))
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .header_read_timeout(None)
+            .serve_connection(TokioIo::new(server), service);
+        let polling = Arc::new(AtomicBool::new(false));
+        let self_wakes = Arc::new(AtomicUsize::new(0));
+        let mut connection = std::pin::pin!(connection);
+        let watched = std::future::poll_fn(|cx| {
+            let waker = std::task::Waker::from(Arc::new(WakeWatch {
+                inner: cx.waker().clone(),
+                polling: polling.clone(),
+                self_wakes: self_wakes.clone(),
+            }));
+            polling.store(true, Ordering::SeqCst);
+            let polled = connection
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker));
+            polling.store(false, Ordering::SeqCst);
+            polled
+        });
+        let exchange = async {
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&answer).ends_with("read 30 bytes") {
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the connection closed before answering");
+                answer.extend_from_slice(&buf[..n]);
+            }
+            drop(client); // the connection ends at EOF
+            String::from_utf8(answer).unwrap()
+        };
+        let (served, answer) = tokio::join!(watched, exchange);
+        served.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert_eq!(self_wakes.load(Ordering::SeqCst), 0);
+    }
 }

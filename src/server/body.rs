@@ -218,6 +218,9 @@ mod tests {
         assert!(!accepts_gzip(&HeaderMap::new()));
     }
 
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     /// A task's waker that counts the wakes made while that task is being polled.
     struct WakeWatch {
         inner: std::task::Waker,
@@ -236,9 +239,6 @@ mod tests {
             self.inner.wake_by_ref();
         }
     }
-
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// tokio re-queues a task woken while it runs and wakes another worker thread for it, so a
     /// connection task that wakes itself costs every request a futex wake at low load. hyper

@@ -284,10 +284,11 @@ mod tests {
             polling.store(false, Ordering::SeqCst);
             polled
         });
+        let expected = format!("read {} bytes", body.len());
         let exchange = async {
             let mut answer = Vec::new();
             let mut buf = [0u8; 1024];
-            while !String::from_utf8_lossy(&answer).ends_with("read 30 bytes") {
+            while !String::from_utf8_lossy(&answer).ends_with(&expected) {
                 let n = client.read(&mut buf).await.unwrap();
                 assert!(n > 0, "the connection closed before answering");
                 answer.extend_from_slice(&buf[..n]);

@@ -307,9 +307,22 @@ pub struct ServerConfig {
     /// holds hyper's read and write buffers (≈ 16–20 KiB), so this bounds memory under a burst
     /// of connections, as nginx's `worker_connections` does.
     pub max_connections: usize,
+    /// Threads that serve connections and their requests (`server::lanes`); 0: one per CPU
+    /// core.
+    pub threads: usize,
     /// When set (`${ENV_VAR}`), `GET /metrics` requires `Authorization: Bearer <token>`.
     /// Expanded from the environment by [`RawConfig::validate`].
     pub metrics_token: Option<Secret>,
+}
+
+impl ServerConfig {
+    /// How many connection threads `threads` means on this machine.
+    pub fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -325,6 +338,7 @@ impl Default for ServerConfig {
             cache_entries: 100_000,
             max_in_flight: 256,
             max_connections: 384,
+            threads: 0,
             metrics_token: None,
         }
     }
@@ -730,6 +744,12 @@ impl ServerConfig {
             return Err(invalid(
                 "server.max_connections",
                 "must be between 1 and 100000",
+            ));
+        }
+        if self.threads > 1024 {
+            return Err(invalid(
+                "server.threads",
+                "must be between 0 (one per CPU core) and 1024",
             ));
         }
         if self.max_body_bytes < 1024 || self.max_body_bytes > 64 * 1024 * 1024 {

@@ -320,6 +320,7 @@ impl MoyskladSandbox {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             max_connections: usize::MAX, // an emulator serves whatever a test opens
+            lanes: None,
         };
         let shared = self.shared.clone();
         let handler = move |req| {

@@ -429,6 +429,7 @@ impl PremiumBonusSandbox {
             header_read_timeout: HEADER_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
             max_connections: usize::MAX, // an emulator serves whatever a test opens
+            lanes: None,
         };
         let shared = self.shared.clone();
         let handler = move |req| {

@@ -16,6 +16,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::lanes::Lanes;
+
 /// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
 /// tokio's `TcpListener::bind` asks for 1,024: a burst of 2,000 tills connecting at once would
 /// then see dropped SYNs and a 1 s retransmit on top of their request.
@@ -41,6 +43,9 @@ pub struct ListenOptions {
     pub shutdown_grace: Duration,
     /// Most connections served at once; beyond it, new ones wait in the accept queue.
     pub max_connections: usize,
+    /// Connection threads (see [`Lanes`]); none: connections are served on the calling
+    /// runtime.
+    pub lanes: Option<Arc<Lanes>>,
 }
 
 /// How often, at most, reaching `max_connections` is logged.
@@ -75,6 +80,7 @@ where
         options.max_connections.min(Semaphore::MAX_PERMITS),
     ));
     let mut full_logged: Option<Instant> = None;
+    let lanes = options.lanes;
     loop {
         let permit = match open.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -109,14 +115,19 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let service = service_fn(handler);
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-                tokio::spawn(async move {
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let serve = move |stream: tokio::net::TcpStream| async move {
                     let _permit = permit;
+                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service_fn(handler)).into_owned());
                     if let Err(e) = conn.await {
                         tracing::debug!(server = name, %peer, error = %e, "connection ended with an error");
                     }
-                });
+                };
+                match &lanes {
+                    None => { tokio::spawn(serve(stream)); }
+                    Some(lanes) => lanes.hand(stream, serve),
+                }
             }
             () = &mut shutdown => break,
         }
@@ -135,6 +146,9 @@ where
             grace_ms = options.shutdown_grace.as_millis() as u64,
             "in-flight requests still running at the end of the grace period"
         );
+    }
+    if let Some(lanes) = &lanes {
+        lanes.stop();
     }
     Ok(())
 }

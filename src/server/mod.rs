@@ -2,6 +2,7 @@
 //! and the per-request pipeline route → auth → body → parse → operation → render.
 
 mod body;
+pub mod lanes;
 pub mod listen;
 mod outbox;
 mod route;
@@ -71,6 +72,8 @@ struct App {
     app_limits: Mutex<HashMap<String, TenantGuards>>,
     /// Turns for LoyaltyAPI requests (`server.max_in_flight`).
     in_flight: tokio::sync::Semaphore,
+    /// The connection threads (none: connections are served on the calling runtime).
+    lanes: Option<Arc<lanes::Lanes>>,
 }
 
 impl App {
@@ -228,6 +231,7 @@ pub async fn serve_with(
         None => None,
     };
     let app = Arc::new(App {
+        lanes: Some(lanes::Lanes::start(config.server.thread_count())?),
         moysklad,
         settings,
         app_limits: Mutex::new(HashMap::new()),
@@ -290,6 +294,7 @@ pub async fn serve_with(
         header_read_timeout: header_timeout,
         shutdown_grace: grace,
         max_connections: app.config.server.max_connections,
+        lanes: app.lanes.clone(),
     };
     let handler = {
         let app = app.clone();
@@ -478,17 +483,52 @@ async fn dispatch(
         Bytes::new()
     };
     let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
-    let ctx = app.context(tenant, request_id.to_owned(), deadline);
-    // Boxed: the operation's state machine (plan, vendor calls, JSON trees) is by far the
-    // largest part of a request's future; unboxed, every request waiting for its turn above
-    // would hold that much memory too.
-    let result = Box::pin(request.apply(&ctx)).await;
-    outcome.upstream_calls = ctx.upstream_calls.load(Ordering::Relaxed);
+    let ctx = app.context(tenant.clone(), request_id.to_owned(), deadline);
+    let (result, upstream_calls) = run_op(app, request, ctx).await;
+    outcome.upstream_calls = upstream_calls;
     let reply = result.inspect_err(|e| {
         log_failure(e, request_id);
-        note_app_failure(app, &ctx.tenant.name, op, e);
+        note_app_failure(app, &tenant.name, op, e);
     })?;
     render(&reply)
+}
+
+/// Runs the operation: here, or on another lane when this one is busy.
+/// Also says how many vendor calls it made.
+async fn run_op(app: &App, request: ops::Request, ctx: OpContext) -> (Result<Reply, Error>, u32) {
+    // Boxed: the operation's state machine (plan, vendor calls, JSON trees) is by far the
+    // largest part of a request's future; unboxed, every request waiting for its turn
+    // would hold that much memory too.
+    let work = Box::pin(async move {
+        let result = request.apply(&ctx).await;
+        (result, ctx.upstream_calls.load(Ordering::Relaxed))
+    });
+    let Some(lanes) = &app.lanes else {
+        return work.await;
+    };
+    match lanes.offload(work) {
+        Err(work) => work.await,
+        Ok(task) => {
+            // Dropped (the request's deadline): the operation stops too, as it would here.
+            let mut task = AbortOnDrop(task);
+            match (&mut task.0).await {
+                Ok(done) => done,
+                Err(e) => {
+                    let detail = format!("the operation failed on its connection thread: {e}");
+                    (Err(Error::Internal(detail)), 0)
+                }
+            }
+        }
+    }
+}
+
+/// Aborts the task when the request it serves is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// MoySklad's `PUT`/`DELETE …/apps/{appId}/{accountId}`.

@@ -8,6 +8,7 @@ pub mod proxy;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use proxy::{Proxies, ProxyConnector};
+use thread_local::ThreadLocal;
+
+type VendorClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
 /// One upstream HTTP call, fully built (URL encoded, headers set).
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +90,11 @@ pub trait Upstream: Send + Sync {
 /// request carrying credentials goes to no other host than the mapping's.
 #[derive(Clone)]
 pub struct HttpUpstream {
-    client: Client<HttpsConnector<ProxyConnector>, Full<Bytes>>,
+    connector: HttpsConnector<ProxyConnector>,
+    /// One client, and so one connection pool, per thread: a pooled connection is driven by a
+    /// task on the runtime that opened it, and a request from another thread would hand its
+    /// every read and write across threads (see `server::lanes`).
+    clients: Arc<ThreadLocal<VendorClient>>,
     proxies: Proxies,
 }
 
@@ -120,13 +128,11 @@ impl HttpUpstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(ProxyConnector::new(http, proxies.clone()));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
-        Ok(HttpUpstream { client, proxies })
+        Ok(HttpUpstream {
+            connector: https,
+            clients: Arc::new(ThreadLocal::new()),
+            proxies,
+        })
     }
 
     /// Where vendor calls go when a proxy is set (for the start-up log).
@@ -158,7 +164,15 @@ impl HttpUpstream {
         if let Some(auth) = proxy_auth {
             headers.insert(header::PROXY_AUTHORIZATION, auth);
         }
-        let response = self.client.request(outgoing).await.map_err(classify)?;
+        let client = self.clients.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(64)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(self.connector.clone())
+        });
+        let response = client.request(outgoing).await.map_err(classify)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

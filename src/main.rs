@@ -16,7 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's options, read before `main` (`_RJEM_MALLOC_CONF` in the environment overrides
 /// them). One arena for every thread: with an arena per thread, each connection thread
 /// (`server::lanes`) kept its own share of a burst's memory, and the two together peaked
-/// 6–8 MiB higher (2,000 requests at once: 61.5–64.5 MiB against 55.5–57); no CPU cost per
+/// 6–8 MiB higher (2,000 requests at once: 61.6–64.4 MiB against 55.5–57.2); no CPU cost per
 /// recalc measured at saturation (rounds alternated with the default, 2 runs).
 #[cfg(not(target_env = "msvc"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]

@@ -256,10 +256,18 @@ async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Stop everything: nothing may be left running.
+    // Stop everything: nothing may be left running. Connections run on the bridge's own
+    // connection threads, which end with it: one still busy would hold the graceful shutdown
+    // until its grace period (10 s) runs out, so the stop must come well before.
     drop(client);
+    let stopping = Instant::now();
     stop_bridge.send(()).unwrap();
     bridge_task.await.unwrap().unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the bridge took {:?} to stop: a connection outlived the requests",
+        stopping.elapsed()
+    );
     stop_vendor.send(()).unwrap();
     vendor_task.await.unwrap().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

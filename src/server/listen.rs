@@ -1,5 +1,7 @@
 //! The accept loop shared by the bridge and the vendor emulators: hyper-util's auto builder
 //! (HTTP/1.1 and h2c), a header-read timeout, graceful shutdown bounded by a grace period.
+//! The bridge serves its connections on its connection threads ([`Lanes`]); the emulators on
+//! the runtime that runs the loop.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -99,6 +99,7 @@ fn full_example_values_are_read() {
     let config = load(&path).unwrap();
     assert_eq!(config.server.base_path, "/loyalty/api");
     assert_eq!(config.server.max_body_bytes, 2 * 1024 * 1024);
+    assert_eq!(config.server.thread_count(), 4);
     assert_eq!(config.tenants.len(), 2);
     let uds = &config.tenants[1];
     assert_eq!(uds.base_url, "https://api.uds.app/partner/v2");
@@ -190,4 +191,13 @@ fn store_section_defaults_and_values() {
         "postgres://bridge:pg-secret@db.internal:5432/loyalty"
     );
     assert_eq!(*pool_size, 8);
+}
+
+#[test]
+fn threads_default_to_one_per_core() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/valid/minimal.toml");
+    let config = load(&path).unwrap();
+    assert_eq!(config.server.threads, 0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(config.server.thread_count(), cores);
 }

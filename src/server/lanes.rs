@@ -261,43 +261,46 @@ mod tests {
         CURRENT.with(|lane| lane.get())
     }
 
-    #[tokio::test]
-    async fn a_lane_that_keeps_up_runs_the_operation_itself() {
+    /// From lane 0, with lanes 0 and 1 running without a pause for the given times, offers an
+    /// operation: the lane it ran on when handed over, `None` when it was given back.
+    async fn offered_from_lane_0(awake_0: Duration, awake_1: Duration) -> Option<usize> {
         let lanes = Lanes::start(2).unwrap();
-        let ran_here = on_lane(&lanes, 0, |lanes| {
-            awake(&lanes, 0, Duration::ZERO);
-            lanes.offload(async { which_lane() }).is_err()
+        let handed = on_lane(&lanes, 0, move |lanes| {
+            awake(&lanes, 0, awake_0);
+            awake(&lanes, 1, awake_1);
+            lanes.offload(async { which_lane() }).ok()
         })
         .await;
-        assert!(ran_here);
+        let ran_on = match handed {
+            Some(task) => Some(task.await.unwrap().expect("ran on a lane")),
+            None => None,
+        };
         lanes.stop();
+        ran_on
+    }
+
+    #[tokio::test]
+    async fn a_lane_that_keeps_up_runs_the_operation_itself() {
+        assert_eq!(
+            offered_from_lane_0(Duration::ZERO, Duration::ZERO).await,
+            None
+        );
     }
 
     #[tokio::test]
     async fn a_busy_lane_hands_the_operation_to_an_idle_one() {
-        let lanes = Lanes::start(2).unwrap();
-        let moved = on_lane(&lanes, 0, |lanes| {
-            awake(&lanes, 0, BUSY_AFTER * 4);
-            awake(&lanes, 1, Duration::ZERO);
-            lanes.offload(async { which_lane() }).ok()
-        })
-        .await
-        .expect("handed over");
-        assert_eq!(moved.await.unwrap(), Some(1));
-        lanes.stop();
+        assert_eq!(
+            offered_from_lane_0(BUSY_AFTER * 4, Duration::ZERO).await,
+            Some(1)
+        );
     }
 
     #[tokio::test]
     async fn when_every_lane_is_busy_the_operation_stays() {
-        let lanes = Lanes::start(2).unwrap();
-        let ran_here = on_lane(&lanes, 0, |lanes| {
-            awake(&lanes, 0, BUSY_AFTER * 4);
-            awake(&lanes, 1, BUSY_AFTER * 2);
-            lanes.offload(async { which_lane() }).is_err()
-        })
-        .await;
-        assert!(ran_here);
-        lanes.stop();
+        assert_eq!(
+            offered_from_lane_0(BUSY_AFTER * 4, BUSY_AFTER * 2).await,
+            None
+        );
     }
 
     #[tokio::test]

@@ -72,8 +72,8 @@ struct App {
     app_limits: Mutex<HashMap<String, TenantGuards>>,
     /// Turns for LoyaltyAPI requests (`server.max_in_flight`).
     in_flight: tokio::sync::Semaphore,
-    /// The connection threads (none: connections are served on the calling runtime).
-    lanes: Option<Arc<lanes::Lanes>>,
+    /// The connection threads.
+    lanes: Arc<lanes::Lanes>,
 }
 
 impl App {
@@ -231,7 +231,7 @@ pub async fn serve_with(
         None => None,
     };
     let app = Arc::new(App {
-        lanes: Some(lanes::Lanes::start(config.server.thread_count())?),
+        lanes: lanes::Lanes::start(config.server.thread_count())?,
         moysklad,
         settings,
         app_limits: Mutex::new(HashMap::new()),
@@ -294,7 +294,7 @@ pub async fn serve_with(
         header_read_timeout: header_timeout,
         shutdown_grace: grace,
         max_connections: app.config.server.max_connections,
-        lanes: app.lanes.clone(),
+        lanes: Some(app.lanes.clone()),
     };
     let handler = {
         let app = app.clone();
@@ -503,10 +503,7 @@ async fn run_op(app: &App, request: ops::Request, ctx: OpContext) -> (Result<Rep
         let result = request.apply(&ctx).await;
         (result, ctx.upstream_calls.load(Ordering::Relaxed))
     });
-    let Some(lanes) = &app.lanes else {
-        return work.await;
-    };
-    match lanes.offload(work) {
+    match app.lanes.offload(work) {
         Err(work) => work.await,
         Ok(task) => {
             // Dropped (the request's deadline): the operation stops too, as it would here.

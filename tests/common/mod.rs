@@ -316,6 +316,18 @@ impl TestStore {
     }
 }
 
+impl Drop for TestStore {
+    /// The SQLite file's folder is the test's own: nothing of it stays in the temp dir. (A
+    /// PostgreSQL test database stays on its server, which `.ci/run` starts fresh.)
+    fn drop(&mut self) {
+        if let TestStore::Sqlite(path) = self
+            && let Some(dir) = path.parent()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl TestStore {
     /// A fresh database on the PostgreSQL server `LB_TEST_POSTGRES_URL` names (an account that
     /// may CREATE DATABASE); `None` (the test is skipped, saying so) when it is not set, unless

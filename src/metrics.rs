@@ -48,6 +48,12 @@ pub struct CallLabels {
     pub outcome: &'static str,
 }
 
+/// A connection thread ("lane", `server::lanes`) by its index.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabels {
+    pub lane: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// 5 ms … ~10 s, doubling.
@@ -72,6 +78,11 @@ pub struct Metrics {
     outbox_pending: Family<TenantLabels, Gauge>,
     outbox_failed: Family<TenantLabels, Gauge>,
     outbox_oldest_age: Family<TenantLabels, Gauge<f64, AtomicU64>>,
+    lane_connections: Family<LaneLabels, Gauge>,
+    lane_moved_in: Family<LaneLabels, Counter>,
+    /// Scrapes bring the lane counters up to the lanes' own totals: one at a time, so two
+    /// scrapes cannot add the same increase twice.
+    lane_sync: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -98,6 +109,9 @@ impl Metrics {
             outbox_pending: Family::default(),
             outbox_failed: Family::default(),
             outbox_oldest_age: Family::default(),
+            lane_connections: Family::default(),
+            lane_moved_in: Family::default(),
+            lane_sync: std::sync::Mutex::new(()),
             registry: Registry::with_prefix("loyalty_bridge"),
         };
         let r = &mut m.registry;
@@ -179,7 +193,32 @@ impl Metrics {
             Unit::Seconds,
             m.outbox_oldest_age.clone(),
         );
+        r.register(
+            "lane_connections",
+            "Connections open on each connection thread",
+            m.lane_connections.clone(),
+        );
+        r.register(
+            "lane_moved_operations",
+            "Operations moved to a connection thread because their own thread was busy",
+            m.lane_moved_in.clone(),
+        );
         m
+    }
+
+    /// The connection threads' state (set when `/metrics` is read).
+    pub fn set_lanes(&self, lanes: &[crate::server::lanes::LaneState]) {
+        let _one_at_a_time = self.lane_sync.lock().unwrap_or_else(|p| p.into_inner());
+        for (index, lane) in lanes.iter().enumerate() {
+            let labels = LaneLabels {
+                lane: index.to_string(),
+            };
+            self.lane_connections
+                .get_or_create(&labels)
+                .set(i64::try_from(lane.connections).unwrap_or(i64::MAX));
+            let moved = self.lane_moved_in.get_or_create(&labels);
+            moved.inc_by(lane.moved_in.saturating_sub(moved.get()));
+        }
     }
 
     /// The exposition text (OpenMetrics, ends with `# EOF`).
@@ -345,6 +384,27 @@ mod tests {
             "loyalty_bridge_outbox_failed{tenant=\"shop\"} 1",
             "loyalty_bridge_outbox_oldest_age_seconds{tenant=\"shop\"} 12.5",
             "# EOF",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn lane_counters_follow_the_lanes_own_totals() {
+        use crate::server::lanes::LaneState;
+        let m = Metrics::new();
+        let lane = |connections, moved_in| LaneState {
+            connections,
+            moved_in,
+        };
+        m.set_lanes(&[lane(3, 0), lane(1, 2)]);
+        m.set_lanes(&[lane(0, 5), lane(1, 2)]);
+        let text = m.encode();
+        for line in [
+            "loyalty_bridge_lane_connections{lane=\"0\"} 0",
+            "loyalty_bridge_lane_connections{lane=\"1\"} 1",
+            "loyalty_bridge_lane_moved_operations_total{lane=\"0\"} 5",
+            "loyalty_bridge_lane_moved_operations_total{lane=\"1\"} 2",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -39,6 +39,17 @@ struct Lane {
     /// Microseconds since [`Lanes::epoch`] at which the lane last woke up, plus one; 0 while
     /// it sleeps.
     awake_since: Arc<AtomicU64>,
+    /// Operations moved here from a busy lane.
+    moved_in: AtomicU64,
+}
+
+/// What a lane has done, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaneState {
+    /// Connections open on it.
+    pub connections: usize,
+    /// Operations moved to it because their connection's lane was busy.
+    pub moved_in: u64,
 }
 
 /// The connection threads of one server.
@@ -87,6 +98,7 @@ impl Lanes {
                 handle,
                 open: Arc::new(AtomicUsize::new(0)),
                 awake_since,
+                moved_in: AtomicU64::new(0),
             });
         }
         Ok(Arc::new(Lanes {
@@ -179,7 +191,10 @@ impl Lanes {
             .map(|(_, lane)| (self.awake_for(lane), lane))
             .min_by_key(|(awake, _)| *awake)
         {
-            Some((awake, lane)) if awake < BUSY_AFTER => Ok(lane.handle.spawn(work)),
+            Some((awake, lane)) if awake < BUSY_AFTER => {
+                lane.moved_in.fetch_add(1, Ordering::Relaxed);
+                Ok(lane.handle.spawn(work))
+            }
             _ => Err(work),
         }
     }
@@ -190,6 +205,17 @@ impl Lanes {
         for lane in &self.lanes {
             lane.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
         }
+    }
+
+    /// Each lane's state, in lane order.
+    pub fn states(&self) -> Vec<LaneState> {
+        self.lanes
+            .iter()
+            .map(|lane| LaneState {
+                connections: lane.open.load(Ordering::Relaxed),
+                moved_in: lane.moved_in.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// Lane threads that have not ended yet.
@@ -296,6 +322,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_moved_operation_is_counted_on_the_lane_it_moved_to() {
+        let lanes = Lanes::start(2).unwrap();
+        let moved = on_lane(&lanes, 0, |lanes| {
+            awake(&lanes, 0, BUSY_AFTER * 4);
+            lanes.offload(async {}).ok()
+        })
+        .await;
+        moved.expect("moved").await.unwrap();
+        let states = lanes.states();
+        assert_eq!(states[0].moved_in, 0);
+        assert_eq!(states[1].moved_in, 1);
+        lanes.stop();
+    }
+
+    #[tokio::test]
     async fn when_every_lane_is_busy_the_operation_stays() {
         assert_eq!(
             offered_from_lane_0(BUSY_AFTER * 4, BUSY_AFTER * 2).await,
@@ -346,6 +387,8 @@ mod tests {
         client.read_exact(&mut lane).await.unwrap();
         assert_eq!(&lane, b"0");
         assert_eq!(lanes.lanes[0].open.load(Ordering::Relaxed), 1);
+        assert_eq!(lanes.states()[0].connections, 1);
+        assert_eq!(lanes.states()[1].connections, 0);
         drop(client);
         for _ in 0..200 {
             if lanes.lanes[0].open.load(Ordering::Relaxed) == 0 {

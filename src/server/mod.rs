@@ -580,6 +580,7 @@ fn metrics(app: &App, headers: &HeaderMap) -> Result<Response<Bytes>, Error> {
             return Err(Error::MetricsUnauthorized);
         }
     }
+    app.metrics.set_lanes(&app.lanes.states());
     let mut response = Response::new(Bytes::from(app.metrics.encode()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -79,7 +79,7 @@ pub struct Metrics {
     outbox_failed: Family<TenantLabels, Gauge>,
     outbox_oldest_age: Family<TenantLabels, Gauge<f64, AtomicU64>>,
     lane_connections: Family<LaneLabels, Gauge>,
-    lane_moved_in: Family<LaneLabels, Counter>,
+    lane_moved_operations: Family<LaneLabels, Counter>,
     /// Scrapes bring the lane counters up to the lanes' own totals: one at a time, so two
     /// scrapes cannot add the same increase twice.
     lane_sync: std::sync::Mutex<()>,
@@ -110,7 +110,7 @@ impl Metrics {
             outbox_failed: Family::default(),
             outbox_oldest_age: Family::default(),
             lane_connections: Family::default(),
-            lane_moved_in: Family::default(),
+            lane_moved_operations: Family::default(),
             lane_sync: std::sync::Mutex::new(()),
             registry: Registry::with_prefix("loyalty_bridge"),
         };
@@ -201,7 +201,7 @@ impl Metrics {
         r.register(
             "lane_moved_operations",
             "Operations moved to a connection thread because their own thread was busy",
-            m.lane_moved_in.clone(),
+            m.lane_moved_operations.clone(),
         );
         m
     }
@@ -216,7 +216,7 @@ impl Metrics {
             self.lane_connections
                 .get_or_create(&labels)
                 .set(i64::try_from(lane.connections).unwrap_or(i64::MAX));
-            let moved = self.lane_moved_in.get_or_create(&labels);
+            let moved = self.lane_moved_operations.get_or_create(&labels);
             moved.inc_by(lane.moved_in.saturating_sub(moved.get()));
         }
     }

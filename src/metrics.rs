@@ -79,6 +79,7 @@ pub struct Metrics {
     outbox_failed: Family<TenantLabels, Gauge>,
     outbox_oldest_age: Family<TenantLabels, Gauge<f64, AtomicU64>>,
     lane_connections: Family<LaneLabels, Gauge>,
+    lane_tasks: Family<LaneLabels, Gauge>,
     lane_moved_operations: Family<LaneLabels, Counter>,
     /// Scrapes bring the lane counters up to the lanes' own totals: one at a time, so two
     /// scrapes cannot add the same increase twice.
@@ -110,6 +111,7 @@ impl Metrics {
             outbox_failed: Family::default(),
             outbox_oldest_age: Family::default(),
             lane_connections: Family::default(),
+            lane_tasks: Family::default(),
             lane_moved_operations: Family::default(),
             lane_sync: std::sync::Mutex::new(()),
             registry: Registry::with_prefix("loyalty_bridge"),
@@ -199,6 +201,11 @@ impl Metrics {
             m.lane_connections.clone(),
         );
         r.register(
+            "lane_tasks",
+            "Tasks alive on each connection thread (connections, vendor connections, moved operations)",
+            m.lane_tasks.clone(),
+        );
+        r.register(
             "lane_moved_operations",
             "Operations moved to a connection thread because their own thread was busy",
             m.lane_moved_operations.clone(),
@@ -216,6 +223,9 @@ impl Metrics {
             self.lane_connections
                 .get_or_create(&labels)
                 .set(i64::try_from(lane.connections).unwrap_or(i64::MAX));
+            self.lane_tasks
+                .get_or_create(&labels)
+                .set(i64::try_from(lane.tasks).unwrap_or(i64::MAX));
             let moved = self.lane_moved_operations.get_or_create(&labels);
             moved.inc_by(lane.moved_in.saturating_sub(moved.get()));
         }
@@ -395,6 +405,7 @@ mod tests {
         let m = Metrics::new();
         let lane = |connections, moved_in| LaneState {
             connections,
+            tasks: connections * 2,
             moved_in,
         };
         m.set_lanes(&[lane(3, 0), lane(1, 2)]);
@@ -403,6 +414,8 @@ mod tests {
         for line in [
             "loyalty_bridge_lane_connections{lane=\"0\"} 0",
             "loyalty_bridge_lane_connections{lane=\"1\"} 1",
+            "loyalty_bridge_lane_tasks{lane=\"0\"} 0",
+            "loyalty_bridge_lane_tasks{lane=\"1\"} 2",
             "loyalty_bridge_lane_moved_operations_total{lane=\"0\"} 5",
             "loyalty_bridge_lane_moved_operations_total{lane=\"1\"} 2",
         ] {

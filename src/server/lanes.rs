@@ -48,6 +48,9 @@ struct Lane {
 pub struct LaneState {
     /// Connections open on it.
     pub connections: usize,
+    /// Its runtime's tasks that have not ended: connections, vendor connections, moved
+    /// operations.
+    pub tasks: usize,
     /// Operations moved to it because their connection's lane was busy.
     pub moved_in: u64,
 }
@@ -213,6 +216,7 @@ impl Lanes {
             .iter()
             .map(|lane| LaneState {
                 connections: lane.open.load(Ordering::Relaxed),
+                tasks: lane.handle.metrics().num_alive_tasks(),
                 moved_in: lane.moved_in.load(Ordering::Relaxed),
             })
             .collect()
@@ -388,7 +392,9 @@ mod tests {
         assert_eq!(&lane, b"0");
         assert_eq!(lanes.lanes[0].open.load(Ordering::Relaxed), 1);
         assert_eq!(lanes.states()[0].connections, 1);
+        assert_eq!(lanes.states()[0].tasks, 1, "the connection's task");
         assert_eq!(lanes.states()[1].connections, 0);
+        assert_eq!(lanes.states()[1].tasks, 0);
         drop(client);
         for _ in 0..200 {
             if lanes.lanes[0].open.load(Ordering::Relaxed) == 0 {

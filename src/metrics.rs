@@ -81,9 +81,6 @@ pub struct Metrics {
     lane_connections: Family<LaneLabels, Gauge>,
     lane_tasks: Family<LaneLabels, Gauge>,
     lane_moved_operations: Family<LaneLabels, Counter>,
-    /// Scrapes bring the lane counters up to the lanes' own totals: one at a time, so two
-    /// scrapes cannot add the same increase twice.
-    lane_sync: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -113,7 +110,6 @@ impl Metrics {
             lane_connections: Family::default(),
             lane_tasks: Family::default(),
             lane_moved_operations: Family::default(),
-            lane_sync: std::sync::Mutex::new(()),
             registry: Registry::with_prefix("loyalty_bridge"),
         };
         let r = &mut m.registry;
@@ -213,22 +209,28 @@ impl Metrics {
         m
     }
 
-    /// The connection threads' state (set when `/metrics` is read).
+    /// The connection threads' load (set when `/metrics` is read).
     pub fn set_lanes(&self, lanes: &[crate::server::lanes::LaneState]) {
-        let _one_at_a_time = self.lane_sync.lock().unwrap_or_else(|p| p.into_inner());
+        let clamp = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         for (index, lane) in lanes.iter().enumerate() {
             let labels = LaneLabels {
                 lane: index.to_string(),
             };
             self.lane_connections
                 .get_or_create(&labels)
-                .set(i64::try_from(lane.connections).unwrap_or(i64::MAX));
+                .set(clamp(lane.connections));
             self.lane_tasks
                 .get_or_create(&labels)
-                .set(i64::try_from(lane.tasks).unwrap_or(i64::MAX));
-            let moved = self.lane_moved_operations.get_or_create(&labels);
-            moved.inc_by(lane.moved_in.saturating_sub(moved.get()));
+                .set(clamp(lane.tasks));
         }
+    }
+
+    /// The counter connection thread `lane` counts the operations moved to it on.
+    pub fn lane_moved_operations(&self, lane: usize) -> Counter {
+        let labels = LaneLabels {
+            lane: lane.to_string(),
+        };
+        self.lane_moved_operations.get_or_create_owned(&labels)
     }
 
     /// The exposition text (OpenMetrics, ends with `# EOF`).
@@ -400,16 +402,17 @@ mod tests {
     }
 
     #[test]
-    fn lane_counters_follow_the_lanes_own_totals() {
+    fn lane_families_show_the_last_state_and_the_moves() {
         use crate::server::lanes::LaneState;
         let m = Metrics::new();
-        let lane = |connections, moved_in| LaneState {
+        let lane = |connections| LaneState {
             connections,
             tasks: connections * 2,
-            moved_in,
         };
-        m.set_lanes(&[lane(3, 0), lane(1, 2)]);
-        m.set_lanes(&[lane(0, 5), lane(1, 2)]);
+        m.set_lanes(&[lane(3), lane(4)]);
+        m.set_lanes(&[lane(0), lane(1)]);
+        m.lane_moved_operations(0).inc_by(5);
+        m.lane_moved_operations(1).inc_by(2);
         let text = m.encode();
         for line in [
             "loyalty_bridge_lane_connections{lane=\"0\"} 0",

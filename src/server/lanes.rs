@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
@@ -39,11 +40,11 @@ struct Lane {
     /// Microseconds since [`Lanes::epoch`] at which the lane last woke up, plus one; 0 while
     /// it sleeps.
     awake_since: Arc<AtomicU64>,
-    /// Operations moved here from a busy lane.
-    moved_in: AtomicU64,
+    /// Operations moved here from a busy lane (`/metrics`).
+    moved_in: Counter,
 }
 
-/// What a lane has done, for `/metrics`.
+/// A lane's load at the moment, for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LaneState {
     /// Connections open on it.
@@ -51,8 +52,6 @@ pub struct LaneState {
     /// Its runtime's tasks that have not ended: connections, vendor connections, moved
     /// operations.
     pub tasks: usize,
-    /// Operations moved to it because their connection's lane was busy.
-    pub moved_in: u64,
 }
 
 /// The connection threads of one server.
@@ -64,8 +63,17 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Starts `count` lanes (at least one).
+    /// Starts `count` lanes (at least one), counting moved operations on unregistered counters.
     pub fn start(count: usize) -> std::io::Result<Arc<Lanes>> {
+        Lanes::start_with(count, |_| Counter::default())
+    }
+
+    /// Starts `count` lanes (at least one); lane `i` counts the operations moved to it on
+    /// `moved_in(i)`.
+    pub fn start_with(
+        count: usize,
+        moved_in: impl Fn(usize) -> Counter,
+    ) -> std::io::Result<Arc<Lanes>> {
         let epoch = Instant::now();
         let running = Arc::new(AtomicUsize::new(0));
         let mut lanes = Vec::with_capacity(count.max(1));
@@ -101,7 +109,7 @@ impl Lanes {
                 handle,
                 open: Arc::new(AtomicUsize::new(0)),
                 awake_since,
-                moved_in: AtomicU64::new(0),
+                moved_in: moved_in(index),
             });
         }
         Ok(Arc::new(Lanes {
@@ -195,7 +203,7 @@ impl Lanes {
             .min_by_key(|(awake, _)| *awake)
         {
             Some((awake, lane)) if awake < BUSY_AFTER => {
-                lane.moved_in.fetch_add(1, Ordering::Relaxed);
+                lane.moved_in.inc();
                 Ok(lane.handle.spawn(work))
             }
             _ => Err(work),
@@ -217,7 +225,6 @@ impl Lanes {
             .map(|lane| LaneState {
                 connections: lane.open.load(Ordering::Relaxed),
                 tasks: lane.handle.metrics().num_alive_tasks(),
-                moved_in: lane.moved_in.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -334,9 +341,8 @@ mod tests {
         })
         .await;
         moved.expect("moved").await.unwrap();
-        let states = lanes.states();
-        assert_eq!(states[0].moved_in, 0);
-        assert_eq!(states[1].moved_in, 1);
+        assert_eq!(lanes.lanes[0].moved_in.get(), 0);
+        assert_eq!(lanes.lanes[1].moved_in.get(), 1);
         lanes.stop();
     }
 

@@ -231,7 +231,9 @@ pub async fn serve_with(
         None => None,
     };
     let app = Arc::new(App {
-        lanes: lanes::Lanes::start(config.server.thread_count())?,
+        lanes: lanes::Lanes::start_with(config.server.thread_count(), |lane| {
+            metrics.lane_moved_operations(lane)
+        })?,
         moysklad,
         settings,
         app_limits: Mutex::new(HashMap::new()),

@@ -111,7 +111,7 @@ def ratio(x, y):
     return "—" if not x or not y else f"{x / y:.2f}"
 
 
-def report(work, out, binary):
+def report(work, out, binary, build):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sat, rate, rss, slow = {}, {}, {}, None
     with open(os.path.join(work, "results.jsonl"), encoding="utf-8") as f:
@@ -191,7 +191,7 @@ def report(work, out, binary):
         "figures are noisy; compare setups within one run.",
         "",
         *machine_note(root),
-        f"- bridge and sandbox binary: `{binary}` ({os.path.getsize(binary) / 1e6:.1f} MB)",
+        f"- bridge and sandbox binary: `{binary}` ({os.path.getsize(binary) / 1e6:.1f} MB), build: {build}",
         "",
         "| setup | recalc/s at saturation | × (a) | × (b) | p50 ms | p99 ms | p99.9 ms | CPU µs/recalc | sales/s at saturation | CPU µs/sale | peak RSS MiB | vendor calls/recalc |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -275,6 +275,6 @@ if __name__ == "__main__":
     elif cmd == "check":
         check(sys.argv[2])
     elif cmd == "report":
-        report(sys.argv[2], sys.argv[3], sys.argv[4])
+        report(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     else:
         sys.exit(f"unknown command {cmd}")

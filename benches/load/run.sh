@@ -12,8 +12,9 @@
 # (10, each saturation run), LB_BENCH_SAT_ROUNDS (3: the recalc saturation runs of all setups,
 # alternated, this many times), LB_BENCH_RATE_SECONDS (10, each fixed-rate run), LB_BENCH_RATE_ROUNDS
 # (3: the fixed-rate runs of all setups, alternated, this many times), LB_BENCH_OUT
-# (benches/results.md), LB_BENCH_BIN (a loyalty-bridge binary to use instead of building the
-# release one). Honours CARGO_TARGET_DIR. Not run by CI.
+# (benches/results.md), LB_BENCH_BUILD (pgo: the deployment build, scripts/build-release.sh;
+# release: plain `cargo build --release`), LB_BENCH_BIN (a loyalty-bridge binary to use instead
+# of building one). Honours CARGO_TARGET_DIR. Not run by CI.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,12 +54,23 @@ if ! command -v oha >/dev/null; then
   cargo install oha --locked --no-default-features --features native-tls
 fi
 
+build=${LB_BENCH_BUILD:-pgo}
 if [ -n "${LB_BENCH_BIN:-}" ]; then
   bin=$LB_BENCH_BIN   # a binary built already (e.g. another profile, to compare)
-else
+  build="given (LB_BENCH_BIN)"
+elif [ "$build" = pgo ]; then
+  # What README's "Deployment build" ships: release + profile-guided optimisation.
+  log "scripts/build-release.sh (release profile + PGO)"
+  bash "$root/scripts/build-release.sh"
+  bin=${CARGO_TARGET_DIR:-$root/target}/release-pgo/loyalty-bridge
+  build="release + PGO (scripts/build-release.sh)"
+elif [ "$build" = release ]; then
   log "cargo build --release"
   (cd "$root" && cargo build --release --quiet)
   bin=${CARGO_TARGET_DIR:-$root/target}/release/loyalty-bridge
+  build="release (cargo build --release)"
+else
+  die "LB_BENCH_BUILD is pgo or release, not $build"
 fi
 [ -x "$bin" ] || die "no binary at $bin"
 
@@ -226,6 +238,6 @@ for s in a:sandbox b:proxy c:njs d:bridge; do
   echo "{\"kind\": \"rss\", \"setup\": \"${s%%:*}\", \"hwm_kib\": $(hwm_kib "$pid")}" >> "$work/results.jsonl"
 done
 
-python3 "$here/harness.py" report "$work" "$out" "$bin"
+python3 "$here/harness.py" report "$work" "$out" "$bin" "$build"
 log "wrote $out"
 cat "$out"

@@ -12,7 +12,7 @@
 # (10, each saturation run), LB_BENCH_SAT_ROUNDS (3: the recalc saturation runs of all setups,
 # alternated, this many times), LB_BENCH_RATE_SECONDS (10, each fixed-rate run), LB_BENCH_RATE_ROUNDS
 # (3: the fixed-rate runs of all setups, alternated, this many times), LB_BENCH_OUT
-# (benches/results.md), LB_BENCH_BUILD (pgo: the deployment build, scripts/build-release.sh;
+# (benches/results.md), LB_BENCH_BUILD (pgo: the deployment build, scripts/build-release.sh, PGO + BOLT;
 # release: plain `cargo build --release`), LB_BENCH_BIN (a loyalty-bridge binary to use instead
 # of building one). Honours CARGO_TARGET_DIR. Not run by CI.
 set -euo pipefail
@@ -38,7 +38,8 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- tools ------------------------------------------------------------------------------------
 need=()
-for pkg in nginx libnginx-mod-http-js wrk python3 curl libssl-dev pkg-config; do
+# bolt-19: LLVM's post-link optimiser, for the deployment build (scripts/build-release.sh).
+for pkg in nginx libnginx-mod-http-js wrk python3 curl libssl-dev pkg-config bolt-19; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -60,10 +61,10 @@ if [ -n "${LB_BENCH_BIN:-}" ]; then
   build="given (LB_BENCH_BIN)"
 elif [ "$build" = pgo ]; then
   # What README's "Deployment build" ships: release + profile-guided optimisation.
-  log "scripts/build-release.sh (release profile + PGO)"
+  log "scripts/build-release.sh (release profile + PGO + BOLT)"
   bash "$root/scripts/build-release.sh"
   bin=${CARGO_TARGET_DIR:-$root/target}/release-pgo/loyalty-bridge
-  build="release + PGO (scripts/build-release.sh)"
+  build="$(cat "$(dirname "$bin")/BUILD") (scripts/build-release.sh)"
 elif [ "$build" = release ]; then
   log "cargo build --release"
   (cd "$root" && cargo build --release --quiet)

@@ -3,10 +3,11 @@
 
 Starts BIN as the MAXMA emulator and as a bridge in front of it, plays point-of-sale checkouts
 through the bridge for a while, then stops both with SIGTERM (an instrumented binary writes its
-profile on a normal exit). A checkout is what a till sends: a customer lookup by phone, the
-balance, a few recalcs of a growing cart (earning or spending), the sale; every tenth sale is
-partly returned. Carts vary in size and prices, so the profile is of the bridge's code paths in
-their usual proportions, not of one request.
+profile on a normal exit). Each till enrols a customer of its own, then plays checkouts: a
+customer lookup by phone, the balance, a few recalcs of a growing cart (earning, or spending
+the bonuses earned so far), the sale as priced; every tenth sale has a line returned. Carts vary
+in size and prices, so the profile is of the bridge's code paths in their usual proportions,
+not of one request.
 
 Every answer's status is checked: a failed call ends the run with the request and the answer,
 so a profile is never taken from a bridge that was only answering errors. Python's standard
@@ -31,12 +32,6 @@ import urllib.parse
 TOKEN = "pgo-training-token-0123456789abcdef"
 KEY = "pgo-training-key"
 STORE = {"meta": {"href": "", "id": "2b5eb22f-139e-11e6-9464-e4de00000073"}, "name": "Магазин №1"}
-# The emulator's demo customers (src/sandbox/maxma.rs, `with_demo_data`).
-CUSTOMERS = [
-    {"id": "demo-1", "phone": "+79990000001", "name": "Иванов Иван Иванович"},
-    {"id": "demo-2", "phone": "+75551234567", "name": "Петрова Мария Сергеевна"},
-    {"id": "demo-3", "phone": "+79990000003", "name": "Сидоров Пётр"},
-]
 
 CONFIG = """\
 [server]
@@ -88,6 +83,7 @@ class Till:
         self.rng = rng
         self.name = name
         self.calls = {}
+        self.spending_sales = 0
 
     def call(self, method, path, body, expect):
         headers = {"Lognex-Discount-API-Auth-Token": TOKEN}
@@ -115,9 +111,17 @@ class Till:
             })
         return positions
 
-    def checkout(self, serial):
+    def enrol(self, i):
+        """A new customer of this till's own (tills spending one customer's bonuses at once would
+        race for them, as two real tills would)."""
+        who = {"id": f"pgo-customer-{i}", "phone": f"+7999555{i:04d}", "name": f"Покупатель {i}"}
+        self.call("POST", "/counterparty",
+                  {"retailStore": STORE, "meta": {"href": "", "id": who["id"]}, "name": who["name"],
+                   "phone": who["phone"], "legalFirstName": "Покупатель", "legalLastName": str(i)}, 201)
+        return who
+
+    def checkout(self, serial, who):
         rng = self.rng
-        who = rng.choice(CUSTOMERS)
         query = urllib.parse.urlencode({"search": who["phone"], "retailStoreId": STORE["meta"]["id"]})
         found = self.call("GET", f"/counterparty?{query}", None, 200)
         if not found.get("rows"):
@@ -141,11 +145,13 @@ class Till:
                           "discountPercent": p.get("discountPercent", 0),
                           "discountedPrice": p.get("discountedPrice", price)})
         paid = round(sum(line["discountedPrice"] * line["quantity"] for line in lines), 2)
-        earn = priced.get("bonusProgram", {}).get("bonusValueToEarn", 0) if not spend else 0
+        bonus = priced.get("bonusProgram", {})
+        self.spending_sales += bonus.get("bonusValueToSpend", 0) > 0
         self.call("POST", "/retaildemand",
                   {"retailStore": STORE, "name": f"{serial:05d}", "moment": "2026-11-30 12:00:00",
                    "meta": {"href": "", "id": sale_id}, "agent": agent, "positions": lines,
-                   "bonusProgram": {"bonusValueToSpend": 0, "bonusValueToEarn": earn},
+                   "bonusProgram": {"bonusValueToSpend": bonus.get("bonusValueToSpend", 0),
+                                    "bonusValueToEarn": bonus.get("bonusValueToEarn", 0)},
                    "cashSum": paid}, 201)
         if serial % 10 == 9:
             line = lines[0]
@@ -153,7 +159,7 @@ class Till:
                       {"retailStore": STORE, "name": f"R-{serial}", "moment": "2026-11-30 12:05:00",
                        "meta": {"href": "", "id": f"{sale_id}-r"},
                        "demand": {"meta": {"href": "", "id": sale_id}}, "agent": agent,
-                       "positions": [dict(line, quantity=line["quantity"])],
+                       "positions": [line],
                        "cashSum": round(line["discountedPrice"] * line["quantity"], 2)}, 201)
 
 
@@ -191,8 +197,9 @@ def main():
             tills.append(till)
             serial = 0
             try:
+                who = till.enrol(i)
                 while time.monotonic() < until and not errors:
-                    till.checkout(serial)
+                    till.checkout(serial, who)
                     serial += 1
             except Exception as e:  # noqa: BLE001 - reported below, the run fails
                 errors.append(f"till {i}: {e}")
@@ -209,7 +216,9 @@ def main():
             for op, n in till.calls.items():
                 calls[op] = calls.get(op, 0) + n
         mix = ", ".join(f"{n} {op}" for op, n in sorted(calls.items(), key=lambda kv: -kv[1]))
-        print(f"pgo-train: {args.tills} tills, {args.seconds:.0f} s, every answer as expected: {mix}")
+        spending = sum(t.spending_sales for t in tills)
+        print(f"pgo-train: {args.tills} tills, {args.seconds:.0f} s, every answer as expected: {mix} "
+              f"({spending} sales spent bonuses)")
     finally:
         for p in reversed(procs):
             if p.poll() is None:

@@ -5,9 +5,9 @@ Starts BIN as the MAXMA emulator and as a bridge in front of it, plays point-of-
 through the bridge for a while, then stops both with SIGTERM (an instrumented binary writes its
 profile on a normal exit). Each till enrols a customer of its own, then plays checkouts: a
 customer lookup by phone, the balance, a few recalcs of a growing cart (earning, or spending
-the bonuses earned so far), the sale as priced; every tenth sale has a line returned. Carts vary
-in size and prices, so the profile is of the bridge's code paths in their usual proportions,
-not of one request.
+the bonuses earned so far), the sale as priced; every tenth sale (the second, the twelfth, …)
+has a line returned. Carts vary in size and prices, so the profile is of the bridge's code
+paths in their usual proportions, not of one request.
 
 Every answer's status is checked: a failed call ends the run with the request and the answer,
 so a profile is never taken from a bridge that was only answering errors. Python's standard
@@ -153,7 +153,7 @@ class Till:
                    "bonusProgram": {"bonusValueToSpend": bonus.get("bonusValueToSpend", 0),
                                     "bonusValueToEarn": bonus.get("bonusValueToEarn", 0)},
                    "cashSum": paid}, 201)
-        if serial % 10 == 9:
+        if serial % 10 == 1:
             line = lines[0]
             self.call("POST", "/retailsalesreturn",
                       {"retailStore": STORE, "name": f"R-{serial}", "moment": "2026-11-30 12:05:00",

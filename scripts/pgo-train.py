@@ -15,6 +15,7 @@ library only.
 """
 
 import argparse
+from decimal import Decimal
 import http.client
 import json
 import os
@@ -55,6 +56,16 @@ limits = {{ requests_per_second = 1000000, burst = 1000000, max_wait_ms = 1000 }
 
 class Failed(Exception):
     pass
+
+
+def amount(line):
+    """A line's paid amount, exact (JSON numbers are read as binary floats)."""
+    return Decimal(str(line["discountedPrice"])) * Decimal(str(line["quantity"]))
+
+
+def money(total):
+    """Rounded to kopecks, as the JSON number MoySklad would send."""
+    return float(total.quantize(Decimal("0.01")))
 
 
 def free_port():
@@ -144,7 +155,7 @@ class Till:
             lines.append({"assortment": p["assortment"], "quantity": p["quantity"], "price": price,
                           "discountPercent": p.get("discountPercent", 0),
                           "discountedPrice": p.get("discountedPrice", price)})
-        paid = round(sum(line["discountedPrice"] * line["quantity"] for line in lines), 2)
+        paid = money(sum(amount(line) for line in lines))
         bonus = priced.get("bonusProgram", {})
         self.spending_sales += bonus.get("bonusValueToSpend", 0) > 0
         self.call("POST", "/retaildemand",
@@ -160,7 +171,7 @@ class Till:
                        "meta": {"href": "", "id": f"{sale_id}-r"},
                        "demand": {"meta": {"href": "", "id": sale_id}}, "agent": agent,
                        "positions": [line],
-                       "cashSum": round(line["discountedPrice"] * line["quantity"], 2)}, 201)
+                       "cashSum": money(amount(line))}, 201)
 
 
 def main():

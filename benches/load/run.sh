@@ -59,17 +59,27 @@ build=${LB_BENCH_BUILD:-pgo}
 if [ -n "${LB_BENCH_BIN:-}" ]; then
   bin=$LB_BENCH_BIN   # a binary built already (e.g. another profile, to compare)
   build="given (LB_BENCH_BIN)"
-elif [ "$build" = pgo ]; then
-  # What README's "Deployment build" ships: release + profile-guided optimisation.
-  log "scripts/build-release.sh (release profile + PGO + BOLT)"
-  bash "$root/scripts/build-release.sh"
-  bin=${CARGO_TARGET_DIR:-$root/target}/release-pgo/loyalty-bridge
-  build="$(cat "$(dirname "$bin")/BUILD") (scripts/build-release.sh)"
-elif [ "$build" = release ]; then
-  log "cargo build --release"
-  (cd "$root" && cargo build --release --quiet)
-  bin=${CARGO_TARGET_DIR:-$root/target}/release/loyalty-bridge
-  build="release (cargo build --release)"
+elif [ "$build" = pgo ] || [ "$build" = release ]; then
+  fallback=""
+  if [ "$build" = pgo ]; then
+    # What README's "Deployment build" ships: release + profile-guided optimisation (+ BOLT).
+    log "scripts/build-release.sh (release profile + PGO + BOLT)"
+    if bash "$root/scripts/build-release.sh"; then
+      bin=${CARGO_TARGET_DIR:-$root/target}/release-pgo/loyalty-bridge
+      build="$(cat "$(dirname "$bin")/BUILD") (scripts/build-release.sh)"
+    else
+      # E.g. no llvm-tools for this toolchain offline: measure what can be built, and say so.
+      log "scripts/build-release.sh failed (above): measuring the plain release build instead"
+      fallback=", because scripts/build-release.sh failed"
+      build=release
+    fi
+  fi
+  if [ "$build" = release ]; then
+    log "cargo build --release"
+    (cd "$root" && cargo build --release --quiet)
+    bin=${CARGO_TARGET_DIR:-$root/target}/release/loyalty-bridge
+    build="release (cargo build --release$fallback)"
+  fi
 else
   die "LB_BENCH_BUILD is pgo or release, not $build"
 fi

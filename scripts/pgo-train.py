@@ -15,6 +15,7 @@ library only.
 """
 
 import argparse
+from collections import Counter
 from decimal import Decimal
 import http.client
 import json
@@ -34,24 +35,10 @@ TOKEN = "pgo-training-token-0123456789abcdef"
 KEY = "pgo-training-key"
 STORE = {"meta": {"href": "", "id": "2b5eb22f-139e-11e6-9464-e4de00000073"}, "name": "Магазин №1"}
 
-CONFIG = """\
-[server]
-listen = "127.0.0.1:{port}"
-
-[store]
-path = "{work}/store.sqlite3"
-
-[log]
-level = "warn"
-
-[[tenants]]
-name = "training"
-token = "${{LB_PGO_TOKEN}}"
-mapping = "{mapping}"
-base_url = "http://127.0.0.1:{sandbox_port}"
-credentials = {{ api_key = "${{LB_PGO_KEY}}" }}
-limits = {{ requests_per_second = 1000000, burst = 1000000, max_wait_ms = 1000 }}
-"""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The load harness's bridge in front of the sandbox (mappings/maxma.toml, no rate limit in the
+# way), its @VARS@ filled in here as run.sh fills them.
+CONFIG_TEMPLATE = os.path.join(ROOT, "benches", "load", "bridge.toml.in")
 
 
 class Failed(Exception):
@@ -93,7 +80,7 @@ class Till:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         self.rng = rng
         self.name = name
-        self.calls = {}
+        self.calls = Counter()
         self.spending_sales = 0
 
     def call(self, method, path, body, expect):
@@ -106,7 +93,7 @@ class Till:
         resp = self.conn.getresponse()
         text = resp.read()
         op = f"{method} {path.split('?')[0]}"
-        self.calls[op] = self.calls.get(op, 0) + 1
+        self.calls[op] += 1
         if resp.status != expect:
             raise Failed(f"{method} {path} answered {resp.status}, expected {expect}: "
                          f"{text[:500]!r}\nrequest: {data[:500] if data else ''!r}")
@@ -177,7 +164,6 @@ class Till:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True, help="the loyalty-bridge binary (instrumented)")
-    ap.add_argument("--mapping", default=os.path.join(os.path.dirname(__file__), "..", "mappings", "maxma.toml"))
     ap.add_argument("--seconds", type=float, default=30, help="how long the tills play checkouts")
     ap.add_argument("--tills", type=int, default=4, help="concurrent tills (connections)")
     args = ap.parse_args()
@@ -187,16 +173,22 @@ def main():
     try:
         sandbox_port, port = free_port(), free_port()
         sandbox_log, bridge_log = f"{work}/sandbox.log", f"{work}/bridge.log"
-        sandbox = subprocess.Popen([args.bin, "sandbox", "maxma", "--listen", f"127.0.0.1:{sandbox_port}",
-                                    "--key", KEY], stdout=open(sandbox_log, "w"), stderr=subprocess.STDOUT)
+        with open(sandbox_log, "w") as log:
+            sandbox = subprocess.Popen([args.bin, "sandbox", "maxma", "--listen", f"127.0.0.1:{sandbox_port}",
+                                        "--key", KEY], stdout=log, stderr=subprocess.STDOUT)
         procs.append(sandbox)
         wait_port(sandbox_port, sandbox, sandbox_log)
+        with open(CONFIG_TEMPLATE) as f:
+            config = f.read()
+        for var, value in {"@WORK@": work, "@ROOT@": ROOT, "@PORT@": str(port),
+                           "@SANDBOX_PORT@": str(sandbox_port)}.items():
+            config = config.replace(var, value)
         with open(f"{work}/bridge.toml", "w") as f:
-            f.write(CONFIG.format(port=port, work=work, sandbox_port=sandbox_port,
-                                  mapping=os.path.abspath(args.mapping)))
-        env = dict(os.environ, LB_PGO_TOKEN=TOKEN, LB_PGO_KEY=KEY)
-        bridge = subprocess.Popen([args.bin, "--config", f"{work}/bridge.toml", "serve"], env=env,
-                                  stdout=open(bridge_log, "w"), stderr=subprocess.STDOUT)
+            f.write(config)
+        env = dict(os.environ, LB_BENCH_TOKEN=TOKEN, LB_BENCH_KEY=KEY)
+        with open(bridge_log, "w") as log:
+            bridge = subprocess.Popen([args.bin, "--config", f"{work}/bridge.toml", "serve"], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT)
         procs.append(bridge)
         wait_port(port, bridge, bridge_log)
 
@@ -222,11 +214,8 @@ def main():
             t.join()
         if errors:
             raise Failed("; ".join(errors))
-        calls = {}
-        for till in tills:
-            for op, n in till.calls.items():
-                calls[op] = calls.get(op, 0) + n
-        mix = ", ".join(f"{n} {op}" for op, n in sorted(calls.items(), key=lambda kv: -kv[1]))
+        calls = sum((till.calls for till in tills), Counter())
+        mix = ", ".join(f"{n} {op}" for op, n in calls.most_common())
         spending = sum(t.spending_sales for t in tills)
         print(f"pgo-train: {args.tills} tills, {args.seconds:.0f} s, every answer as expected: {mix} "
               f"({spending} sales spent bonuses)")

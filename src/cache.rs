@@ -1,16 +1,20 @@
 //! Cached vendor answers, for the steps a mapping marks `cache = { key, ttl_secs }` (customer
-//! lookups, vendor settings). One bounded moka cache for the process; every key carries its
-//! tenant, so one tenant never sees another's entry. Concurrent misses for one key are
-//! coalesced into a single vendor call. Only 2xx answers are kept, and the plan drops an entry
-//! when its rules decide the answer was not a plain success (an error inside a 200 body).
-//! Expiry uses tokio's clock, so tests can pause and advance time. With metrics, every lookup
-//! is a hit or a miss, and a miss that made the vendor call is also a load (coalesced waiters
-//! are misses but not loads).
+//! lookups, vendor settings). One moka cache for the process, bounded in bytes
+//! (`server.cache_bytes`: keys and answers, all tenants) and in entries (`server.cache_entries`);
+//! every key carries its tenant, so one tenant never sees another's entry. Concurrent misses for
+//! one key are coalesced into a single vendor call. Only 2xx answers are kept, and the plan
+//! drops an entry when its rules decide the answer was not a plain success (an error inside a
+//! 200 body). Each entry leaves memory when its TTL ends (moka's per-entry expiry, swept by
+//! [`StepCache::sweep_forever`] even when no request comes), not only when evicted. Whether an
+//! entry is still live is decided by tokio's clock, so tests can pause and advance time. With
+//! metrics, every lookup is a hit or a miss, and a miss that made the vendor call is also a
+//! load (coalesced waiters are misses but not loads).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use moka::Expiry;
 use moka::future::Cache;
 use tokio::time::Instant;
 
@@ -21,6 +25,7 @@ use crate::upstream::{UpstreamError, UpstreamResponse};
 struct Entry {
     response: UpstreamResponse,
     expires: Instant,
+    ttl: Duration,
 }
 
 /// Why a loaded answer was not kept (shared with the callers that waited for it).
@@ -29,24 +34,76 @@ enum NotKept {
     Failed(UpstreamError),
 }
 
+/// Roughly what an entry costs beyond its key's and body's bytes: moka's node and the
+/// `Entry`, the key's two `String`s.
+const ENTRY_OVERHEAD: u64 = 192;
+
+/// An entry leaves moka's memory when its own TTL ends.
+struct ByTtl;
+
+impl Expiry<(String, String), Entry> for ByTtl {
+    fn expire_after_create(
+        &self,
+        _key: &(String, String),
+        entry: &Entry,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
 pub struct StepCache {
     entries: Cache<(String, String), Entry>,
     metrics: Option<Arc<Metrics>>,
 }
 
+/// The byte budget of [`StepCache::new`] (the server's default `server.cache_bytes`).
+pub const DEFAULT_BYTES: u64 = 64 * 1024 * 1024;
+
 impl StepCache {
+    /// A cache of at most `max_entries` entries and [`DEFAULT_BYTES`].
     pub fn new(max_entries: u64) -> StepCache {
+        StepCache::bounded(max_entries, DEFAULT_BYTES)
+    }
+
+    /// A cache of at most `max_entries` entries and `max_bytes` bytes.
+    pub fn bounded(max_entries: u64, max_bytes: u64) -> StepCache {
+        // moka bounds one weight: bytes. Every entry weighs at least `max_bytes / max_entries`,
+        // so that the entry count stays within `max_entries` too.
+        let least = (max_bytes / max_entries.max(1)).max(1);
         StepCache {
-            entries: Cache::builder().max_capacity(max_entries).build(),
+            entries: Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(move |key: &(String, String), entry: &Entry| {
+                    let bytes = (key.0.len() + key.1.len() + entry.response.body.len()) as u64
+                        + ENTRY_OVERHEAD;
+                    u32::try_from(bytes.max(least)).unwrap_or(u32::MAX)
+                })
+                .expire_after(ByTtl)
+                .build(),
             metrics: None,
         }
     }
 
     /// A cache that counts its hits, misses and loads per tenant.
-    pub fn with_metrics(max_entries: u64, metrics: Arc<Metrics>) -> StepCache {
+    pub fn with_metrics(max_entries: u64, max_bytes: u64, metrics: Arc<Metrics>) -> StepCache {
         StepCache {
             metrics: Some(metrics),
-            ..StepCache::new(max_entries)
+            ..StepCache::bounded(max_entries, max_bytes)
+        }
+    }
+
+    /// Bytes the cache holds now, as weighed (approximate: moka applies writes in batches).
+    pub fn weighed_bytes(&self) -> u64 {
+        self.entries.weighted_size()
+    }
+
+    /// Removes expired entries and applies pending evictions every `every`, so that memory
+    /// is given back after a burst even when no request comes to trigger moka's upkeep.
+    pub async fn sweep_forever(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            self.entries.run_pending_tasks().await;
         }
     }
 
@@ -96,6 +153,7 @@ impl StepCache {
                     Ok(response) if (200..300).contains(&response.status) => Ok(Entry {
                         response,
                         expires: Instant::now() + ttl,
+                        ttl,
                     }),
                     Ok(response) => Err(NotKept::Answer(response)),
                     Err(e) => Err(NotKept::Failed(e)),
@@ -200,10 +258,85 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 5, "invalidated");
     }
 
+    /// Big answers under many keys (an attacker's made-up ids) stay within the byte budget.
+    #[tokio::test]
+    async fn bytes_stay_within_the_budget() {
+        let budget = 4 << 20;
+        let cache = StepCache::bounded(100_000, budget);
+        let body = Bytes::from(vec![b'x'; 100 * 1024]);
+        for i in 0..300 {
+            let body = body.clone();
+            cache
+                .get_or_fetch("t", format!("k{i}"), Duration::from_secs(60), async move {
+                    Ok(UpstreamResponse {
+                        status: 200,
+                        body,
+                        retry_after: None,
+                    })
+                })
+                .await
+                .unwrap();
+        }
+        cache.entries.run_pending_tasks().await;
+        assert!(
+            cache.weighed_bytes() <= budget,
+            "{} bytes kept, budget {budget}",
+            cache.weighed_bytes()
+        );
+        assert!(
+            cache.entries.entry_count() <= 40,
+            "{}",
+            cache.entries.entry_count()
+        );
+        assert!(
+            cache.entries.entry_count() >= 10,
+            "{}",
+            cache.entries.entry_count()
+        );
+    }
+
+    /// Small entries are bounded by count as well.
+    #[tokio::test]
+    async fn entries_stay_within_the_count() {
+        let cache = StepCache::bounded(50, 1 << 20);
+        for i in 0..500 {
+            cache
+                .get_or_fetch("t", format!("k{i}"), Duration::from_secs(60), async {
+                    answer(200)
+                })
+                .await
+                .unwrap();
+        }
+        cache.entries.run_pending_tasks().await;
+        assert!(
+            cache.entries.entry_count() <= 50,
+            "{}",
+            cache.entries.entry_count()
+        );
+    }
+
+    /// An entry leaves memory when its TTL ends, without waiting for eviction.
+    #[tokio::test]
+    async fn expired_entries_leave_memory() {
+        let cache = StepCache::new(100);
+        cache
+            .get_or_fetch("t", "k".into(), Duration::from_millis(50), async {
+                answer(200)
+            })
+            .await
+            .unwrap();
+        cache.entries.run_pending_tasks().await;
+        assert_eq!(cache.entries.entry_count(), 1);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        cache.entries.run_pending_tasks().await;
+        assert_eq!(cache.entries.entry_count(), 0, "still held after its TTL");
+        assert_eq!(cache.weighed_bytes(), 0);
+    }
+
     #[tokio::test]
     async fn concurrent_misses_make_one_call() {
         let metrics = Arc::new(Metrics::new());
-        let cache = Arc::new(StepCache::with_metrics(100, metrics.clone()));
+        let cache = Arc::new(StepCache::with_metrics(100, 1 << 20, metrics.clone()));
         let calls = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
         for _ in 0..20 {

@@ -288,22 +288,40 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Deadline for one request: reading the body, all upstream calls, the answer.
     pub request_timeout_ms: u64,
-    /// Time allowed for a client to send the request headers (slow-client protection).
+    /// Time allowed for a client to send the request headers (slow-client protection): from
+    /// accepting a connection to its first complete request head, whatever the protocol (a
+    /// connection that sends nothing is closed then), and for each later HTTP/1.1 head.
     pub header_read_timeout_ms: u64,
+    /// A connection (HTTP/1.1 keep-alive or h2c) with no request in progress for this long is
+    /// closed (h2c: GOAWAY first).
+    pub idle_timeout_ms: u64,
+    /// Time allowed for a request's body to arrive once its head has; a request counts against
+    /// `max_in_flight` only after that. The request's own deadline still bounds it.
+    pub body_read_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace_ms: u64,
     /// How often mapping files are checked for changes (SIGHUP reloads at once).
     pub mapping_reload_ms: u64,
     /// Most cached vendor answers kept (all tenants together).
     pub cache_entries: u64,
+    /// Most bytes of cached vendor answers and their keys kept (all tenants together).
+    pub cache_bytes: u64,
     /// Most LoyaltyAPI requests worked on at once (all tenants together); more wait for a
     /// turn, within their deadline. Bounds memory under a burst (each request in progress
     /// holds its request, the vendor's answer and a vendor connection) and keeps a burst from
     /// opening thousands of connections to the vendor.
     pub max_in_flight: usize,
-    /// Most client connections served at once. Beyond it the bridge stops accepting, and new
-    /// connections wait in the kernel's accept queue (4,096) until one closes (an idle
-    /// keep-alive connection closes after `header_read_timeout_ms`). Each open connection
+    /// Most LoyaltyAPI requests of one tenant worked on at once: its fair share of
+    /// `max_in_flight`, so that one tenant's flood or slow vendor leaves turns for the others
+    /// (at most `max_in_flight`).
+    pub tenant_max_in_flight: usize,
+    /// `/metrics` series per MoySklad-app tenant (labelled with the account id). Off: app
+    /// tenants share the label `app`, so the label sets stay bounded however many accounts
+    /// install the app; configured tenants always have their own.
+    pub metrics_per_app_tenant: bool,
+    /// Most client connections served at once. Beyond it the connection idle the longest is
+    /// closed to admit a new one; when every one has a request in progress, new connections
+    /// wait in the kernel's accept queue (4,096) until one closes. Each open connection
     /// holds hyper's read and write buffers (≈ 16–20 KiB), so this bounds memory under a burst
     /// of connections, as nginx's `worker_connections` does.
     pub max_connections: usize,
@@ -316,6 +334,11 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// How many requests of one tenant are worked on at once.
+    pub fn tenant_turns(&self) -> usize {
+        self.tenant_max_in_flight.min(self.max_in_flight)
+    }
+
     /// How many connection threads `threads` means on this machine.
     pub fn thread_count(&self) -> usize {
         match self.threads {
@@ -333,10 +356,15 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 5_000,
             shutdown_grace_ms: 10_000,
             mapping_reload_ms: 2_000,
             cache_entries: 100_000,
+            cache_bytes: crate::cache::DEFAULT_BYTES,
             max_in_flight: 256,
+            tenant_max_in_flight: 64,
+            metrics_per_app_tenant: false,
             max_connections: 384,
             threads: 0,
             metrics_token: None,
@@ -740,6 +768,18 @@ impl ServerConfig {
                 "must be between 1 and 100000",
             ));
         }
+        if self.tenant_max_in_flight == 0 || self.tenant_max_in_flight > 100_000 {
+            return Err(invalid(
+                "server.tenant_max_in_flight",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.cache_bytes < 1024 * 1024 || self.cache_bytes > 64 * 1024 * 1024 * 1024 {
+            return Err(invalid(
+                "server.cache_bytes",
+                "must be between 1048576 (1 MiB) and 68719476736 (64 GiB)",
+            ));
+        }
         if self.max_connections == 0 || self.max_connections > 100_000 {
             return Err(invalid(
                 "server.max_connections",
@@ -761,6 +801,8 @@ impl ServerConfig {
         for (field, value) in [
             ("server.request_timeout_ms", self.request_timeout_ms),
             ("server.header_read_timeout_ms", self.header_read_timeout_ms),
+            ("server.idle_timeout_ms", self.idle_timeout_ms),
+            ("server.body_read_timeout_ms", self.body_read_timeout_ms),
             ("server.shutdown_grace_ms", self.shutdown_grace_ms),
             ("server.mapping_reload_ms", self.mapping_reload_ms),
         ] {

@@ -75,6 +75,13 @@ pub enum Error {
     MethodNotAllowed { allowed: &'static [Method] },
     #[error("request body over {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The request body did not arrive within `server.body_read_timeout_ms`.
+    #[error("request body not received within {ms} ms")]
+    BodyTimeout { ms: u64 },
+    /// hyper refused the request head before it reached a handler (too large, a URI over
+    /// its limit, not HTTP): the status hyper chose.
+    #[error("request head refused with HTTP {status}")]
+    HeadRefused { status: StatusCode },
     #[error("unsupported content encoding {encoding:?}")]
     UnsupportedEncoding { encoding: String },
     /// The body is not JSON at all (bad syntax, not UTF-8, truncated, undecodable gzip).
@@ -166,6 +173,8 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Error::HeadRefused { status } => *status,
             Error::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MalformedBody { .. }
             | Error::InvalidField { .. }
@@ -238,6 +247,20 @@ impl Error {
             Error::PayloadTooLarge { limit } => (
                 "Слишком большой запрос",
                 format!("Размер запроса превышает допустимые {limit} байт."),
+            ),
+            Error::BodyTimeout { ms } => (
+                "Запрос получен не полностью",
+                format!("Тело запроса не получено за {ms} мс; повторите операцию."),
+            ),
+            Error::HeadRefused { status } => (
+                "Некорректный запрос",
+                match *status {
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                        "Заголовки запроса слишком велики.".into()
+                    }
+                    StatusCode::URI_TOO_LONG => "Адрес запроса слишком длинный.".into(),
+                    _ => format!("Запрос не является корректным запросом HTTP (HTTP {}).", status.as_u16()),
+                },
             ),
             Error::UnsupportedEncoding { encoding } => (
                 "Неподдерживаемое сжатие",
@@ -376,6 +399,23 @@ pub fn envelope(err: &Error) -> Bytes {
             br#"{"errors":[{"error":"Internal error","code":9500,"error_message":"Internal error"}]}"#,
         )
     })
+}
+
+/// The raw HTTP/1.1 answer that replaces hyper's own body-less one when hyper refuses a request
+/// head (see `server::listen::HeadErrorAnswer`): the envelope, and the connection closes.
+pub fn head_refused_answer(status: u16) -> Option<Bytes> {
+    let status = StatusCode::from_u16(status).ok()?;
+    let body = envelope(&Error::HeadRefused { status });
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        body.len()
+    );
+    let mut answer = Vec::with_capacity(head.len() + body.len());
+    answer.extend_from_slice(head.as_bytes());
+    answer.extend_from_slice(&body);
+    Some(Bytes::from(answer))
 }
 
 /// The full HTTP response for an error (the server adds compression and the request id).

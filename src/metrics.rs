@@ -61,8 +61,13 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
 
+/// The `tenant` label all MoySklad-app tenants share unless `server.metrics_per_app_tenant`.
+pub const APP_TENANTS_LABEL: &str = "app";
+
 pub struct Metrics {
     registry: Registry,
+    /// Whether each app tenant gets series of its own (see [`Metrics::per_app_tenant`]).
+    per_app_tenant: bool,
     requests: Family<RequestLabels, Counter>,
     request_duration: HistogramFamily<RequestLabels>,
     upstream_calls: Family<CallLabels, Counter>,
@@ -92,6 +97,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut m = Metrics {
+            per_app_tenant: false,
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             upstream_calls: Family::default(),
@@ -241,6 +247,29 @@ impl Metrics {
         out
     }
 
+    /// Gives every MoySklad-app tenant series of its own, labelled with its account id. Off
+    /// (the default), app tenants' counters add up under [`APP_TENANTS_LABEL`] and their
+    /// gauges (breaker state, outbox) are not exported, so that label sets stay bounded
+    /// however many accounts install the app; configured tenants always have their own.
+    pub fn per_app_tenant(mut self, on: bool) -> Metrics {
+        self.per_app_tenant = on;
+        self
+    }
+
+    /// The `tenant` label of `tenant`'s counters.
+    fn label<'a>(&self, tenant: &'a str) -> &'a str {
+        match self.gauge_label(tenant) {
+            Some(label) => label,
+            None => APP_TENANTS_LABEL,
+        }
+    }
+
+    /// The `tenant` label of `tenant`'s gauges; none for app tenants that share a label (a
+    /// gauge shared by many tenants would show whichever set it last).
+    fn gauge_label<'a>(&self, tenant: &'a str) -> Option<&'a str> {
+        (self.per_app_tenant || !tenant.starts_with(crate::app::TENANT_PREFIX)).then_some(tenant)
+    }
+
     /// One answered LoyaltyAPI request.
     pub fn request(&self, op: &'static str, status: u16, took: Duration) {
         let labels = RequestLabels { op, status };
@@ -260,7 +289,7 @@ impl Metrics {
         took: Option<Duration>,
     ) {
         let labels = CallLabels {
-            tenant: tenant.to_owned(),
+            tenant: self.label(tenant).to_owned(),
             step: step.to_owned(),
             outcome,
         };
@@ -276,34 +305,37 @@ impl Metrics {
     pub fn upstream_retry(&self, tenant: &str, step: &str) {
         self.upstream_retries
             .get_or_create(&StepLabels {
-                tenant: tenant.to_owned(),
+                tenant: self.label(tenant).to_owned(),
                 step: step.to_owned(),
             })
             .inc();
     }
 
-    fn tenant_counter(family: &Family<TenantLabels, Counter>, tenant: &str) {
+    fn tenant_counter(&self, family: &Family<TenantLabels, Counter>, tenant: &str) {
         family
             .get_or_create(&TenantLabels {
-                tenant: tenant.to_owned(),
+                tenant: self.label(tenant).to_owned(),
             })
             .inc();
     }
 
     pub fn cache_hit(&self, tenant: &str) {
-        Self::tenant_counter(&self.cache_hits, tenant);
+        self.tenant_counter(&self.cache_hits, tenant);
     }
 
     pub fn cache_miss(&self, tenant: &str) {
-        Self::tenant_counter(&self.cache_misses, tenant);
+        self.tenant_counter(&self.cache_misses, tenant);
     }
 
     pub fn cache_load(&self, tenant: &str) {
-        Self::tenant_counter(&self.cache_loads, tenant);
+        self.tenant_counter(&self.cache_loads, tenant);
     }
 
     /// The outbox's state for `tenant` (set by the outbox after each change or on a timer).
     pub fn set_outbox(&self, tenant: &str, pending: u64, failed: u64, oldest_age_secs: f64) {
+        let Some(tenant) = self.gauge_label(tenant) else {
+            return;
+        };
         let labels = TenantLabels {
             tenant: tenant.to_owned(),
         };
@@ -320,7 +352,7 @@ impl Metrics {
     /// The handle a tenant's rate limiter counts with.
     pub fn limiter(&self, tenant: &str) -> LimiterMetrics {
         let labels = TenantLabels {
-            tenant: tenant.to_owned(),
+            tenant: self.label(tenant).to_owned(),
         };
         LimiterMetrics {
             waits: self.limiter_waits.get_or_create_owned(&labels),
@@ -331,10 +363,13 @@ impl Metrics {
     /// The handle a tenant's circuit breaker reports with (its state starts closed, 0).
     pub fn breaker(&self, tenant: &str) -> BreakerMetrics {
         let labels = TenantLabels {
-            tenant: tenant.to_owned(),
+            tenant: self.label(tenant).to_owned(),
         };
         BreakerMetrics {
-            state: self.breaker_state.get_or_create_owned(&labels),
+            state: match self.gauge_label(tenant) {
+                Some(_) => self.breaker_state.get_or_create_owned(&labels),
+                None => Gauge::default(), // not exported: see `gauge_label`
+            },
             opened: self.breaker_opened.get_or_create_owned(&labels),
         }
     }
@@ -399,6 +434,53 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn app_tenants_share_one_label_unless_asked_for_their_own() {
+        let shared = Metrics::new();
+        for account in ["app:1111", "app:2222", "app:3333"] {
+            shared.cache_hit(account);
+            shared.upstream_call(account, "balance", "2xx", None);
+            shared.breaker(account).state.set(1);
+            shared.set_outbox(account, 5, 0, 1.0);
+        }
+        shared.cache_hit("shop");
+        let text = shared.encode();
+        assert!(
+            text.contains("loyalty_bridge_cache_hits_total{tenant=\"app\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("loyalty_bridge_cache_hits_total{tenant=\"shop\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("loyalty_bridge_upstream_calls_total{tenant=\"app\",step=\"balance\",outcome=\"2xx\"} 3"),
+            "{text}"
+        );
+        assert!(!text.contains("1111"), "an account id is a label: {text}");
+        assert!(
+            !text.contains("loyalty_bridge_breaker_state{tenant=\"app\"}"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("loyalty_bridge_outbox_pending{tenant=\"app\"}"),
+            "{text}"
+        );
+
+        let own = Metrics::new().per_app_tenant(true);
+        own.cache_hit("app:1111");
+        own.set_outbox("app:1111", 5, 0, 1.0);
+        let text = own.encode();
+        assert!(
+            text.contains("loyalty_bridge_cache_hits_total{tenant=\"app:1111\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("loyalty_bridge_outbox_pending{tenant=\"app:1111\"} 5"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -352,38 +352,3 @@ async fn requests_beyond_max_in_flight_wait_for_a_turn() {
         "three calls in {took:?} with three turns"
     );
 }
-
-/// `server.max_connections`: beyond it the bridge does not accept, so a new connection waits
-/// in the accept queue (not answered, not refused) and is served once another one closes.
-#[tokio::test]
-async fn connections_beyond_max_connections_wait_in_the_accept_queue() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    let (vendor, _stop_vendor) = start_maxma(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
-    let (bridge, _stop) = start_maxma_bridge(&vendor, "max_connections = 2", "").await;
-    let addr = bridge.trim_start_matches("http://").to_string();
-    // The readiness check's connection closes with its client: let it go.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: bridge\r\n\r\n";
-    let mut answered = Vec::new();
-    for _ in 0..2 {
-        let mut conn = TcpStream::connect(&addr).await.unwrap();
-        conn.write_all(HEALTHZ).await.unwrap();
-        let mut buf = [0u8; 512];
-        let n = conn.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-        answered.push(conn); // kept open: keep-alive
-    }
-    let mut third = TcpStream::connect(&addr).await.unwrap();
-    third.write_all(HEALTHZ).await.unwrap();
-    let mut buf = [0u8; 512];
-    let waited = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
-    assert!(waited.is_err(), "a third connection was served at once");
-    drop(answered.pop());
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
-        .await
-        .expect("served once a connection closed")
-        .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-}

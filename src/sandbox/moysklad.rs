@@ -320,6 +320,8 @@ impl MoyskladSandbox {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             max_connections: usize::MAX, // an emulator serves whatever a test opens
+            idle_timeout: crate::server::listen::DEFAULT_IDLE_TIMEOUT,
+            head_error_answer: None,
             lanes: None,
         };
         let shared = self.shared.clone();

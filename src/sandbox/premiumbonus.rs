@@ -429,6 +429,8 @@ impl PremiumBonusSandbox {
             header_read_timeout: HEADER_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
             max_connections: usize::MAX, // an emulator serves whatever a test opens
+            idle_timeout: crate::server::listen::DEFAULT_IDLE_TIMEOUT,
+            head_error_answer: None,
             lanes: None,
         };
         let shared = self.shared.clone();

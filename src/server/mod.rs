@@ -72,6 +72,9 @@ struct App {
     app_limits: Mutex<HashMap<String, TenantGuards>>,
     /// Turns for LoyaltyAPI requests (`server.max_in_flight`).
     in_flight: tokio::sync::Semaphore,
+    /// Each tenant's share of those turns (`server.tenant_max_in_flight`), by name, made when
+    /// first needed.
+    tenant_turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// The connection threads.
     lanes: Arc<lanes::Lanes>,
 }
@@ -107,6 +110,19 @@ impl App {
 }
 
 impl App {
+    /// `tenant`'s share of the in-flight turns.
+    fn tenant_turns(&self, tenant: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut turns = self.tenant_turns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(turns) = turns.get(tenant) {
+            return turns.clone();
+        }
+        let share = Arc::new(tokio::sync::Semaphore::new(
+            self.config.server.tenant_turns(),
+        ));
+        turns.insert(tenant.to_owned(), share.clone());
+        share
+    }
+
     fn app_limits(&self, tenant: &Tenant) -> TenantGuards {
         let mut map = self.app_limits.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(tenant.name.clone())
@@ -152,6 +168,9 @@ impl App {
         self.tenants.set_apps(entries);
     }
 }
+
+/// How often expired cache entries are swept out of memory when no request does it.
+const CACHE_SWEEP: Duration = Duration::from_secs(5);
 
 /// How often app tenants are re-read from the store (other instances' changes).
 const APP_REFRESH: Duration = Duration::from_secs(1);
@@ -210,7 +229,7 @@ pub async fn serve_with(
         store: store.clone(),
         queued: Arc::new(tokio::sync::Notify::new()),
     });
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new().per_app_tenant(config.server.metrics_per_app_tenant));
     let moysklad = match &config.moysklad_app {
         Some(app_config) => Some(Arc::new(
             AppContext::new(app_config.clone(), &config.server.base_path, store.clone())
@@ -238,12 +257,14 @@ pub async fn serve_with(
         settings,
         app_limits: Mutex::new(HashMap::new()),
         in_flight: tokio::sync::Semaphore::new(config.server.max_in_flight),
+        tenant_turns: Mutex::new(HashMap::new()),
         tenants: Tenants::new(config.tenants.iter().cloned()),
         mappings,
         upstream,
         memory: Arc::new(Memory::durable(store)),
         cache: Arc::new(StepCache::with_metrics(
             config.server.cache_entries,
+            config.server.cache_bytes,
             metrics.clone(),
         )),
         limiters: config
@@ -279,6 +300,7 @@ pub async fn serve_with(
     app.refresh_app_tenants().await;
     let app_refresher = tokio::spawn(refresh_app_tenants_forever(app.clone()));
     let reloader = tokio::spawn(watch_mappings(app.clone()));
+    let cache_sweeper = tokio::spawn(app.cache.clone().sweep_forever(CACHE_SWEEP));
     // Names this instance in the store's outbox delivery leases.
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
     let deliverer = tokio::spawn(outbox::deliver_forever(
@@ -286,17 +308,22 @@ pub async fn serve_with(
         journal.clone(),
         holder.clone(),
     ));
-    tracing::info!(
-        addr = %listener.local_addr()?,
-        tenants = app.tenants.len(),
-        "loyalty-bridge listening"
-    );
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, tenants = app.tenants.len(), "loyalty-bridge listening");
+    if app.metrics_token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "GET /metrics is open to anyone who can reach this address: set server.metrics_token"
+        );
+    }
     let options = ListenOptions {
         name: "loyalty-bridge",
         header_read_timeout: header_timeout,
+        idle_timeout: Duration::from_millis(app.config.server.idle_timeout_ms),
         shutdown_grace: grace,
         max_connections: app.config.server.max_connections,
         lanes: Some(app.lanes.clone()),
+        head_error_answer: Some(error::head_refused_answer),
     };
     let handler = {
         let app = app.clone();
@@ -310,6 +337,7 @@ pub async fn serve_with(
     };
     let served = accept_loop(listener, options, handler, shutdown).await;
     reloader.abort();
+    cache_sweeper.abort();
     app_refresher.abort();
     deliverer.abort();
     let _ = deliverer.await;
@@ -470,20 +498,21 @@ async fn dispatch(
         }
     })?;
     outcome.tenant = Some(tenant.name.clone());
-    // Wait for a turn before reading the body: a waiting request holds only its connection.
-    // The wait counts against the request's deadline (`handle` answers 504 when it runs out).
-    let _turn = app
-        .in_flight
-        .acquire()
-        .await
-        .map_err(|_| Error::Internal("the request limiter is closed".into()))?;
-
+    // The body first, within its own deadline: a request whose body has not arrived holds
+    // only its connection (or h2 stream), not a turn another request could use.
     let (parts, incoming) = req.into_parts();
     let bytes = if op.has_body() {
-        body::read(incoming, &parts.headers, server.max_body_bytes).await?
+        read_body_in_time(server, incoming, &parts.headers).await?
     } else {
         Bytes::new()
     };
+    // Then a turn: first within the tenant's share, so that one tenant's flood or slow vendor
+    // cannot take every turn, then one of all. The waits count against the request's
+    // deadline (`handle` answers 504 when it runs out).
+    let closed = |_| Error::Internal("the request limiter is closed".into());
+    let tenant_turns = app.tenant_turns(&tenant.name);
+    let _tenant_turn = tenant_turns.acquire().await.map_err(closed)?;
+    let _turn = app.in_flight.acquire().await.map_err(closed)?;
     let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
     let ctx = app.context(tenant.clone(), request_id.to_owned(), deadline);
     let (result, upstream_calls) = run_op(app, request, ctx).await;
@@ -493,6 +522,19 @@ async fn dispatch(
         note_app_failure(app, &tenant.name, op, e);
     })?;
     render(&reply)
+}
+
+/// The request's body, within `server.body_read_timeout_ms` and `server.max_body_bytes`.
+async fn read_body_in_time(
+    server: &crate::config::ServerConfig,
+    incoming: Incoming,
+    headers: &HeaderMap,
+) -> Result<Bytes, Error> {
+    let ms = server.body_read_timeout_ms;
+    let read = body::read(incoming, headers, server.max_body_bytes);
+    tokio::time::timeout(Duration::from_millis(ms), read)
+        .await
+        .map_err(|_| Error::BodyTimeout { ms })?
 }
 
 /// Runs the operation: here, or on another lane when this one is busy.
@@ -544,7 +586,7 @@ async fn lifecycle(
         return Err(Error::MethodNotAllowed { allowed: ALLOWED });
     }
     let (parts, incoming) = req.into_parts();
-    let bytes = body::read(incoming, &parts.headers, app.config.server.max_body_bytes).await?;
+    let bytes = read_body_in_time(&app.config.server, incoming, &parts.headers).await?;
     let response = if method == http::Method::PUT {
         let answer = ctx
             .activate(app_id, account_id, &parts.headers, &bytes)

@@ -327,7 +327,8 @@ mod tests {
             .unwrap();
         cache.entries.run_pending_tasks().await;
         assert_eq!(cache.entries.entry_count(), 1);
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        // moka's timer wheel ticks in ≈ 1 s steps: the entry goes at the first tick after.
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
         cache.entries.run_pending_tasks().await;
         assert_eq!(cache.entries.entry_count(), 0, "still held after its TTL");
         assert_eq!(cache.weighed_bytes(), 0);

@@ -245,6 +245,15 @@ mod tests {
     }
 
     #[test]
+    fn the_client_address_is_the_servers_extension_or_unknown() {
+        let mut req = http::Request::new(());
+        assert_eq!(client_ip(req.extensions()), None);
+        req.extensions_mut()
+            .insert(ClientAddr("[2001:db8::7]:443".parse().unwrap()));
+        assert_eq!(client_ip(req.extensions()), ip("2001:db8::7"));
+    }
+
+    #[test]
     fn retry_after_is_whole_seconds_rounded_up() {
         assert_eq!(retry_secs(Duration::ZERO), 1);
         assert_eq!(retry_secs(Duration::from_millis(1)), 1);

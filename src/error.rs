@@ -464,6 +464,16 @@ pub enum PageError {
     /// Opened without `contextKey`: not from MoySklad.
     #[error("no contextKey")]
     NoContext,
+    /// A `contextKey` that is not shaped like MoySklad's: not from MoySklad either (refused
+    /// before anything is stored or asked).
+    #[error("malformed contextKey")]
+    BadContext,
+    /// Too many page opens (context key exchanges) from the client's address or in total.
+    #[error("too many context exchanges (retry in {retry_after_secs} s)")]
+    TooManyOpens { retry_after_secs: u64 },
+    /// Too many Check / Save posts in one session.
+    #[error("too many posts in the session (retry in {retry_after_secs} s)")]
+    TooManyPosts { retry_after_secs: u64 },
     /// `appUid` / `appId` of another app.
     #[error("contextKey of another app")]
     OtherApp,
@@ -511,8 +521,12 @@ impl From<crate::store::StoreError> for PageError {
 impl PageError {
     pub fn status(&self) -> StatusCode {
         match self {
-            PageError::NoContext | PageError::OtherApp | PageError::BadForm { .. } => {
-                StatusCode::BAD_REQUEST
+            PageError::NoContext
+            | PageError::BadContext
+            | PageError::OtherApp
+            | PageError::BadForm { .. } => StatusCode::BAD_REQUEST,
+            PageError::TooManyOpens { .. } | PageError::TooManyPosts { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
             }
             PageError::ContextRefused
             | PageError::SessionExpired
@@ -533,13 +547,37 @@ impl PageError {
         let ru = lang == Lang::Ru;
         let pick = |r: &'static str, e: &'static str| if ru { r } else { e };
         match self {
-            PageError::NoContext => (
+            PageError::NoContext | PageError::BadContext => (
                 pick("Откройте настройки из МоегоСклада", "Open the settings from MoySklad"),
                 pick(
                     "Эта страница открывается в МоёмСкладе: «Приложения» → решение → «Настройки».",
                     "This page opens inside MoySklad: Apps → the app → Settings.",
                 )
                 .into(),
+            ),
+            PageError::TooManyOpens { retry_after_secs } => (
+                pick("Слишком много открытий", "Too many openings"),
+                if ru {
+                    format!(
+                        "Настройки открывались слишком часто. Откройте их снова через {retry_after_secs} с."
+                    )
+                } else {
+                    format!(
+                        "The settings were opened too often. Open them again in {retry_after_secs} s."
+                    )
+                },
+            ),
+            PageError::TooManyPosts { retry_after_secs } => (
+                pick("Слишком много попыток", "Too many attempts"),
+                if ru {
+                    format!(
+                        "Проверок и сохранений слишком много подряд. Подождите {retry_after_secs} с, вернитесь назад и повторите."
+                    )
+                } else {
+                    format!(
+                        "Too many checks and saves in a row. Wait {retry_after_secs} s, go back and try again."
+                    )
+                },
             ),
             PageError::OtherApp => (
                 pick("Ссылка другого решения", "A link of another app"),
@@ -650,6 +688,11 @@ pub fn respond_page(err: &PageError, lang: Lang, stylesheet: &str) -> Response<B
         && let Ok(value) = HeaderValue::from_str(&method_list(allowed))
     {
         headers.insert(header::ALLOW, value);
+    }
+    if let PageError::TooManyOpens { retry_after_secs }
+    | PageError::TooManyPosts { retry_after_secs } = err
+    {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
     response
 }

@@ -258,6 +258,18 @@ async fn lifecycle_jwt_is_checked_and_retries_are_idempotent() {
         ("HS512", token_with(Algorithm::HS512, SECRET, 60, "a2")),
         ("none", none),
         ("expired", token_with(Algorithm::HS256, SECRET, -120, "a3")),
+        (
+            "exp decades ahead",
+            token_with(Algorithm::HS256, SECRET, 30 * 365 * 86_400, "a4"),
+        ),
+        (
+            "lives 10 minutes",
+            token_with(Algorithm::HS256, SECRET, 600, "a5"),
+        ),
+        (
+            "no iat",
+            jwt::sign(&json!({"exp": now + 60, "jti": "a6"}), SECRET),
+        ),
         ("garbage", "abc.def.ghi".to_string()),
     ] {
         let (status, body) = put(token).await;

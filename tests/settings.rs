@@ -236,7 +236,8 @@ async fn context_keys_sessions_csrf_origin_and_accounts() {
         reused.html
     );
     // A key MoySklad never issued; none at all; another app's.
-    let unknown = get_page(&format!("{}?contextKey=nope", w.page_url())).await;
+    let never_issued = uuid::Uuid::new_v4().simple().to_string();
+    let unknown = get_page(&format!("{}?contextKey={never_issued}", w.page_url())).await;
     assert_eq!(unknown.status, 403);
     assert_eq!(get_page(&w.page_url()).await.status, 400);
     let url = w.settings_url(ACCOUNT_A, true, "ru_RU");
@@ -483,4 +484,231 @@ async fn assets_are_served_and_unknown_ones_are_not() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
+}
+
+/// Rows of the bridge's store that opening pages writes: context key claims and sessions.
+fn page_rows(w: &AppWorld) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(&w.store_path).unwrap();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    (
+        count("SELECT count(*) FROM claims WHERE scope = 'moysklad-context'"),
+        count("SELECT count(*) FROM kv WHERE tenant = 'moysklad-settings-session'"),
+    )
+}
+
+/// `POST /context/{key}` calls MoySklad's Vendor API received.
+fn context_exchanges(w: &AppWorld) -> usize {
+    w.moysklad
+        .calls()
+        .iter()
+        .filter(|(method, path, _)| method == "POST" && path.contains("/context/"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_context_keys_store_nothing_and_reach_moysklad_a_bounded_number_of_times() {
+    let w = AppWorld::start().await;
+    // Well-formed keys MoySklad never issued, as fast as one client can send them.
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut limited = None;
+    for _ in 0..300 {
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        let page = get_page(&format!("{}?contextKey={key}", w.page_url())).await;
+        *statuses.entry(page.status).or_default() += 1;
+        if page.status == 429 && limited.is_none() {
+            limited = Some(page);
+        }
+    }
+    let exchanges = context_exchanges(&w);
+    // One client address gets the per-address burst (10), and a refill or two while it sends.
+    assert!(
+        exchanges <= 12,
+        "{exchanges} exchanges; statuses {statuses:?}"
+    );
+    assert!(
+        exchanges >= 1,
+        "the first keys are asked about: {statuses:?}"
+    );
+    assert_eq!(statuses.get(&403).copied(), Some(exchanges), "{statuses:?}");
+    assert_eq!(
+        statuses.get(&429).copied(),
+        Some(300 - exchanges),
+        "{statuses:?}"
+    );
+    assert_eq!(page_rows(&w), (0, 0), "nothing stored for refused keys");
+    let limited = limited.unwrap();
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(limited.html.contains("Слишком много"), "{}", limited.html);
+    assert!(limited.headers.get("content-security-policy").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_context_keys_are_refused_before_anything_is_stored_or_asked() {
+    let w = AppWorld::start().await;
+    w.install(ACCOUNT_A).await;
+    let too_long = "a".repeat(129);
+    let short = "A1".repeat(15);
+    for key in [
+        "nope",
+        short.as_str(),
+        too_long.as_str(),
+        "1f2e3d4c-0000-4000-8000-00000000a001",
+        "..%2F..%2Fapps",
+        "%3Cscript%3E0123456789012345678901234567890",
+        "abcdefabcdefabcdefabcdefabcdefab%00",
+    ] {
+        let page = get_page(&format!("{}?contextKey={key}", w.page_url())).await;
+        assert_eq!(page.status, 400, "{key}: {}", page.html);
+        assert!(
+            page.html.contains("Откройте настройки из МоегоСклада"),
+            "{key}: {}",
+            page.html
+        );
+    }
+    assert_eq!(context_exchanges(&w), 0, "MoySklad was not asked");
+    assert_eq!(page_rows(&w), (0, 0), "nothing stored");
+    // Real keys pass: the sandbox's (32 hex digits) and MoySklad's documented shape (64 letters
+    // and digits) — the latter unknown to the sandbox, so MoySklad refuses it.
+    let page = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU")).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let documented = "6S3BQLsaSRNdEnhPCoW9lplY2LozRUOq6S3BQLsaSRNdEnhPCoW9lplY2LozRUOq";
+    let page = get_page(&format!("{}?contextKey={documented}", w.page_url())).await;
+    assert_eq!(page.status, 403, "{}", page.html);
+    assert_eq!(context_exchanges(&w), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_checks_in_one_session_are_limited_before_the_vendor() {
+    let w = AppWorld::start().await;
+    w.install(ACCOUNT_A).await;
+    let page = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU")).await;
+    let session = page.session();
+    let before = w.maxma.requests().len();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut limited = None;
+    for i in 0..100 {
+        // Guessed keys, checked and saved in turn (a wrong key is never saved).
+        let guess = format!("guess-{i}");
+        let action = if i % 2 == 0 { "check" } else { "save" };
+        let page = post_form(
+            &w,
+            &action_fields(
+                &session,
+                action,
+                &[("mapping", "maxma"), ("cred.maxma.api_key", &guess)],
+            ),
+            None,
+        )
+        .await;
+        *statuses.entry(page.status).or_default() += 1;
+        if page.status == 429 && limited.is_none() {
+            limited = Some(page);
+        }
+    }
+    let reached = w.maxma.requests().len() - before;
+    assert!(
+        reached <= 6,
+        "{reached} reached MAXMA; statuses {statuses:?}"
+    );
+    assert!(
+        statuses.get(&429).copied().unwrap_or(0) >= 90,
+        "{statuses:?}"
+    );
+    assert_eq!(w.loyalty_settings(ACCOUNT_A), None);
+    let limited = limited.unwrap();
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(limited.html.contains("Слишком много"), "{}", limited.html);
+    assert!(
+        !limited.html.contains("guess-"),
+        "a typed secret is never echoed"
+    );
+    // A refused attempt does not even extend the session (no store write).
+    let expiry = || {
+        let conn = rusqlite::Connection::open(&w.store_path).unwrap();
+        conn.query_row(
+            "SELECT expires_ms FROM kv WHERE tenant = 'moysklad-settings-session'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    let was = expiry();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let page = post_form(
+        &w,
+        &action_fields(&session, "check", &[("mapping", "maxma")]),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 429);
+    assert_eq!(expiry(), was);
+    // Another session of the account has its own allowance.
+    let other = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU"))
+        .await
+        .session();
+    let page = post_form(
+        &w,
+        &action_fields(
+            &other,
+            "check",
+            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(page.html.contains("notice success"), "{}", page.html);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_go_through_the_accounts_vendor_rate_limiter() {
+    let w = AppWorld::start().await;
+    w.install(ACCOUNT_A).await;
+    let session = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU"))
+        .await
+        .session();
+    let saved = post_form(
+        &w,
+        &action_fields(
+            &session,
+            "save",
+            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
+        ),
+        None,
+    )
+    .await;
+    assert!(saved.html.contains("notice success"), "{}", saved.html);
+    let token = w.loyalty_settings(ACCOUNT_A).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.search_until(&token, 200).await;
+    // MAXMA asks the account's calls to hold off for 30 s.
+    w.maxma.set_fault(Some(Fault::TooManyRequests {
+        retry_after: Some("30".into()),
+    }));
+    let (status, _) = w.search_for(&token, "+79990000055").await;
+    assert!(status >= 500 || status == 429, "{status}");
+    w.maxma.set_fault(None);
+    // A check of the same account now waits its turn like the account's own calls: refused
+    // without reaching MAXMA.
+    let before = w.maxma.requests().len();
+    let page = post_form(
+        &w,
+        &action_fields(
+            &session,
+            "check",
+            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(page.html.contains("notice error"), "{}", page.html);
+    assert_eq!(w.maxma.requests().len(), before, "MAXMA was not called");
 }

@@ -2,8 +2,9 @@
 //!
 //! MoySklad → us: `Authorization: Bearer <JWT>` with `iat`, `exp`, `jti`. Only HS256 is
 //! accepted (`none` and every other algorithm are refused before the signature is looked at);
-//! an expired token is refused (5 s leeway for clock skew); a `jti` is accepted once — the
-//! caller claims it in the store, shared by instances ([`crate::store::Store::claim_once`]).
+//! an expired token is refused (5 s leeway for clock skew), so is one without `iat`, issued in
+//! the future, or living longer than MoySklad's 300 s (`exp - iat`); a `jti` is accepted once —
+//! the caller claims it in the store, shared by instances ([`crate::store::Store::claim_once`]).
 //!
 //! Us → MoySklad: a fresh token per call, `{sub: appUid, iat, exp, jti}`, 60 s lifetime.
 
@@ -14,6 +15,10 @@ use serde::{Deserialize, Serialize};
 pub const LEEWAY_SECS: u64 = 5;
 /// Lifetime of the tokens we sign (MoySklad allows at most 300 s).
 pub const OUR_TOKEN_SECS: i64 = 60;
+/// Longest lifetime (`exp - iat`) accepted on MoySklad's tokens: MoySklad signs its calls for
+/// 300 s, so a longer-lived token was not minted by MoySklad's usual path, and a leaked one
+/// would stay usable for as long as it says.
+pub const MAX_LIFETIME_SECS: i64 = 300;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncomingClaims {
@@ -41,6 +46,8 @@ pub enum JwtRefusal {
     Signature,
     #[error("expired")]
     Expired,
+    #[error("lifetime over 300 s, or issued in the future")]
+    Lifetime,
     #[error("malformed token or claims")]
     Malformed,
     #[error("token already used (jti replayed)")]
@@ -89,10 +96,26 @@ pub fn verify(token: &str, secret: &str) -> Result<IncomingClaims, JwtRefusal> {
             _ => JwtRefusal::Malformed,
         }
     })?;
-    if data.claims.jti.trim().is_empty() || data.claims.jti.len() > 200 {
+    let claims = data.claims;
+    if claims.jti.trim().is_empty() || claims.jti.len() > 200 {
         return Err(JwtRefusal::Malformed);
     }
-    Ok(data.claims)
+    // `iat` is required (a missing one fails to deserialize above). With `iat` not ahead of
+    // our clock and `exp - iat` within MoySklad's 300 s, no token is usable for longer than
+    // 300 s (plus the skew) after it was made, whatever `exp` says.
+    let skew = LEEWAY_SECS as i64;
+    let lifetime = claims.exp.saturating_sub(claims.iat);
+    if claims.iat > now_secs().saturating_add(skew)
+        || lifetime < 0
+        || lifetime > MAX_LIFETIME_SECS + skew
+    {
+        return Err(JwtRefusal::Lifetime);
+    }
+    Ok(claims)
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 fn is_alg_error(e: &jsonwebtoken::errors::Error) -> bool {
@@ -201,6 +224,41 @@ mod tests {
         assert_eq!(verify("not.a.jwt", SECRET), Err(JwtRefusal::Malformed));
         assert_eq!(bearer(Some("Basic x")), Err(JwtRefusal::Missing));
         assert_eq!(bearer(Some("Bearer abc")), Ok("abc"));
+    }
+
+    /// Signs raw claims (so a test can leave a claim out).
+    fn raw(claims: serde_json::Value) -> String {
+        sign(&claims, SECRET)
+    }
+
+    #[test]
+    fn refuses_long_lived_tokens_and_tokens_without_iat() {
+        let now = now();
+        // MoySklad's own tokens live 300 s; one that lives decades is not MoySklad's.
+        let decades =
+            raw(serde_json::json!({"iat": now, "exp": now + 30 * 365 * 86_400, "jti": "d"}));
+        assert_eq!(verify(&decades, SECRET), Err(JwtRefusal::Lifetime));
+        let just_over = raw(serde_json::json!({
+            "iat": now,
+            "exp": now + MAX_LIFETIME_SECS + LEEWAY_SECS as i64 + 1,
+            "jti": "o"
+        }));
+        assert_eq!(verify(&just_over, SECRET), Err(JwtRefusal::Lifetime));
+        let no_iat = raw(serde_json::json!({"exp": now + 60, "jti": "n"}));
+        assert_eq!(verify(&no_iat, SECRET), Err(JwtRefusal::Malformed));
+        let null_iat = raw(serde_json::json!({"iat": null, "exp": now + 60, "jti": "n"}));
+        assert_eq!(verify(&null_iat, SECRET), Err(JwtRefusal::Malformed));
+        // Issued in the future (beyond the clock skew): refused; within it, accepted.
+        let ahead = raw(serde_json::json!({"iat": now + 60, "exp": now + 120, "jti": "a"}));
+        assert_eq!(verify(&ahead, SECRET), Err(JwtRefusal::Lifetime));
+        let skewed = raw(serde_json::json!({"iat": now + 3, "exp": now + 303, "jti": "s"}));
+        assert_eq!(verify(&skewed, SECRET).unwrap().jti, "s");
+        // MoySklad's usual token: iat now, exp 300 s later (and the documented example shape).
+        let usual = raw(serde_json::json!({"iat": now, "exp": now + 300, "jti": "u"}));
+        assert_eq!(verify(&usual, SECRET).unwrap().jti, "u");
+        // exp before iat is nonsense, not a short token.
+        let backwards = raw(serde_json::json!({"iat": now + 4, "exp": now + 2, "jti": "b"}));
+        assert_eq!(verify(&backwards, SECRET), Err(JwtRefusal::Lifetime));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! account's token is accepted by the LoyaltyAPI endpoints.
 
 pub mod crypto;
+pub mod guards;
 pub mod jwt;
 pub mod recent;
 pub mod settings;
@@ -51,6 +52,12 @@ use vendor::{VendorApi, VendorError};
 const JTI_SCOPE: &str = "moysklad-jti";
 /// Prefix of app tenants' names; static tenant names cannot contain `:`, so the two never mix.
 pub const TENANT_PREFIX: &str = "app:";
+
+/// The vendor limits of app tenants (they have no `[tenants.limits]`): their LoyaltyAPI calls and
+/// their settings page's credential checks share one limiter made with these.
+pub fn app_tenant_limits() -> Limits {
+    Limits::default()
+}
 
 /// The lifecycle path below `public_base_url`.
 const LIFECYCLE_PATH: &str = "/api/moysklad/vendor/1.0/apps/";
@@ -427,7 +434,7 @@ impl AppContext {
             base_url,
             credentials,
             settings: t.settings.clone(),
-            limits: Limits::default(),
+            limits: app_tenant_limits(),
             outbox: Default::default(),
         })
     }

@@ -19,9 +19,10 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::app::AppContext;
+use crate::app::guards::{AppGuards, TenantGuards};
 use crate::app::recent::{FailureSource, RecentFailures};
 use crate::app::settings::SettingsPage;
 use crate::cache::StepCache;
@@ -42,9 +43,6 @@ use route::Route;
 
 pub use body::read as read_body;
 pub use route::route;
-
-/// A tenant's vendor rate limiter and circuit breaker.
-type TenantGuards = (Arc<TenantLimiter>, Arc<Breaker>);
 
 /// Everything a request needs, shared by all connections.
 struct App {
@@ -68,8 +66,9 @@ struct App {
     moysklad: Option<Arc<AppContext>>,
     /// The MoySklad app's settings page (with `[moysklad_app]`).
     settings: Option<Arc<SettingsPage>>,
-    /// Rate limiters and breakers of app tenants, made when first needed.
-    app_limits: Mutex<HashMap<String, TenantGuards>>,
+    /// Rate limiters and breakers of app tenants, made when first needed (shared with the
+    /// settings page's credential checks).
+    app_limits: Arc<AppGuards>,
     /// Turns for LoyaltyAPI requests (`server.max_in_flight`).
     in_flight: tokio::sync::Semaphore,
     /// Each tenant's share of those turns (`server.tenant_max_in_flight`), by name, made when
@@ -124,23 +123,7 @@ impl App {
     }
 
     fn app_limits(&self, tenant: &Tenant) -> TenantGuards {
-        let mut map = self.app_limits.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(tenant.name.clone())
-            .or_insert_with(|| {
-                let limits = &tenant.limits;
-                (
-                    Arc::new(TenantLimiter::new(
-                        limits,
-                        self.metrics.limiter(&tenant.name),
-                    )),
-                    Arc::new(Breaker::new(
-                        limits.breaker_failures,
-                        Duration::from_millis(limits.breaker_open_ms),
-                        self.metrics.breaker(&tenant.name),
-                    )),
-                )
-            })
-            .clone()
+        self.app_limits.of(&tenant.name, &tenant.limits)
     }
 
     /// Reloads the app tenants' token map from the store (and their mappings).
@@ -237,6 +220,7 @@ pub async fn serve_with(
         )),
         None => None,
     };
+    let app_limits = Arc::new(AppGuards::new(metrics.clone()));
     let settings = match &moysklad {
         Some(ctx) => Some(Arc::new(
             SettingsPage::new(
@@ -244,6 +228,7 @@ pub async fn serve_with(
                 mappings.clone(),
                 upstream.clone(),
                 Arc::new(RecentFailures::new()),
+                app_limits.clone(),
             )
             .map_err(ServeError::Client)?,
         )),
@@ -255,7 +240,7 @@ pub async fn serve_with(
         })?,
         moysklad,
         settings,
-        app_limits: Mutex::new(HashMap::new()),
+        app_limits,
         in_flight: tokio::sync::Semaphore::new(config.server.max_in_flight),
         tenant_turns: Mutex::new(HashMap::new()),
         tenants: Tenants::new(config.tenants.iter().cloned()),

@@ -1,16 +1,21 @@
 //! The settings page MoySklad shows in an iframe: an account's admin picks the loyalty vendor,
 //! gives its credentials, checks them live, chooses where customers are searched, and connects.
 //!
-//! - `GET {page}?contextKey=…&appUid=…&appId=…&userLocale=…`: MoySklad opens the page. The context
-//!   key is claimed once in the store (a reload or a replay is refused, by every instance) and
-//!   exchanged once with MoySklad (`POST /context/{key}`) for the employee: their account and
-//!   whether they are an admin (`permissions.admin.view == "ALL"`). A session starts
-//!   ([`session`]: id and CSRF token in hidden form fields, no cookie) and the page is rendered.
+//! - `GET {page}?contextKey=…&appUid=…&appId=…&userLocale=…`: MoySklad opens the page. A key not
+//!   shaped like MoySklad's ([`is_context_key`]) is refused, then the exchange must fit the
+//!   page's rate limits ([`limits`]: per client address and in total); only then is MoySklad
+//!   asked (`POST /context/{key}`) for the employee: their account and whether they are an admin
+//!   (`permissions.admin.view == "ALL"`). A key MoySklad accepted is claimed once in the store
+//!   (MoySklad accepts a key once; the claim makes that hold across our instances too), so a
+//!   refused or made-up key writes nothing. A session starts ([`session`]: id and CSRF token in
+//!   hidden form fields, no cookie) and the page is rendered.
 //! - `POST {page}` (form): `action=check` tries the credentials by a live vendor call
 //!   ([`probe`]); `action=save` checks them the same way and, if the vendor accepts them, runs
 //!   [`AppContext::connect`] (the LoyaltyAPI token stored first, then `PUT …/loyalty` and
 //!   `PUT …/status Activated`) and shows MoySklad's answer. Posts must carry a live session, its
-//!   CSRF token, and no foreign `Origin`; only admins' posts are accepted.
+//!   CSRF token, and no foreign `Origin`; only admins' posts are accepted. Each session has a
+//!   small allowance of posts ([`limits`]), and a check waits for the account's vendor rate
+//!   limiter like the account's own calls.
 //! - `GET {page}/assets/settings.{css,js}`: the page's only style and script.
 //!
 //! Every answer carries a Content-Security-Policy that lets only MoySklad's origins (plus
@@ -20,6 +25,7 @@
 pub mod catalog;
 pub mod html;
 pub mod i18n;
+pub mod limits;
 pub mod page;
 pub mod probe;
 pub mod session;
@@ -33,6 +39,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::guards::AppGuards;
 use super::recent::{FailureSource, RecentFailures};
 use super::vendor::VendorError;
 use super::{AppContext, ConnectError, ConnectRequest};
@@ -43,6 +50,7 @@ use crate::store::{AppTenant, now_ms};
 use crate::upstream::Upstream;
 use catalog::VendorChoice;
 use i18n::Lang;
+use limits::PageLimits;
 use page::{FormState, Notice, Paths, View};
 use probe::{CheckOutcome, CheckTarget};
 use session::{Session, Sessions};
@@ -55,6 +63,8 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 const CONTEXT_SCOPE: &str = "moysklad-context";
 /// How long a claimed context key is remembered: longer than MoySklad's 5 minutes.
 const CONTEXT_CLAIM_MS: i64 = 10 * 60 * 1000;
+/// Shortest and longest context key accepted (see [`is_context_key`]).
+const CONTEXT_KEY_CHARS: std::ops::RangeInclusive<usize> = 32..=128;
 /// Longest value accepted for one credential.
 const MAX_CREDENTIAL_CHARS: usize = 1024;
 
@@ -74,6 +84,9 @@ pub struct SettingsPage {
     upstream: Arc<dyn Upstream>,
     pub recent: Arc<RecentFailures>,
     sessions: Sessions,
+    /// App tenants' vendor rate limiters, shared with their LoyaltyAPI calls.
+    guards: Arc<AppGuards>,
+    limits: PageLimits,
     /// The page's path as requests carry it (`public_base_url`'s path + `settings_path`).
     page_path: String,
     style_path: String,
@@ -100,6 +113,7 @@ impl SettingsPage {
         mappings: Arc<Mappings>,
         upstream: Arc<dyn Upstream>,
         recent: Arc<RecentFailures>,
+        guards: Arc<AppGuards>,
     ) -> Result<SettingsPage, String> {
         let config = &app.config;
         let base: http::Uri = config
@@ -135,6 +149,8 @@ impl SettingsPage {
             mappings,
             upstream,
             recent,
+            guards,
+            limits: PageLimits::default(),
         })
     }
 
@@ -159,7 +175,8 @@ impl SettingsPage {
                 Method::GET => {
                     let query = parse_pairs(req.uri().query().unwrap_or(""));
                     let lang = Lang::from_locale(query.get("userLocale").map(String::as_str));
-                    (self.open(&query, lang).await, lang)
+                    let client = limits::client_ip(req.extensions());
+                    (self.open(&query, client, lang).await, lang)
                 }
                 Method::POST => self.post(req).await,
                 _ => (
@@ -219,6 +236,7 @@ impl SettingsPage {
     async fn open(
         &self,
         query: &HashMap<String, String>,
+        client: Option<std::net::IpAddr>,
         lang: Lang,
     ) -> Result<(Response<Bytes>, bool), PageError> {
         let config = &self.app.config;
@@ -231,24 +249,15 @@ impl SettingsPage {
             .get("contextKey")
             .filter(|k| !k.is_empty())
             .ok_or(PageError::NoContext)?;
-        let key_ok = key.len() <= 256
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
-        if !key_ok {
-            return Err(PageError::ContextRefused);
+        if !is_context_key(key) {
+            return Err(PageError::BadContext);
         }
-        // Claimed before MoySklad is asked: a reload, a replay or a race between instances
-        // gets one exchange at most. Only the key's hash is kept.
-        let now = now_ms();
-        let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
-        if !self
-            .app
-            .store
-            .claim_once(CONTEXT_SCOPE, &key_hash, now, now + CONTEXT_CLAIM_MS)
-            .await?
-        {
-            return Err(PageError::ContextRefused);
+        // Each exchange is a signed call on the app's Vendor API quota, and anyone can make
+        // up a key: the limits come before MoySklad is asked or anything is stored.
+        if let Err(refused) = self.limits.context(client) {
+            let retry_after_secs = limits::retry_secs(refused.retry_after);
+            tracing::warn!(client = ?client, retry_after_secs, "settings page: too many context exchanges");
+            return Err(PageError::TooManyOpens { retry_after_secs });
         }
         let employee = match self.app.vendor.context(key).await {
             Ok(employee) => employee,
@@ -271,6 +280,18 @@ impl SettingsPage {
                 tracing::warn!("MoySklad's context has no usable accountId");
                 PageError::ContextRefused
             })?;
+        // Claimed only once MoySklad accepted the key (a made-up one writes nothing), by its
+        // hash: should MoySklad ever answer a key twice (or two instances race), one session.
+        let now = now_ms();
+        let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
+        if !self
+            .app
+            .store
+            .claim_once(CONTEXT_SCOPE, &key_hash, now, now + CONTEXT_CLAIM_MS)
+            .await?
+        {
+            return Err(PageError::ContextRefused);
+        }
         let admin = employee["permissions"]["admin"]["view"].as_str() == Some("ALL");
         let name: String = employee["name"]
             .as_str()
@@ -356,6 +377,14 @@ impl SettingsPage {
         if !session.csrf_matches(field(form, "csrf")) {
             tracing::warn!(account_id = %session.account_id, "settings post with a wrong CSRF token");
             return Err(PageError::Csrf);
+        }
+        // Before anything is written (the session is not even extended): a Check or a Save
+        // calls the vendor with what was typed, so a session may not guess keys at speed.
+        let session_key: [u8; 32] = Sha256::digest(session_id.as_bytes()).into();
+        if let Err(refused) = self.limits.post(&session_key) {
+            let retry_after_secs = limits::retry_secs(refused.retry_after);
+            tracing::warn!(account_id = %session.account_id, retry_after_secs, "settings page: too many posts in one session");
+            return Err(PageError::TooManyPosts { retry_after_secs });
         }
         self.sessions.touch(session_id, &session, now).await?;
         if !session.admin {
@@ -491,6 +520,8 @@ impl SettingsPage {
         tenant: Option<&AppTenant>,
     ) -> CheckOutcome {
         let settings = tenant.map_or(Value::Null, |t| t.settings.clone());
+        let tenant_name = format!("{}{account_id}", super::TENANT_PREFIX);
+        let (limiter, _) = self.guards.of(&tenant_name, &super::app_tenant_limits());
         probe::check(
             &self.mappings,
             &self.upstream,
@@ -501,6 +532,7 @@ impl SettingsPage {
                 credentials: &prepared.credentials,
                 settings: &settings,
                 phone: &prepared.phone,
+                limiter: Some(limiter),
             },
         )
         .await
@@ -648,6 +680,15 @@ fn origin_of(base: &http::Uri) -> Option<String> {
     })
 }
 
+/// Whether `key` is shaped like a MoySklad context key: 32 to 128 ASCII letters and digits.
+/// MoySklad's documentation shows 64 letters and digits
+/// (`6S3BQLsaSRNdEnhPCoW9lplY2LozRUOq6S3BQLsaSRNdEnhPCoW9lplY2LozRUOq`); the sandbox issues 32
+/// hex digits. Anything else (punctuation, percent-escapes, a UUID with dashes) did not come
+/// from MoySklad and is refused before it costs a Vendor API call.
+pub fn is_context_key(key: &str) -> bool {
+    CONTEXT_KEY_CHARS.contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// MoySklad account ids are UUIDs; the lifecycle path accepts the same shape.
 fn is_account_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -694,6 +735,21 @@ mod tests {
             Some("https://b.example:8443".into())
         );
         assert_eq!(origin("/relative"), None);
+    }
+
+    #[test]
+    fn context_keys_are_moysklads_shape() {
+        assert!(is_context_key(
+            "6S3BQLsaSRNdEnhPCoW9lplY2LozRUOq6S3BQLsaSRNdEnhPCoW9lplY2LozRUOq"
+        ));
+        assert!(is_context_key(&uuid::Uuid::new_v4().simple().to_string()));
+        assert!(is_context_key(&"a".repeat(128)));
+        assert!(!is_context_key(&"a".repeat(31)));
+        assert!(!is_context_key(&"a".repeat(129)));
+        assert!(!is_context_key("1f2e3d4c-0000-4000-8000-00000000a001"));
+        assert!(!is_context_key(&format!("{}é", "a".repeat(40))));
+        assert!(!is_context_key(&format!("{}_~.", "a".repeat(40))));
+        assert!(!is_context_key(""));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! account once connected: a vendor that refuses the key gives the same error the cashier would
 //! see (the mapping's rules turn it into the LoyaltyAPI error text). Nothing is written: the
 //! check runs with its own empty cache (an answer cached for other credentials must not make
-//! wrong ones look right), in-process memory for `remember`, no journal, no rate limiter.
+//! wrong ones look right), in-process memory for `remember`, no journal. It does go through the
+//! account's vendor rate limiter (the one its LoyaltyAPI calls use), so checks cannot push the
+//! vendor past the account's rate or ignore a pause the vendor asked for. No circuit breaker:
+//! new credentials are not judged by the old ones' failures, nor the reverse.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,13 +19,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cache::StepCache;
-use crate::config::{Limits, Tenant, TokenHash};
+use crate::config::{Tenant, TokenHash};
 use crate::error::{Error, cashier_texts};
 use crate::loyalty::ops::{Op, OpContext, Reply, Request};
 use crate::mapping::memory::Memory;
 use crate::mapping::registry::Mappings;
 use crate::secret::Secret;
 use crate::upstream::Upstream;
+use crate::upstream::limit::TenantLimiter;
 
 /// Longest a check may take (the vendor's own timeouts apply within it).
 const CHECK_DEADLINE: Duration = Duration::from_secs(15);
@@ -46,6 +50,8 @@ pub struct CheckTarget<'a> {
     pub credentials: &'a BTreeMap<String, Secret>,
     pub settings: &'a Value,
     pub phone: &'a str,
+    /// The account's vendor rate limiter.
+    pub limiter: Option<Arc<TenantLimiter>>,
 }
 
 pub async fn check(
@@ -89,7 +95,7 @@ pub async fn check(
         base_url: target.base_url.to_owned(),
         credentials: target.credentials.clone(),
         settings: target.settings.clone(),
-        limits: Limits::default(),
+        limits: crate::app::app_tenant_limits(),
         outbox: Default::default(),
     };
     let context = OpContext {
@@ -101,7 +107,7 @@ pub async fn check(
         deadline: Instant::now() + CHECK_DEADLINE,
         memory: Arc::new(Memory::local()),
         cache: Arc::new(StepCache::new(16)),
-        limiter: None,
+        limiter: target.limiter.clone(),
         breaker: None,
         journal: None,
         metrics: None,

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::app::AppContext;
 use crate::app::guards::{AppGuards, TenantGuards};

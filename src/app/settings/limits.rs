@@ -11,7 +11,7 @@
 //! [`ClientAddr`]. `X-Forwarded-For` is not read: anyone can write it. Without a `ClientAddr`
 //! every request shares one address bucket (stricter, never looser).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -20,8 +20,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 
 /// The TCP peer of a request, as the server's accept loop saw it (a request extension).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
+pub use crate::server::listen::ClientAddr;
 
 /// A limit: `burst` at once, then one every `every`.
 #[derive(Debug, Clone, Copy)]

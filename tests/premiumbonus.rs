@@ -487,3 +487,38 @@ async fn five_wrong_codes_burn_the_code_and_the_envelope_says_so() {
     let (status, body) = w.post("/counterparty", &create).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
 }
+
+/// Issue #24 (7): a return carries only the customer's id, or nothing (`"agent": {}`); the
+/// balance MoySklad asks for next must come from PB, not from the lookup cached before it.
+#[tokio::test]
+async fn the_balance_after_a_return_is_not_the_cached_one() {
+    let w = world(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(100)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sale_id = "a0b1c2d3-5b6d-11ef-0a80-000000000401";
+    let sale = json!({"retailStore": store(), "name": "00101", "meta": {"id": sale_id}, "agent": agent(),
+        "positions": body["positions"].clone(), "bonusProgram": {"bonusValueToSpend": 100, "bonusValueToEarn": 57.50}});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // MoySklad shows the balance: it is looked up and cached.
+    let detail = json!({"retailStore": store(), "meta": {"id": "demo-1"}, "phone": BUYER});
+    let (_, body) = w.post("/counterparty/detail", &detail).await;
+    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), d("457.50"));
+
+    let tea = json!([{"assortment": {"meta": {"id": "tea"}}, "quantity": 1, "price": 250.00, "discountedPrice": 230.00}]);
+    let ret = json!({"retailStore": store(), "meta": {"id": "r-pb-4"}, "demand": {"meta": {"id": sale_id}}, "agent": {}, "positions": tea});
+    let lookups = w.sandbox.calls("buyer-info");
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.balance().await, d("466.00"));
+    let (status, body) = w.post("/counterparty/detail", &detail).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), d("466.00"));
+    assert_eq!(
+        w.sandbox.calls("buyer-info"),
+        lookups + 1,
+        "the lookup after the return reached PB"
+    );
+}

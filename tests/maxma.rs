@@ -1009,7 +1009,10 @@ async fn the_balance_after_a_return_is_not_the_cached_one() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let sale_id = "a3c1e2f0-5b6d-11ef-0a80-000000000142";
     let (status, body) = w
-        .post("/retaildemand", &sale(sale_id, body["positions"].clone(), 0, 0))
+        .post(
+            "/retaildemand",
+            &sale(sale_id, body["positions"].clone(), 0, 0),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let after_sale = w.sandbox.balance_by_phone(PHONE).unwrap();

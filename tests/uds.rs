@@ -312,7 +312,10 @@ async fn the_balance_after_a_return_is_not_the_cached_one() {
     assert_ne!(after_return, after_sale, "the return moved points");
     let (status, body) = w.post("/counterparty/detail", &detail).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), after_return);
+    assert_eq!(
+        dec(&body["bonusProgram"]["agentBonusBalance"]),
+        after_return
+    );
     assert_eq!(
         sandbox.calls("/customers/find"),
         lookups + 1,

@@ -997,3 +997,43 @@ async fn a_failing_vendor_trips_the_breaker_and_calls_fail_fast() {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
+
+/// Issue #24 (7): a return carries only the customer's id, or nothing (`"agent": {}`); the
+/// balance MoySklad asks for next must come from MAXMA, not from the lookup cached before it.
+#[tokio::test]
+async fn the_balance_after_a_return_is_not_the_cached_one() {
+    let w = world(sandbox_with_customer(200)).await;
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("EARNING", None))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sale_id = "a3c1e2f0-5b6d-11ef-0a80-000000000142";
+    let (status, body) = w
+        .post(
+            "/retaildemand",
+            &sale(sale_id, body["positions"].clone(), 0, 0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let after_sale = w.sandbox.balance_by_phone(PHONE).unwrap();
+    assert_ne!(after_sale, 200, "the sale earned bonuses");
+    // MoySklad shows the balance: it is looked up and cached.
+    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(after_sale));
+
+    let ret = json!({"retailStore": store(), "name": "R-2", "moment": "2026-11-29 11:00:00",
+        "meta": {"href": "", "id": "b7e8f9a0-5b6d-11ef-0a80-000000000143"},
+        "demand": {"meta": {"href": "", "id": sale_id}}, "agent": {},
+        "positions": [{"assortment": {"meta": {"id": "sku-tea"}}, "quantity": 1, "price": 250.00, "discountedPrice": 250.00}],
+        "cashSum": 250.00, "noCashSum": 0});
+    let lookups = w.sandbox.calls("get-balance");
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let after_return = w.sandbox.balance_by_phone(PHONE).unwrap();
+    assert!(after_return < after_sale, "the return took bonuses back");
+    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(after_return));
+    assert_eq!(
+        w.sandbox.calls("get-balance"),
+        lookups + 1,
+        "the lookup after the return reached MAXMA"
+    );
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use common::{call_bridge, the_error};
 use loyalty_bridge::Config;
-use loyalty_bridge::sandbox::premiumbonus::{PbSettings, PremiumBonusSandbox};
+use loyalty_bridge::sandbox::premiumbonus::{PbBuyer, PbSettings, PremiumBonusSandbox};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -486,4 +486,112 @@ async fn five_wrong_codes_burn_the_code_and_the_envelope_says_so() {
     let create = json!({"retailStore": store(), "meta": {"id": "ms-new-4"}, "phone": phone, "statusCheck": "UNCHECKED"});
     let (status, body) = w.post("/counterparty", &create).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+}
+
+/// Issue #24 (7): a return carries only the customer's id, or nothing (`"agent": {}`); the
+/// balance MoySklad asks for next must come from PB, not from the lookup cached before it.
+#[tokio::test]
+async fn the_balance_after_a_return_is_not_the_cached_one() {
+    let w = world(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(100)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sale_id = "a0b1c2d3-5b6d-11ef-0a80-000000000401";
+    let sale = json!({"retailStore": store(), "name": "00101", "meta": {"id": sale_id}, "agent": agent(),
+        "positions": body["positions"].clone(), "bonusProgram": {"bonusValueToSpend": 100, "bonusValueToEarn": 57.50}});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // MoySklad shows the balance: it is looked up and cached.
+    let detail = json!({"retailStore": store(), "meta": {"id": "demo-1"}, "phone": BUYER});
+    let (_, body) = w.post("/counterparty/detail", &detail).await;
+    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), d("457.50"));
+
+    let tea = json!([{"assortment": {"meta": {"id": "tea"}}, "quantity": 1, "price": 250.00, "discountedPrice": 230.00}]);
+    let ret = json!({"retailStore": store(), "meta": {"id": "r-pb-4"}, "demand": {"meta": {"id": sale_id}}, "agent": {}, "positions": tea});
+    let lookups = w.sandbox.calls("buyer-info");
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.balance().await, d("466.00"));
+    let (status, body) = w.post("/counterparty/detail", &detail).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), d("466.00"));
+    assert_eq!(
+        w.sandbox.calls("buyer-info"),
+        lookups + 1,
+        "the lookup after the return reached PB"
+    );
+}
+
+/// Issue #24 (8): against a PB that answers only what its documentation names, spending with no
+/// preferred amount offers what PB accepts — here PB caps a write-off at half the purchase — and
+/// the sale with that offer goes through.
+#[tokio::test]
+async fn spending_with_no_preferred_amount_offers_what_pb_accepts() {
+    let sandbox = PremiumBonusSandbox::new(PB_TOKEN);
+    let phone = "+7 999 000-00-55";
+    sandbox.add_buyer(PbBuyer {
+        phone: Some(phone.into()),
+        balance: d("657.83"),
+        ..PbBuyer::default()
+    });
+    let w = world(sandbox.clone()).await;
+    let agent = json!({"meta": {"id": "c-55"}, "phone": phone});
+    let positions =
+        json!([{"assortment": {"meta": {"id": "coffee"}}, "quantity": 1, "price": 500.00}]);
+    let ask = json!({"retailStore": store(), "agent": agent, "positions": positions,
+        "bonusProgram": {"transactionType": "SPENDING"}});
+    let (status, body) = w.post("/retaildemand/recalc", &ask).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let spend = dec(&body["bonusProgram"]["bonusValueToSpend"]);
+    assert_eq!(spend, d("250"), "half the cart, the most PB allows: {body}");
+    assert_eq!(dec(&body["positions"][0]["discountedPrice"]), d("250"));
+    assert!(
+        sandbox.calls("purchase-request") >= 1,
+        "PB's maximum-benefit method was asked"
+    );
+
+    let sale = json!({"retailStore": store(), "name": "00102", "meta": {"id": "a0b1c2d3-5b6d-11ef-0a80-000000000501"},
+        "agent": agent, "positions": body["positions"].clone(),
+        "bonusProgram": {"bonusValueToSpend": body["bonusProgram"]["bonusValueToSpend"].clone(),
+                         "bonusValueToEarn": body["bonusProgram"]["bonusValueToEarn"].clone()}});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // 657.83 − 250 spent + 5 % of the 250 paid.
+    assert_eq!(sandbox.balance(phone), Some(d("420.33")));
+}
+
+/// Issue #24 (8): a partial return of a sale that spent bonuses gives back the proportional
+/// part of the spend, by telling PB the write-off that stays (PB keeps the whole write-off on
+/// the remaining items otherwise, and refuses it above its cap).
+#[tokio::test]
+async fn a_partial_return_gives_back_the_proportional_part_of_the_spend() {
+    let w = world(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
+    // All 500 bonuses on the 1250 cart: 400 on the coffee, 100 on the tea.
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some(500)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sale_id = "a0b1c2d3-5b6d-11ef-0a80-000000000601";
+    let sale = json!({"retailStore": store(), "name": "00103", "meta": {"id": sale_id}, "agent": agent(),
+        "positions": body["positions"].clone(), "bonusProgram": {"bonusValueToSpend": 500, "bonusValueToEarn": 37.50}});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(w.balance().await, d("37.50"));
+
+    // The coffee comes back: 1000 of the 1250, so 400 of the 500 spent.
+    let coffee = json!([{"assortment": {"meta": {"id": "coffee"}}, "quantity": 2, "price": 500.00, "discountedPrice": 300.00}]);
+    let ret = json!({"retailStore": store(), "meta": {"id": "r-pb-6"}, "demand": {"meta": {"id": sale_id}}, "agent": {"id": "demo-1"}, "positions": coffee});
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let edit = w
+        .sandbox
+        .requests()
+        .into_iter()
+        .rfind(|(path, _)| path == "/edit-purchase")
+        .expect("edit-purchase was called")
+        .1;
+    assert_eq!(dec(&edit["write_off_bonus"]), d("100"), "{edit}");
+    // 400 back; of the 37.50 earned, the 7.50 the tea earns stays.
+    assert_eq!(w.balance().await, d("407.50"));
 }

@@ -281,3 +281,44 @@ async fn what_uds_cannot_do_gets_a_clear_answer() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(the_error(&body)["code"], 2009);
 }
+
+/// Issue #24 (7): a return carries only the customer's id (here not even that), while UDS
+/// lookups are cached by phone; the balance MoySklad asks for next must come from UDS.
+#[tokio::test]
+async fn the_balance_after_a_return_is_not_the_cached_one() {
+    let sandbox = UdsSandbox::with_demo_data(COMPANY, KEY);
+    let w = world(sandbox.clone()).await;
+    let (status, body) = w
+        .post("/retaildemand/recalc", &recalc("SPENDING", Some("100")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sale_id = "e1f2a3b4-5b6d-11ef-0a80-000000000201";
+    let sale = json!({"retailStore": store(), "name": "00078", "meta": {"id": sale_id}, "agent": agent(),
+        "positions": body["positions"].clone(), "bonusProgram": {"bonusValueToSpend": 100, "bonusValueToEarn": 45}});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let after_sale = sandbox.points(PHONE).unwrap();
+    // MoySklad shows the balance: it is looked up and cached (by phone).
+    let detail = json!({"retailStore": store(), "meta": {"id": "c-uds-1"}, "phone": PHONE});
+    let (_, body) = w.post("/counterparty/detail", &detail).await;
+    assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), after_sale);
+
+    let ret = json!({"retailStore": store(), "meta": {"id": "r-uds-2"}, "demand": {"meta": {"id": sale_id}}, "agent": {},
+        "positions": [{"assortment": {"meta": {"id": "coffee"}}, "quantity": 1, "price": 500.00, "discountedPrice": 450.00}]});
+    let lookups = sandbox.calls("/customers/find");
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let after_return = sandbox.points(PHONE).unwrap();
+    assert_ne!(after_return, after_sale, "the return moved points");
+    let (status, body) = w.post("/counterparty/detail", &detail).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        dec(&body["bonusProgram"]["agentBonusBalance"]),
+        after_return
+    );
+    assert_eq!(
+        sandbox.calls("/customers/find"),
+        lookups + 1,
+        "the lookup after the return reached UDS"
+    );
+}

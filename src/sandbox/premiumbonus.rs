@@ -6,8 +6,8 @@
 //! `{"success": false, "error_description": "…", "logger": "…"}`.
 //!
 //! Emulated methods: `/buyer-info`, `/buyer-register`, `/buyer-edit`, `/send-register-code`,
-//! `/send-write-off-confirmation-code`, `/verify-confirmation-code`, `/purchase-dry-run`,
-//! `/purchase`, `/purchase-info`, `/change-purchase-status`, `/cancel-purchase`,
+//! `/send-write-off-confirmation-code`, `/verify-confirmation-code`, `/purchase-request`,
+//! `/purchase-dry-run`, `/purchase`, `/purchase-info`, `/change-purchase-status`, `/cancel-purchase`,
 //! `/edit-purchase`. Anything else (another path, or a method other than POST) is HTTP 404
 //! `{"success": false, "error_description": "Unknown method …"}`.
 //!
@@ -26,14 +26,20 @@
 //!   external discount).
 //! * The maximum write-off is min(balance, `max_write_off_percent` % of `purchase_amount`),
 //!   rounded down to 0.01 and never below 0. A `write_off_bonus` above it is refused, naming the
-//!   maximum and what made it. Dry-run answers report it as `max_write_off_bonus` [inferred:
-//!   premiumbonus.md says PB tells "the maximum benefit" but names no field; a mapping must fall
-//!   back to the balance when an emulator or PB itself leaves it out].
+//!   maximum and what made it. No answer reports the maximum: premiumbonus.md says
+//!   `/purchase-request` tells "the maximum benefit" but names no field for it, and this
+//!   emulator answers only documented fields. So `/purchase-request` (the dry run's body; no
+//!   `write_off_bonus`) checks the buyer and the items like a dry run and answers only
+//!   `success` and `logger`; a mapping must find a spend PB accepts without the maximum.
 //! * The write-off is spread over the items in proportion to their `amount`, to the kopeck, by
 //!   largest remainder (ties to the earlier item): the parts add up to exactly the write-off.
 //! * Each item earns floor₀.₀₁(`earn_percent` % × (amount − its write-off));
 //!   `total_write_on_bonus` is the sum of the items' figures.
 //! * `payment_amount` = `purchase_amount` − write-off, per item and in total.
+//! * Answer items echo the documented item fields and add `write_off_bonus`, `write_on_bonus`
+//!   and `payment_amount` per item [inferred: premiumbonus.md documents these only as receipt
+//!   totals, and `include: ["items_write_on_bonus"]` as a dry-run option; the mapping spreads
+//!   the total itself when items lack `write_off_bonus`].
 //!
 //! # Where premiumbonus.md is silent, this emulator decides
 //!
@@ -137,14 +143,17 @@
 //!   matched by `external_item_id`, or by `name` for items without one; per item, the remaining
 //!   quantity and amount may not exceed what the purchase holds now (edits only shrink). The
 //!   new write-off is the original write-off × remaining amount / original amount, rounded to
-//!   the kopeck (half away from zero) and never above the current write-off; an explicit
-//!   `write_off_bonus` may lower it further, never raise it. Write-on is recomputed on the new
+//!   the write-off is what `write_off_bonus` says, else the current write-off stays whole on
+//!   the remaining items (the behaviour issue #24 reports of PB; premiumbonus.md is silent).
+//!   It may not rise above the current write-off, nor above the cap a purchase of the
+//!   remaining items has (`max_write_off_percent` % of their amount, rounded down to 0.01):
+//!   so returning most of a purchase that spent bonuses, without naming the smaller
+//!   write-off, is refused. Write-on is recomputed on the new
 //!   paid amounts with the purchase's own earn percent (the settings at purchase time), never
 //!   above the current write-on. The difference is given back / taken back at once (from
-//!   `bonus_inactive` if not approved). A `discount` replaces the receipt discount. Because each
-//!   edit is measured against the original purchase, any sequence of edits ending in an empty
-//!   list gives back exactly the original write-off and takes back exactly the original
-//!   write-on. Edits of a cancelled purchase are refused.
+//!   `bonus_inactive` if not approved). A `discount` replaces the receipt discount. An empty
+//!   list with `write_off_bonus: 0` gives back exactly the write-off and takes back exactly
+//!   the write-on. Edits of a cancelled purchase are refused.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -547,6 +556,7 @@ enum Op {
     SendRegisterCode,
     SendWriteOffConfirmationCode,
     VerifyConfirmationCode,
+    PurchaseRequest,
     PurchaseDryRun,
     Purchase,
     PurchaseInfo,
@@ -556,13 +566,14 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 13] = [
         Op::BuyerInfo,
         Op::BuyerRegister,
         Op::BuyerEdit,
         Op::SendRegisterCode,
         Op::SendWriteOffConfirmationCode,
         Op::VerifyConfirmationCode,
+        Op::PurchaseRequest,
         Op::PurchaseDryRun,
         Op::Purchase,
         Op::PurchaseInfo,
@@ -579,6 +590,7 @@ impl Op {
             Op::SendRegisterCode => "/send-register-code",
             Op::SendWriteOffConfirmationCode => "/send-write-off-confirmation-code",
             Op::VerifyConfirmationCode => "/verify-confirmation-code",
+            Op::PurchaseRequest => "/purchase-request",
             Op::PurchaseDryRun => "/purchase-dry-run",
             Op::Purchase => "/purchase",
             Op::PurchaseInfo => "/purchase-info",
@@ -1032,8 +1044,6 @@ struct Purchase {
     cancelled: bool,
     /// The earn percent at purchase time; edits recompute with it.
     earn_percent: Decimal,
-    original_amount: Decimal,
-    original_write_off: Decimal,
     /// The items as they stand after edits.
     items: Vec<CalcItem>,
     /// The receipt-level external discount.
@@ -1051,8 +1061,6 @@ struct Quote {
     discount: Option<Decimal>,
     balance: Decimal,
     earn_percent: Decimal,
-    /// The most this buyer may write off on this purchase.
-    max_write_off: Decimal,
 }
 
 #[derive(Default)]
@@ -1162,11 +1170,16 @@ impl State {
             }
             Op::SendWriteOffConfirmationCode => self.send_write_off_code(request, now),
             Op::VerifyConfirmationCode => self.verify_code(request, now),
+            // The documented fields only: the maximum it tells has no documented name.
+            Op::PurchaseRequest => {
+                let mut asked = request.clone();
+                asked.remove("write_off_bonus");
+                self.quote(&asked)?;
+                Ok(Map::new())
+            }
             Op::PurchaseDryRun => {
                 let quote = self.quote(request)?;
-                let mut answer = receipt_json(&quote.items, quote.discount, quote.balance);
-                answer.insert("max_write_off_bonus".into(), money(quote.max_write_off));
-                Ok(answer)
+                Ok(receipt_json(&quote.items, quote.discount, quote.balance))
             }
             Op::Purchase => self.purchase(request, now),
             Op::PurchaseInfo => {
@@ -1522,6 +1535,21 @@ impl State {
 
     // --- purchases -----------------------------------------------------------------------
 
+    fn max_write_off_percent(&self) -> Decimal {
+        self.settings
+            .max_write_off_percent
+            .clamp(Decimal::ZERO, Decimal::ONE_HUNDRED)
+    }
+
+    /// The most bonuses may pay of `amount`, balance aside, rounded down to the kopeck.
+    fn write_off_cap(&self, amount: Decimal) -> Result<Decimal, PbError> {
+        amount
+            .checked_mul(self.max_write_off_percent())
+            .and_then(|x| x.checked_div(Decimal::ONE_HUNDRED))
+            .map(floor_money)
+            .ok_or_else(PbError::too_large)
+    }
+
     /// Prices a dry run or a purchase for its buyer, changing nothing.
     fn quote(&self, request: &Map<String, Value>) -> Result<Quote, PbError> {
         let (found, _) = self.identify(request, false)?;
@@ -1538,20 +1566,12 @@ impl State {
             .iter()
             .try_fold(Decimal::ZERO, |s, i| s.checked_add(i.amount))
             .ok_or_else(PbError::too_large)?;
-        let percent = self
-            .settings
-            .max_write_off_percent
-            .clamp(Decimal::ZERO, Decimal::ONE_HUNDRED);
+        let percent = self.max_write_off_percent();
         let max = match buyer {
             None => Decimal::ZERO,
-            Some((_, b)) => {
-                let cap = purchase_amount
-                    .checked_mul(percent)
-                    .and_then(|x| x.checked_div(Decimal::ONE_HUNDRED))
-                    .ok_or_else(PbError::too_large)?;
-                floor_money(b.balance.min(cap)).max(Decimal::ZERO)
-            }
+            Some((_, b)) => b.balance.min(self.write_off_cap(purchase_amount)?),
         };
+        let max = floor_money(max).max(Decimal::ZERO);
         if write_off > max {
             let why = match buyer {
                 None => "the buyer is not registered".to_owned(),
@@ -1576,7 +1596,6 @@ impl State {
             discount,
             balance: buyer.map_or(Decimal::ZERO, |(_, b)| b.balance),
             earn_percent,
-            max_write_off: max,
         })
     }
 
@@ -1630,8 +1649,6 @@ impl State {
             status,
             cancelled: false,
             earn_percent: quote.earn_percent,
-            original_amount: t.purchase_amount,
-            original_write_off: t.write_off,
             items: quote.items,
             discount: quote.discount,
             first_answer: Map::new(),
@@ -1831,29 +1848,25 @@ impl State {
         let remaining_amount = remaining
             .iter()
             .fold(Decimal::ZERO, |s, i| s.saturating_add(i.amount));
-        let proportional = if purchase.original_amount > Decimal::ZERO {
-            purchase
-                .original_write_off
-                .checked_mul(remaining_amount)
-                .and_then(|x| x.checked_div(purchase.original_amount))
-                .map(round_money)
-                .ok_or_else(PbError::too_large)?
-        } else {
-            Decimal::ZERO
-        };
-        let proportional = proportional.min(current.write_off).min(remaining_amount);
-        let write_off = match asked_write_off {
-            None => proportional,
-            Some(asked) if asked <= proportional => asked,
-            Some(asked) => {
-                return Err(PbError::new(format!(
-                    "write_off_bonus {} is above {}: an edit gives bonuses back at least in \
-                     proportion to what is returned",
-                    money(asked),
-                    money(proportional)
-                )));
-            }
-        };
+        // Without a write_off_bonus the write-off stays whole (see the module's notes).
+        let write_off = asked_write_off.unwrap_or(current.write_off);
+        if write_off > current.write_off {
+            return Err(PbError::new(format!(
+                "write_off_bonus {} is above the purchase's write-off {}: an edit cannot raise it",
+                money(write_off),
+                money(current.write_off)
+            )));
+        }
+        let cap = self.write_off_cap(remaining_amount)?;
+        if write_off > cap {
+            return Err(PbError::new(format!(
+                "write-off {} is above the maximum {} for the remaining items ({}% of {})",
+                money(write_off),
+                money(cap),
+                self.max_write_off_percent().normalize(),
+                money(remaining_amount)
+            )));
+        }
         let registered = purchase.buyer.is_some();
         let mut items = price_items(remaining, write_off, purchase.earn_percent, registered)?;
         cap_write_on(&mut items, current.write_on)?;
@@ -3688,20 +3701,30 @@ mod tests {
             .refused(
                 "/edit-purchase",
                 json!({"purchase_id": id, "items": [a("2", "200"), b.clone(), c.clone()],
-                       "write_off_bonus": 75.82}),
+                       "write_off_bonus": 101.01}),
             )
             .await;
-        assert!(description.contains("above 75.81"), "{description}");
+        assert!(
+            description.contains("above the purchase's write-off 101.00"),
+            "{description}"
+        );
+        // Without a write_off_bonus the whole 101.00 stays on the tea and the bag: above the
+        // 50 % of their 100.99 that bonuses may pay.
+        let description = srv
+            .refused("/edit-purchase", edit(json!([b.clone(), c.clone()])))
+            .await;
+        assert!(description.contains("maximum 50.49"), "{description}");
         srv.refused("/edit-purchase", json!({"purchase_id": id}))
             .await;
         assert_eq!(sandbox.balance(phone), Some(d("928.99")));
 
-        // One coffee back: 101 × 300.99 / 400.99 = 75.8123… → 75.81 (25.19 given back), spread
+        // One coffee back, its share asked: 101 × 300.99 / 400.99 = 75.8123… → 75.81 (25.19 back), spread
         // 50.37, 25.19, 0.25; earned 14.96 + 7.48 + 0.07 = 22.51 (7.48 taken back).
         let first = srv
             .ok(
                 "/edit-purchase",
-                edit(json!([a("2", "200"), b.clone(), c.clone()])),
+                json!({"purchase_id": id, "items": [a("2", "200"), b.clone(), c.clone()],
+                       "write_off_bonus": 75.81}),
             )
             .await;
         assert_eq!(first["purchase_amount"].to_string(), "300.99");
@@ -3715,12 +3738,13 @@ mod tests {
         assert_eq!(first["balance"].to_string(), "946.70");
         assert_eq!(first["purchase_status"], json!("approved"));
 
-        // The rest of the coffee: 101 × 100.99 / 400.99 = 25.4370… → 25.44 (50.37 back);
+        // The rest of the coffee, its share asked: 101 × 100.99 / 400.99 → 25.44 (50.37 back);
         // earned 7.48 + 0.07 = 7.55 (14.96 taken back).
         let second = srv
             .ok(
                 "/edit-purchase",
-                json!({"external_purchase_id": "e-1", "items": [b.clone(), c.clone()]}),
+                json!({"external_purchase_id": "e-1", "items": [b.clone(), c.clone()],
+                       "write_off_bonus": 25.44}),
             )
             .await;
         assert_eq!(second["total_write_off_bonus"].to_string(), "25.44");
@@ -3735,7 +3759,12 @@ mod tests {
 
         // Everything back: 25.44 + 50.37 + 25.19 = 101.00 given back, 7.55 + 14.96 + 7.48 =
         // 29.99 taken back; the balance is exactly where it started.
-        let last = srv.ok("/edit-purchase", edit(json!([]))).await;
+        let last = srv
+            .ok(
+                "/edit-purchase",
+                json!({"purchase_id": id, "items": [], "write_off_bonus": 0}),
+            )
+            .await;
         assert_eq!(last["purchase_amount"].to_string(), "0.00");
         assert_eq!(last["total_write_off_bonus"].to_string(), "0.00");
         assert_eq!(last["total_write_on_bonus"].to_string(), "0.00");
@@ -3746,6 +3775,52 @@ mod tests {
         // Cancelling what is left moves nothing.
         srv.ok("/cancel-purchase", json!({"purchase_id": id})).await;
         assert_eq!(sandbox.balance(phone), Some(d("1000")));
+        srv.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_maximum_write_off_is_in_no_answer() {
+        let sandbox = PremiumBonusSandbox::with_demo_data(TOKEN);
+        let srv = start(&sandbox).await;
+        let items = json!([item(Some("X"), "X", "500", "1")]);
+        // premiumbonus.md names no field for the maximum benefit /purchase-request tells.
+        let answer = srv
+            .ok(
+                "/purchase-request",
+                json!({"phone": IVANOV, "items": items}),
+            )
+            .await;
+        let mut fields: Vec<&str> = answer
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["logger", "success"]);
+        srv.refused(
+            "/purchase-request",
+            json!({"phone": BLOCKED, "items": items}),
+        )
+        .await;
+        srv.refused("/purchase-request", json!({"phone": IVANOV}))
+            .await;
+        // Nor does a dry run report it: it refuses a write-off above it (500 × 50 % = 250).
+        let answer = srv
+            .ok(
+                "/purchase-dry-run",
+                json!({"phone": IVANOV, "items": items, "write_off_bonus": 250}),
+            )
+            .await;
+        assert!(answer.get("max_write_off_bonus").is_none(), "{answer}");
+        let description = srv
+            .refused(
+                "/purchase-dry-run",
+                json!({"phone": IVANOV, "items": items, "write_off_bonus": 250.01}),
+            )
+            .await;
+        assert!(description.contains("maximum 250.00"), "{description}");
+        assert_eq!(sandbox.calls("/purchase-request"), 3);
         srv.stop().await;
     }
 
@@ -4105,17 +4180,24 @@ mod tests {
                 (dec(&answer["total_write_off_bonus"]), dec(&answer["total_write_on_bonus"]))
             };
             let (mut write_off, mut write_on) = check(&bought);
+            let original = write_off;
             let mut keep = all;
             for mask in masks {
                 keep.retain(|i| mask[*i]);
-                let Value::Object(edit) = json!({"external_purchase_id": "x", "items": items(&keep)}) else { unreachable!() };
+                // What a mapping asks: the remaining items' share of the original write-off.
+                let left: u32 = keep.iter().map(|i| amounts[*i]).sum();
+                let share = if total == 0 { Decimal::ZERO } else {
+                    floor_money(original * kopecks(left) / kopecks(total)).min(write_off)
+                };
+                let Value::Object(edit) = json!({"external_purchase_id": "x", "items": items(&keep),
+                                                 "write_off_bonus": money(share)}) else { unreachable!() };
                 let answer = state.apply(Op::EditPurchase, &edit, now).unwrap();
                 let (off, on) = check(&answer);
                 prop_assert!(off <= write_off && on <= write_on);
                 write_off = off;
                 write_on = on;
             }
-            let Value::Object(edit) = json!({"external_purchase_id": "x", "items": []}) else { unreachable!() };
+            let Value::Object(edit) = json!({"external_purchase_id": "x", "items": [], "write_off_bonus": 0}) else { unreachable!() };
             state.apply(Op::EditPurchase, &edit, now).unwrap();
             let balance = state.find_by_phone(IVANOV).and_then(|id| state.buyer(id)).map(|b| b.balance);
             prop_assert_eq!(balance, Some(start));

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::Expiry;
@@ -55,6 +56,9 @@ impl Expiry<(String, String), Entry> for ByTtl {
 pub struct StepCache {
     entries: Cache<(String, String), Entry>,
     metrics: Option<Arc<Metrics>>,
+    /// Counts invalidations: an answer loaded while one happened may be the old state (a
+    /// lookup racing a return), so it is handed to its callers but not kept.
+    invalidations: AtomicU64,
 }
 
 /// The byte budget of [`StepCache::new`] (the server's default `server.cache_bytes`).
@@ -82,6 +86,7 @@ impl StepCache {
                 .expire_after(ByTtl)
                 .build(),
             metrics: None,
+            invalidations: AtomicU64::new(0),
         }
     }
 
@@ -149,7 +154,11 @@ impl StepCache {
                 if let Some(m) = &self.metrics {
                     m.cache_load(tenant);
                 }
+                let invalidations = self.invalidations.load(Ordering::Acquire);
                 match fetch.await {
+                    Ok(response) if self.invalidations.load(Ordering::Acquire) != invalidations => {
+                        Err(NotKept::Answer(response))
+                    }
                     Ok(response) if (200..300).contains(&response.status) => Ok(Entry {
                         response,
                         expires: Instant::now() + ttl,
@@ -170,6 +179,7 @@ impl StepCache {
     }
 
     pub async fn invalidate(&self, tenant: &str, key: &str) {
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
         self.entries
             .invalidate(&(tenant.to_string(), key.to_string()))
             .await;
@@ -293,6 +303,31 @@ mod tests {
             "{}",
             cache.entries.entry_count()
         );
+    }
+
+    /// A lookup in flight while its key is invalidated (a return racing a balance lookup)
+    /// answers its callers but is not kept: the next lookup asks the vendor again.
+    #[tokio::test]
+    async fn an_answer_loaded_across_an_invalidation_is_not_kept() {
+        let cache = Arc::new(StepCache::new(100));
+        let (loading, loaded) = tokio::sync::oneshot::channel::<()>();
+        let lookup = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_fetch("t", "k".into(), Duration::from_secs(60), async {
+                        let _ = loaded.await;
+                        answer(200)
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cache.invalidate("t", "k").await;
+        let _ = loading.send(());
+        assert_eq!(lookup.await.unwrap().unwrap().status, 200);
+        assert!(cache.get("t", "k").await.is_none(), "the old answer was kept");
     }
 
     /// Small entries are bounded by count as well.

@@ -156,6 +156,27 @@ async fn a_step_is_built_from_the_request_with_exact_encoding_and_vendor_auth() 
 }
 
 #[tokio::test]
+async fn a_path_hole_rendering_a_dot_segment_fails_before_any_call() {
+    let m = mapping(DETAIL_OPS);
+    for id in ["..", ".", "../../admin", ""] {
+        let up = answers(&[("b", ok(json!({"bonuses": 1})))]);
+        let request = DETAIL.replace(r#""id":"c1""#, &format!(r#""id":{}"#, json!(id)));
+        let got = run(&m, Op::CounterpartyDetail, &request, &up).await;
+        let calls: Vec<String> = up.take_calls().into_iter().map(|c| c.url).collect();
+        assert_eq!(calls, Vec::<String>::new(), "{id:?}");
+        if id.is_empty() {
+            // A blank meta.id is refused at validation, before the mapping runs.
+            assert_eq!(got.status, 400, "{id:?}: {}", got.body);
+            continue;
+        }
+        assert_eq!(got.status, 502, "{id:?}: {}", got.body);
+        assert_eq!(got.body["errors"][0]["code"], 9502, "{id:?}");
+        let detail = got.detail.unwrap_or_default();
+        assert!(detail.contains("steps.b.path"), "{id:?}: {detail}");
+    }
+}
+
+#[tokio::test]
 async fn transport_failures_and_unusable_answers_become_envelopes() {
     let m = mapping(DETAIL_OPS);
     for (canned, status, code) in [

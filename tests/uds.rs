@@ -319,62 +319,63 @@ async fn a_fraction_of_a_kopeck_or_an_oversized_id_never_reaches_uds() {
     let long_id = "7".repeat(loyalty_bridge::loyalty::validate::MAX_ID_CHARS + 1);
     let huge_id = "7".repeat(900 * 1024);
     let price: Value = serde_json::from_str("100.005").unwrap();
-    let cases: [(&str, Value, &dyn Fn(&mut Value), &str); 8] = [
+    let with = |base: &Value, pointer: &str, value: Value| {
+        let mut body = base.clone();
+        *body.pointer_mut(pointer).unwrap() = value;
+        body
+    };
+    let new_sale = with(
+        &sale,
+        "/meta/id",
+        json!("e1f2a3b4-5b6d-11ef-0a80-000000000202"),
+    );
+    let cases = [
         (
             "/retaildemand/recalc",
-            recalc("EARNING", None),
-            &|v| v["positions"][0]["price"] = price.clone(),
+            with(
+                &recalc("EARNING", None),
+                "/positions/0/price",
+                price.clone(),
+            ),
             "positions[0].price",
         ),
         (
             "/retaildemand/recalc",
-            recalc("SPENDING", None),
-            &|v| v["agent"]["meta"]["id"] = json!(long_id),
+            with(&recalc("SPENDING", None), "/agent/meta/id", json!(long_id)),
             "agent.meta.id",
         ),
         (
             "/retaildemand/recalc",
-            recalc("SPENDING", None),
-            &|v| v["agent"]["meta"]["id"] = json!(huge_id),
+            with(&recalc("SPENDING", None), "/agent/meta/id", json!(huge_id)),
             "agent.meta.id",
         ),
         (
             "/retaildemand",
-            sale.clone(),
-            &|v| v["positions"][0]["price"] = price.clone(),
+            with(&new_sale, "/positions/0/price", price.clone()),
             "positions[0].price",
         ),
         (
             "/retaildemand",
-            sale.clone(),
-            &|v| {
-                v["meta"]["id"] = json!("new-sale");
-                v["agent"]["meta"]["id"] = json!(long_id)
-            },
+            with(&new_sale, "/agent/meta/id", json!(long_id)),
             "agent.meta.id",
         ),
         (
             "/retaildemand",
-            sale.clone(),
-            &|v| v["meta"]["id"] = json!(long_id),
+            with(&sale, "/meta/id", json!(long_id)),
             "meta.id",
         ),
         (
             "/retailsalesreturn",
-            ret.clone(),
-            &|v| v["positions"][0]["price"] = price.clone(),
+            with(&ret, "/positions/0/price", price.clone()),
             "positions[0].price",
         ),
         (
             "/retailsalesreturn",
-            ret.clone(),
-            &|v| v["meta"]["id"] = json!(long_id),
+            with(&ret, "/meta/id", json!(long_id)),
             "meta.id",
         ),
     ];
-    for (path, base, edit, parameter) in cases {
-        let mut body = base;
-        edit(&mut body);
+    for (path, body, parameter) in cases {
         refused_before_uds(&w, path, &body, parameter).await;
     }
     // The same return with its amount to the kopeck goes through.

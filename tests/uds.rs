@@ -250,38 +250,6 @@ async fn spending_codes_are_uds_payment_codes() {
     assert_eq!(body["verificationCode"], code);
 }
 
-#[tokio::test]
-async fn what_uds_cannot_do_gets_a_clear_answer() {
-    let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;
-    let (status, body) = w.get("/giftcard?name=123&retailStoreId=s1").await;
-    assert_eq!(
-        (status, the_error(&body)["code"].clone()),
-        (StatusCode::CONFLICT, json!(2003))
-    );
-    let (status, body) = w
-        .post("/counterparty/verify", &json!({"retailStore": store(), "meta": {"href": "https://x/syncid/1"}, "phone": PHONE}))
-        .await;
-    assert_eq!(
-        (status, the_error(&body)["code"].clone()),
-        (StatusCode::CONFLICT, json!(2002))
-    );
-    // An unknown customer.
-    let (status, body) = w
-        .post(
-            "/counterparty/detail",
-            &json!({"retailStore": store(), "meta": {"id": "c"}, "phone": "+7 999 111-22-33"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(the_error(&body)["code"], 2404);
-    // A blocked one cannot buy with points.
-    let blocked = json!({"retailStore": store(), "agent": {"meta": {"id": "b"}, "phone": "+79990000009"}, "positions": cart(),
-        "bonusProgram": {"transactionType": "SPENDING"}, "preferredBonusToSpend": 10});
-    let (status, body) = w.post("/retaildemand/recalc", &blocked).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(the_error(&body)["code"], 2009);
-}
-
 /// A refusal at validation: 400, the field named, and nothing sent to UDS.
 async fn refused_before_uds(w: &World, path: &str, body: &Value, parameter: &str) {
     let before = w.sandbox.requests().len();
@@ -381,4 +349,36 @@ async fn a_fraction_of_a_kopeck_or_an_oversized_id_never_reaches_uds() {
     // The same return with its amount to the kopeck goes through.
     let (status, body) = w.post("/retailsalesreturn", &ret).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn what_uds_cannot_do_gets_a_clear_answer() {
+    let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;
+    let (status, body) = w.get("/giftcard?name=123&retailStoreId=s1").await;
+    assert_eq!(
+        (status, the_error(&body)["code"].clone()),
+        (StatusCode::CONFLICT, json!(2003))
+    );
+    let (status, body) = w
+        .post("/counterparty/verify", &json!({"retailStore": store(), "meta": {"href": "https://x/syncid/1"}, "phone": PHONE}))
+        .await;
+    assert_eq!(
+        (status, the_error(&body)["code"].clone()),
+        (StatusCode::CONFLICT, json!(2002))
+    );
+    // An unknown customer.
+    let (status, body) = w
+        .post(
+            "/counterparty/detail",
+            &json!({"retailStore": store(), "meta": {"id": "c"}, "phone": "+7 999 111-22-33"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(the_error(&body)["code"], 2404);
+    // A blocked one cannot buy with points.
+    let blocked = json!({"retailStore": store(), "agent": {"meta": {"id": "b"}, "phone": "+79990000009"}, "positions": cart(),
+        "bonusProgram": {"transactionType": "SPENDING"}, "preferredBonusToSpend": 10});
+    let (status, body) = w.post("/retaildemand/recalc", &blocked).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 2009);
 }

@@ -316,6 +316,39 @@ async fn field_errors_name_their_parameter() {
         "giftCards[1].paymentSum",
     );
     edit(Sale, &sale, &|v| v["cashSum"] = json!(-0.01), "cashSum");
+    // Rubles to the kopeck, kopecks whole (issue #24).
+    let fine = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    edit(
+        Recalc,
+        &recalc,
+        &|v| v["positions"][0]["price"] = fine("100.005"),
+        "positions[0].price",
+    );
+    edit(
+        Sale,
+        &sale,
+        &|v| v["positions"][0]["discountedPrice"] = fine("62.951"),
+        "positions[0].discountedPrice",
+    );
+    edit(
+        Sale,
+        &sale,
+        &|v| v["giftCards"][0]["paymentSum"] = fine("1000.5"),
+        "giftCards[0].paymentSum",
+    );
+    // Identifiers no longer than any real one.
+    edit(
+        Recalc,
+        &recalc,
+        &|v| v["agent"]["meta"]["id"] = json!("a".repeat(129)),
+        "agent.meta.id",
+    );
+    edit(
+        Sale,
+        &sale,
+        &|v| v["agent"]["discountCardNumber"] = json!("1".repeat(256)),
+        "agent.discountCardNumber",
+    );
     for (op, body, parameter) in cases {
         let (status, answer) = call(&bridge, op, Some(TOKEN_A), Some(&body.to_string())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{parameter}: {answer}");
@@ -325,6 +358,7 @@ async fn field_errors_name_their_parameter() {
     }
 
     // Query parameters of the GETs.
+    let mut cases = Vec::new();
     for (path, parameter) in [
         ("/counterparty?retailStoreId=r", "search"),
         ("/counterparty?search=&retailStoreId=r", "search"),
@@ -332,8 +366,24 @@ async fn field_errors_name_their_parameter() {
         ("/giftcard?retailStoreId=r", "name"),
         ("/giftcard?name=1", "retailStoreId"),
     ] {
+        cases.push((path.to_string(), parameter));
+    }
+    let long = |n: usize| "%D0%B6".repeat(n); // "ж", percent-encoded
+    cases.push((
+        format!("/counterparty?search={}&retailStoreId=r", long(256)),
+        "search",
+    ));
+    cases.push((
+        format!("/giftcard?name={}&retailStoreId=r", long(256)),
+        "name",
+    ));
+    cases.push((
+        format!("/giftcard?name=1&retailStoreId={}", long(129)),
+        "retailStoreId",
+    ));
+    for (path, parameter) in cases {
         let resp = client()
-            .get(bridge.url(path))
+            .get(bridge.url(&path))
             .header(TOKEN_HEADER, TOKEN_A)
             .send()
             .await

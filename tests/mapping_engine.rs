@@ -156,6 +156,27 @@ async fn a_step_is_built_from_the_request_with_exact_encoding_and_vendor_auth() 
 }
 
 #[tokio::test]
+async fn a_path_hole_rendering_a_dot_segment_fails_before_any_call() {
+    let m = mapping(DETAIL_OPS);
+    for id in ["..", ".", "../../admin", ""] {
+        let up = answers(&[("b", ok(json!({"bonuses": 1})))]);
+        let request = DETAIL.replace(r#""id":"c1""#, &format!(r#""id":{}"#, json!(id)));
+        let got = run(&m, Op::CounterpartyDetail, &request, &up).await;
+        let calls: Vec<String> = up.take_calls().into_iter().map(|c| c.url).collect();
+        assert_eq!(calls, Vec::<String>::new(), "{id:?}");
+        if id.is_empty() {
+            // A blank meta.id is refused at validation, before the mapping runs.
+            assert_eq!(got.status, 400, "{id:?}: {}", got.body);
+            continue;
+        }
+        assert_eq!(got.status, 502, "{id:?}: {}", got.body);
+        assert_eq!(got.body["errors"][0]["code"], 9502, "{id:?}");
+        let detail = got.detail.unwrap_or_default();
+        assert!(detail.contains("steps.b.path"), "{id:?}: {detail}");
+    }
+}
+
+#[tokio::test]
 async fn transport_failures_and_unusable_answers_become_envelopes() {
     let m = mapping(DETAIL_OPS);
     for (canned, status, code) in [
@@ -300,8 +321,10 @@ async fn rules_checks_respond_accept_and_when() {
 const SALE: &str = r#"{"retailStore":{"meta":{"id":"s"}},"meta":{"id":"sale-1"},"positions":[]}"#;
 
 fn two_phase() -> Arc<Mapping> {
-    mapping(
-        r#"
+    mapping(TWO_PHASE_OPS)
+}
+
+const TWO_PHASE_OPS: &str = r#"
         [[ops."retaildemand.create".steps]]
         name = "hold"
         method = "POST"
@@ -319,8 +342,111 @@ fn two_phase() -> Arc<Mapping> {
         step = "commit"
         when = '.step.body.error == "declined"'
         error = { status = 409, code = 4009, error = "Отказ", message = "Отказ" }
-        "#,
+        "#;
+
+/// The values of `header` in `calls`, each checked to be a random (v4) UUID.
+fn call_ids(calls: &[loyalty_bridge::upstream::UpstreamRequest], header: &str) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            let id = c.headers[header].to_str().unwrap().to_string();
+            let uuid = uuid::Uuid::parse_str(&id).unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            id
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_call_and_compensation_carries_a_call_id_of_its_own() {
+    let m = mapping(&format!("call_id_header = \"X-Call-Id\"\n{TWO_PHASE_OPS}"));
+    let mut seen = std::collections::BTreeSet::new();
+    // The same MoySklad request twice (one request id), refused at the commit: hold, commit,
+    // and the hold's release each time.
+    for _ in 0..2 {
+        let up = answers(&[
+            ("hold", ok(json!({"ticket": "T1"}))),
+            ("commit", ok(json!({"error": "declined"}))),
+            ("release", ok(json!({}))),
+        ]);
+        let got = run(&m, Op::RetaildemandCreate, SALE, &up).await;
+        assert_eq!(got.status, 409, "{}", got.body);
+        let calls = up.take_calls();
+        assert_eq!(calls.len(), 3);
+        seen.extend(call_ids(&calls, "x-call-id"));
+        // MoySklad's request id still goes with every call, for tracing.
+        for c in &calls {
+            assert_eq!(c.headers["x-request-id"], "example");
+        }
+    }
+    assert_eq!(seen.len(), 6, "never reused: {seen:?}");
+    // Without the setting, no such header.
+    let up = answers(&[
+        ("hold", ok(json!({"ticket": "T1"}))),
+        ("commit", ok(json!({}))),
+    ]);
+    run(&two_phase(), Op::RetaildemandCreate, SALE, &up).await;
+    assert!(
+        up.take_calls()
+            .iter()
+            .all(|c| !c.headers.contains_key("x-call-id"))
+    );
+}
+
+#[tokio::test]
+async fn every_uds_call_and_retry_carries_its_own_origin_request_id() {
+    use loyalty_bridge::upstream::{Upstream, UpstreamFuture, UpstreamRequest, UpstreamResponse};
+    use std::sync::Mutex;
+    /// Answers each step, after a 503 to the step's first attempt ever (the steps are
+    /// idempotent, so that one is retried); records every request.
+    struct FirstTryFails(Mutex<Vec<UpstreamRequest>>);
+    impl Upstream for FirstTryFails {
+        fn send(&self, request: UpstreamRequest) -> UpstreamFuture<'_> {
+            let body = match request.step.as_str() {
+                "settings" => r#"{"usePointsByPhone": true, "purchaseByPhone": true}"#,
+                "max" => {
+                    r#"{"user": {"participant": {"points": 350.0}}, "purchase": {"maxPoints": 299.99, "points": 0, "cash": 999.99, "cashBack": 50}}"#
+                }
+                _ => {
+                    r#"{"user": {"participant": {"points": 350.0}}, "purchase": {"points": 299.99, "discountAmount": 0, "cash": 700, "cashBack": 35}}"#
+                }
+            };
+            let mut seen = self.0.lock().unwrap();
+            let first = !seen.iter().any(|r| r.step == request.step);
+            seen.push(request);
+            Box::pin(async move {
+                Ok(UpstreamResponse {
+                    status: if first { 503 } else { 200 },
+                    body: body.into(),
+                    retry_after: None,
+                })
+            })
+        }
+    }
+    let m = Arc::new(Mapping::load(Path::new("mappings/uds.toml")).unwrap());
+    let recalc: Value = serde_json::from_str(
+        r#"{"retailStore": {"meta": {"id": "s1"}}, "agent": {"meta": {"id": "c1"}, "phone": "+79991234567"},
+            "positions": [{"assortment": {"meta": {"id": "coffee"}}, "quantity": 3, "price": 333.33}],
+            "bonusProgram": {"transactionType": "SPENDING"}}"#,
     )
+    .unwrap();
+    let up = Arc::new(FirstTryFails(Mutex::new(Vec::new())));
+    // The same request twice: MoySklad repeats its request id, UDS must not see one twice.
+    for _ in 0..2 {
+        let got = golden::answer(m.clone(), Op::RetaildemandRecalc, &recalc, up.clone()).await;
+        assert_eq!(got.status, 200, "{}", got.body);
+    }
+    let calls = std::mem::take(&mut *up.0.lock().unwrap());
+    let steps: Vec<&str> = calls.iter().map(|c| c.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "settings", "settings", "max", "max", "calc", "calc", "settings", "max", "calc"
+        ]
+    );
+    let ids = call_ids(&calls, "x-origin-request-id");
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "{ids:?}");
 }
 
 #[tokio::test]

@@ -250,6 +250,107 @@ async fn spending_codes_are_uds_payment_codes() {
     assert_eq!(body["verificationCode"], code);
 }
 
+/// A refusal at validation: 400, the field named, and nothing sent to UDS.
+async fn refused_before_uds(w: &World, path: &str, body: &Value, parameter: &str) {
+    let before = w.sandbox.requests().len();
+    let (status, answer) = w.post(path, body).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{path} {parameter}: {answer}"
+    );
+    assert_eq!(
+        the_error(&answer)["parameter"],
+        parameter,
+        "{path}: {answer}"
+    );
+    assert_eq!(the_error(&answer)["code"], 999, "{path}: {answer}");
+    assert_eq!(
+        w.sandbox.requests().len(),
+        before,
+        "{path} {parameter}: no vendor call"
+    );
+}
+
+#[tokio::test]
+async fn a_fraction_of_a_kopeck_or_an_oversized_id_never_reaches_uds() {
+    let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;
+    // A sale the return below can refer to: without it the return would stop short of UDS
+    // whatever its amounts.
+    let sale_id = "e1f2a3b4-5b6d-11ef-0a80-000000000201";
+    let sale = json!({"retailStore": store(), "name": "00078", "meta": {"id": sale_id}, "agent": agent(), "positions": cart()});
+    let (status, body) = w.post("/retaildemand", &sale).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ret = json!({"retailStore": store(), "meta": {"id": "r-uds-201"}, "demand": {"meta": {"id": sale_id}}, "agent": {},
+        "positions": [{"assortment": {"meta": {"id": "coffee"}}, "quantity": 1, "price": 500.00}]});
+
+    let long_id = "7".repeat(loyalty_bridge::loyalty::validate::MAX_ID_CHARS + 1);
+    let huge_id = "7".repeat(900 * 1024);
+    let price: Value = serde_json::from_str("100.005").unwrap();
+    let with = |base: &Value, pointer: &str, value: Value| {
+        let mut body = base.clone();
+        *body.pointer_mut(pointer).unwrap() = value;
+        body
+    };
+    let new_sale = with(
+        &sale,
+        "/meta/id",
+        json!("e1f2a3b4-5b6d-11ef-0a80-000000000202"),
+    );
+    let cases = [
+        (
+            "/retaildemand/recalc",
+            with(
+                &recalc("EARNING", None),
+                "/positions/0/price",
+                price.clone(),
+            ),
+            "positions[0].price",
+        ),
+        (
+            "/retaildemand/recalc",
+            with(&recalc("SPENDING", None), "/agent/meta/id", json!(long_id)),
+            "agent.meta.id",
+        ),
+        (
+            "/retaildemand/recalc",
+            with(&recalc("SPENDING", None), "/agent/meta/id", json!(huge_id)),
+            "agent.meta.id",
+        ),
+        (
+            "/retaildemand",
+            with(&new_sale, "/positions/0/price", price.clone()),
+            "positions[0].price",
+        ),
+        (
+            "/retaildemand",
+            with(&new_sale, "/agent/meta/id", json!(long_id)),
+            "agent.meta.id",
+        ),
+        (
+            "/retaildemand",
+            with(&sale, "/meta/id", json!(long_id)),
+            "meta.id",
+        ),
+        (
+            "/retailsalesreturn",
+            with(&ret, "/positions/0/price", price.clone()),
+            "positions[0].price",
+        ),
+        (
+            "/retailsalesreturn",
+            with(&ret, "/meta/id", json!(long_id)),
+            "meta.id",
+        ),
+    ];
+    for (path, body, parameter) in cases {
+        refused_before_uds(&w, path, &body, parameter).await;
+    }
+    // The same return with its amount to the kopeck goes through.
+    let (status, body) = w.post("/retailsalesreturn", &ret).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 #[tokio::test]
 async fn what_uds_cannot_do_gets_a_clear_answer() {
     let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;

@@ -1,15 +1,33 @@
-//! Value rules beyond types (SPEC.md "validation"): quantities > 0, sums ≥ 0, percents 0–100,
-//! non-empty ids where exactly-once depends on them. MoySklad never sends such values, so one
+//! Value rules beyond types (SPEC.md "validation"): quantities > 0, sums ≥ 0, rubles to the
+//! kopeck and kopecks whole, percents 0–100, non-empty ids where exactly-once depends on them,
+//! identifiers no longer than any real one. MoySklad never sends such values, so one
 //! that arrives is reported with its field, not guessed around.
 
 use rust_decimal::Decimal;
 
 use super::models::{
-    CounterpartyCreateRequest, CounterpartyDetailRequest, CounterpartyVerifyRequest, Meta, Pack,
-    RecalcPosition, RecalcRequest, RetaildemandVerifyRequest, ReturnRequest, SaleRequest,
-    SoldPosition,
+    Assortment, CounterpartyCreateRequest, CounterpartyDetailRequest, CounterpartySearchQuery,
+    CounterpartyVerifyRequest, Customer, GiftCardQuery, Meta, Pack, RecalcPosition, RecalcRequest,
+    RetailStore, RetaildemandVerifyRequest, ReturnRequest, SaleRequest, SoldPosition,
 };
+use crate::amount::{Kopecks, Rubles};
 use crate::error::{Error, FieldProblem};
+
+/// Longest MoySklad id accepted (`meta.id`, `agent.meta.id`, `counterpartyId`, `retailStoreId`,
+/// assortment and gift-card ids). MoySklad's ids are UUIDs, 36 characters; 128 leaves room for
+/// any other id format while keeping what an id becomes small: cache, memory and journal keys,
+/// vendor ids. (300 recalcs, each with a different 900 KB `agent.meta.id`, once filled the
+/// lookup cache.)
+pub const MAX_ID_CHARS: usize = 128;
+
+/// Longest card number, phone, gift-card name or customer search accepted: what a cashier types
+/// or scans is a few dozen characters (a barcode, a phone, a name), and MoySklad's own text
+/// fields stop at 255.
+pub const MAX_CODE_CHARS: usize = 255;
+
+/// Longest `meta.href` of `/counterparty/verify`, where the href (a sync-id URL of about 100
+/// characters) is what identifies the customer.
+pub const MAX_HREF_CHARS: usize = 512;
 
 pub trait Validate {
     fn validate(&self) -> Result<(), Error>;
@@ -46,15 +64,91 @@ fn percent(value: Decimal, parameter: impl FnOnce() -> String) -> Result<(), Err
     Ok(())
 }
 
-fn non_blank(value: &str, parameter: &str) -> Result<(), Error> {
+/// Whether the value needs more than `places` decimals (`100.000` needs none): the value
+/// counts, not how it was written. Normalised only when written with more.
+fn finer_than(value: Decimal, places: u32) -> bool {
+    value.scale() > places && value.normalize().scale() > places
+}
+
+/// An amount in rubles: not negative, and kopecks are the finest unit. A finer amount is none a
+/// till rang up; vendors refuse or round it, and the answer could not be read back.
+fn rubles(value: Rubles, parameter: impl Fn() -> String) -> Result<(), Error> {
+    non_negative(value.0, &parameter)?;
+    if finer_than(value.0, 2) {
+        return Err(Error::invalid(
+            parameter(),
+            FieldProblem::NotAllowed,
+            "сумма в рублях: не больше двух знаков после запятой",
+        ));
+    }
+    Ok(())
+}
+
+/// An amount in kopecks: not negative, and whole.
+fn kopecks(value: Kopecks, parameter: impl Fn() -> String) -> Result<(), Error> {
+    non_negative(value.0, &parameter)?;
+    if finer_than(value.0, 0) {
+        return Err(Error::invalid(
+            parameter(),
+            FieldProblem::NotAllowed,
+            "сумма в копейках: только целое число",
+        ));
+    }
+    Ok(())
+}
+
+fn non_blank(value: &str, parameter: impl FnOnce() -> String) -> Result<(), Error> {
     if value.trim().is_empty() {
         return Err(Error::invalid(
-            parameter,
+            parameter(),
             FieldProblem::Missing,
             "значение не должно быть пустым",
         ));
     }
     Ok(())
+}
+
+/// At most `max` characters.
+fn at_most(value: &str, max: usize, parameter: impl FnOnce() -> String) -> Result<(), Error> {
+    // Bytes are never fewer than characters: only a long text is counted.
+    if value.len() > max && value.chars().count() > max {
+        return Err(out_of_range(
+            parameter(),
+            &format!("значение длиннее {max} символов"),
+        ));
+    }
+    Ok(())
+}
+
+fn id(value: &str, parameter: impl FnOnce() -> String) -> Result<(), Error> {
+    at_most(value, MAX_ID_CHARS, parameter)
+}
+
+fn code(value: Option<&str>, parameter: impl FnOnce() -> String) -> Result<(), Error> {
+    value.map_or(Ok(()), |v| at_most(v, MAX_CODE_CHARS, parameter))
+}
+
+fn store(store: &RetailStore) -> Result<(), Error> {
+    id(&store.meta.id, || "retailStore.meta.id".into())
+}
+
+/// What identifies a customer besides its id: phone and card number (`at` names the field).
+fn customer_codes(
+    phone: Option<&str>,
+    card: Option<&str>,
+    at: impl Fn(&str) -> String,
+) -> Result<(), Error> {
+    code(phone, || at("phone"))?;
+    code(card, || at("discountCardNumber"))
+}
+
+fn agent(agent: &Customer) -> Result<(), Error> {
+    id(&agent.meta.id, || "agent.meta.id".into())?;
+    customer_codes(
+        agent.phone.as_deref(),
+        agent.discount_card_number.as_deref(),
+        |field| format!("agent.{field}"),
+    )
 }
 
 /// A sale's or return's own id: without it exactly-once cannot be kept (SPEC.md §7).
@@ -66,7 +160,15 @@ fn document_id(meta: &Meta) -> Result<(), Error> {
             "идентификатор документа пуст; без него нельзя гарантировать однократную запись",
         ));
     }
-    Ok(())
+    id(&meta.id, || "meta.id".into())
+}
+
+fn assortment(assortment: &Assortment, at: impl Fn(&str) -> String) -> Result<(), Error> {
+    id(&assortment.meta.id, || at("assortment.meta.id"))?;
+    match &assortment.sync_id {
+        Some(sync_id) => id(sync_id, || at("assortment.syncId")),
+        None => Ok(()),
+    }
 }
 
 fn pack(pack: Option<&Pack>, at: impl Fn(&str) -> String) -> Result<(), Error> {
@@ -78,21 +180,23 @@ fn pack(pack: Option<&Pack>, at: impl Fn(&str) -> String) -> Result<(), Error> {
 
 fn recalc_position(i: usize, p: &RecalcPosition) -> Result<(), Error> {
     let at = |field: &str| format!("positions[{i}].{field}");
+    assortment(&p.assortment, at)?;
     positive(p.quantity.0, || at("quantity"))?;
-    non_negative(p.price.0, || at("price"))?;
+    rubles(p.price, || at("price"))?;
     pack(p.pack.as_ref(), at)
 }
 
 fn sold_positions(positions: &[SoldPosition]) -> Result<(), Error> {
     for (i, p) in positions.iter().enumerate() {
         let at = |field: &str| format!("positions[{i}].{field}");
+        assortment(&p.assortment, at)?;
         positive(p.quantity.0, || at("quantity"))?;
-        non_negative(p.price.0, || at("price"))?;
+        rubles(p.price, || at("price"))?;
         if let Some(d) = p.discount_percent {
             percent(d.0, || at("discountPercent"))?;
         }
         if let Some(d) = p.discounted_price {
-            non_negative(d.0, || at("discountedPrice"))?;
+            rubles(d, || at("discountedPrice"))?;
         }
     }
     Ok(())
@@ -100,30 +204,68 @@ fn sold_positions(positions: &[SoldPosition]) -> Result<(), Error> {
 
 impl Validate for CounterpartyCreateRequest {
     fn validate(&self) -> Result<(), Error> {
-        Ok(())
+        store(&self.retail_store)?;
+        id(&self.meta.id, || "meta.id".into())?;
+        if let Some(sync_id) = &self.sync_id {
+            id(sync_id, || "syncId".into())?;
+        }
+        customer_codes(
+            self.phone.as_deref(),
+            self.discount_card_number.as_deref(),
+            str::to_string,
+        )
+    }
+}
+
+impl Validate for CounterpartySearchQuery {
+    fn validate(&self) -> Result<(), Error> {
+        code(Some(&self.search), || "search".into())?;
+        id(&self.retail_store_id, || "retailStoreId".into())
     }
 }
 
 impl Validate for CounterpartyDetailRequest {
     fn validate(&self) -> Result<(), Error> {
-        non_blank(&self.meta.id, "meta.id")
+        store(&self.retail_store)?;
+        non_blank(&self.meta.id, || "meta.id".into())?;
+        id(&self.meta.id, || "meta.id".into())?;
+        customer_codes(
+            self.phone.as_deref(),
+            self.discount_card_number.as_deref(),
+            str::to_string,
+        )
     }
 }
 
 impl Validate for CounterpartyVerifyRequest {
     fn validate(&self) -> Result<(), Error> {
-        non_blank(&self.meta.href, "meta.href")
+        store(&self.retail_store)?;
+        non_blank(&self.meta.href, || "meta.href".into())?;
+        at_most(&self.meta.href, MAX_HREF_CHARS, || "meta.href".into())?;
+        if let Some(meta_id) = &self.meta.id {
+            id(meta_id, || "meta.id".into())?;
+        }
+        customer_codes(
+            self.phone.as_deref(),
+            self.discount_card_number.as_deref(),
+            str::to_string,
+        )
     }
 }
 
 impl Validate for RetaildemandVerifyRequest {
     fn validate(&self) -> Result<(), Error> {
-        non_blank(&self.counterparty_id, "counterpartyId")
+        store(&self.retail_store)?;
+        non_blank(&self.counterparty_id, || "counterpartyId".into())?;
+        id(&self.counterparty_id, || "counterpartyId".into())?;
+        code(self.phone.as_deref(), || "phone".into())
     }
 }
 
 impl Validate for RecalcRequest {
     fn validate(&self) -> Result<(), Error> {
+        store(&self.retail_store)?;
+        agent(&self.agent)?;
         for (i, p) in self.positions.iter().enumerate() {
             recalc_position(i, p)?;
         }
@@ -136,7 +278,11 @@ impl Validate for RecalcRequest {
 
 impl Validate for SaleRequest {
     fn validate(&self) -> Result<(), Error> {
+        store(&self.retail_store)?;
         document_id(&self.meta)?;
+        if let Some(customer) = &self.agent {
+            agent(customer)?;
+        }
         sold_positions(&self.positions)?;
         if let Some(bonus) = &self.bonus_program {
             if let Some(v) = bonus.bonus_value_to_spend {
@@ -147,14 +293,19 @@ impl Validate for SaleRequest {
             }
         }
         if let Some(v) = self.cash_sum {
-            non_negative(v.0, || "cashSum".into())?;
+            rubles(v, || "cashSum".into())?;
         }
         if let Some(v) = self.no_cash_sum {
-            non_negative(v.0, || "noCashSum".into())?;
+            rubles(v, || "noCashSum".into())?;
         }
         for (i, card) in self.gift_cards.iter().flatten().enumerate() {
-            non_blank(&card.name, &format!("giftCards[{i}].name"))?;
-            non_negative(card.payment_sum.0, || format!("giftCards[{i}].paymentSum"))?;
+            let at = |field: &str| format!("giftCards[{i}].{field}");
+            non_blank(&card.name, || at("name"))?;
+            code(Some(&card.name), || at("name"))?;
+            if let Some(card_id) = &card.id {
+                id(card_id, || at("id"))?;
+            }
+            kopecks(card.payment_sum, || at("paymentSum"))?;
         }
         Ok(())
     }
@@ -162,15 +313,30 @@ impl Validate for SaleRequest {
 
 impl Validate for ReturnRequest {
     fn validate(&self) -> Result<(), Error> {
+        store(&self.retail_store)?;
         document_id(&self.meta)?;
+        if let Some(sale) = &self.demand.meta.id {
+            id(sale, || "demand.meta.id".into())?;
+        }
+        if let Some(customer) = &self.agent.id {
+            id(customer, || "agent.id".into())?;
+        }
         sold_positions(&self.positions)?;
         if let Some(v) = self.cash_sum {
-            non_negative(v.0, || "cashSum".into())?;
+            rubles(v, || "cashSum".into())?;
         }
+        // Documented as kopecks, unlike the sale's.
         if let Some(v) = self.no_cash_sum {
-            non_negative(v.0, || "noCashSum".into())?;
+            kopecks(v, || "noCashSum".into())?;
         }
         Ok(())
+    }
+}
+
+impl Validate for GiftCardQuery {
+    fn validate(&self) -> Result<(), Error> {
+        code(Some(&self.name), || "name".into())?;
+        id(&self.retail_store_id, || "retailStoreId".into())
     }
 }
 
@@ -275,6 +441,229 @@ mod tests {
         let value: ReturnRequest = json_body(with_id.as_bytes()).unwrap();
         value.validate().unwrap();
         assert_eq!(value.demand.meta.id(), None);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Every request type, from the reference's examples, edited one field at a time.
+
+    use crate::loyalty::ops::{Op, Request};
+    use serde_json::{Value, json};
+
+    /// The reference's request example of `op` (sales and returns with a real `meta.id`), or
+    /// the query of a GET as an object.
+    fn example(op: Op) -> Value {
+        let text = match op {
+            Op::CounterpartyCreate => {
+                include_str!("../../tests/fixtures/loyaltyapi/counterparty.create.request.json")
+            }
+            Op::CounterpartyDetail => {
+                include_str!("../../tests/fixtures/loyaltyapi/counterparty.detail.request.json")
+            }
+            Op::CounterpartyVerify => {
+                include_str!("../../tests/fixtures/loyaltyapi/counterparty.verify.request.json")
+            }
+            Op::RetaildemandRecalc => {
+                include_str!("../../tests/fixtures/loyaltyapi/retaildemand.recalc.request.json")
+            }
+            Op::RetaildemandVerify => {
+                include_str!("../../tests/fixtures/loyaltyapi/retaildemand.verify.request.json")
+            }
+            Op::RetaildemandCreate => {
+                include_str!("../../tests/fixtures/loyaltyapi/retaildemand.create.request.json")
+            }
+            Op::RetailsalesreturnCreate => include_str!(
+                "../../tests/fixtures/loyaltyapi/retailsalesreturn.create.request.json"
+            ),
+            Op::CounterpartySearch => r#"{"search": "+7 555 123 4567", "retailStoreId": "s1"}"#,
+            Op::GiftcardSearch => r#"{"name": "123456", "retailStoreId": "s1"}"#,
+        };
+        let mut value: Value = serde_json::from_str(text).unwrap();
+        if matches!(op, Op::RetaildemandCreate | Op::RetailsalesreturnCreate) {
+            value["meta"]["id"] = json!("b1f4b6a8-3c2d-11ef-0a80-0d5a00000001");
+        }
+        value
+    }
+
+    /// `request` parsed and validated as the server does it (a GET's object as its query).
+    fn parse(op: Op, request: &Value) -> Result<Request, Error> {
+        if op.has_body() {
+            return Request::parse(op, None, request.to_string().as_bytes());
+        }
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in request.as_object().unwrap() {
+            query.append_pair(k, v.as_str().unwrap());
+        }
+        Request::parse(op, Some(&query.finish()), b"")
+    }
+
+    /// `op`'s example with the field at `pointer` set to `value`: refused naming `parameter`
+    /// (when given), else accepted.
+    fn check(op: Op, pointer: &str, value: Value, parameter: Option<&str>) {
+        let mut request = example(op);
+        *request
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{op}: no {pointer} in the example")) = value.clone();
+        let shown: String = value.to_string().chars().take(40).collect();
+        match (parse(op, &request), parameter) {
+            (Ok(_), None) => {}
+            (Err(Error::InvalidField { parameter: got, .. }), Some(want)) => {
+                assert_eq!(got, want, "{op} {pointer} = {shown}")
+            }
+            (Ok(_), Some(want)) => panic!("{op} {pointer} = {shown}: accepted, {want} expected"),
+            (Err(e), _) => panic!("{op} {pointer} = {shown}: {e:?}"),
+        }
+    }
+
+    fn number(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn every_example_is_accepted_as_it_is() {
+        for op in Op::ALL {
+            parse(op, &example(op)).unwrap_or_else(|e| panic!("{op}: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn ruble_amounts_have_at_most_two_decimals_and_kopecks_none() {
+        use Op::RetailsalesreturnCreate as Return;
+        use Op::{RetaildemandCreate as Sale, RetaildemandRecalc as Recalc};
+        let rubles = [
+            (Recalc, "/positions/0/price", "positions[0].price"),
+            (Sale, "/positions/0/price", "positions[0].price"),
+            (
+                Sale,
+                "/positions/0/discountedPrice",
+                "positions[0].discountedPrice",
+            ),
+            (Sale, "/cashSum", "cashSum"),
+            (Sale, "/noCashSum", "noCashSum"),
+            (Return, "/positions/0/price", "positions[0].price"),
+            (
+                Return,
+                "/positions/0/discountedPrice",
+                "positions[0].discountedPrice",
+            ),
+            (Return, "/cashSum", "cashSum"),
+        ];
+        for (op, pointer, parameter) in rubles {
+            check(op, pointer, number("100.005"), Some(parameter));
+            check(op, pointer, number("0.001"), Some(parameter));
+            check(op, pointer, number("1e-3"), Some(parameter));
+            // The value counts, not how it is written: 100.000 is 100 rubles.
+            for fine in ["100.005e1", "100.000", "100.1", "100", "0.01", "1e2"] {
+                check(op, pointer, number(fine), None);
+            }
+        }
+        let kopecks = [
+            (Sale, "/giftCards/1/paymentSum", "giftCards[1].paymentSum"),
+            (Return, "/noCashSum", "noCashSum"),
+        ];
+        for (op, pointer, parameter) in kopecks {
+            check(op, pointer, number("1000.5"), Some(parameter));
+            check(op, pointer, number("0.01"), Some(parameter));
+            for fine in ["283100.0", "283100", "1000.00", "1.5e1"] {
+                check(op, pointer, number(fine), None);
+            }
+        }
+    }
+
+    #[test]
+    fn identifiers_are_capped_naming_the_field() {
+        use Op::*;
+        let ids = [
+            (
+                RetaildemandRecalc,
+                "/retailStore/meta/id",
+                "retailStore.meta.id",
+            ),
+            (RetaildemandRecalc, "/agent/meta/id", "agent.meta.id"),
+            (
+                RetaildemandRecalc,
+                "/positions/0/assortment/meta/id",
+                "positions[0].assortment.meta.id",
+            ),
+            (RetaildemandCreate, "/meta/id", "meta.id"),
+            (RetaildemandCreate, "/agent/meta/id", "agent.meta.id"),
+            (
+                RetaildemandCreate,
+                "/positions/0/assortment/syncId",
+                "positions[0].assortment.syncId",
+            ),
+            (RetaildemandCreate, "/giftCards/1/id", "giftCards[1].id"),
+            (RetailsalesreturnCreate, "/meta/id", "meta.id"),
+            (
+                RetailsalesreturnCreate,
+                "/retailStore/meta/id",
+                "retailStore.meta.id",
+            ),
+            (RetailsalesreturnCreate, "/demand/meta/id", "demand.meta.id"),
+            (RetailsalesreturnCreate, "/agent", "agent.id"),
+            (CounterpartyCreate, "/meta/id", "meta.id"),
+            (CounterpartyCreate, "/syncId", "syncId"),
+            (CounterpartyDetail, "/meta/id", "meta.id"),
+            (RetaildemandVerify, "/counterpartyId", "counterpartyId"),
+            (CounterpartySearch, "/retailStoreId", "retailStoreId"),
+            (GiftcardSearch, "/retailStoreId", "retailStoreId"),
+        ];
+        let codes = [
+            (RetaildemandRecalc, "/agent/phone", "agent.phone"),
+            (
+                RetaildemandRecalc,
+                "/agent/discountCardNumber",
+                "agent.discountCardNumber",
+            ),
+            (
+                RetaildemandCreate,
+                "/agent/discountCardNumber",
+                "agent.discountCardNumber",
+            ),
+            (RetaildemandCreate, "/giftCards/1/name", "giftCards[1].name"),
+            (CounterpartyCreate, "/phone", "phone"),
+            (
+                CounterpartyCreate,
+                "/discountCardNumber",
+                "discountCardNumber",
+            ),
+            (CounterpartyDetail, "/phone", "phone"),
+            (
+                CounterpartyDetail,
+                "/discountCardNumber",
+                "discountCardNumber",
+            ),
+            (CounterpartyVerify, "/phone", "phone"),
+            (
+                CounterpartyVerify,
+                "/discountCardNumber",
+                "discountCardNumber",
+            ),
+            (RetaildemandVerify, "/phone", "phone"),
+            (CounterpartySearch, "/search", "search"),
+            (GiftcardSearch, "/name", "name"),
+        ];
+        let hrefs = [(CounterpartyVerify, "/meta/href", "meta.href")];
+        for (cases, max) in [
+            (&ids[..], MAX_ID_CHARS),
+            (&codes[..], MAX_CODE_CHARS),
+            (&hrefs[..], MAX_HREF_CHARS),
+        ] {
+            for &(op, pointer, parameter) in cases {
+                let text = |c: &str, n: usize| {
+                    let s = c.repeat(n);
+                    // The return's agent is `{id, href}`, not a customer object.
+                    if pointer == "/agent" {
+                        json!({ "id": s })
+                    } else {
+                        json!(s)
+                    }
+                };
+                // Characters count, not bytes: as many Cyrillic letters as the cap allows pass.
+                check(op, pointer, text("ж", max), None);
+                check(op, pointer, text("7", max + 1), Some(parameter));
+                check(op, pointer, text("ж", 900 * 1024 / 2), Some(parameter));
+            }
+        }
     }
 
     #[test]

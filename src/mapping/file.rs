@@ -42,6 +42,10 @@ pub struct VendorSection {
     /// Extra attempts for idempotent steps after a transport failure, 5xx or 429 (default 2).
     #[serde(default)]
     pub retries: Option<u32>,
+    /// A header the bridge sets to a fresh UUID on every vendor call, retries and compensations
+    /// included, for vendors that want a request id never reused (UDS's `X-Origin-Request-Id`).
+    #[serde(default)]
+    pub call_id_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,8 @@ pub struct Vendor {
     pub timeout: Duration,
     /// Extra attempts for steps marked idempotent.
     pub retries: u32,
+    /// Set to a fresh UUID on every call attempt (`vendor.call_id_header`).
+    pub call_id_header: Option<HeaderName>,
 }
 
 #[derive(Debug)]
@@ -241,7 +243,23 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
             Some(n) => n,
             None => 2,
         },
+        call_id_header: file
+            .vendor
+            .call_id_header
+            .as_deref()
+            .map(|name| {
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    (
+                        "vendor.call_id_header".to_string(),
+                        "not a valid header name".to_string(),
+                    )
+                })
+            })
+            .transpose()?,
     };
+    if let Some(name) = &vendor.call_id_header {
+        sets_call_id_header(&vendor.headers, name, "vendor.headers")?;
+    }
     let mut vendor_rules = Vec::with_capacity(file.errors.len());
     for (i, rule) in file.errors.into_iter().enumerate() {
         let place = format!("errors[{i}]");
@@ -269,7 +287,15 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
             if steps.iter().any(|s| s.name == step.name) {
                 return Err((step_place, "duplicate step name".into()));
             }
-            steps.push(compile_step(step, &step_place, defs)?);
+            let step = compile_step(step, &step_place, defs)?;
+            if let Some(name) = &vendor.call_id_header {
+                sets_call_id_header(&step.call.headers, name, &format!("{step_place}.headers"))?;
+                if let Some(undo) = &step.compensate {
+                    let place = format!("{step_place}.compensate.headers");
+                    sets_call_id_header(&undo.headers, name, &place)?;
+                }
+            }
+            steps.push(step);
         }
         let mut checks = Vec::with_capacity(section.checks.len());
         for (i, rule) in section.checks.into_iter().enumerate() {
@@ -459,6 +485,21 @@ fn method(text: &str, place: &str) -> Result<Method, Failure> {
             place.into(),
             format!("{text:?} is not one of GET, POST, PUT, PATCH, DELETE"),
         )),
+    }
+}
+
+/// A template for the header `vendor.call_id_header` names would be overwritten on every call.
+fn sets_call_id_header(
+    headers: &[(HeaderName, Template)],
+    name: &HeaderName,
+    place: &str,
+) -> Result<(), Failure> {
+    match headers.iter().find(|(h, _)| h == name) {
+        Some(_) => Err((
+            format!("{place}.{name}"),
+            "vendor.call_id_header sets this header on every call; remove it here".into(),
+        )),
+        None => Ok(()),
     }
 }
 

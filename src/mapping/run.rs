@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -232,7 +232,8 @@ async fn run_plan(
             None => {
                 let request = build(mapping, &step.call, &root, &step.name, call, timeout)
                     .map_err(|(field, e)| failed(e, field))?;
-                let send = send_with_retries(upstream, request, retries, call);
+                let call_id = mapping.vendor.call_id_header.as_ref();
+                let send = send_with_retries(upstream, request, retries, call, call_id);
                 match &cache_key {
                     Some((key, ttl)) => {
                         call.cache
@@ -544,12 +545,14 @@ fn step_outcome(
 /// backoff — never past the request's deadline. A refusal (other 4xx) is never retried.
 /// A 429 pauses the tenant's calls for what its `Retry-After` says; a retry goes through the
 /// limiter again, so it honours the pause (or, when the pause is longer than the call may
-/// wait, the vendor's 429 is the answer).
+/// wait, the vendor's 429 is the answer). Each attempt carries a call id of its own in the
+/// header `call_id` (the mapping's `vendor.call_id_header`), when there is one.
 async fn send_with_retries(
     upstream: &dyn Upstream,
     request: UpstreamRequest,
     retries: u32,
     call: &Invocation<'_>,
+    call_id: Option<&HeaderName>,
 ) -> Result<UpstreamResponse, UpstreamError> {
     let deadline = call.deadline;
     let tenant = call.tenant.name.as_str();
@@ -583,8 +586,12 @@ async fn send_with_retries(
         this.timeout = this
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()));
+        let id = call_id.map(|name| stamp_call_id(&mut this, name));
         let started = Instant::now();
         let result = upstream.send(this).await;
+        if let Some(id) = id {
+            log_call_id(call, &request.step, attempt, id, &result);
+        }
         count(
             match &result {
                 Ok(r) => status_class(r.status),
@@ -626,6 +633,56 @@ async fn send_with_retries(
         }
         tokio::time::sleep(pause).await;
         attempt += 1;
+    }
+}
+
+/// Sets `name` on `request` to a fresh random UUID, which is returned. Vendors such as UDS ask
+/// that a request id is never reused, so it is new for every attempt, unlike MoySklad's request
+/// id (sent as `X-Request-Id`), which every call of one request shares and a repeated request
+/// repeats; the log pairs the two.
+fn stamp_call_id(request: &mut UpstreamRequest, name: &HeaderName) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    let mut text = uuid::Uuid::encode_buffer();
+    let text = id.hyphenated().encode_lower(&mut text);
+    // A hyphenated UUID is always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(text) {
+        request.headers.insert(name.clone(), value);
+    }
+    id
+}
+
+/// One line per vendor call that carried a call id: which MoySklad request it served. A call
+/// that failed in a way that is retried (transport, 5xx, 429) is logged at info, as it is the
+/// one to quote to the vendor's support; the rest at debug.
+fn log_call_id(
+    call: &Invocation<'_>,
+    step: &str,
+    attempt: u32,
+    id: uuid::Uuid,
+    result: &Result<UpstreamResponse, UpstreamError>,
+) {
+    let status = result.as_ref().ok().map(|r| r.status);
+    let error = result.as_ref().err().map(UpstreamError::kind);
+    let failed = status.is_none_or(|s| s >= 500 || s == 429);
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                request_id = call.request_id,
+                tenant = %call.tenant.name,
+                op = call.op.name(),
+                step,
+                attempt,
+                call_id = %id,
+                status,
+                error,
+                "vendor call"
+            )
+        };
+    }
+    if failed {
+        line!(info);
+    } else {
+        line!(debug);
     }
 }
 
@@ -738,9 +795,14 @@ async fn compensate(
             Err(_) => mapping.vendor.timeout,
         };
         let outcome = match build(mapping, undo, root, &step.name, call, timeout) {
-            Ok(request) => {
+            Ok(mut request) => {
+                let name = mapping.vendor.call_id_header.as_ref();
+                let id = name.map(|name| stamp_call_id(&mut request, name));
                 let started = Instant::now();
                 let result = upstream.send(request).await;
+                if let Some(id) = id {
+                    log_call_id(call, &format!("{}.compensate", step.name), 0, id, &result);
+                }
                 if let Some(m) = call.metrics {
                     let outcome = match &result {
                         Ok(r) => status_class(r.status),

@@ -4,6 +4,7 @@
 //! Each hole is encoded for where it lands: a path segment or a query component is
 //! percent-encoded so that only unreserved characters stay as they are (`+` → `%2B`, space →
 //! `%20`), which is the exact encoding vendors such as UDS require; headers are inserted as is.
+//! A path hole that renders nothing, `.` or `..` is an error: it would call another resource.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
@@ -20,6 +21,7 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     /// Inserted text is percent-encoded as one URL component; literal text is kept (a path).
+    /// A hole may not render an empty text or a dot segment.
     Component,
     /// Everything, literal text too, is percent-encoded as one component (a query value).
     Query,
@@ -121,9 +123,16 @@ impl Template {
                         EvalError(format!("`{}` is not a string or number", expr.source()))
                     })?;
                     match encoding {
-                        Encoding::Component | Encoding::Query => {
+                        Encoding::Component => {
+                            if let Some(why) = steps_out_of_its_segment(&text) {
+                                return Err(EvalError(format!(
+                                    "`{}` gave {text:?} in a path: {why}",
+                                    expr.source()
+                                )));
+                            }
                             out.extend(utf8_percent_encode(&text, COMPONENT))
                         }
+                        Encoding::Query => out.extend(utf8_percent_encode(&text, COMPONENT)),
                         Encoding::Verbatim => out.push_str(&text),
                     }
                 }
@@ -141,6 +150,23 @@ impl Template {
 /// Percent-encodes a literal query key the same way as holes.
 pub fn encode_component(text: &str) -> String {
     utf8_percent_encode(text, COMPONENT).to_string()
+}
+
+/// Why a hole's text may not go into a path, if it may not. Empty, it leaves its segment empty
+/// (`/operations//refund`, or a lookup of nothing); `.` or `..`, alone or between slashes, is a
+/// dot segment, which servers resolve (`/customers/../find` is `/find`). Encoding the dots or
+/// slashes is no defence: servers decode `%2E`, and nginx `%2F` too, before resolving.
+fn steps_out_of_its_segment(text: &str) -> Option<&'static str> {
+    if text.is_empty() {
+        return Some("an empty path segment");
+    }
+    // Most holes are ids without dots: nothing more to look at.
+    if !text.contains('.') {
+        return None;
+    }
+    text.split(['/', '\\'])
+        .any(|piece| piece == "." || piece == "..")
+        .then_some("a dot segment (`.` or `..`) would change the path")
 }
 
 fn scalar_text(value: &Value) -> Option<String> {
@@ -212,6 +238,45 @@ mod tests {
             "{lit} x"
         );
         assert_eq!(render("{\"}\" + .a.b}", input, Encoding::Verbatim), "}x");
+    }
+
+    #[test]
+    fn a_path_hole_cannot_leave_its_segment() {
+        let t = Template::parse("/customers/{.id}/find").unwrap();
+        let path = |id: Value| t.render(&json!({ "id": id }), Encoding::Component);
+        // Servers resolve dot segments, and decode `%2E` and often `%2F` before they do:
+        // encoding is no defence, so the step fails before any call.
+        for bad in [
+            json!(""),
+            json!(null),
+            json!("."),
+            json!(".."),
+            json!("../x"),
+            json!("a/../b"),
+            json!("a/./b"),
+            json!("..\\x"),
+            json!("./"),
+        ] {
+            let err = path(bad.clone()).expect_err(&bad.to_string());
+            assert!(err.0.contains("`.id`"), "{bad}: {}", err.0);
+        }
+        for (fine, rendered) in [
+            (json!("a"), "/customers/a/find"),
+            (json!(42), "/customers/42/find"),
+            (json!("..."), "/customers/.../find"),
+            (json!(".a"), "/customers/.a/find"),
+            (json!("a..b"), "/customers/a..b/find"),
+            (json!("%2e%2e"), "/customers/%252e%252e/find"),
+            (json!("a/b"), "/customers/a%2Fb/find"),
+        ] {
+            assert_eq!(path(fine.clone()).unwrap(), rendered, "{fine}");
+        }
+        // Not paths: a query value or a header may be anything.
+        for encoding in [Encoding::Query, Encoding::Verbatim] {
+            let t = Template::parse("{.id}").unwrap();
+            assert_eq!(t.render(&json!({"id": ".."}), encoding).unwrap(), "..");
+            assert_eq!(t.render(&json!({"id": ""}), encoding).unwrap(), "");
+        }
     }
 
     #[test]

@@ -132,7 +132,10 @@ pub enum Request {
 }
 
 fn body<T: serde::de::DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Error> {
-    let value: T = json_body(bytes)?;
+    validated(json_body(bytes)?)
+}
+
+fn validated<T: Validate>(value: T) -> Result<T, Error> {
     value.validate()?;
     Ok(value)
 }
@@ -142,9 +145,9 @@ impl Request {
     pub fn parse(op: Op, query: Option<&str>, bytes: &[u8]) -> Result<Request, Error> {
         Ok(match op {
             Op::CounterpartyCreate => Request::CounterpartyCreate(body(bytes)?),
-            Op::CounterpartySearch => {
-                Request::CounterpartySearch(counterparty_search::parse(&Query::parse(query))?)
-            }
+            Op::CounterpartySearch => Request::CounterpartySearch(validated(
+                counterparty_search::parse(&Query::parse(query))?,
+            )?),
             Op::CounterpartyDetail => Request::CounterpartyDetail(body(bytes)?),
             Op::CounterpartyVerify => Request::CounterpartyVerify(body(bytes)?),
             Op::RetaildemandRecalc => Request::RetaildemandRecalc(body(bytes)?),
@@ -152,7 +155,7 @@ impl Request {
             Op::RetaildemandCreate => Request::RetaildemandCreate(body(bytes)?),
             Op::RetailsalesreturnCreate => Request::RetailsalesreturnCreate(body(bytes)?),
             Op::GiftcardSearch => {
-                Request::GiftcardSearch(giftcard_search::parse(&Query::parse(query))?)
+                Request::GiftcardSearch(validated(giftcard_search::parse(&Query::parse(query))?)?)
             }
         })
     }

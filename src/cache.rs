@@ -327,7 +327,10 @@ mod tests {
         cache.invalidate("t", "k").await;
         let _ = loading.send(());
         assert_eq!(lookup.await.unwrap().unwrap().status, 200);
-        assert!(cache.get("t", "k").await.is_none(), "the old answer was kept");
+        assert!(
+            cache.get("t", "k").await.is_none(),
+            "the old answer was kept"
+        );
     }
 
     /// Small entries are bounded by count as well.

@@ -13,7 +13,7 @@ use loyalty_bridge::Config;
 use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Mutex, oneshot};
 
 /// One attack at a time: they measure time.
@@ -247,15 +247,7 @@ async fn two_tenant_bridge(a_vendor: &str, b_vendor: &str) -> (String, oneshot::
         _ => None,
     };
     let config = Config::parse(&text, "two tenants", Path::new("."), &env).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(loyalty_bridge::run(listener, config, async {
-        let _ = rx.await;
-    }));
-    let ready = client().get(format!("{url}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
-    (url, tx)
+    common::start_ready_bridge(config).await
 }
 
 /// Tenant A floods: 300 h2c POSTs whose bodies never come, over 2 connections, and 150

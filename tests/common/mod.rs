@@ -238,6 +238,12 @@ pub async fn start_maxma_bridge_on(
         other => env(other),
     };
     let config = Config::parse(&text, "maxma bridge", Path::new("."), &env).unwrap();
+    start_ready_bridge(config).await
+}
+
+/// A bridge serving `config` on 127.0.0.1:0, answering once this returns (its `/readyz` was
+/// called): its base URL, and the sender that stops it (dropping it stops it too).
+pub async fn start_ready_bridge(config: Config) -> (String, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();

@@ -1340,3 +1340,21 @@ fn arbitrary_expressions_compile_and_run_without_panic() {
         },
     );
 }
+
+/// Found by the run above: `kopecks` and `sum_money` panicked (rust_decimal's overflow) on
+/// amounts beyond `Decimal`'s range, which a request or a vendor's answer can carry.
+#[test]
+fn money_builtins_refuse_amounts_out_of_range() {
+    for source in [
+        "1e28 | kopecks",
+        "-1e28 | kopecks",
+        "[7e28, 7e28] | sum_money",
+        "[.[] | kopecks]",
+        "map(.) | sum_money",
+    ] {
+        let expr = Expr::compile(source).unwrap_or_else(|e| panic!("{source}: {e}"));
+        let input = json!([num("79228162514264337593543950335"), num("1e28")]);
+        assert!(expr.eval(&input).is_err(), "{source}");
+        assert!(expr.eval_jaq(&input).is_err(), "{source}");
+    }
+}

@@ -954,6 +954,8 @@ struct OpCase {
     moves: Vec<VendorMove>,
     credentials: bool,
     journal: bool,
+    /// A request of its own instead of the seed's (deterministic cases).
+    whole_request: Option<Value>,
 }
 
 fn op_case() -> impl Strategy<Value = OpCase> {
@@ -982,6 +984,7 @@ fn op_case() -> impl Strategy<Value = OpCase> {
                     moves,
                     credentials,
                     journal,
+                    whole_request: None,
                 }
             },
         )
@@ -1034,7 +1037,10 @@ async fn run_op_case(case: &OpCase) -> Result<(Answer, usize), String> {
                 .await;
         }
     }
-    let request = mutate(seed.request.clone(), &case.request);
+    let request = case
+        .whole_request
+        .clone()
+        .unwrap_or_else(|| mutate(seed.request.clone(), &case.request));
     let journal = if case.journal || seed.sale.is_some() {
         let journal = golden::memory_journal().await.map_err(|e| e.to_string())?;
         if let Some(id) = request.pointer("/demand/meta/id").and_then(Value::as_str) {
@@ -1357,4 +1363,50 @@ fn money_builtins_refuse_amounts_out_of_range() {
         assert!(expr.eval(&input).is_err(), "{source}");
         assert!(expr.eval_jaq(&input).is_err(), "{source}");
     }
+}
+
+/// The same through a whole operation: UDS's recalc sums the positions' totals with
+/// `sum_money`, and request validation sets no upper bound on a price.
+#[test]
+fn a_recalc_with_prices_beyond_decimal_answers_an_envelope() {
+    let world = &*WORLD;
+    let uds = world
+        .mappings
+        .iter()
+        .position(|m| m.vendor.name == "uds")
+        .expect("uds mapping");
+    let seed = world
+        .seeds
+        .iter()
+        .position(|s| s.op == Op::RetaildemandRecalc && s.mapping == Some(uds))
+        .expect("a UDS recalc example");
+    let mut request = world.seeds[seed].request.clone();
+    let positions = request["positions"].as_array_mut().expect("positions");
+    let first = positions[0].clone();
+    positions.push(first);
+    for p in positions.iter_mut() {
+        p["price"] = num("50000000000000000000000000000");
+        p["quantity"] = json!(1);
+    }
+    let case = OpCase {
+        seed,
+        other_mapping: None,
+        request: Vec::new(),
+        settings: Vec::new(),
+        remembered: Vec::new(),
+        moves: vec![VendorMove::AsCanned],
+        credentials: false,
+        journal: false,
+        whole_request: Some(request),
+    };
+    let (answer, _) = RUNTIME
+        .with(|rt| rt.block_on(run_op_case(&case)))
+        .expect("ran");
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert!(
+        answer.detail.as_deref().is_some_and(|d| d.contains("sum_money")),
+        "{:?}",
+        answer.detail
+    );
+    check_answer(&answer).unwrap();
 }

@@ -1404,7 +1404,10 @@ fn a_recalc_with_prices_beyond_decimal_answers_an_envelope() {
         .expect("ran");
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert!(
-        answer.detail.as_deref().is_some_and(|d| d.contains("sum_money")),
+        answer
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("sum_money")),
         "{:?}",
         answer.detail
     );

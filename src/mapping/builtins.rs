@@ -92,6 +92,14 @@ pub fn kopecks(rubles: Decimal) -> Decimal {
     (round_money(rubles) * KOPECKS_PER_RUBLE).trunc()
 }
 
+/// [`kopecks`] for the mapping language: `None` where it would overflow (a hostile amount in a
+/// request or a vendor's answer, never a real sum), rather than a panic.
+pub fn checked_kopecks(rubles: Decimal) -> Option<Decimal> {
+    round_money(rubles)
+        .checked_mul(KOPECKS_PER_RUBLE)
+        .map(|k| k.trunc())
+}
+
 /// Kopecks → rubles: `kopecks / 100`, exact (`12345 → 123.45`); fractional kopecks are kept, not
 /// rounded (`0.5 → 0.005`).
 pub fn rubles(kopecks: Decimal) -> Decimal {
@@ -105,6 +113,14 @@ pub fn rubles(kopecks: Decimal) -> Decimal {
 /// Only if the sum exceeds the range of `Decimal` (≈ 7.9e28).
 pub fn sum_money(values: &[Decimal]) -> Decimal {
     round_money(values.iter().sum())
+}
+
+/// [`sum_money`] for the mapping language: `None` where the sum leaves `Decimal`'s range.
+pub fn checked_sum_money(values: &[Decimal]) -> Option<Decimal> {
+    values
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, x| sum.checked_add(*x))
+        .map(round_money)
 }
 
 // =============================================================================================

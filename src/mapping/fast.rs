@@ -69,7 +69,8 @@ enum Fun0 {
     DropNulls,
     Text(fn(&str) -> Result<String, builtins::BuiltinError>),
     Uuid,
-    Money(fn(Decimal) -> Decimal),
+    /// `None`: out of range (jaq's built-in then reports the error).
+    Money(fn(Decimal) -> Option<Decimal>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -379,12 +380,12 @@ impl<'d, 's> Compiler<'d, 's> {
             ("phone_digits", []) => Node::Call0(Fun0::Text(builtins::phone_digits)),
             ("phone_7", []) => Node::Call0(Fun0::Text(builtins::phone_7)),
             ("uuid_v5", []) => Node::Call0(Fun0::Uuid),
-            ("kopecks", []) => Node::Call0(Fun0::Money(builtins::kopecks)),
-            ("rubles", []) => Node::Call0(Fun0::Money(builtins::rubles)),
-            ("round_money", []) => Node::Call0(Fun0::Money(builtins::round_money)),
-            ("dfloor", []) => Node::Call0(Fun0::Money(|d| d.floor())),
-            ("dceil", []) => Node::Call0(Fun0::Money(|d| d.ceil())),
-            ("decimal", []) => Node::Call0(Fun0::Money(|d| d)),
+            ("kopecks", []) => Node::Call0(Fun0::Money(builtins::checked_kopecks)),
+            ("rubles", []) => Node::Call0(Fun0::Money(|d| Some(builtins::rubles(d)))),
+            ("round_money", []) => Node::Call0(Fun0::Money(|d| Some(builtins::round_money(d)))),
+            ("dfloor", []) => Node::Call0(Fun0::Money(|d| Some(d.floor()))),
+            ("dceil", []) => Node::Call0(Fun0::Money(|d| Some(d.ceil()))),
+            ("decimal", []) => Node::Call0(Fun0::Money(Some)),
             ("select", [f]) => Node::If(
                 b(self.term(f, scope, visible)?),
                 b(Node::Id),
@@ -1662,7 +1663,7 @@ fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
             Some(s) => V::Own(Value::String(builtins::uuid_v5(&s))),
             None => return Err(Stop::Jq),
         },
-        Fun0::Money(f) => number_of(f(decimal(v)?))?,
+        Fun0::Money(f) => number_of(f(decimal(v)?).ok_or(Stop::Jq)?)?,
     })
 }
 

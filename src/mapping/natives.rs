@@ -59,8 +59,10 @@ fn text_fn(v: Val, f: fn(&str) -> Result<String, builtins::BuiltinError>) -> Val
     f(&text(&v)?).map(string).map_err(fail)
 }
 
-fn money_fn(v: Val, f: fn(Decimal) -> Decimal) -> ValR<Val> {
-    number(f(decimal(&v)?))
+fn money_fn(v: Val, f: fn(Decimal) -> Option<Decimal>) -> ValR<Val> {
+    let d = decimal(&v)?;
+    f(d).ok_or_else(|| fail(format!("{d} is out of range")))
+        .and_then(number)
 }
 
 fn arith(a: Val, b: Val, f: fn(Decimal, Decimal) -> Option<Decimal>) -> ValR<Val> {
@@ -96,15 +98,19 @@ fn base<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
             })
         }),
         ("kopecks", v(0), |cv| {
-            bome(money_fn(cv.1, builtins::kopecks))
+            bome(money_fn(cv.1, builtins::checked_kopecks))
         }),
-        ("rubles", v(0), |cv| bome(money_fn(cv.1, builtins::rubles))),
+        ("rubles", v(0), |cv| {
+            bome(money_fn(cv.1, |d| Some(builtins::rubles(d))))
+        }),
         ("round_money", v(0), |cv| {
-            bome(money_fn(cv.1, builtins::round_money))
+            bome(money_fn(cv.1, |d| Some(builtins::round_money(d))))
         }),
-        ("dfloor", v(0), |cv| bome(money_fn(cv.1, |d| d.floor()))),
-        ("dceil", v(0), |cv| bome(money_fn(cv.1, |d| d.ceil()))),
-        ("decimal", v(0), |cv| bome(money_fn(cv.1, |d| d))),
+        ("dfloor", v(0), |cv| {
+            bome(money_fn(cv.1, |d| Some(d.floor())))
+        }),
+        ("dceil", v(0), |cv| bome(money_fn(cv.1, |d| Some(d.ceil())))),
+        ("decimal", v(0), |cv| bome(money_fn(cv.1, Some))),
         ("dround", v(1), |cv| {
             unary(cv, |x, places| {
                 let places = u32::try_from(decimal(&places)?.trunc().mantissa())
@@ -135,7 +141,11 @@ fn base<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
                     .iter()
                     .map(decimal)
                     .collect::<Result<Vec<_>, _>>()
-                    .and_then(|xs| number(builtins::sum_money(&xs))),
+                    .and_then(|xs| {
+                        builtins::checked_sum_money(&xs)
+                            .ok_or_else(|| fail("sum_money: the sum is out of range"))
+                            .and_then(number)
+                    }),
                 other => Err(fail(format!("sum_money: expected an array, got {other}"))),
             })
         }),

@@ -70,10 +70,36 @@ fn finer_than(value: Decimal, places: u32) -> bool {
     value.scale() > places && value.normalize().scale() > places
 }
 
-/// An amount in rubles: not negative, and kopecks are the finest unit. A finer amount is none a
-/// till rang up; vendors refuse or round it, and the answer could not be read back.
+/// The largest ruble amount accepted (a trillion): far above any till's, and small enough that
+/// price × quantity summed over a receipt stays well inside `Decimal`'s range (≈ 7.9e28), where
+/// the mapping's arithmetic would otherwise fail with a 502 instead of this 400.
+const MAX_RUBLES: i64 = 1_000_000_000_000;
+
+/// The largest quantity accepted (a billion units), for the same reason.
+const MAX_QUANTITY: i64 = 1_000_000_000;
+
+fn at_most_value(value: Decimal, max: i64, parameter: impl Fn() -> String) -> Result<(), Error> {
+    if value > Decimal::from(max) {
+        return Err(out_of_range(
+            parameter(),
+            &format!("значение не может быть больше {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A quantity (units or packs): more than 0, at most [`MAX_QUANTITY`].
+fn count(value: Decimal, parameter: impl Fn() -> String) -> Result<(), Error> {
+    positive(value, &parameter)?;
+    at_most_value(value, MAX_QUANTITY, parameter)
+}
+
+/// An amount in rubles: not negative, at most [`MAX_RUBLES`], and kopecks are the finest unit.
+/// A finer amount is none a till rang up; vendors refuse or round it, and the answer could not
+/// be read back.
 fn rubles(value: Rubles, parameter: impl Fn() -> String) -> Result<(), Error> {
     non_negative(value.0, &parameter)?;
+    at_most_value(value.0, MAX_RUBLES, &parameter)?;
     if finer_than(value.0, 2) {
         return Err(Error::invalid(
             parameter(),
@@ -84,9 +110,10 @@ fn rubles(value: Rubles, parameter: impl Fn() -> String) -> Result<(), Error> {
     Ok(())
 }
 
-/// An amount in kopecks: not negative, and whole.
+/// An amount in kopecks: not negative, at most [`MAX_RUBLES`] in kopecks, and whole.
 fn kopecks(value: Kopecks, parameter: impl Fn() -> String) -> Result<(), Error> {
     non_negative(value.0, &parameter)?;
+    at_most_value(value.0, MAX_RUBLES * 100, &parameter)?;
     if finer_than(value.0, 0) {
         return Err(Error::invalid(
             parameter(),
@@ -173,7 +200,7 @@ fn assortment(assortment: &Assortment, at: impl Fn(&str) -> String) -> Result<()
 
 fn pack(pack: Option<&Pack>, at: impl Fn(&str) -> String) -> Result<(), Error> {
     if let Some(quantity) = pack.and_then(|p| p.quantity) {
-        positive(quantity.0, || at("pack.quantity"))?;
+        count(quantity.0, || at("pack.quantity"))?;
     }
     Ok(())
 }
@@ -181,7 +208,7 @@ fn pack(pack: Option<&Pack>, at: impl Fn(&str) -> String) -> Result<(), Error> {
 fn recalc_position(i: usize, p: &RecalcPosition) -> Result<(), Error> {
     let at = |field: &str| format!("positions[{i}].{field}");
     assortment(&p.assortment, at)?;
-    positive(p.quantity.0, || at("quantity"))?;
+    count(p.quantity.0, || at("quantity"))?;
     rubles(p.price, || at("price"))?;
     pack(p.pack.as_ref(), at)
 }
@@ -190,7 +217,7 @@ fn sold_positions(positions: &[SoldPosition]) -> Result<(), Error> {
     for (i, p) in positions.iter().enumerate() {
         let at = |field: &str| format!("positions[{i}].{field}");
         assortment(&p.assortment, at)?;
-        positive(p.quantity.0, || at("quantity"))?;
+        count(p.quantity.0, || at("quantity"))?;
         rubles(p.price, || at("price"))?;
         if let Some(d) = p.discount_percent {
             percent(d.0, || at("discountPercent"))?;
@@ -551,10 +578,19 @@ mod tests {
             check(op, pointer, number("100.005"), Some(parameter));
             check(op, pointer, number("0.001"), Some(parameter));
             check(op, pointer, number("1e-3"), Some(parameter));
+            // Beyond any till, and where receipt sums would leave Decimal's range.
+            check(op, pointer, number("1000000000000.01"), Some(parameter));
+            check(op, pointer, number("5e28"), Some(parameter));
+            check(op, pointer, number("1000000000000"), None);
             // The value counts, not how it is written: 100.000 is 100 rubles.
             for fine in ["100.005e1", "100.000", "100.1", "100", "0.01", "1e2"] {
                 check(op, pointer, number(fine), None);
             }
+        }
+        for op in [Recalc, Sale, Return] {
+            let (pointer, parameter) = ("/positions/0/quantity", "positions[0].quantity");
+            check(op, pointer, number("1000000001"), Some(parameter));
+            check(op, pointer, number("1000000000"), None);
         }
         let kopecks = [
             (Sale, "/giftCards/1/paymentSum", "giftCards[1].paymentSum"),
@@ -563,6 +599,7 @@ mod tests {
         for (op, pointer, parameter) in kopecks {
             check(op, pointer, number("1000.5"), Some(parameter));
             check(op, pointer, number("0.01"), Some(parameter));
+            check(op, pointer, number("100000000000001"), Some(parameter));
             for fine in ["283100.0", "283100", "1000.00", "1.5e1"] {
                 check(op, pointer, number(fine), None);
             }

@@ -1014,6 +1014,19 @@ mod tests {
         Decimal::from_str(s).unwrap()
     }
 
+    /// Amounts beyond `Decimal`'s range (hostile input) are `None` for the mapping language,
+    /// where the plain functions panic.
+    #[test]
+    fn checked_money_is_none_beyond_decimal() {
+        assert_eq!(checked_kopecks(d("123.455")), Some(d("12346")));
+        assert_eq!(checked_kopecks(Decimal::MAX), None);
+        assert_eq!(
+            checked_sum_money(&[d("0.005"), d("0.005")]),
+            Some(d("0.01"))
+        );
+        assert_eq!(checked_sum_money(&[Decimal::MAX, Decimal::MAX]), None);
+    }
+
     fn pos(quantity: &str, price: &str) -> AllocInput {
         AllocInput {
             quantity: d(quantity),

@@ -121,9 +121,9 @@ where
         .header_read_timeout(options.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
-    // A connection holds its permit until it closes. Without one the loop does not accept: the
-    // kernel keeps the connection queued (no memory of ours), instead of hyper's buffers for
-    // every one of a burst of thousands.
+    // A connection holds its permit until it closes. While none is free the loop holds the one
+    // connection it accepted and accepts no more: the kernel keeps the rest queued (no memory
+    // of ours), instead of hyper's buffers for every one of a burst of thousands.
     let open = Arc::new(Semaphore::new(
         options.max_connections.min(Semaphore::MAX_PERMITS),
     ));
@@ -322,7 +322,8 @@ struct ConnState {
     shutting_down: AtomicBool,
     /// Asked to close to admit a new connection (not to be chosen again).
     evicted: AtomicBool,
-    epoch: Instant,
+    /// tokio's clock, as the timers that read these times use (tests may pause it).
+    epoch: tokio::time::Instant,
 }
 
 impl ConnState {
@@ -357,7 +358,7 @@ impl Drop for RequestTurn {
 
 /// The open connections.
 struct Conns {
-    epoch: Instant,
+    epoch: tokio::time::Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<ConnState>>>,
     /// Told when the last connection closes.
@@ -384,7 +385,7 @@ impl Drop for Registered {
 impl Conns {
     fn new() -> Conns {
         Conns {
-            epoch: Instant::now(),
+            epoch: tokio::time::Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
             emptied: Notify::new(),

@@ -311,10 +311,11 @@ pub struct ServerConfig {
     /// holds its request, the vendor's answer and a vendor connection) and keeps a burst from
     /// opening thousands of connections to the vendor.
     pub max_in_flight: usize,
-    /// Most LoyaltyAPI requests of one tenant worked on at once: its fair share of
-    /// `max_in_flight`, so that one tenant's flood or slow vendor leaves turns for the others
-    /// (at most `max_in_flight`).
-    pub tenant_max_in_flight: usize,
+    /// Most LoyaltyAPI requests of one tenant worked on at once (at most `max_in_flight`; by
+    /// default three quarters of it): the rest of the turns stay free for the other tenants,
+    /// so that one tenant's flood or slow vendor does not delay them, while a tenant alone
+    /// still gets most of the turns.
+    pub tenant_max_in_flight: Option<usize>,
     /// `/metrics` series per MoySklad-app tenant (labelled with the account id). Off: app
     /// tenants share the label `app`, so the label sets stay bounded however many accounts
     /// install the app; configured tenants always have their own.
@@ -336,7 +337,10 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// How many requests of one tenant are worked on at once.
     pub fn tenant_turns(&self) -> usize {
-        self.tenant_max_in_flight.min(self.max_in_flight)
+        match self.tenant_max_in_flight {
+            Some(n) => n.min(self.max_in_flight),
+            None => (self.max_in_flight * 3 / 4).max(1),
+        }
     }
 
     /// How many connection threads `threads` means on this machine.
@@ -363,7 +367,7 @@ impl Default for ServerConfig {
             cache_entries: 100_000,
             cache_bytes: crate::cache::DEFAULT_BYTES,
             max_in_flight: 256,
-            tenant_max_in_flight: 64,
+            tenant_max_in_flight: None,
             metrics_per_app_tenant: false,
             max_connections: 384,
             threads: 0,
@@ -768,7 +772,10 @@ impl ServerConfig {
                 "must be between 1 and 100000",
             ));
         }
-        if self.tenant_max_in_flight == 0 || self.tenant_max_in_flight > 100_000 {
+        if self
+            .tenant_max_in_flight
+            .is_some_and(|n| n == 0 || n > 100_000)
+        {
             return Err(invalid(
                 "server.tenant_max_in_flight",
                 "must be between 1 and 100000",
@@ -1148,6 +1155,19 @@ fn validate_base_url(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_gets_three_quarters_of_the_turns_unless_told() {
+        let mut server = ServerConfig::default();
+        assert_eq!(server.tenant_turns(), 192);
+        server.max_in_flight = 1;
+        assert_eq!(server.tenant_turns(), 1);
+        server.max_in_flight = 100;
+        server.tenant_max_in_flight = Some(10);
+        assert_eq!(server.tenant_turns(), 10);
+        server.tenant_max_in_flight = Some(500);
+        assert_eq!(server.tenant_turns(), 100, "never more than max_in_flight");
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {

@@ -344,7 +344,8 @@ async fn requests_beyond_max_in_flight_wait_for_a_turn() {
     assert!(statuses.iter().all(|s| s.as_u16() < 500), "{statuses:?}");
     assert!(took >= delay * 3, "three calls in {took:?} with one turn");
 
-    let (three_turns, _stop) = start_maxma_bridge(&vendor, "max_in_flight = 3", "").await;
+    let (three_turns, _stop) =
+        start_maxma_bridge(&vendor, "max_in_flight = 3\ntenant_max_in_flight = 3", "").await;
     let (took, statuses) = three_at_once(three_turns).await;
     assert!(statuses.iter().all(|s| s.as_u16() < 500), "{statuses:?}");
     assert!(

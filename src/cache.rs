@@ -56,10 +56,15 @@ impl Expiry<(String, String), Entry> for ByTtl {
 pub struct StepCache {
     entries: Cache<(String, String), Entry>,
     metrics: Option<Arc<Metrics>>,
-    /// Counts invalidations: an answer loaded while one happened may be the old state (a
-    /// lookup racing a return), so it is handed to its callers but not kept.
-    invalidations: AtomicU64,
+    /// Invalidations, counted per shard of keys: an answer loaded while its key was
+    /// invalidated may be the old state (a lookup racing a return), so it is handed to its
+    /// callers but not kept. Shards, not one counter: under a stream of sales (each
+    /// invalidating its customer) a global count would keep almost no load.
+    invalidations: Box<[AtomicU64]>,
 }
+
+/// Shards of [`StepCache::invalidations`]: two keys share one with a chance of 1 in this.
+const INVALIDATION_SHARDS: usize = 256;
 
 /// The byte budget of [`StepCache::new`] (the server's default `server.cache_bytes`).
 pub const DEFAULT_BYTES: u64 = 64 * 1024 * 1024;
@@ -86,7 +91,9 @@ impl StepCache {
                 .expire_after(ByTtl)
                 .build(),
             metrics: None,
-            invalidations: AtomicU64::new(0),
+            invalidations: (0..INVALIDATION_SHARDS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
@@ -147,6 +154,7 @@ impl StepCache {
         if let Some(m) = &self.metrics {
             m.cache_miss(tenant);
         }
+        let shard = self.invalidations_of(tenant, &key.1);
         let loaded = self
             .entries
             .try_get_with(key, async {
@@ -154,9 +162,9 @@ impl StepCache {
                 if let Some(m) = &self.metrics {
                     m.cache_load(tenant);
                 }
-                let invalidations = self.invalidations.load(Ordering::Acquire);
+                let invalidations = shard.load(Ordering::Acquire);
                 match fetch.await {
-                    Ok(response) if self.invalidations.load(Ordering::Acquire) != invalidations => {
+                    Ok(response) if shard.load(Ordering::Acquire) != invalidations => {
                         Err(NotKept::Answer(response))
                     }
                     Ok(response) if (200..300).contains(&response.status) => Ok(Entry {
@@ -178,8 +186,17 @@ impl StepCache {
         }
     }
 
+    /// The invalidation count of the shard `key` of `tenant` falls in.
+    fn invalidations_of(&self, tenant: &str, key: &str) -> &AtomicU64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (tenant, key).hash(&mut hasher);
+        &self.invalidations[hasher.finish() as usize % INVALIDATION_SHARDS]
+    }
+
     pub async fn invalidate(&self, tenant: &str, key: &str) {
-        self.invalidations.fetch_add(1, Ordering::AcqRel);
+        self.invalidations_of(tenant, key)
+            .fetch_add(1, Ordering::AcqRel);
         self.entries
             .invalidate(&(tenant.to_string(), key.to_string()))
             .await;
@@ -331,6 +348,37 @@ mod tests {
             cache.get("t", "k").await.is_none(),
             "the old answer was kept"
         );
+    }
+
+    /// Invalidating one key does not stop another's load from being kept (a stream of sales
+    /// invalidating their customers leaves the vendor settings cached).
+    #[tokio::test]
+    async fn an_invalidation_of_another_key_does_not_stop_a_load_being_kept() {
+        let cache = Arc::new(StepCache::new(100));
+        let (loading, loaded) = tokio::sync::oneshot::channel::<()>();
+        let lookup = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_fetch("t", "settings".into(), Duration::from_secs(60), async {
+                        let _ = loaded.await;
+                        answer(200)
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Keys whose shard differs from the loading one's (a shared shard is 1 in 256).
+        let settings = cache.invalidations_of("t", "settings") as *const AtomicU64;
+        for i in 0..20 {
+            let key = format!("customer:{i}");
+            if !std::ptr::eq(cache.invalidations_of("t", &key), settings) {
+                cache.invalidate("t", &key).await;
+            }
+        }
+        let _ = loading.send(());
+        assert_eq!(lookup.await.unwrap().unwrap().status, 200);
+        assert!(cache.get("t", "settings").await.is_some(), "not kept");
     }
 
     /// Small entries are bounded by count as well.

@@ -322,24 +322,33 @@ mod tests {
         );
     }
 
+    /// A lookup of `key` (tenant "t") whose vendor answer (a 200) comes once the sender fires.
+    fn held_lookup(
+        cache: &Arc<StepCache>,
+        key: &str,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<UpstreamResponse, UpstreamError>>,
+    ) {
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (cache, key) = (cache.clone(), key.to_owned());
+        let lookup = tokio::spawn(async move {
+            cache
+                .get_or_fetch("t", key, Duration::from_secs(60), async {
+                    let _ = released.await;
+                    answer(200)
+                })
+                .await
+        });
+        (release, lookup)
+    }
+
     /// A lookup in flight while its key is invalidated (a return racing a balance lookup)
     /// answers its callers but is not kept: the next lookup asks the vendor again.
     #[tokio::test]
     async fn an_answer_loaded_across_an_invalidation_is_not_kept() {
         let cache = Arc::new(StepCache::new(100));
-        let (loading, loaded) = tokio::sync::oneshot::channel::<()>();
-        let lookup = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_fetch("t", "k".into(), Duration::from_secs(60), async {
-                        let _ = loaded.await;
-                        answer(200)
-                    })
-                    .await
-            })
-        };
-        tokio::task::yield_now().await;
+        let (loading, lookup) = held_lookup(&cache, "k");
         tokio::time::sleep(Duration::from_millis(20)).await;
         cache.invalidate("t", "k").await;
         let _ = loading.send(());
@@ -355,18 +364,7 @@ mod tests {
     #[tokio::test]
     async fn an_invalidation_of_another_key_does_not_stop_a_load_being_kept() {
         let cache = Arc::new(StepCache::new(100));
-        let (loading, loaded) = tokio::sync::oneshot::channel::<()>();
-        let lookup = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_fetch("t", "settings".into(), Duration::from_secs(60), async {
-                        let _ = loaded.await;
-                        answer(200)
-                    })
-                    .await
-            })
-        };
+        let (loading, lookup) = held_lookup(&cache, "settings");
         tokio::time::sleep(Duration::from_millis(20)).await;
         // Keys whose shard differs from the loading one's (a shared shard is 1 in 256).
         let settings = cache.invalidations_of("t", "settings") as *const AtomicU64;

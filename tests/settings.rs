@@ -6,8 +6,8 @@
 mod common;
 
 use common::moysklad::{
-    ACCOUNT_A, ACCOUNT_B, APP_ID, AppWorld, DEMO_PHONE, MAXMA_KEY, action_fields, get_page,
-    post_form, query_of,
+    ACCOUNT_A, ACCOUNT_B, APP_ID, AppWorld, DEMO_PHONE, MAXMA_KEY, action_fields, check_maxma_key,
+    get_page, post_form, query_of,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -375,16 +375,7 @@ async fn non_admins_read_only_and_their_posts_are_refused() {
         .await
         .unwrap();
     let pair = (id, session.csrf.clone());
-    let page = post_form(
-        &w,
-        &action_fields(
-            &pair,
-            "check",
-            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
-        ),
-        None,
-    )
-    .await;
+    let page = check_maxma_key(&w, &pair, MAXMA_KEY).await;
     assert_eq!(page.status, 200, "{}", page.html);
     assert!(page.html.contains("notice success"), "{}", page.html);
 }
@@ -651,16 +642,7 @@ async fn rapid_checks_in_one_session_are_limited_before_the_vendor() {
     let other = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU"))
         .await
         .session();
-    let page = post_form(
-        &w,
-        &action_fields(
-            &other,
-            "check",
-            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
-        ),
-        None,
-    )
-    .await;
+    let page = check_maxma_key(&w, &other, MAXMA_KEY).await;
     assert_eq!(page.status, 200, "{}", page.html);
     assert!(page.html.contains("notice success"), "{}", page.html);
 }
@@ -698,16 +680,7 @@ async fn checks_go_through_the_accounts_vendor_rate_limiter() {
     // A check of the same account now waits its turn like the account's own calls: refused
     // without reaching MAXMA.
     let before = w.maxma.requests().len();
-    let page = post_form(
-        &w,
-        &action_fields(
-            &session,
-            "check",
-            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
-        ),
-        None,
-    )
-    .await;
+    let page = check_maxma_key(&w, &session, MAXMA_KEY).await;
     assert_eq!(page.status, 200, "{}", page.html);
     assert!(page.html.contains("notice error"), "{}", page.html);
     assert_eq!(w.maxma.requests().len(), before, "MAXMA was not called");

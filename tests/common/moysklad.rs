@@ -257,6 +257,16 @@ pub async fn post_form(world: &AppWorld, fields: &[(&str, &str)], origin: Option
     fetch(request).await
 }
 
+/// The settings form's **Check** of a MAXMA key in the session `(session, csrf)`.
+pub async fn check_maxma_key(world: &AppWorld, session: &(String, String), key: &str) -> Page {
+    let fields = action_fields(
+        session,
+        "check",
+        &[("mapping", "maxma"), ("cred.maxma.api_key", key)],
+    );
+    post_form(world, &fields, None).await
+}
+
 /// The form fields of an action of the session `(session, csrf)`.
 pub fn action_fields<'a>(
     session: &'a (String, String),

@@ -1,4 +1,4 @@
-//! Criterion micro-benchmarks of the mapping engine (issue #7, DESIGN.md §3).
+//! Criterion micro-benchmarks of the mapping engine (issue #7, docs/design.md §3).
 //!
 //! The reference is MAXMA's `retaildemand.recalc` on a 10-position spending cart:
 //! * `recalc_request`: the `calc` step's body expression (MoySklad request → vendor body);

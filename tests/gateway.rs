@@ -102,38 +102,29 @@ async fn every_request_example_gets_past_parsing() {
     bridge.stop().await;
 }
 
-#[tokio::test]
-async fn fixtures_are_the_shared_examples() {
-    // The corpus is vendored so a clone tests on its own; when the shared copy is beside the
-    // checkout (CI, developers), the two must not drift apart.
-    let shared =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/loyaltyapi/examples");
-    let Ok(entries) = std::fs::read_dir(&shared) else {
-        eprintln!("no shared examples beside the checkout; skipping the drift check");
-        return;
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let ours = fixture(&name);
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            ours,
-            "{name} differs from the shared example"
-        );
-        names.push(name);
+/// The reference corpus (LoyaltyAPI examples, UDS's OpenAPI document) lives in the repository;
+/// `SHA256SUMS` pins each file, so a fixture is only changed on purpose, and a file added to a
+/// folder without being pinned is noticed.
+#[test]
+fn reference_fixtures_match_their_checksums() {
+    use sha2::{Digest, Sha256};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for folder in ["loyaltyapi", "vendor-specs"] {
+        let dir = root.join(folder);
+        let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+        let mut pinned = Vec::new();
+        for line in sums.lines() {
+            let (sum, name) = line.split_once("  ").expect("`<sha256>  <name>` lines");
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), sum, "{folder}/{name} changed");
+            pinned.push(name.to_owned());
+        }
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let unpinned_kind = name.ends_with(".json") || name.ends_with(".yaml");
+            assert!(!unpinned_kind || pinned.contains(&name), "{folder}/{name} is not in SHA256SUMS");
+        }
     }
-    let vendored = std::fs::read_dir(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/loyaltyapi"),
-    )
-    .unwrap()
-    .count();
-    assert_eq!(
-        names.len(),
-        vendored,
-        "vendored fixtures and shared examples differ in number"
-    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Every request the UDS mapping sends, validated against UDS's own OpenAPI document by a
-//! Prism mock server (`../shared/specs/`). `.ci/run` starts Prism and sets `UDS_PRISM_URL`
+//! Prism mock server (`tests/fixtures/vendor-specs/`). `.ci/run` starts Prism and sets `UDS_PRISM_URL`
 //! (and `LB_REQUIRE_PRISM=1`, so the test fails rather than skips if Prism is missing).
 //! Prism answers 422 with the violations for a request that does not match the schema.
 

@@ -1,4 +1,4 @@
-//! Built-in functions that mapping expressions call where jq is not safe enough (DESIGN.md §3).
+//! Built-in functions that mapping expressions call where jq is not safe enough (docs/design.md §3).
 //!
 //! All of them are pure: no I/O, no clock, no global state. Money is [`Decimal`] throughout and
 //! JSON numbers are read from their exact text ([`decimal_of`]), never through `f64` — a jq

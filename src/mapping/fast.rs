@@ -1,4 +1,4 @@
-//! The native fast path (DESIGN.md §3): the common jq subset compiled, at load, to a tree
+//! The native fast path (docs/design.md §3): the common jq subset compiled, at load, to a tree
 //! evaluated directly over `serde_json::Value` — no conversion to jaq's values. Evaluation
 //! borrows: what passes through unchanged (`.req.agent`, a position, a literal) is a reference
 //! into the input until the answer is copied out once, so an expression costs about what the

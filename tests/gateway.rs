@@ -116,13 +116,20 @@ fn reference_fixtures_match_their_checksums() {
         for line in sums.lines() {
             let (sum, name) = line.split_once("  ").expect("`<sha256>  <name>` lines");
             let bytes = std::fs::read(dir.join(name)).unwrap();
-            assert_eq!(hex::encode(Sha256::digest(&bytes)), sum, "{folder}/{name} changed");
+            assert_eq!(
+                hex::encode(Sha256::digest(&bytes)),
+                sum,
+                "{folder}/{name} changed"
+            );
             pinned.push(name.to_owned());
         }
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             let unpinned_kind = name.ends_with(".json") || name.ends_with(".yaml");
-            assert!(!unpinned_kind || pinned.contains(&name), "{folder}/{name} is not in SHA256SUMS");
+            assert!(
+                !unpinned_kind || pinned.contains(&name),
+                "{folder}/{name} is not in SHA256SUMS"
+            );
         }
     }
 }

@@ -1,0 +1,28 @@
+//! `serve` (the default): the LoyaltyAPI, and the bundled MAXMA emulator when the config asks.
+
+use anyhow::Context;
+use loyalty_bridge::{Config, telemetry};
+
+use super::{runtime, shutdown_signal};
+
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    runtime()?.block_on(async {
+        if let Some(sandbox) = &config.maxma_sandbox {
+            let listener = loyalty_bridge::server::listen::bind(sandbox.listen)
+                .with_context(|| format!("cannot listen on {} (sandbox.maxma.listen)", sandbox.listen))?;
+            tracing::info!(addr = %sandbox.listen, "MAXMA sandbox with demo data (remove [sandbox.maxma] for production)");
+            let emulator = loyalty_bridge::sandbox::maxma::MaxmaSandbox::with_demo_data(sandbox.key.expose());
+            tokio::spawn(emulator.serve(listener, shutdown_signal()));
+        }
+        let addr = config.server.listen;
+        let listener = loyalty_bridge::server::listen::bind(addr)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        if let Err(e) = loyalty_bridge::run(listener, config, shutdown_signal()).await {
+            // A broken mapping file names itself and the field; a backtrace would bury that.
+            eprintln!("loyalty-bridge: {e}");
+            std::process::exit(2);
+        }
+        Ok(())
+    })
+}

@@ -171,7 +171,7 @@ def report(work, out, binary, build):
     lines = [
         "# Benchmark results",
         "",
-        "Written by `benches/load/run.sh` (README, \"Benchmarks\"). Recalc: a 10-position SPENDING cart",
+        "Written by `benches/load/run.sh` (benches/README.md). Recalc: a 10-position SPENDING cart",
         "(`benches/load/recalc.json`); sale: `benches/load/sale.json`, each with a new id. (a) and (b)",
         "get the vendor requests the mapping produces (`loyalty-bridge map`): for a recalc the",
         "calculation, for a sale set-purchase + confirm-ticket (two requests, counted as one sale).",

@@ -5,7 +5,7 @@
 #   (c) nginx + njs doing recalc's mapping (maxma.js),
 #   (d) loyalty-bridge (release build) in front of the sandbox,
 # then a slow vendor check: 2,000 concurrent recalcs through the bridge to a sandbox that
-# answers in 200 ms. Writes the table to benches/results.md. See README.md, "Benchmarks".
+# answers in 200 ms. Writes the table to benches/results.md. See benches/README.md.
 #
 # Run as root on Debian bookworm from a checkout: bash benches/load/run.sh
 # Knobs (environment): LB_BENCH_PORT_BASE (19180; uses the next 6 ports), LB_BENCH_SECONDS
@@ -62,7 +62,7 @@ if [ -n "${LB_BENCH_BIN:-}" ]; then
 elif [ "$build" = pgo ] || [ "$build" = release ]; then
   fallback=""
   if [ "$build" = pgo ]; then
-    # What README's "Deployment build" ships: release + profile-guided optimisation (+ BOLT).
+    # What docs/operations.md's "Deployment build" ships: release + profile-guided optimisation (+ BOLT).
     log "scripts/build-release.sh (release profile + PGO + BOLT)"
     if bash "$root/scripts/build-release.sh"; then
       bin=${CARGO_TARGET_DIR:-$root/target}/release-pgo/loyalty-bridge

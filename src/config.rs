@@ -94,6 +94,9 @@ pub struct RawMoyskladApp {
     pub vendor_base_urls: BTreeMap<String, String>,
 }
 
+/// Prefix of app tenants' names (`app:<accountId>`); static tenant names cannot contain `:`, so
+/// the two never mix.
+pub const APP_TENANT_PREFIX: &str = "app:";
 pub const DEFAULT_VENDOR_API_URL: &str = "https://apps-api.moysklad.ru/api/vendor/1.0";
 
 /// The validated `[moysklad_app]`.

@@ -17,6 +17,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+/// A connection thread's load at the moment, for `/metrics` (`server::lanes` reports it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaneState {
+    /// Connections open on it.
+    pub connections: usize,
+    /// Its runtime's tasks that have not ended: connections, vendor connections, moved
+    /// operations.
+    pub tasks: usize,
+}
+
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -216,7 +226,7 @@ impl Metrics {
     }
 
     /// The connection threads' load (set when `/metrics` is read).
-    pub fn set_lanes(&self, lanes: &[crate::server::lanes::LaneState]) {
+    pub fn set_lanes(&self, lanes: &[LaneState]) {
         let clamp = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         for (index, lane) in lanes.iter().enumerate() {
             let labels = LaneLabels {
@@ -267,7 +277,8 @@ impl Metrics {
     /// The `tenant` label of `tenant`'s gauges; none for app tenants that share a label (a
     /// gauge shared by many tenants would show whichever set it last).
     fn gauge_label<'a>(&self, tenant: &'a str) -> Option<&'a str> {
-        (self.per_app_tenant || !tenant.starts_with(crate::app::TENANT_PREFIX)).then_some(tenant)
+        (self.per_app_tenant || !tenant.starts_with(crate::config::APP_TENANT_PREFIX))
+            .then_some(tenant)
     }
 
     /// One answered LoyaltyAPI request.
@@ -485,7 +496,6 @@ mod tests {
 
     #[test]
     fn lane_families_show_the_last_state_and_the_moves() {
-        use crate::server::lanes::LaneState;
         let m = Metrics::new();
         let lane = |connections| LaneState {
             connections,

@@ -35,24 +35,7 @@ pub struct OutgoingClaims {
     pub jti: String,
 }
 
-/// Why a token was refused (said in the 401 envelope; never contains the token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JwtRefusal {
-    #[error("no Bearer token")]
-    Missing,
-    #[error("algorithm is not HS256")]
-    Algorithm,
-    #[error("bad signature")]
-    Signature,
-    #[error("expired")]
-    Expired,
-    #[error("lifetime over 300 s, or issued in the future")]
-    Lifetime,
-    #[error("malformed token or claims")]
-    Malformed,
-    #[error("token already used (jti replayed)")]
-    Replayed,
-}
+pub use crate::error::JwtRefusal;
 
 /// The Bearer token of an `Authorization` header value.
 pub fn bearer(value: Option<&str>) -> Result<&str, JwtRefusal> {

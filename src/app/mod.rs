@@ -50,8 +50,7 @@ use vendor::{VendorApi, VendorError};
 
 /// Scope of the `jti` claims in [`Store::claim_once`].
 const JTI_SCOPE: &str = "moysklad-jti";
-/// Prefix of app tenants' names; static tenant names cannot contain `:`, so the two never mix.
-pub const TENANT_PREFIX: &str = "app:";
+pub use crate::config::APP_TENANT_PREFIX as TENANT_PREFIX;
 
 /// The vendor limits of app tenants (they have no `[tenants.limits]`): their LoyaltyAPI calls and
 /// their settings page's credential checks share one limiter made with these.

@@ -44,15 +44,7 @@ struct Lane {
     moved_in: Counter,
 }
 
-/// A lane's load at the moment, for `/metrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LaneState {
-    /// Connections open on it.
-    pub connections: usize,
-    /// Its runtime's tasks that have not ended: connections, vendor connections, moved
-    /// operations.
-    pub tasks: usize,
-}
+pub use crate::metrics::LaneState;
 
 /// The connection threads of one server.
 pub struct Lanes {

@@ -38,10 +38,9 @@ use crate::metrics::Metrics;
 use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{HttpUpstream, Upstream};
-use listen::{ListenOptions, accept_loop};
+use listen::{ClientAddr, ListenOptions, accept_loop};
 use route::Route;
 
-pub use body::read as read_body;
 pub use route::route;
 
 /// Everything a request needs, shared by all connections.
@@ -434,9 +433,20 @@ async fn dispatch(
         && settings.serves(req.uri().path())
     {
         outcome.op = Some("moysklad.settings");
+        // The server reads the body (in time, within the page's form limit) and hands the page
+        // bytes and the client's address; the page knows nothing of connections.
+        let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+        let (parts, incoming) = req.into_parts();
+        let body = read_body_in_time(
+            server,
+            incoming,
+            &parts.headers,
+            SettingsPage::MAX_FORM_BYTES,
+        );
         // Rare paths are boxed so that their (large) state machines do not size every
         // LoyaltyAPI request's future (hyper allocates that much per request).
-        let answer = Box::pin(settings.handle(req)).await;
+        let body = Box::pin(body).await;
+        let answer = Box::pin(settings.handle(parts, body, client)).await;
         if answer.connected {
             Box::pin(app.refresh_app_tenants()).await;
         }
@@ -487,7 +497,7 @@ async fn dispatch(
     // only its connection (or h2 stream), not a turn another request could use.
     let (parts, incoming) = req.into_parts();
     let bytes = if op.has_body() {
-        read_body_in_time(server, incoming, &parts.headers).await?
+        read_body_in_time(server, incoming, &parts.headers, server.max_body_bytes).await?
     } else {
         Bytes::new()
     };
@@ -509,14 +519,15 @@ async fn dispatch(
     render(&reply)
 }
 
-/// The request's body, within `server.body_read_timeout_ms` and `server.max_body_bytes`.
+/// The request's body, within `server.body_read_timeout_ms` and `limit` bytes.
 async fn read_body_in_time(
     server: &crate::config::ServerConfig,
     incoming: Incoming,
     headers: &HeaderMap,
+    limit: usize,
 ) -> Result<Bytes, Error> {
     let ms = server.body_read_timeout_ms;
-    let read = body::read(incoming, headers, server.max_body_bytes);
+    let read = body::read(incoming, headers, limit);
     tokio::time::timeout(Duration::from_millis(ms), read)
         .await
         .map_err(|_| Error::BodyTimeout { ms })?
@@ -571,7 +582,13 @@ async fn lifecycle(
         return Err(Error::MethodNotAllowed { allowed: ALLOWED });
     }
     let (parts, incoming) = req.into_parts();
-    let bytes = read_body_in_time(&app.config.server, incoming, &parts.headers).await?;
+    let bytes = read_body_in_time(
+        &app.config.server,
+        incoming,
+        &parts.headers,
+        app.config.server.max_body_bytes,
+    )
+    .await?;
     let response = if method == http::Method::PUT {
         let answer = ctx
             .activate(app_id, account_id, &parts.headers, &bytes)

@@ -7,9 +7,9 @@
 //! Save calls MoySklad), so each session has its own allowance too: a stolen or scripted
 //! session cannot turn the page into a key-guessing oracle. All are governor GCRA limiters.
 //!
-//! The client address is the TCP peer, which the server puts in the request's extensions as a
-//! [`ClientAddr`]. `X-Forwarded-For` is not read: anyone can write it. Without a `ClientAddr`
-//! every request shares one address bucket (stricter, never looser).
+//! The client address is the TCP peer, which the server hands the page with each request.
+//! `X-Forwarded-For` is not read: anyone can write it. Without an address every request shares
+//! one address bucket (stricter, never looser).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
@@ -18,9 +18,6 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
-
-/// The TCP peer of a request, as the server's accept loop saw it (a request extension).
-pub use crate::server::listen::ClientAddr;
 
 /// A limit: `burst` at once, then one every `every`.
 #[derive(Debug, Clone, Copy)]
@@ -143,11 +140,6 @@ fn refused(not_until: NotUntil<<DefaultClock as Clock>::Instant>) -> Refused {
     }
 }
 
-/// The client address of a request: its [`ClientAddr`] extension, if the server set one.
-pub fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
-    extensions.get::<ClientAddr>().map(|c| c.0.ip())
-}
-
 /// `Retry-After` seconds for a wait (at least 1: "0" would invite an immediate retry).
 pub fn retry_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
@@ -241,15 +233,6 @@ mod tests {
             let _ = limits.post(&[0u8; 32]);
         }
         assert!(limits.context_per_address.len() < 10);
-    }
-
-    #[test]
-    fn the_client_address_is_the_servers_extension_or_unknown() {
-        let mut req = http::Request::new(());
-        assert_eq!(client_ip(req.extensions()), None);
-        req.extensions_mut()
-            .insert(ClientAddr("[2001:db8::7]:443".parse().unwrap()));
-        assert_eq!(client_ip(req.extensions()), ip("2001:db8::7"));
     }
 
     #[test]

@@ -20,13 +20,14 @@
 //!
 //! Every answer carries a Content-Security-Policy that lets only MoySklad's origins (plus
 //! `moysklad_app.frame_ancestors`) frame the page and allows no inline script or style.
-//! Refusals are [`PageError`]s, rendered by [`crate::error::respond_page`].
+//! Refusals are [`PageError`]s, rendered by [`page_error::respond_page`].
 
 pub mod catalog;
 pub mod html;
 pub mod i18n;
 pub mod limits;
 pub mod page;
+pub mod page_error;
 pub mod probe;
 pub mod session;
 
@@ -34,8 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
-use hyper::body::Incoming;
+use http::{HeaderMap, HeaderValue, Method, Response, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -43,7 +43,6 @@ use super::guards::AppGuards;
 use super::recent::{FailureSource, RecentFailures};
 use super::vendor::VendorError;
 use super::{AppContext, ConnectError, ConnectRequest};
-use crate::error::{PageError, respond_page};
 use crate::mapping::registry::Mappings;
 use crate::secret::Secret;
 use crate::store::{AppTenant, now_ms};
@@ -52,13 +51,14 @@ use catalog::VendorChoice;
 use i18n::Lang;
 use limits::PageLimits;
 use page::{FormState, Notice, Paths, View};
+use page_error::{PageError, respond_page};
 use probe::{CheckOutcome, CheckTarget};
 use session::{Session, Sessions};
 
 /// MoySklad's origins, always allowed to frame the page.
 pub const MOYSKLAD_FRAME_ANCESTORS: &str = "https://online.moysklad.ru https://*.moysklad.ru";
 /// Largest form accepted (a handful of fields).
-pub const MAX_FORM_BYTES: usize = 16 * 1024;
+const MAX_FORM_BYTES: usize = 16 * 1024;
 /// Store scope of claimed context keys (each is accepted once).
 const CONTEXT_SCOPE: &str = "moysklad-context";
 /// How long a claimed context key is remembered: longer than MoySklad's 5 minutes.
@@ -166,19 +166,28 @@ impl SettingsPage {
         &self.style_path
     }
 
-    /// Answers one request for the page or its assets (refusals rendered as HTML pages).
-    pub async fn handle(&self, req: Request<Incoming>) -> Answer {
-        let path = req.uri().path().to_owned();
-        let method = req.method().clone();
+    /// The largest form the page reads; the server reads the body within it.
+    pub const MAX_FORM_BYTES: usize = MAX_FORM_BYTES;
+
+    /// Answers one request for the page or its assets (refusals rendered as HTML pages). The
+    /// server has read the body (`body`, or why it could not) and says who the client is (the
+    /// TCP peer; `None` puts every request in one address bucket: stricter, never looser).
+    pub async fn handle(
+        &self,
+        req: http::request::Parts,
+        body: Result<Bytes, crate::error::Error>,
+        client: Option<std::net::IpAddr>,
+    ) -> Answer {
+        let path = req.uri.path().to_owned();
+        let method = req.method.clone();
         let (result, lang) = if path == self.page_path {
             match method {
                 Method::GET => {
-                    let query = parse_pairs(req.uri().query().unwrap_or(""));
+                    let query = parse_pairs(req.uri.query().unwrap_or(""));
                     let lang = Lang::from_locale(query.get("userLocale").map(String::as_str));
-                    let client = limits::client_ip(req.extensions());
                     (self.open(&query, client, lang).await, lang)
                 }
-                Method::POST => self.post(req).await,
+                Method::POST => self.post(&req.headers, body).await,
                 _ => (
                     Err(PageError::MethodNotAllowed {
                         allowed: &[Method::GET, Method::POST],
@@ -316,11 +325,10 @@ impl SettingsPage {
     /// `POST {page}`: an action of a live session.
     async fn post(
         &self,
-        req: Request<Incoming>,
+        headers: &HeaderMap,
+        body: Result<Bytes, crate::error::Error>,
     ) -> (Result<(Response<Bytes>, bool), PageError>, Lang) {
-        let (parts, incoming) = req.into_parts();
-        let is_form = parts
-            .headers
+        let is_form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
@@ -332,7 +340,7 @@ impl SettingsPage {
         if !is_form {
             return (Err(PageError::NotAForm), Lang::default());
         }
-        let body = match crate::server::read_body(incoming, &parts.headers, MAX_FORM_BYTES).await {
+        let body = match body {
             Ok(body) => body,
             Err(crate::error::Error::PayloadTooLarge { limit }) => {
                 return (Err(PageError::TooLarge { limit }), Lang::default());
@@ -350,7 +358,7 @@ impl SettingsPage {
         // The page says its language in a hidden field, so even a refusal before the session
         // is known speaks it.
         let lang = Lang::from_locale(form.get("lang").map(String::as_str));
-        (self.act(&parts.headers, &form).await, lang)
+        (self.act(headers, &form).await, lang)
     }
 
     async fn act(

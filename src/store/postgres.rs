@@ -13,9 +13,10 @@ use subtle::ConstantTimeEq;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    APP_COLUMNS, AppConnection, AppState, AppTenant, Begin, CodeCheck, Kind, OutboxItem,
-    OutboxStats, Record, RecordState, Store, StoreError, StoreFuture, json_text, newer_schema,
-    parse_app_state, parse_json, parse_kind, parse_outbox_state, parse_record_state,
+    APP_COLUMNS, AppConnection, AppState, AppTenant, AppTenantStore, Begin, CodeCheck,
+    JournalStore, KeyValueStore, Kind, OutboxItem, OutboxStats, OutboxStore, Record, RecordState,
+    Store, StoreError, StoreFuture, json_text, newer_schema, parse_app_state, parse_json,
+    parse_kind, parse_outbox_state, parse_record_state,
 };
 
 /// Numbered migrations, applied in order, each in its own transaction.
@@ -359,11 +360,7 @@ fn app_from_row(row: &Row) -> Result<AppTenant, StoreError> {
     })
 }
 
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
+impl JournalStore for PgStore {
     fn begin(
         &self,
         tenant: &str,
@@ -463,7 +460,9 @@ impl Store for PgStore {
             Ok(())
         })
     }
+}
 
+impl OutboxStore for PgStore {
     fn enqueue(
         &self,
         tenant: &str,
@@ -760,7 +759,9 @@ impl Store for PgStore {
                 .collect())
         })
     }
+}
 
+impl KeyValueStore for PgStore {
     fn kv_get(&self, tenant: &str, key: &str, now_ms: i64) -> StoreFuture<'_, Option<Value>> {
         let (tenant, key) = (tenant.to_owned(), key.to_owned());
         Box::pin(async move {
@@ -901,7 +902,9 @@ impl Store for PgStore {
             Ok(changed == 1)
         })
     }
+}
 
+impl AppTenantStore for PgStore {
     fn app_activate(
         &self,
         account_id: &str,
@@ -1062,6 +1065,12 @@ impl Store for PgStore {
                 .map_err(|e| self.db(e))?;
             rows.iter().map(app_from_row).collect()
         })
+    }
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
     }
 
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {

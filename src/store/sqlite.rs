@@ -13,9 +13,10 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::{
-    APP_COLUMNS, AppConnection, AppState, AppTenant, Begin, CodeCheck, Kind, OutboxItem,
-    OutboxStats, Record, RecordState, Store, StoreError, StoreFuture, json_text, newer_schema,
-    parse_app_state, parse_json, parse_kind, parse_outbox_state, parse_record_state,
+    APP_COLUMNS, AppConnection, AppState, AppTenant, AppTenantStore, Begin, CodeCheck,
+    JournalStore, KeyValueStore, Kind, OutboxItem, OutboxStats, OutboxStore, Record, RecordState,
+    Store, StoreError, StoreFuture, json_text, newer_schema, parse_app_state, parse_json,
+    parse_kind, parse_outbox_state, parse_record_state,
 };
 
 /// Numbered migrations, applied in order, each in its own transaction.
@@ -365,11 +366,7 @@ fn app_from_row(row: &Row<'_>) -> rusqlite::Result<Result<AppTenant, StoreError>
     })())
 }
 
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
+impl JournalStore for SqliteStore {
     fn begin(
         &self,
         tenant: &str,
@@ -462,7 +459,9 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+}
 
+impl OutboxStore for SqliteStore {
     fn enqueue(
         &self,
         tenant: &str,
@@ -741,7 +740,9 @@ impl Store for SqliteStore {
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
     }
+}
 
+impl KeyValueStore for SqliteStore {
     fn kv_get(&self, tenant: &str, key: &str, now_ms: i64) -> StoreFuture<'_, Option<Value>> {
         let (tenant, key) = (tenant.to_owned(), key.to_owned());
         self.call(move |conn| {
@@ -876,7 +877,9 @@ impl Store for SqliteStore {
             Ok(changed == 1)
         })
     }
+}
 
+impl AppTenantStore for SqliteStore {
     fn app_activate(
         &self,
         account_id: &str,
@@ -1043,6 +1046,12 @@ impl Store for SqliteStore {
             }
             Ok(out)
         })
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {

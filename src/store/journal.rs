@@ -124,3 +124,14 @@ pub trait JournalStore: Send + Sync {
     /// try again.
     fn abandon(&self, tenant: &str, kind: Kind, id: &str, now_ms: i64) -> StoreFuture<'_, ()>;
 }
+
+/// How [`JournalStore::begin`] answers a caller that did not get `record` (someone else's):
+/// `None` if the record changed meanwhile into one the caller may take (abandoned, or its lease
+/// ran out) — worth another try.
+pub(super) fn begin_answer(record: Record, now_ms: i64) -> Option<Begin> {
+    match record.state {
+        RecordState::InFlight if record.lease_until_ms > now_ms => Some(Begin::InFlight(record)),
+        RecordState::Done | RecordState::Queued => Some(Begin::Settled(record)),
+        RecordState::InFlight | RecordState::Failed => None,
+    }
+}

@@ -3,6 +3,7 @@
 //! one-time claims that protect against replays.
 
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 use super::StoreFuture;
 
@@ -65,4 +66,40 @@ pub trait KeyValueStore: Send + Sync {
         now_ms: i64,
         until_ms: i64,
     ) -> StoreFuture<'_, bool>;
+}
+
+/// A confirmation code as stored.
+pub(super) struct StoredCode {
+    pub code: String,
+    pub expires_ms: i64,
+    pub attempts_left: i64,
+}
+
+/// What a check does to the stored code.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum CodeAction {
+    Delete,
+    SetAttemptsLeft(i64),
+}
+
+/// The one rule of [`KeyValueStore::code_check`], which the backends run inside their
+/// transaction: an expired or burnt code is gone; a right one is consumed (compared in
+/// constant time); a wrong one uses an attempt, and the last attempt burns it.
+pub(super) fn check_code(stored: &StoredCode, given: &str, now_ms: i64) -> (CodeCheck, CodeAction) {
+    if stored.expires_ms <= now_ms || stored.attempts_left <= 0 {
+        return (CodeCheck::Missing, CodeAction::Delete);
+    }
+    if bool::from(stored.code.as_bytes().ct_eq(given.as_bytes())) {
+        return (CodeCheck::Accepted, CodeAction::Delete);
+    }
+    let left = stored.attempts_left - 1;
+    let action = if left == 0 {
+        CodeAction::Delete
+    } else {
+        CodeAction::SetAttemptsLeft(left)
+    };
+    let answer = CodeCheck::Wrong {
+        attempts_left: u32::try_from(left).unwrap_or(0),
+    };
+    (answer, action)
 }

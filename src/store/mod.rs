@@ -15,13 +15,14 @@ mod journal;
 mod key_value;
 mod outbox;
 mod postgres;
+mod rows;
+mod schema;
+mod sql;
 mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-use serde_json::Value;
 
 pub use app_tenants::{AppConnection, AppState, AppTenant, AppTenantStore};
 pub use journal::{Begin, JournalStore, Kind, Record, RecordState};
@@ -55,13 +56,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-fn parse_app_state(text: &str) -> Result<AppState, StoreError> {
-    AppState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown app state {text:?}")))
-}
-
-const APP_COLUMNS: &str = "account_id, app_id, account_name, state, access_token_sealed, token_sha256, \
-     mapping, base_url, credentials_sealed, settings, external_search, vendor_note, created_ms, updated_ms";
-
 /// The durable state behind the bridge, one contract per concern. Tenant names scope every
 /// key: one tenant never reads another's records.
 ///
@@ -75,38 +69,6 @@ pub trait Store: JournalStore + OutboxStore + KeyValueStore + AppTenantStore {
     /// Deletes done/failed records, delivered outbox items, and expired values and codes
     /// last changed before `before_ms`; returns how many rows went.
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64>;
-}
-
-/// The refusal to open a database that a newer loyalty-bridge has migrated.
-fn newer_schema(found: i64, known: i64) -> StoreError {
-    StoreError::Corrupt(format!(
-        "the database schema is at version {found}, newer than the {known} this loyalty-bridge \
-         knows: run a newer loyalty-bridge (or restore the database from before the upgrade)"
-    ))
-}
-
-/// A JSON column's text.
-fn json_text(value: &Value) -> String {
-    value.to_string()
-}
-
-fn parse_json(text: &str, column: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("column {column} does not hold JSON: {e}")))
-}
-
-fn parse_kind(text: &str) -> Result<Kind, StoreError> {
-    Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown record kind {text:?}")))
-}
-
-fn parse_record_state(text: &str) -> Result<RecordState, StoreError> {
-    RecordState::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown record state {text:?}")))
-}
-
-fn parse_outbox_state(text: &str) -> Result<OutboxState, StoreError> {
-    OutboxState::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown outbox state {text:?}")))
 }
 
 /// A duration as the store's milliseconds (saturating: a huge duration is "far away").

@@ -125,3 +125,12 @@ pub trait OutboxStore: Send + Sync {
 
     fn outbox_stats(&self) -> StoreFuture<'_, Vec<OutboxStats>>;
 }
+
+/// The record an outbox item belongs to, as stored (kind and state stay text: they are only
+/// compared and bound again), and the item's state.
+pub(super) struct ItemOwner {
+    pub tenant: String,
+    pub kind: String,
+    pub id: String,
+    pub state: String,
+}

@@ -4,7 +4,8 @@
 //! accepted (`none` and every other algorithm are refused before the signature is looked at);
 //! an expired token is refused (5 s leeway for clock skew), so is one without `iat`, issued in
 //! the future, or living longer than MoySklad's 300 s (`exp - iat`); a `jti` is accepted once —
-//! the caller claims it in the store, shared by instances ([`crate::store::Store::claim_once`]).
+//! the caller claims it in the store, shared by instances
+//! ([`crate::store::KeyValueStore::claim_once`]).
 //!
 //! Us → MoySklad: a fresh token per call, `{sub: appUid, iat, exp, jti}`, 60 s lifetime.
 

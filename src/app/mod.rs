@@ -48,7 +48,7 @@ use crypto::Sealer;
 use jwt::JwtRefusal;
 use vendor::{VendorApi, VendorError};
 
-/// Scope of the `jti` claims in [`Store::claim_once`].
+/// Scope of the `jti` claims in [`crate::store::KeyValueStore::claim_once`].
 const JTI_SCOPE: &str = "moysklad-jti";
 pub use crate::config::APP_TENANT_PREFIX as TENANT_PREFIX;
 

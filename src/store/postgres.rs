@@ -4,108 +4,32 @@
 //! ON CONFLICT … DO UPDATE … WHERE … RETURNING`) or a transaction holding row locks (`SELECT …
 //! FOR UPDATE`). Migrations run under a transaction-scoped advisory lock, so two instances
 //! starting at once do not both apply one. Connections come from a deadpool pool.
+//!
+//! The statements are the shared ones of `sql.rs`; this file binds their parameters, converts
+//! values and runs them.
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
 use serde_json::Value;
-use subtle::ConstantTimeEq;
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 
+use super::journal::begin_answer;
+use super::key_value::{CodeAction, check_code};
+use super::outbox::ItemOwner;
+use super::rows::{self, Columns, json_text, parse_app_state};
+use super::schema::{self, Dialect};
 use super::{
-    APP_COLUMNS, AppConnection, AppState, AppTenant, Begin, CodeCheck, Kind, OutboxItem,
-    OutboxStats, Record, RecordState, Store, StoreError, StoreFuture, json_text, newer_schema,
-    parse_app_state, parse_json, parse_kind, parse_outbox_state, parse_record_state,
+    AppConnection, AppState, AppTenant, AppTenantStore, Begin, CodeCheck, JournalStore,
+    KeyValueStore, Kind, OutboxItem, OutboxStats, OutboxStore, Record, Store, StoreError,
+    StoreFuture, sql,
 };
 
-/// Numbered migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
-    CREATE TABLE records (
-        tenant          TEXT   NOT NULL,
-        kind            TEXT   NOT NULL,
-        id              TEXT   NOT NULL,
-        state           TEXT   NOT NULL,
-        kept            TEXT   NOT NULL DEFAULT 'null',
-        lease_until_ms  BIGINT NOT NULL,
-        created_ms      BIGINT NOT NULL,
-        updated_ms      BIGINT NOT NULL,
-        PRIMARY KEY (tenant, kind, id)
-    );
-    CREATE INDEX records_prune ON records (updated_ms) WHERE state IN ('done', 'failed');
-
-    CREATE TABLE outbox (
-        seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        tenant          TEXT   NOT NULL,
-        kind            TEXT   NOT NULL,
-        id              TEXT   NOT NULL,
-        request         TEXT   NOT NULL,
-        state           TEXT   NOT NULL,
-        attempts        BIGINT NOT NULL DEFAULT 0,
-        next_attempt_ms BIGINT NOT NULL,
-        last_error      TEXT,
-        created_ms      BIGINT NOT NULL,
-        updated_ms      BIGINT NOT NULL,
-        FOREIGN KEY (tenant, kind, id) REFERENCES records (tenant, kind, id)
-    );
-    CREATE INDEX outbox_pending ON outbox (tenant, seq) WHERE state = 'pending';
-    CREATE INDEX outbox_record ON outbox (tenant, kind, id);
-
-    CREATE TABLE outbox_leases (
-        tenant          TEXT   NOT NULL PRIMARY KEY,
-        holder          TEXT   NOT NULL,
-        until_ms        BIGINT NOT NULL
-    );
-
-    CREATE TABLE kv (
-        tenant          TEXT   NOT NULL,
-        key             TEXT   NOT NULL,
-        value           TEXT   NOT NULL,
-        expires_ms      BIGINT NOT NULL,
-        PRIMARY KEY (tenant, key)
-    );
-
-    CREATE TABLE codes (
-        tenant          TEXT   NOT NULL,
-        key             TEXT   NOT NULL,
-        code            TEXT   NOT NULL,
-        expires_ms      BIGINT NOT NULL,
-        attempts_left   BIGINT NOT NULL,
-        PRIMARY KEY (tenant, key)
-    );
-    "#,
-    ),
-    (
-        2,
-        r#"
-    CREATE TABLE claims (
-        scope           TEXT   NOT NULL,
-        key             TEXT   NOT NULL,
-        until_ms        BIGINT NOT NULL,
-        PRIMARY KEY (scope, key)
-    );
-
-    CREATE TABLE app_tenants (
-        account_id          TEXT    NOT NULL PRIMARY KEY,
-        app_id              TEXT    NOT NULL,
-        account_name        TEXT    NOT NULL,
-        state               TEXT    NOT NULL,
-        access_token_sealed TEXT,
-        token_sha256        TEXT    UNIQUE,
-        mapping             TEXT,
-        base_url            TEXT,
-        credentials_sealed  TEXT,
-        settings            TEXT    NOT NULL DEFAULT 'null',
-        external_search     BOOLEAN NOT NULL DEFAULT FALSE,
-        vendor_note         TEXT,
-        created_ms          BIGINT  NOT NULL,
-        updated_ms          BIGINT  NOT NULL
-    );
-    "#,
-    ),
-];
+/// Parameters of a statement.
+type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// Key of the advisory lock migrations hold ("lb_store").
 const MIGRATION_LOCK: i64 = 0x6c62_5f73_746f_7265;
@@ -196,174 +120,156 @@ impl PgStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        let known = schema::known_version();
         let mut client = self.client().await?;
         let lock = format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})");
-        let version = "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_version";
         {
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
             tx.batch_execute(&lock).await.map_err(|e| self.db(e))?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (
-                     version    BIGINT NOT NULL PRIMARY KEY,
-                     applied_ms BIGINT NOT NULL
-                 )",
-            )
-            .await
-            .map_err(|e| self.db(e))?;
-            let found: i64 = tx
-                .query_one(version, &[])
+            tx.batch_execute(&Dialect::Postgres.render(schema::SCHEMA_VERSION_TABLE))
                 .await
-                .map_err(|e| self.db(e))?
-                .get(0);
+                .map_err(|e| self.db(e))?;
+            let found = self.schema_version(&tx).await?;
             tx.commit().await.map_err(|e| self.db(e))?;
             if found > known {
-                return Err(newer_schema(found, known));
+                return Err(schema::newer_schema(found, known));
             }
         }
-        for &(number, sql) in MIGRATIONS {
+        for &(number, text) in schema::MIGRATIONS {
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
             tx.batch_execute(&lock).await.map_err(|e| self.db(e))?;
-            let found: i64 = tx
-                .query_one(version, &[])
-                .await
-                .map_err(|e| self.db(e))?
-                .get(0);
-            if found >= number {
+            if self.schema_version(&tx).await? >= number {
                 continue;
             }
-            tx.batch_execute(sql).await.map_err(|e| {
-                StoreError::Unavailable(
-                    self.mask(format!("postgres migration {number} failed: {e}")),
-                )
-            })?;
-            tx.execute(
-                "INSERT INTO schema_version (version, applied_ms) VALUES ($1, $2)",
-                &[&number, &super::now_ms()],
-            )
-            .await
-            .map_err(|e| self.db(e))?;
+            tx.batch_execute(&Dialect::Postgres.render(text))
+                .await
+                .map_err(|e| {
+                    StoreError::Unavailable(
+                        self.mask(format!("postgres migration {number} failed: {e}")),
+                    )
+                })?;
+            tx.execute(sql::RECORD_SCHEMA_VERSION, &[&number, &super::now_ms()])
+                .await
+                .map_err(|e| self.db(e))?;
             tx.commit().await.map_err(|e| self.db(e))?;
             tracing::info!(version = number, "postgres store migrated");
         }
         Ok(())
     }
-}
 
-const RECORD_COLUMNS: &str =
-    "tenant, kind, id, state, kept, lease_until_ms, created_ms, updated_ms";
+    async fn schema_version(&self, client: &impl GenericClient) -> Result<i64, StoreError> {
+        let row = client
+            .query_one(sql::SCHEMA_VERSION, &[])
+            .await
+            .map_err(|e| self.db(e))?;
+        PgRow::of(&row, "schema_version").int(0)
+    }
 
-fn record_from_row(row: &Row) -> Result<Record, StoreError> {
-    let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(format!("records row: {e}"));
-    Ok(Record {
-        tenant: row.try_get(0).map_err(corrupt)?,
-        kind: parse_kind(row.try_get(1).map_err(corrupt)?)?,
-        id: row.try_get(2).map_err(corrupt)?,
-        state: parse_record_state(row.try_get(3).map_err(corrupt)?)?,
-        kept: parse_json(row.try_get(4).map_err(corrupt)?, "records.kept")?,
-        lease_until_ms: row.try_get(5).map_err(corrupt)?,
-        created_ms: row.try_get(6).map_err(corrupt)?,
-        updated_ms: row.try_get(7).map_err(corrupt)?,
-    })
-}
+    /// Runs a statement that returns no rows (prepared once per connection); how many rows it
+    /// changed.
+    async fn execute(
+        &self,
+        client: &impl GenericClient,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<u64, StoreError> {
+        let stmt = client.prepare_cached(sql).await.map_err(|e| self.db(e))?;
+        client.execute(&stmt, params).await.map_err(|e| self.db(e))
+    }
 
-const OUTBOX_COLUMNS: &str =
-    "seq, tenant, kind, id, request, state, attempts, next_attempt_ms, last_error, created_ms";
+    /// The first row, if any.
+    async fn query_opt(
+        &self,
+        client: &impl GenericClient,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let stmt = client.prepare_cached(sql).await.map_err(|e| self.db(e))?;
+        client
+            .query_opt(&stmt, params)
+            .await
+            .map_err(|e| self.db(e))
+    }
 
-fn item_from_row(row: &Row) -> Result<OutboxItem, StoreError> {
-    let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(format!("outbox row: {e}"));
-    let seq: i64 = row.try_get(0).map_err(corrupt)?;
-    let attempts: i64 = row.try_get(6).map_err(corrupt)?;
-    Ok(OutboxItem {
-        seq,
-        tenant: row.try_get(1).map_err(corrupt)?,
-        kind: parse_kind(row.try_get(2).map_err(corrupt)?)?,
-        id: row.try_get(3).map_err(corrupt)?,
-        request: parse_json(row.try_get(4).map_err(corrupt)?, "outbox.request")?,
-        state: parse_outbox_state(row.try_get(5).map_err(corrupt)?)?,
-        attempts: u32::try_from(attempts).map_err(|_| {
-            StoreError::Corrupt(format!("outbox item {seq} has {attempts} attempts"))
-        })?,
-        next_attempt_ms: row.try_get(7).map_err(corrupt)?,
-        last_error: row.try_get(8).map_err(corrupt)?,
-        created_ms: row.try_get(9).map_err(corrupt)?,
-    })
-}
+    /// Every row.
+    async fn query(
+        &self,
+        client: &impl GenericClient,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let stmt = client.prepare_cached(sql).await.map_err(|e| self.db(e))?;
+        client.query(&stmt, params).await.map_err(|e| self.db(e))
+    }
 
-/// The record an outbox item belongs to, and the item's state; the item's row stays locked
-/// until the transaction ends.
-async fn lock_item(
-    tx: &deadpool_postgres::Transaction<'_>,
-    seq: i64,
-) -> Result<Option<(String, String, String, String)>, tokio_postgres::Error> {
-    let row = tx
-        .query_opt(
-            "SELECT tenant, kind, id, state FROM outbox WHERE seq = $1 FOR UPDATE",
-            &[&seq],
-        )
-        .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
-}
-
-impl PgStore {
     async fn get_record(
         &self,
-        client: &Object,
+        client: &impl GenericClient,
         tenant: &str,
         kind: Kind,
         id: &str,
     ) -> Result<Option<Record>, StoreError> {
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {RECORD_COLUMNS} FROM records WHERE tenant = $1 AND kind = $2 AND id = $3"
-            ))
-            .await
-            .map_err(|e| self.db(e))?;
-        client
-            .query_opt(&stmt, &[&tenant, &kind.as_str(), &id])
-            .await
-            .map_err(|e| self.db(e))?
-            .map(|row| record_from_row(&row))
+        self.query_opt(client, sql::RECORD, &[&tenant, &kind.as_str(), &id])
+            .await?
+            .map(|row| rows::record(&PgRow::of(&row, "records")))
             .transpose()
     }
 
-    /// Runs one statement that changes rows; how many.
-    async fn execute(
+    /// The record an outbox item belongs to, and the item's state; the item's row stays
+    /// locked until the transaction ends.
+    async fn lock_item(
         &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(|e| self.db(e))?;
-        client.execute(&stmt, params).await.map_err(|e| self.db(e))
+        tx: &deadpool_postgres::Transaction<'_>,
+        seq: i64,
+    ) -> Result<Option<ItemOwner>, StoreError> {
+        self.query_opt(tx, sql::ITEM_OWNER_POSTGRES, &[&seq])
+            .await?
+            .map(|row| rows::item_owner(&PgRow::of(&row, "outbox")))
+            .transpose()
     }
 }
 
-fn app_from_row(row: &Row) -> Result<AppTenant, StoreError> {
-    let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(format!("app_tenants row: {e}"));
-    Ok(AppTenant {
-        account_id: row.try_get(0).map_err(corrupt)?,
-        app_id: row.try_get(1).map_err(corrupt)?,
-        account_name: row.try_get(2).map_err(corrupt)?,
-        state: parse_app_state(row.try_get(3).map_err(corrupt)?)?,
-        access_token_sealed: row.try_get(4).map_err(corrupt)?,
-        token_sha256: row.try_get(5).map_err(corrupt)?,
-        mapping: row.try_get(6).map_err(corrupt)?,
-        base_url: row.try_get(7).map_err(corrupt)?,
-        credentials_sealed: row.try_get(8).map_err(corrupt)?,
-        settings: parse_json(row.try_get(9).map_err(corrupt)?, "app_tenants.settings")?,
-        external_search: row.try_get(10).map_err(corrupt)?,
-        vendor_note: row.try_get(11).map_err(corrupt)?,
-        created_ms: row.try_get(12).map_err(corrupt)?,
-        updated_ms: row.try_get(13).map_err(corrupt)?,
-    })
+/// A row, and the table it comes from for the error a column that does not read gives.
+struct PgRow<'r> {
+    row: &'r Row,
+    table: &'static str,
 }
 
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
+impl<'r> PgRow<'r> {
+    fn of(row: &'r Row, table: &'static str) -> PgRow<'r> {
+        PgRow { row, table }
     }
 
+    fn get<'a, T: FromSql<'a>>(&'a self, index: usize) -> Result<T, StoreError> {
+        self.row
+            .try_get(index)
+            .map_err(|e| StoreError::Corrupt(format!("{} row: {e}", self.table)))
+    }
+}
+
+impl Columns for PgRow<'_> {
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        self.get(index)
+    }
+
+    fn text_or_null(&self, index: usize) -> Result<Option<String>, StoreError> {
+        self.get(index)
+    }
+
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        self.get(index)
+    }
+
+    fn int_or_null(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        self.get(index)
+    }
+
+    fn flag(&self, index: usize) -> Result<bool, StoreError> {
+        self.get(index)
+    }
+}
+
+impl JournalStore for PgStore {
     fn begin(
         &self,
         tenant: &str,
@@ -375,43 +281,21 @@ impl Store for PgStore {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         Box::pin(async move {
             let client = self.client().await?;
-            // One statement decides: the row comes back only when this caller owns it. On a
-            // conflict PostgreSQL locks the existing row and re-checks the WHERE on its latest
-            // version, so of many concurrent callers exactly one wins.
-            let take = client
-                .prepare_cached(
-                    "INSERT INTO records (tenant, kind, id, state, kept, lease_until_ms, created_ms, updated_ms)
-                     VALUES ($1, $2, $3, 'in_flight', 'null', $5, $4, $4)
-                     ON CONFLICT (tenant, kind, id) DO UPDATE
-                        SET state = 'in_flight', kept = 'null',
-                            lease_until_ms = EXCLUDED.lease_until_ms, updated_ms = EXCLUDED.updated_ms
-                      WHERE records.state = 'failed'
-                         OR (records.state = 'in_flight' AND records.lease_until_ms <= EXCLUDED.updated_ms)
-                     RETURNING 1",
-                )
-                .await
-                .map_err(|e| self.db(e))?;
             for _ in 0..BEGIN_TRIES {
-                let owned = client
-                    .query_opt(
-                        &take,
-                        &[&tenant, &kind.as_str(), &id, &now_ms, &lease_until_ms],
-                    )
-                    .await
-                    .map_err(|e| self.db(e))?;
-                if owned.is_some() {
+                let params: [&(dyn ToSql + Sync); 5] =
+                    [&tenant, &kind.as_str(), &id, &now_ms, &lease_until_ms];
+                if self
+                    .query_opt(&client, sql::BEGIN_RECORD, &params)
+                    .await?
+                    .is_some()
+                {
                     return Ok(Begin::Started);
                 }
                 // Someone else's: report it as it is now. It may have been abandoned (or
                 // its lease may have run out) since the statement above: then try again.
-                match self.get_record(&client, &tenant, kind, &id).await? {
-                    Some(r) if r.state == RecordState::InFlight && r.lease_until_ms > now_ms => {
-                        return Ok(Begin::InFlight(r));
-                    }
-                    Some(r) if matches!(r.state, RecordState::Done | RecordState::Queued) => {
-                        return Ok(Begin::Settled(r));
-                    }
-                    _ => continue,
+                let record = self.get_record(&client, &tenant, kind, &id).await?;
+                if let Some(answer) = record.and_then(|r| begin_answer(r, now_ms)) {
+                    return Ok(answer);
                 }
             }
             Err(StoreError::Unavailable(format!(
@@ -439,14 +323,9 @@ impl Store for PgStore {
     ) -> StoreFuture<'_, ()> {
         let (tenant, id, kept) = (tenant.to_owned(), id.to_owned(), json_text(kept));
         Box::pin(async move {
-            self.execute(
-                "INSERT INTO records (tenant, kind, id, state, kept, lease_until_ms, created_ms, updated_ms)
-                 VALUES ($1, $2, $3, 'done', $4, 0, $5, $5)
-                 ON CONFLICT (tenant, kind, id) DO UPDATE
-                    SET state = 'done', kept = EXCLUDED.kept, updated_ms = EXCLUDED.updated_ms",
-                &[&tenant, &kind.as_str(), &id, &kept, &now_ms],
-            )
-            .await?;
+            let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 5] = [&tenant, &kind.as_str(), &id, &kept, &now_ms];
+            self.execute(&client, sql::FINISH_RECORD, &params).await?;
             Ok(())
         })
     }
@@ -454,16 +333,15 @@ impl Store for PgStore {
     fn abandon(&self, tenant: &str, kind: Kind, id: &str, now_ms: i64) -> StoreFuture<'_, ()> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         Box::pin(async move {
-            self.execute(
-                "UPDATE records SET state = 'failed', updated_ms = $4
-                  WHERE tenant = $1 AND kind = $2 AND id = $3 AND state = 'in_flight'",
-                &[&tenant, &kind.as_str(), &id, &now_ms],
-            )
-            .await?;
+            let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 4] = [&tenant, &kind.as_str(), &id, &now_ms];
+            self.execute(&client, sql::ABANDON_RECORD, &params).await?;
             Ok(())
         })
     }
+}
 
+impl OutboxStore for PgStore {
     fn enqueue(
         &self,
         tenant: &str,
@@ -476,25 +354,14 @@ impl Store for PgStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
-            tx.execute(
-                "INSERT INTO records (tenant, kind, id, state, kept, lease_until_ms, created_ms, updated_ms)
-                 VALUES ($1, $2, $3, 'queued', 'null', 0, $4, $4)
-                 ON CONFLICT (tenant, kind, id) DO UPDATE
-                    SET state = 'queued', updated_ms = EXCLUDED.updated_ms",
-                &[&tenant, &kind.as_str(), &id, &now_ms],
-            )
-            .await
-            .map_err(|e| self.db(e))?;
-            let seq: i64 = tx
-                .query_one(
-                    "INSERT INTO outbox (tenant, kind, id, request, state, attempts, next_attempt_ms, created_ms, updated_ms)
-                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)
-                     RETURNING seq",
-                    &[&tenant, &kind.as_str(), &id, &request, &now_ms],
-                )
+            let record: [&(dyn ToSql + Sync); 4] = [&tenant, &kind.as_str(), &id, &now_ms];
+            self.execute(&tx, sql::QUEUE_RECORD, &record).await?;
+            let item: [&(dyn ToSql + Sync); 5] = [&tenant, &kind.as_str(), &id, &request, &now_ms];
+            let row = tx
+                .query_one(sql::INSERT_ITEM, &item)
                 .await
-                .map_err(|e| self.db(e))?
-                .get(0);
+                .map_err(|e| self.db(e))?;
+            let seq = PgRow::of(&row, "outbox").int(0)?;
             tx.commit().await.map_err(|e| self.db(e))?;
             Ok(seq)
         })
@@ -510,29 +377,17 @@ impl Store for PgStore {
         let (tenant, holder) = (tenant.to_owned(), holder.to_owned());
         Box::pin(async move {
             let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(
-                    "INSERT INTO outbox_leases (tenant, holder, until_ms) VALUES ($1, $2, $4)
-                     ON CONFLICT (tenant) DO UPDATE
-                        SET holder = EXCLUDED.holder, until_ms = EXCLUDED.until_ms
-                      WHERE outbox_leases.holder = EXCLUDED.holder
-                         OR outbox_leases.until_ms <= $3
-                     RETURNING 1",
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-            let row = client
-                .query_opt(&stmt, &[&tenant, &holder, &now_ms, &until_ms])
-                .await
-                .map_err(|e| self.db(e))?;
-            Ok(row.is_some())
+            let params: [&(dyn ToSql + Sync); 4] = [&tenant, &holder, &now_ms, &until_ms];
+            let changed = self.execute(&client, sql::LEASE_OUTBOX, &params).await?;
+            Ok(changed == 1)
         })
     }
 
     fn release_outbox_leases(&self, holder: &str) -> StoreFuture<'_, ()> {
         let holder = holder.to_owned();
         Box::pin(async move {
-            self.execute("DELETE FROM outbox_leases WHERE holder = $1", &[&holder])
+            let client = self.client().await?;
+            self.execute(&client, sql::RELEASE_OUTBOX_LEASES, &[&holder])
                 .await?;
             Ok(())
         })
@@ -542,18 +397,9 @@ impl Store for PgStore {
         let tenant = tenant.to_owned();
         Box::pin(async move {
             let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox
-                      WHERE tenant = $1 AND state = 'pending' ORDER BY seq LIMIT 1"
-                ))
-                .await
-                .map_err(|e| self.db(e))?;
-            client
-                .query_opt(&stmt, &[&tenant])
-                .await
-                .map_err(|e| self.db(e))?
-                .map(|row| item_from_row(&row))
+            self.query_opt(&client, sql::NEXT_PENDING, &[&tenant])
+                .await?
+                .map(|row| rows::outbox_item(&PgRow::of(&row, "outbox")))
                 .transpose()
         })
     }
@@ -561,14 +407,11 @@ impl Store for PgStore {
     fn tenants_with_pending(&self) -> StoreFuture<'_, Vec<String>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let rows = client
-                .query(
-                    "SELECT DISTINCT tenant FROM outbox WHERE state = 'pending' ORDER BY tenant",
-                    &[],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            self.query(&client, sql::TENANTS_WITH_PENDING, &[])
+                .await?
+                .iter()
+                .map(|row| PgRow::of(row, "outbox").text(0))
+                .collect()
         })
     }
 
@@ -577,22 +420,13 @@ impl Store for PgStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
-            if let Some((tenant, kind, id, _)) =
-                lock_item(&tx, seq).await.map_err(|e| self.db(e))?
-            {
-                tx.execute(
-                    "UPDATE outbox SET state = 'delivered', updated_ms = $2 WHERE seq = $1",
-                    &[&seq, &now_ms],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-                tx.execute(
-                    "UPDATE records SET state = 'done', kept = $4, updated_ms = $5
-                      WHERE tenant = $1 AND kind = $2 AND id = $3",
-                    &[&tenant, &kind, &id, &kept, &now_ms],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
+            if let Some(owner) = self.lock_item(&tx, seq).await? {
+                self.execute(&tx, sql::DELIVER_ITEM, &[&seq, &now_ms])
+                    .await?;
+                let record: [&(dyn ToSql + Sync); 5] =
+                    [&owner.tenant, &owner.kind, &owner.id, &kept, &now_ms];
+                self.execute(&tx, sql::FINISH_DELIVERED_RECORD, &record)
+                    .await?;
             }
             tx.commit().await.map_err(|e| self.db(e))
         })
@@ -601,9 +435,10 @@ impl Store for PgStore {
     fn postpone(&self, seq: i64, error: &str, next_attempt_ms: i64) -> StoreFuture<'_, ()> {
         let error = error.to_owned();
         Box::pin(async move {
+            let client = self.client().await?;
             self.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_ms = $3
-                  WHERE seq = $1 AND state = 'pending'",
+                &client,
+                sql::POSTPONE_ITEM,
                 &[&seq, &error, &next_attempt_ms],
             )
             .await?;
@@ -616,25 +451,14 @@ impl Store for PgStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
-            if let Some((tenant, kind, id, state)) =
-                lock_item(&tx, seq).await.map_err(|e| self.db(e))?
-                && state == "pending"
+            if let Some(owner) = self.lock_item(&tx, seq).await?
+                && owner.state == "pending"
             {
-                tx.execute(
-                    "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2,
-                            updated_ms = $3
-                      WHERE seq = $1",
-                    &[&seq, &error, &now_ms],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-                tx.execute(
-                    "UPDATE records SET state = 'failed', updated_ms = $4
-                      WHERE tenant = $1 AND kind = $2 AND id = $3 AND state = 'queued'",
-                    &[&tenant, &kind, &id, &now_ms],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
+                self.execute(&tx, sql::REFUSE_ITEM, &[&seq, &error, &now_ms])
+                    .await?;
+                let record: [&(dyn ToSql + Sync); 4] =
+                    [&owner.tenant, &owner.kind, &owner.id, &now_ms];
+                self.execute(&tx, sql::FAIL_QUEUED_RECORD, &record).await?;
             }
             tx.commit().await.map_err(|e| self.db(e))
         })
@@ -648,19 +472,11 @@ impl Store for PgStore {
         let tenant = tenant.map(str::to_owned);
         Box::pin(async move {
             let client = self.client().await?;
-            let rows = client
-                .query(
-                    &format!(
-                        "SELECT {OUTBOX_COLUMNS} FROM outbox
-                          WHERE ($1::TEXT IS NULL OR tenant = $1::TEXT)
-                            AND ($2::BOOLEAN OR state <> 'delivered')
-                          ORDER BY seq"
-                    ),
-                    &[&tenant, &include_delivered],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-            rows.iter().map(item_from_row).collect()
+            self.query(&client, sql::OUTBOX_ITEMS, &[&tenant, &include_delivered])
+                .await?
+                .iter()
+                .map(|row| rows::outbox_item(&PgRow::of(row, "outbox")))
+                .collect()
         })
     }
 
@@ -668,39 +484,21 @@ impl Store for PgStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
-            let Some((tenant, kind, id, state)) =
-                lock_item(&tx, seq).await.map_err(|e| self.db(e))?
-            else {
+            let Some(owner) = self.lock_item(&tx, seq).await? else {
                 return Ok(false);
             };
-            match state.as_str() {
+            match owner.state.as_str() {
                 "pending" => {}
                 "failed" => {
-                    // Back in the queue, so a repeat answers success again — unless a repeat
-                    // has meanwhile taken the record over (it is in flight or done): then
-                    // delivering this item too would do the sale twice.
-                    let requeued = tx
-                        .execute(
-                            "UPDATE records SET state = 'queued', updated_ms = $4
-                              WHERE tenant = $1 AND kind = $2 AND id = $3
-                                AND state IN ('failed', 'queued')",
-                            &[&tenant, &kind, &id, &now_ms],
-                        )
-                        .await
-                        .map_err(|e| self.db(e))?;
-                    if requeued == 0 {
+                    let record: [&(dyn ToSql + Sync); 4] =
+                        [&owner.tenant, &owner.kind, &owner.id, &now_ms];
+                    if self.execute(&tx, sql::REQUEUE_RECORD, &record).await? == 0 {
                         return Ok(false);
                     }
                 }
                 _ => return Ok(false),
             }
-            tx.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_ms = $2, updated_ms = $2
-                  WHERE seq = $1",
-                &[&seq, &now_ms],
-            )
-            .await
-            .map_err(|e| self.db(e))?;
+            self.execute(&tx, sql::RETRY_ITEM, &[&seq, &now_ms]).await?;
             tx.commit().await.map_err(|e| self.db(e))?;
             Ok(true)
         })
@@ -710,25 +508,15 @@ impl Store for PgStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
-            let Some((tenant, kind, id, state)) =
-                lock_item(&tx, seq).await.map_err(|e| self.db(e))?
-            else {
+            let Some(owner) = self.lock_item(&tx, seq).await? else {
                 return Ok(false);
             };
-            if state == "delivered" {
+            if owner.state == "delivered" {
                 return Ok(false);
             }
-            tx.execute("DELETE FROM outbox WHERE seq = $1", &[&seq])
-                .await
-                .map_err(|e| self.db(e))?;
-            // A record a repeat has meanwhile taken over (in flight, done) stays as it is.
-            tx.execute(
-                "UPDATE records SET state = 'failed', updated_ms = $4
-                  WHERE tenant = $1 AND kind = $2 AND id = $3 AND state = 'queued'",
-                &[&tenant, &kind, &id, &now_ms],
-            )
-            .await
-            .map_err(|e| self.db(e))?;
+            self.execute(&tx, sql::DELETE_ITEM, &[&seq]).await?;
+            let record: [&(dyn ToSql + Sync); 4] = [&owner.tenant, &owner.kind, &owner.id, &now_ms];
+            self.execute(&tx, sql::FAIL_QUEUED_RECORD, &record).await?;
             tx.commit().await.map_err(|e| self.db(e))?;
             Ok(true)
         })
@@ -737,45 +525,24 @@ impl Store for PgStore {
     fn outbox_stats(&self) -> StoreFuture<'_, Vec<OutboxStats>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let rows = client
-                .query(
-                    "SELECT tenant,
-                            COUNT(*) FILTER (WHERE state = 'pending'),
-                            COUNT(*) FILTER (WHERE state = 'failed'),
-                            MIN(created_ms) FILTER (WHERE state = 'pending')
-                       FROM outbox WHERE state IN ('pending', 'failed')
-                      GROUP BY tenant ORDER BY tenant",
-                    &[],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-            Ok(rows
+            self.query(&client, sql::OUTBOX_STATS, &[])
+                .await?
                 .iter()
-                .map(|row| OutboxStats {
-                    tenant: row.get(0),
-                    pending: row.get::<_, i64>(1).max(0) as u64,
-                    failed: row.get::<_, i64>(2).max(0) as u64,
-                    oldest_pending_ms: row.get(3),
-                })
-                .collect())
+                .map(|row| rows::outbox_stats(&PgRow::of(row, "outbox")))
+                .collect()
         })
     }
+}
 
+impl KeyValueStore for PgStore {
     fn kv_get(&self, tenant: &str, key: &str, now_ms: i64) -> StoreFuture<'_, Option<Value>> {
         let (tenant, key) = (tenant.to_owned(), key.to_owned());
         Box::pin(async move {
             let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(
-                    "SELECT value FROM kv WHERE tenant = $1 AND key = $2 AND expires_ms > $3",
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-            let row = client
-                .query_opt(&stmt, &[&tenant, &key, &now_ms])
-                .await
-                .map_err(|e| self.db(e))?;
-            row.map(|r| parse_json(r.get(0), "kv.value")).transpose()
+            self.query_opt(&client, sql::KV_GET, &[&tenant, &key, &now_ms])
+                .await?
+                .map(|row| rows::kv_value(&PgRow::of(&row, "kv")))
+                .transpose()
         })
     }
 
@@ -788,13 +555,9 @@ impl Store for PgStore {
     ) -> StoreFuture<'_, ()> {
         let (tenant, key, value) = (tenant.to_owned(), key.to_owned(), json_text(value));
         Box::pin(async move {
-            self.execute(
-                "INSERT INTO kv (tenant, key, value, expires_ms) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (tenant, key) DO UPDATE
-                    SET value = EXCLUDED.value, expires_ms = EXCLUDED.expires_ms",
-                &[&tenant, &key, &value, &expires_ms],
-            )
-            .await?;
+            let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 4] = [&tenant, &key, &value, &expires_ms];
+            self.execute(&client, sql::KV_PUT, &params).await?;
             Ok(())
         })
     }
@@ -809,15 +572,10 @@ impl Store for PgStore {
     ) -> StoreFuture<'_, ()> {
         let (tenant, key, code) = (tenant.to_owned(), key.to_owned(), code.to_owned());
         Box::pin(async move {
-            self.execute(
-                "INSERT INTO codes (tenant, key, code, expires_ms, attempts_left)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (tenant, key) DO UPDATE
-                    SET code = EXCLUDED.code, expires_ms = EXCLUDED.expires_ms,
-                        attempts_left = EXCLUDED.attempts_left",
-                &[&tenant, &key, &code, &expires_ms, &i64::from(max_attempts)],
-            )
-            .await?;
+            let client = self.client().await?;
+            let attempts = i64::from(max_attempts);
+            let params: [&(dyn ToSql + Sync); 5] = [&tenant, &key, &code, &expires_ms, &attempts];
+            self.execute(&client, sql::CODE_PUT, &params).await?;
             Ok(())
         })
     }
@@ -833,47 +591,22 @@ impl Store for PgStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
-            let Some(row) = tx
-                .query_opt(
-                    "SELECT code, expires_ms, attempts_left FROM codes
-                      WHERE tenant = $1 AND key = $2 FOR UPDATE",
-                    &[&tenant, &key],
-                )
-                .await
-                .map_err(|e| self.db(e))?
+            let Some(row) = self
+                .query_opt(&tx, sql::CODE_POSTGRES, &[&tenant, &key])
+                .await?
             else {
                 return Ok(CodeCheck::Missing);
             };
-            let stored: String = row.get(0);
-            let expires_ms: i64 = row.get(1);
-            let attempts_left: i64 = row.get(2);
-            let delete = "DELETE FROM codes WHERE tenant = $1 AND key = $2";
-            let answer = if expires_ms <= now_ms || attempts_left <= 0 {
-                tx.execute(delete, &[&tenant, &key])
-                    .await
-                    .map_err(|e| self.db(e))?;
-                CodeCheck::Missing
-            } else if bool::from(stored.as_bytes().ct_eq(code.as_bytes())) {
-                tx.execute(delete, &[&tenant, &key])
-                    .await
-                    .map_err(|e| self.db(e))?;
-                CodeCheck::Accepted
-            } else {
-                let left = attempts_left - 1;
-                if left == 0 {
-                    tx.execute(delete, &[&tenant, &key])
-                        .await
-                        .map_err(|e| self.db(e))?;
-                } else {
-                    tx.execute(
-                        "UPDATE codes SET attempts_left = $3 WHERE tenant = $1 AND key = $2",
-                        &[&tenant, &key, &left],
-                    )
-                    .await
-                    .map_err(|e| self.db(e))?;
+            let stored = rows::stored_code(&PgRow::of(&row, "codes"))?;
+            let (answer, action) = check_code(&stored, &code, now_ms);
+            match action {
+                CodeAction::Delete => {
+                    self.execute(&tx, sql::CODE_DELETE, &[&tenant, &key])
+                        .await?
                 }
-                CodeCheck::Wrong {
-                    attempts_left: u32::try_from(left).unwrap_or(0),
+                CodeAction::SetAttemptsLeft(left) => {
+                    self.execute(&tx, sql::CODE_SET_ATTEMPTS, &[&tenant, &key, &left])
+                        .await?
                 }
             };
             tx.commit().await.map_err(|e| self.db(e))?;
@@ -890,18 +623,15 @@ impl Store for PgStore {
     ) -> StoreFuture<'_, bool> {
         let (scope, key) = (scope.to_owned(), key.to_owned());
         Box::pin(async move {
-            let changed = self
-                .execute(
-                    "INSERT INTO claims (scope, key, until_ms) VALUES ($1, $2, $4)
-                     ON CONFLICT (scope, key) DO UPDATE SET until_ms = excluded.until_ms
-                      WHERE claims.until_ms <= $3",
-                    &[&scope, &key, &now_ms, &until_ms],
-                )
-                .await?;
+            let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 4] = [&scope, &key, &now_ms, &until_ms];
+            let changed = self.execute(&client, sql::CLAIM, &params).await?;
             Ok(changed == 1)
         })
     }
+}
 
+impl AppTenantStore for PgStore {
     fn app_activate(
         &self,
         account_id: &str,
@@ -918,26 +648,13 @@ impl Store for PgStore {
         let sealed = access_token_sealed.map(str::to_owned);
         Box::pin(async move {
             let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 5] =
+                [&account_id, &app_id, &account_name, &sealed, &now_ms];
             let row = client
-                .query_one(
-                    &format!(
-                        "INSERT INTO app_tenants (account_id, app_id, account_name, state,
-                                                  access_token_sealed, created_ms, updated_ms)
-                         VALUES ($1, $2, $3, 'settings_required', $4, $5, $5)
-                         ON CONFLICT (account_id) DO UPDATE
-                            SET app_id = excluded.app_id, account_name = excluded.account_name,
-                                state = CASE WHEN app_tenants.token_sha256 IS NULL
-                                             THEN 'settings_required' ELSE 'activated' END,
-                                access_token_sealed = COALESCE(excluded.access_token_sealed,
-                                                               app_tenants.access_token_sealed),
-                                updated_ms = excluded.updated_ms
-                         RETURNING {APP_COLUMNS}"
-                    ),
-                    &[&account_id, &app_id, &account_name, &sealed, &now_ms],
-                )
+                .query_one(sql::APP_ACTIVATE, &params)
                 .await
                 .map_err(|e| self.db(e))?;
-            app_from_row(&row)
+            rows::app_tenant(&PgRow::of(&row, "app_tenants"))
         })
     }
 
@@ -950,27 +667,11 @@ impl Store for PgStore {
         let account_id = account_id.to_owned();
         Box::pin(async move {
             let client = self.client().await?;
-            // One statement: the row is locked by the sub-select, so the state returned is
-            // the one this update replaced.
-            let row = client
-                .query_opt(
-                    "UPDATE app_tenants t
-                        SET state = CASE WHEN $2 THEN 'uninstalled'
-                                         WHEN old.state = 'uninstalled' THEN old.state
-                                         ELSE 'suspended' END,
-                            access_token_sealed = CASE WHEN $2 THEN NULL ELSE t.access_token_sealed END,
-                            credentials_sealed = CASE WHEN $2 THEN NULL ELSE t.credentials_sealed END,
-                            token_sha256 = CASE WHEN $2 THEN NULL ELSE t.token_sha256 END,
-                            updated_ms = $3
-                       FROM (SELECT account_id, state FROM app_tenants
-                              WHERE account_id = $1 FOR UPDATE) old
-                      WHERE t.account_id = old.account_id
-                  RETURNING old.state",
-                    &[&account_id, &uninstall, &now_ms],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-            row.map(|r| parse_app_state(r.get(0))).transpose()
+            let params: [&(dyn ToSql + Sync); 3] = [&account_id, &uninstall, &now_ms];
+            self.query_opt(&client, sql::APP_DEACTIVATE_POSTGRES, &params)
+                .await?
+                .map(|row| parse_app_state(&PgRow::of(&row, "app_tenants").text(0)?))
+                .transpose()
         })
     }
 
@@ -983,26 +684,19 @@ impl Store for PgStore {
         let account_id = account_id.to_owned();
         let c = connection.clone();
         Box::pin(async move {
+            let client = self.client().await?;
             let settings = json_text(&c.settings);
-            let changed = self
-                .execute(
-                    "UPDATE app_tenants
-                        SET token_sha256 = $2, mapping = $3, base_url = $4,
-                            credentials_sealed = $5, settings = $6, external_search = $7,
-                            updated_ms = $8
-                      WHERE account_id = $1 AND state IN ('settings_required', 'activated')",
-                    &[
-                        &account_id,
-                        &c.token_sha256,
-                        &c.mapping,
-                        &c.base_url,
-                        &c.credentials_sealed,
-                        &settings,
-                        &c.external_search,
-                        &now_ms,
-                    ],
-                )
-                .await?;
+            let params: [&(dyn ToSql + Sync); 8] = [
+                &account_id,
+                &c.token_sha256,
+                &c.mapping,
+                &c.base_url,
+                &c.credentials_sealed,
+                &settings,
+                &c.external_search,
+                &now_ms,
+            ];
+            let changed = self.execute(&client, sql::APP_CONNECT, &params).await?;
             Ok(changed == 1)
         })
     }
@@ -1016,17 +710,9 @@ impl Store for PgStore {
     ) -> StoreFuture<'_, bool> {
         let (account_id, note) = (account_id.to_owned(), note.to_owned());
         Box::pin(async move {
-            let changed = self
-                .execute(
-                    "UPDATE app_tenants
-                        SET vendor_note = $2, updated_ms = $4,
-                            state = CASE WHEN $3 AND token_sha256 IS NOT NULL
-                                          AND state IN ('settings_required', 'activated')
-                                         THEN 'activated' ELSE state END
-                      WHERE account_id = $1",
-                    &[&account_id, &note, &activated, &now_ms],
-                )
-                .await?;
+            let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 4] = [&account_id, &note, &activated, &now_ms];
+            let changed = self.execute(&client, sql::APP_MARK, &params).await?;
             Ok(changed == 1)
         })
     }
@@ -1035,14 +721,9 @@ impl Store for PgStore {
         let account_id = account_id.to_owned();
         Box::pin(async move {
             let client = self.client().await?;
-            client
-                .query_opt(
-                    &format!("SELECT {APP_COLUMNS} FROM app_tenants WHERE account_id = $1"),
-                    &[&account_id],
-                )
-                .await
-                .map_err(|e| self.db(e))?
-                .map(|row| app_from_row(&row))
+            self.query_opt(&client, sql::APP_TENANT, &[&account_id])
+                .await?
+                .map(|row| rows::app_tenant(&PgRow::of(&row, "app_tenants")))
                 .transpose()
         })
     }
@@ -1050,18 +731,18 @@ impl Store for PgStore {
     fn app_tenants_connected(&self) -> StoreFuture<'_, Vec<AppTenant>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let rows = client
-                .query(
-                    &format!(
-                        "SELECT {APP_COLUMNS} FROM app_tenants
-                          WHERE token_sha256 IS NOT NULL ORDER BY account_id"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(|e| self.db(e))?;
-            rows.iter().map(app_from_row).collect()
+            self.query(&client, sql::APP_TENANTS_CONNECTED, &[])
+                .await?
+                .iter()
+                .map(|row| rows::app_tenant(&PgRow::of(row, "app_tenants")))
+                .collect()
         })
+    }
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
     }
 
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {
@@ -1069,23 +750,8 @@ impl Store for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
             let mut gone = 0;
-            for sql in [
-                "DELETE FROM outbox WHERE state = 'delivered' AND updated_ms < $1",
-                // A record an outbox item still points at (one refused, waiting for an
-                // operator) stays.
-                "DELETE FROM records r
-                  WHERE r.state IN ('done', 'failed') AND r.updated_ms < $1
-                    AND NOT EXISTS (SELECT 1 FROM outbox o
-                                     WHERE o.tenant = r.tenant AND o.kind = r.kind AND o.id = r.id)",
-                "DELETE FROM kv WHERE expires_ms < $1",
-                "DELETE FROM codes WHERE expires_ms < $1",
-                "DELETE FROM outbox_leases WHERE until_ms < $1",
-                "DELETE FROM claims WHERE until_ms < $1",
-            ] {
-                gone += tx
-                    .execute(sql, &[&before_ms])
-                    .await
-                    .map_err(|e| self.db(e))?;
+            for statement in sql::PRUNE {
+                gone += self.execute(&tx, statement, &[&before_ms]).await?;
             }
             tx.commit().await.map_err(|e| self.db(e))?;
             Ok(gone)

@@ -144,7 +144,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::{KeyValueStore, SqliteStore};
 
     async fn sessions(idle_secs: u64) -> Sessions {
         let store = SqliteStore::open(std::path::Path::new(":memory:"))

@@ -15,10 +15,13 @@
 //! and `GET /sandbox/frame?accountId=…&admin=…&userLocale=…` is a page that frames the bridge's
 //! settings page with a fresh key, as MoySklad's UI does.
 
+mod token;
+
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::future::Future;
-use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::io::Write as _;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,8 +31,8 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::app::jwt::{self, IncomingClaims};
-use crate::server::listen::{ListenOptions, accept_loop};
+use self::token::LifecycleClaims;
+use crate::harness::{self, Locked};
 
 const CONTEXT_TTL: Duration = Duration::from_secs(300);
 
@@ -67,13 +70,13 @@ struct Shared {
     app_uid: String,
     secret: String,
     /// The bridge's settings page URL (`public_base_url` + `settings_path`), when known.
-    settings_page: Mutex<Option<String>>,
-    state: Mutex<State>,
+    settings_page: Locked<Option<String>>,
+    state: Locked<State>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     fn issue_context(&self, account_id: &str, admin: bool, employee: &str) -> String {
@@ -91,11 +94,7 @@ impl Shared {
     }
 
     fn settings_url(&self, context_key: &str, user_locale: &str) -> Option<String> {
-        let page = self
-            .settings_page
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()?;
+        let page = self.settings_page.lock().clone()?;
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("contextKey", context_key)
             .append_pair("appUid", &self.app_uid)
@@ -127,14 +126,14 @@ impl MoyskladSandbox {
         app_uid: impl Into<String>,
         secret: impl Into<String>,
     ) -> Self {
-        crate::upstream::install_crypto();
+        install_crypto();
         MoyskladSandbox {
             shared: Arc::new(Shared {
                 app_id: app_id.into(),
                 app_uid: app_uid.into(),
                 secret: secret.into(),
-                settings_page: Mutex::new(None),
-                state: Mutex::new(State::default()),
+                settings_page: Locked::new(None),
+                state: Locked::new(State::default()),
             }),
             client: reqwest::Client::new(),
         }
@@ -143,8 +142,8 @@ impl MoyskladSandbox {
     /// A token as MoySklad signs lifecycle calls: HS256, `iat`, `exp` (60 s), a fresh `jti`.
     pub fn lifecycle_token(&self) -> String {
         let now = chrono::Utc::now().timestamp();
-        jwt::sign(
-            &IncomingClaims {
+        token::sign(
+            &LifecycleClaims {
                 iat: now,
                 exp: now + 60,
                 jti: uuid::Uuid::new_v4().to_string(),
@@ -281,11 +280,7 @@ impl MoyskladSandbox {
     /// Tells the sandbox where the bridge's settings page is (`public_base_url` +
     /// `settings_path`), for [`MoyskladSandbox::settings_url`] and `/sandbox/frame`.
     pub fn with_settings_page(self, url: impl Into<String>) -> Self {
-        *self
-            .shared
-            .settings_page
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(url.into());
+        *self.shared.settings_page.lock() = Some(url.into());
         self
     }
 
@@ -315,21 +310,12 @@ impl MoyskladSandbox {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let options = ListenOptions {
-            name: "moysklad-sandbox",
-            header_read_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(5),
-            max_connections: usize::MAX, // an emulator serves whatever a test opens
-            idle_timeout: crate::server::listen::DEFAULT_IDLE_TIMEOUT,
-            head_error_answer: None,
-            lanes: None,
-        };
-        let shared = self.shared.clone();
+        let shared = self.shared;
         let handler = move |req| {
             let shared = shared.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+            async move { Ok(handle(&shared, req).await) }
         };
-        accept_loop(listener, options, handler, shutdown).await
+        harness::serve(listener, "moysklad-sandbox", handler, shutdown).await
     }
 }
 
@@ -357,8 +343,8 @@ fn check_call(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, V
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let unauthorized = |why: &str| errors(StatusCode::UNAUTHORIZED, 1056, why);
-    let token = jwt::bearer(value).map_err(|e| unauthorized(&e.to_string()))?;
-    let claims = jwt::verify_ours(token, &shared.secret, chrono::Utc::now().timestamp())
+    let token = token::bearer(value).map_err(|e| unauthorized(&e.to_string()))?;
+    let claims = token::verify_app_token(token, &shared.secret, chrono::Utc::now().timestamp())
         .map_err(|e| unauthorized(&e.to_string()))?;
     if claims.sub != shared.app_uid {
         return Err(unauthorized("sub is not the appUid"));
@@ -563,7 +549,7 @@ fn demo(shared: &Shared, method: &Method, what: &str, query: &str) -> Response<F
                 );
             };
             // The URL is ours (escaped for the attribute anyway).
-            let src = crate::app::settings::html::escape(&url);
+            let src = escape_html(&url);
             let body = format!(
                 "<!doctype html><html><head><meta charset=\"utf-8\"><title>MoySklad sandbox</title></head>\
                  <body style=\"margin:0;font-family:sans-serif;background:#eef1f4\">\
@@ -607,5 +593,45 @@ fn context(shared: &Shared, key: &str) -> (StatusCode, Value) {
             1017,
             "context key unknown or expired",
         ),
+    }
+}
+
+/// `text` safe inside HTML text and quoted attributes.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Controls other than tab and newline have no business in a page.
+            c if c.is_control() && c != '\n' && c != '\t' => {
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// reqwest is built without a default TLS crypto provider (the bridge's choice: ring builds
+/// far faster than aws-lc), and panics on building a client without one, even for plain http.
+/// Installing twice is harmless: the second attempt is refused and ignored.
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape_html("<a href=\"x\">'&'</a>\u{1}\n"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;&#1;\n"
+        );
     }
 }

@@ -141,34 +141,28 @@
 //!   until it is refunded in full, then becomes `CANCELED`. Refunds need no nonce and go through
 //!   for blocked customers.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Value, json};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-pub use crate::sandbox::maxma::Fault;
-use crate::server::listen::{ListenOptions, accept_loop};
+pub use crate::harness::Fault;
+use crate::harness::auth::{basic_credentials, secret_matches};
+use crate::harness::http::{DroppedConnection, MAX_BODY_BYTES, json_response, read_body};
+use crate::harness::{self, FaultAnswers, Locked, Traffic, inject};
 
-/// Larger bodies are refused with 413: the sandbox is a test double, not a sink.
-const MAX_BODY_BYTES: usize = 1 << 20;
-/// How long in-flight requests may run after shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many requests [`UdsSandbox::requests`] remembers.
-const REQUEST_LOG_LIMIT: usize = 10_000;
 /// A 6-digit payment code from the app.
 const PAYMENT_CODE_LIFETIME: Duration = Duration::from_secs(45 * 60);
 /// A long code from `exchangeCode=true`.
@@ -318,7 +312,7 @@ impl UdsSandbox {
             shared: Arc::new(Shared {
                 company_id: company_id.clone(),
                 credentials,
-                state: Mutex::new(State::new(company_id)),
+                state: Locked::new(State::new(company_id)),
             }),
         }
     }
@@ -441,15 +435,14 @@ impl UdsSandbox {
         } else {
             format!("/{path}")
         };
-        let path = strip_base(&path);
-        self.shared.lock().calls.get(path).copied().unwrap_or(0)
+        self.shared.lock().traffic.calls(strip_base(&path))
     }
 
     /// Every `(method, path?query, body)` received, oldest first (the last 10,000). The path
     /// has no `/partner/v2` prefix; the query is as sent (still URL-encoded). A body that is not
     /// JSON is a JSON string of its text; an empty or oversized body is `null`.
     pub fn requests(&self) -> Vec<(String, String, Value)> {
-        self.shared.lock().requests.iter().cloned().collect()
+        self.shared.lock().traffic.requests()
     }
 
     /// The stored `Operation` with this id (a purchase or a refund), as `GET /operations/{id}`
@@ -464,7 +457,7 @@ impl UdsSandbox {
 
     /// Injects `fault` into every following request, or stops injecting with `None`.
     pub fn set_fault(&self, fault: Option<Fault>) {
-        self.shared.lock().fault = fault;
+        self.shared.lock().traffic.set_fault(fault);
     }
 
     /// Serves the API on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then stops
@@ -474,22 +467,12 @@ impl UdsSandbox {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        tracing::debug!(addr = %listener.local_addr()?, "uds sandbox listening");
-        let options = ListenOptions {
-            name: "uds-sandbox",
-            header_read_timeout: HEADER_READ_TIMEOUT,
-            shutdown_grace: SHUTDOWN_GRACE,
-            max_connections: usize::MAX, // an emulator serves whatever a test opens
-            idle_timeout: crate::server::listen::DEFAULT_IDLE_TIMEOUT,
-            head_error_answer: None,
-            lanes: None,
-        };
-        let shared = self.shared.clone();
+        let shared = self.shared;
         let handler = move |req| {
             let shared = shared.clone();
             async move { handle(&shared, req).await }
         };
-        accept_loop(listener, options, handler, shutdown).await
+        harness::serve(listener, "uds-sandbox", handler, shutdown).await
     }
 }
 
@@ -501,28 +484,21 @@ struct Shared {
     company_id: String,
     /// `companyId:apiKey`, what the Basic credentials must decode to.
     credentials: Vec<u8>,
-    state: Mutex<State>,
+    state: Locked<State>,
 }
 
 impl Shared {
-    /// A panic elsewhere must not wedge the sandbox: the state is plain data, use it as is.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
-    /// Constant-time, so the sandbox does not teach timing attacks by example.
     fn authorized(&self, headers: &HeaderMap) -> bool {
         headers
             .get(header::AUTHORIZATION)
             .and_then(|value| basic_credentials(value.as_bytes()))
-            .is_some_and(|given| bool::from(given.as_slice().ct_eq(self.credentials.as_slice())))
+            .is_some_and(|given| secret_matches(&given, &self.credentials))
     }
 }
-
-/// Returned by the service to make hyper close the connection without an answer.
-#[derive(Debug, thiserror::Error)]
-#[error("connection dropped on purpose")]
-struct DroppedConnection;
 
 /// The endpoints the sandbox emulates, with their path parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -646,55 +622,19 @@ async fn answer(
     let (parts, incoming) = req.into_parts();
     let path = strip_base(parts.uri.path()).to_owned();
     let query = parts.uri.query().unwrap_or_default().to_owned();
-    let payload = match Limited::new(incoming, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Payload::from_bytes(&collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Payload::TooLarge,
-        // The peer went away mid-body: nobody is left to answer.
-        Err(_) => return Err(DroppedConnection),
+    let payload = match read_body(incoming).await? {
+        Some(bytes) => Payload::from_bytes(&bytes),
+        None => Payload::TooLarge,
     };
-    let fault = {
-        let mut state = shared.lock();
-        let target = if query.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{query}")
-        };
-        state.record(parts.method.as_str(), &path, target, payload.recorded());
-        state.fault.clone()
+    let target = if query.is_empty() {
+        path.clone()
+    } else {
+        format!("{path}?{query}")
     };
-
-    match fault {
-        None => {}
-        Some(Fault::Delay(pause)) => tokio::time::sleep(pause).await,
-        Some(Fault::Http500) => {
-            return Ok(respond(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain; charset=utf-8",
-                Bytes::from_static(b"internal server error"),
-            ));
-        }
-        Some(Fault::Garbage) => {
-            return Ok(respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                Bytes::from_static(b"<html><body>502 Bad Gateway</body></html>"),
-            ));
-        }
-        Some(Fault::Throttle) => {
-            let mut response = error_response(&UdsError::too_many_requests());
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Ok(response);
-        }
-        Some(Fault::TooManyRequests { retry_after }) => {
-            let mut response = error_response(&UdsError::too_many_requests());
-            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return Ok(response);
-        }
-        Some(Fault::DropConnection) => return Err(DroppedConnection),
+    let entry = (parts.method.as_str().to_owned(), target, payload.recorded());
+    let fault = shared.lock().traffic.record(&path, entry);
+    if let Some(answer) = inject(fault, &UdsFaults).await? {
+        return Ok(answer);
     }
 
     let Some(route) = Route::parse(&parts.method, &path) else {
@@ -731,62 +671,22 @@ fn error_response(err: &UdsError) -> Response<Full<Bytes>> {
     json_response(err.status, &err.to_json())
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    respond(
-        status,
-        "application/json; charset=utf-8",
-        Bytes::from(bytes),
-    )
-}
+/// UDS's own answers to [`Fault::Throttle`] and [`Fault::TooManyRequests`]: its
+/// `tooManyRequests` error.
+struct UdsFaults;
 
-fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-/// The bytes inside `Authorization: Basic <base64>`, or `None` for anything else.
-fn basic_credentials(raw: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(raw).ok()?.trim();
-    let (scheme, token) = text.split_once(char::is_whitespace)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
+impl FaultAnswers for UdsFaults {
+    fn throttled(&self) -> Response<Full<Bytes>> {
+        self.too_many_requests(Some(HeaderValue::from_static("1")))
     }
-    base64_decode(token.trim())
-}
 
-/// Standard base64 (RFC 4648 alphabet); padding is optional, nothing else is tolerated.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let data = text.trim_end_matches('=');
-    let padding = text.len() - data.len();
-    if padding > 2 || data.len() % 4 == 1 || (padding > 0 && (data.len() + padding) % 4 != 0) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits: u32 = 0;
-    for byte in data.bytes() {
-        let sextet = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(sextet);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
-            acc &= (1 << bits) - 1;
+    fn too_many_requests(&self, retry_after: Option<HeaderValue>) -> Response<Full<Bytes>> {
+        let mut response = error_response(&UdsError::too_many_requests());
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        response
     }
-    Some(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1570,9 +1470,8 @@ struct State {
     next_operation_id: i64,
     nonces: HashMap<String, i64>,
     cashiers: HashMap<String, i64>,
-    calls: HashMap<String, usize>,
-    requests: VecDeque<(String, String, Value)>,
-    fault: Option<Fault>,
+    /// `(method, path?query, body)` of every request, and the fault to inject.
+    traffic: Traffic<(String, String, Value)>,
 }
 
 impl State {
@@ -1586,18 +1485,8 @@ impl State {
             next_operation_id: FIRST_OPERATION_ID,
             nonces: HashMap::new(),
             cashiers: HashMap::new(),
-            calls: HashMap::new(),
-            requests: VecDeque::new(),
-            fault: None,
+            traffic: Traffic::default(),
         }
-    }
-
-    fn record(&mut self, method: &str, path: &str, target: String, body: Value) {
-        *self.calls.entry(path.to_owned()).or_default() += 1;
-        if self.requests.len() >= REQUEST_LOG_LIMIT {
-            self.requests.pop_front();
-        }
-        self.requests.push_back((method.to_owned(), target, body));
     }
 
     fn apply(
@@ -2340,7 +2229,7 @@ mod tests {
     }
 
     fn http_client() -> reqwest::ClientBuilder {
-        crate::upstream::install_crypto();
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder().no_gzip()
     }
 
@@ -3876,25 +3765,6 @@ mod tests {
         assert_eq!(strip_base("/partner/v2"), "/");
         assert_eq!(strip_base("/partner/v22/settings"), "/partner/v22/settings");
 
-        assert_eq!(base64_decode("MTIzNDp0b2tlbg==").unwrap(), b"1234:token");
-        assert_eq!(base64_decode("MTIzNDp0b2tlbg").unwrap(), b"1234:token");
-        assert_eq!(base64_decode("").unwrap(), b"");
-        for bad in [
-            "M",
-            "MTIzNDp0b2tlbg=",
-            "MTIz=NDp0",
-            "MTIzNDp0b2tlbg===",
-            "MT!z",
-        ] {
-            assert_eq!(base64_decode(bad), None, "{bad}");
-        }
-        assert_eq!(
-            basic_credentials(b"Basic MTIzNDp0b2tlbg=="),
-            Some(b"1234:token".to_vec())
-        );
-        assert_eq!(basic_credentials(b"Bearer MTIzNDp0b2tlbg=="), None);
-        assert_eq!(basic_credentials(b"\xff\xfe"), None);
-
         let query = Query::parse("phone=%2b79990000001&phone=x&raw=+7&empty=");
         assert_eq!(query.get("phone"), Some("+79990000001"));
         assert_eq!(query.get("raw"), Some(" 7"));
@@ -3906,28 +3776,6 @@ mod tests {
         let code = random_digits(6);
         assert_eq!(code.len(), 6);
         assert_eq!(random_digits(12).len(), 12);
-    }
-
-    fn base64_encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
     }
 
     /// A state with Ivan (index 0) holding `balance` points, and a purchase by him.
@@ -3971,13 +3819,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn base64_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let text = base64_encode(&bytes);
-            prop_assert_eq!(base64_decode(&text), Some(bytes.clone()));
-            prop_assert_eq!(base64_decode(text.trim_end_matches('=')), Some(bytes));
-        }
-
         /// Any split of a purchase into refunds gives back exactly what it took.
         #[test]
         fn refunds_add_up_exactly(
@@ -4075,8 +3916,6 @@ mod tests {
             drop(state);
             let _ = Route::parse(&Method::GET, &text);
             let _ = Route::parse(&Method::POST, &format!("/operations/{text}/refund"));
-            let _ = basic_credentials(text.as_bytes());
-            let _ = base64_decode(&text);
             let _ = normalize_phone(&text);
             let _ = sandbox.points(&text);
             let _ = sandbox.calls(&text);

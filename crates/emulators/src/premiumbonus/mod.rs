@@ -159,32 +159,26 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::NaiveDate;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Value, json};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-pub use crate::sandbox::maxma::Fault;
-use crate::server::listen::{ListenOptions, accept_loop};
+pub use crate::harness::Fault;
+use crate::harness::auth::secret_matches;
+use crate::harness::http::{DroppedConnection, MAX_BODY_BYTES, json_response, read_body};
+use crate::harness::{self, FaultAnswers, Locked, Traffic, inject};
 
-/// Larger bodies are refused: the sandbox is a test double, not a sink.
-const MAX_BODY_BYTES: usize = 1 << 20;
-/// How long in-flight requests may run after shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many requests [`PremiumBonusSandbox::requests`] remembers.
-const REQUEST_LOG_LIMIT: usize = 10_000;
 /// The window of [`PbSettings::requests_per_second`].
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// A confirmation code is valid this long after it is sent.
@@ -278,7 +272,7 @@ impl PremiumBonusSandbox {
         PremiumBonusSandbox {
             shared: Arc::new(Shared {
                 token: token.into(),
-                state: Mutex::new(State::default()),
+                state: Locked::new(State::default()),
             }),
         }
     }
@@ -406,23 +400,18 @@ impl PremiumBonusSandbox {
     /// How many requests reached `method` (`"/purchase"`; the leading slash may be left out),
     /// refused, faulted and rate-limited ones included.
     pub fn calls(&self, method: &str) -> usize {
-        let path = if method.starts_with('/') {
-            method.to_owned()
-        } else {
-            format!("/{method}")
-        };
-        self.shared.lock().calls.get(&path).copied().unwrap_or(0)
+        self.shared.lock().traffic.calls(method)
     }
 
     /// Every `(path, body)` received, oldest first (the last 10,000). A body that is not JSON is
     /// a JSON string of its text; an empty or oversized body is `null`.
     pub fn requests(&self) -> Vec<(String, Value)> {
-        self.shared.lock().requests.iter().cloned().collect()
+        self.shared.lock().traffic.requests()
     }
 
     /// Injects `fault` into every following request, or stops injecting with `None`.
     pub fn set_fault(&self, fault: Option<Fault>) {
-        self.shared.lock().fault = fault;
+        self.shared.lock().traffic.set_fault(fault);
     }
 
     /// Serves the API on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then stops
@@ -432,22 +421,12 @@ impl PremiumBonusSandbox {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        tracing::debug!(addr = %listener.local_addr()?, "premiumbonus sandbox listening");
-        let options = ListenOptions {
-            name: "premiumbonus-sandbox",
-            header_read_timeout: HEADER_READ_TIMEOUT,
-            shutdown_grace: SHUTDOWN_GRACE,
-            max_connections: usize::MAX, // an emulator serves whatever a test opens
-            idle_timeout: crate::server::listen::DEFAULT_IDLE_TIMEOUT,
-            head_error_answer: None,
-            lanes: None,
-        };
-        let shared = self.shared.clone();
+        let shared = self.shared;
         let handler = move |req| {
             let shared = shared.clone();
             async move { handle(&shared, req).await }
         };
-        accept_loop(listener, options, handler, shutdown).await
+        harness::serve(listener, "premiumbonus-sandbox", handler, shutdown).await
     }
 }
 
@@ -457,13 +436,12 @@ impl PremiumBonusSandbox {
 
 struct Shared {
     token: String,
-    state: Mutex<State>,
+    state: Locked<State>,
 }
 
 impl Shared {
-    /// A panic elsewhere must not wedge the sandbox: the state is plain data, use it as is.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// `Authorization: <token>`, compared in constant time.
@@ -480,7 +458,7 @@ impl Shared {
                  (Authorization: <API token>)",
             ));
         }
-        if bool::from(bytes.ct_eq(self.token.as_bytes())) {
+        if secret_matches(bytes, self.token.as_bytes()) {
             Ok(())
         } else {
             Err(PbError::new("Invalid API token"))
@@ -541,11 +519,6 @@ impl Shared {
         }
     }
 }
-
-/// Returned by the service to make hyper close the connection without an answer.
-#[derive(Debug, thiserror::Error)]
-#[error("connection dropped on purpose")]
-struct DroppedConnection;
 
 /// The methods the sandbox emulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -617,7 +590,7 @@ enum Body {
 }
 
 /// Reads a collected body (`None`: over the limit) as the methods see it, and as it is recorded.
-fn read_body(bytes: Option<&[u8]>) -> (Body, Value) {
+fn parse_body(bytes: Option<&[u8]>) -> (Body, Value) {
     let Some(bytes) = bytes else {
         return (Body::TooLarge, Value::Null);
     };
@@ -648,53 +621,16 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, DroppedConnection> {
     let (parts, incoming) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    let collected = match Limited::new(incoming, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Some(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => None,
-        // The peer went away mid-body: nobody is left to answer.
-        Err(_) => return Err(DroppedConnection),
-    };
-    let (body, recorded) = read_body(collected.as_deref());
+    let collected = read_body(incoming).await?;
+    let (body, recorded) = parse_body(collected.as_deref());
     let logger = new_logger();
-    let fault = {
-        let mut state = shared.lock();
-        state.record(&path, recorded);
-        state.fault.clone()
-    };
-
-    match fault {
-        None => {}
-        Some(Fault::Delay(pause)) => tokio::time::sleep(pause).await,
-        Some(Fault::Http500) => {
-            return Ok(failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-                &logger,
-            ));
-        }
-        Some(Fault::Garbage) => {
-            return Ok(respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                Bytes::from_static(b"<html><body>502 Bad Gateway</body></html>"),
-            ));
-        }
-        Some(Fault::Throttle) => {
-            return Ok(too_many_requests(
-                "Too many requests, try again later",
-                &logger,
-            ));
-        }
-        Some(Fault::TooManyRequests { retry_after }) => {
-            let mut response = too_many_requests("Too many requests, try again later", &logger);
-            let headers = response.headers_mut();
-            match retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                Some(value) => headers.insert(header::RETRY_AFTER, value),
-                None => headers.remove(header::RETRY_AFTER),
-            };
-            return Ok(response);
-        }
-        Some(Fault::DropConnection) => return Err(DroppedConnection),
+    let fault = shared
+        .lock()
+        .traffic
+        .record(&path, (path.clone(), recorded));
+    let faults = PbFaults { logger: &logger };
+    if let Some(answer) = inject(fault, &faults).await? {
+        return Ok(answer);
     }
     Ok(shared.dispatch(
         &parts.method,
@@ -722,22 +658,33 @@ fn too_many_requests(description: &str, logger: &str) -> Response<Full<Bytes>> {
     response
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    respond(
-        status,
-        "application/json; charset=utf-8",
-        Bytes::from(bytes),
-    )
+/// Premium Bonus's own answers to the faults: its failure body, with the request's logger.
+struct PbFaults<'a> {
+    logger: &'a str,
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+impl FaultAnswers for PbFaults<'_> {
+    fn server_error(&self) -> Response<Full<Bytes>> {
+        failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error",
+            self.logger,
+        )
+    }
+
+    fn throttled(&self) -> Response<Full<Bytes>> {
+        too_many_requests("Too many requests, try again later", self.logger)
+    }
+
+    fn too_many_requests(&self, retry_after: Option<HeaderValue>) -> Response<Full<Bytes>> {
+        let mut response = self.throttled();
+        let headers = response.headers_mut();
+        match retry_after {
+            Some(value) => headers.insert(header::RETRY_AFTER, value),
+            None => headers.remove(header::RETRY_AFTER),
+        };
+        response
+    }
 }
 
 /// A request id: 8 characters `[A-Za-z0-9]` from the OS random source behind uuid v4.
@@ -1079,9 +1026,8 @@ struct State {
     verified: HashMap<String, Instant>,
     /// Requests let through within the last second (only when rate limited).
     admitted: VecDeque<Instant>,
-    calls: HashMap<String, usize>,
-    requests: VecDeque<(String, Value)>,
-    fault: Option<Fault>,
+    /// `(path, body)` of every request, and the fault to inject.
+    traffic: Traffic<(String, Value)>,
 }
 
 /// How a request names a buyer.
@@ -1105,14 +1051,6 @@ impl IdentType {
 }
 
 impl State {
-    fn record(&mut self, path: &str, body: Value) {
-        *self.calls.entry(path.to_owned()).or_default() += 1;
-        if self.requests.len() >= REQUEST_LOG_LIMIT {
-            self.requests.pop_front();
-        }
-        self.requests.push_back((path.to_owned(), body));
-    }
-
     /// Sliding-window rate limit: true when this request may go through.
     fn admit(&mut self, limit: u32, now: Instant) -> bool {
         while self
@@ -1516,7 +1454,7 @@ impl State {
             self.codes.remove(&phone);
             return Err(PbError::new("The code has expired: request a new one"));
         }
-        if bool::from(pending.code.as_bytes().ct_eq(code.as_bytes())) {
+        if secret_matches(pending.code.as_bytes(), code.as_bytes()) {
             self.codes.remove(&phone);
             self.verified.insert(phone, now);
             return Ok(Map::new());
@@ -2343,7 +2281,7 @@ mod tests {
     }
 
     fn http_client() -> reqwest::ClientBuilder {
-        crate::upstream::install_crypto();
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder().no_gzip()
     }
 
@@ -4109,7 +4047,7 @@ mod tests {
                     &Method::POST, op.path(), &headers, Body::Object(request.clone()), "L", now,
                 );
                 prop_assert!(matches!(response.status().as_u16(), 200 | 400), "{:?}", op);
-                let (body, _) = read_body(Some(&bytes));
+                let (body, _) = parse_body(Some(&bytes));
                 let response =
                     sandbox.shared.dispatch(&Method::POST, op.path(), &headers, body, "L", now);
                 prop_assert!(matches!(response.status().as_u16(), 200 | 400), "{:?}", op);

@@ -97,34 +97,29 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Value, json};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-
-use crate::server::listen::{ListenOptions, accept_loop};
 use tokio::time::Instant;
 
-/// Larger bodies are refused with 413: the sandbox is a test double, not a sink.
-const MAX_BODY_BYTES: usize = 1 << 20;
-/// How long in-flight requests may run after shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::harness::Fault;
+use crate::harness::auth::secret_matches;
+use crate::harness::http::{DroppedConnection, MAX_BODY_BYTES, json_response, read_body, respond};
+use crate::harness::{self, FaultAnswers, Locked, Traffic, inject};
+
 /// The window of `code_requests_per_minute`.
 const CODE_WINDOW: Duration = Duration::from_secs(60);
 /// A confirmation code's `expiresAt` is this far in the future.
 const CODE_LIFETIME_MINUTES: i64 = 5;
-/// How many requests [`MaxmaSandbox::requests`] remembers.
-const REQUEST_LOG_LIMIT: usize = 10_000;
 
 /// MAXMA's numeric error codes (client-go `errors.go`), the ones the emulator produces.
 mod code {
@@ -238,25 +233,6 @@ impl Default for SandboxSettings {
     }
 }
 
-/// A failure to inject into every request while it is set ([`MaxmaSandbox::set_fault`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// Wait this long, then answer normally (the request does take effect).
-    Delay(Duration),
-    /// HTTP 500 with a plain-text body.
-    Http500,
-    /// HTTP 200 with a body that is not JSON.
-    Garbage,
-    /// HTTP 200 with errorCode 49 TemporarilyUnavailable.
-    Throttle,
-    /// HTTP 429 with this `Retry-After` header (none when `None`). MAXMA's body is plain text,
-    /// as a rate-limiting proxy in front of it would answer (maxma.md documents no limits); the
-    /// UDS and Premium Bonus emulators send their usual throttling body.
-    TooManyRequests { retry_after: Option<String> },
-    /// Close the connection without an answer (HTTP/2: reset the stream).
-    DropConnection,
-}
-
 /// The MAXMA emulator. Cheap to clone: clones share one state, so a test keeps a clone to seed
 /// data and inspect effects while another clone serves.
 #[derive(Clone)]
@@ -278,7 +254,7 @@ impl MaxmaSandbox {
         MaxmaSandbox {
             shared: Arc::new(Shared {
                 key: processing_key.into(),
-                state: Mutex::new(State::default()),
+                state: Locked::new(State::default()),
             }),
         }
     }
@@ -454,18 +430,13 @@ impl MaxmaSandbox {
     /// How many requests reached `method` (`"/get-balance"`; the leading slash may be left out),
     /// failed and faulted ones included.
     pub fn calls(&self, method: &str) -> usize {
-        let path = if method.starts_with('/') {
-            method.to_owned()
-        } else {
-            format!("/{method}")
-        };
-        self.shared.lock().calls.get(&path).copied().unwrap_or(0)
+        self.shared.lock().traffic.calls(method)
     }
 
     /// Every `(path, body)` received, oldest first (the last 10,000). A body that is not JSON is
     /// a JSON string of its text; an empty or oversized body is `null`.
     pub fn requests(&self) -> Vec<(String, Value)> {
-        self.shared.lock().requests.iter().cloned().collect()
+        self.shared.lock().traffic.requests()
     }
 
     /// The last confirmation code sent to this phone (any format).
@@ -476,7 +447,7 @@ impl MaxmaSandbox {
 
     /// Injects `fault` into every following request, or stops injecting with `None`.
     pub fn set_fault(&self, fault: Option<Fault>) {
-        self.shared.lock().fault = fault;
+        self.shared.lock().traffic.set_fault(fault);
     }
 
     /// Serves the API on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then stops
@@ -486,22 +457,12 @@ impl MaxmaSandbox {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        tracing::debug!(addr = %listener.local_addr()?, "maxma sandbox listening");
-        let options = ListenOptions {
-            name: "maxma-sandbox",
-            header_read_timeout: HEADER_READ_TIMEOUT,
-            shutdown_grace: SHUTDOWN_GRACE,
-            max_connections: usize::MAX, // an emulator serves whatever a test opens
-            idle_timeout: crate::server::listen::DEFAULT_IDLE_TIMEOUT,
-            head_error_answer: None,
-            lanes: None,
-        };
-        let shared = self.shared.clone();
+        let shared = self.shared;
         let handler = move |req| {
             let shared = shared.clone();
             async move { handle(&shared, req).await }
         };
-        accept_loop(listener, options, handler, shutdown).await
+        harness::serve(listener, "maxma-sandbox", handler, shutdown).await
     }
 }
 
@@ -511,27 +472,20 @@ impl MaxmaSandbox {
 
 struct Shared {
     key: String,
-    state: Mutex<State>,
+    state: Locked<State>,
 }
 
 impl Shared {
-    /// A panic elsewhere must not wedge the sandbox: the state is plain data, use it as is.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
-    /// Constant-time, so the sandbox does not teach timing attacks by example.
     fn key_matches(&self, headers: &HeaderMap) -> bool {
         headers
             .get("x-processing-key")
-            .is_some_and(|v| bool::from(v.as_bytes().ct_eq(self.key.as_bytes())))
+            .is_some_and(|v| secret_matches(v.as_bytes(), self.key.as_bytes()))
     }
 }
-
-/// Returned by the service to make hyper close the connection without an answer.
-#[derive(Debug, thiserror::Error)]
-#[error("connection dropped on purpose")]
-struct DroppedConnection;
 
 /// The methods the sandbox emulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -582,9 +536,28 @@ impl Op {
     }
 }
 
-enum Body {
-    Bytes(Bytes),
-    TooLarge,
+/// MAXMA's own answers to [`Fault::Throttle`] and [`Fault::TooManyRequests`].
+struct MaxmaFaults;
+
+impl FaultAnswers for MaxmaFaults {
+    fn throttled(&self) -> Response<Full<Bytes>> {
+        json_response(
+            StatusCode::OK,
+            &ProcessingError::temporarily_unavailable().to_json(),
+        )
+    }
+
+    fn too_many_requests(&self, retry_after: Option<HeaderValue>) -> Response<Full<Bytes>> {
+        let mut response = respond(
+            StatusCode::TOO_MANY_REQUESTS,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"too many requests"),
+        );
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
 }
 
 async fn handle(
@@ -593,66 +566,25 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, DroppedConnection> {
     let (parts, incoming) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    let body = match Limited::new(incoming, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Body::Bytes(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Body::TooLarge,
-        // The peer went away mid-body: nobody is left to answer.
-        Err(_) => return Err(DroppedConnection),
-    };
+    // `None`: over the size limit.
+    let body = read_body(incoming).await?;
     let parsed: Option<Value> = match &body {
-        Body::Bytes(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
-            Some(Value::Object(Map::new()))
-        }
-        Body::Bytes(bytes) => serde_json::from_slice(bytes).ok(),
-        Body::TooLarge => None,
+        Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Some(Value::Object(Map::new())),
+        Some(bytes) => serde_json::from_slice(bytes).ok(),
+        None => None,
     };
     let recorded = match (&body, &parsed) {
-        (Body::Bytes(bytes), _) if bytes.is_empty() => Value::Null,
+        (Some(bytes), _) if bytes.is_empty() => Value::Null,
         (_, Some(value)) => value.clone(),
-        (Body::Bytes(bytes), None) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
-        (Body::TooLarge, None) => Value::Null,
+        (Some(bytes), None) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        (None, None) => Value::Null,
     };
-    let fault = {
-        let mut state = shared.lock();
-        state.record(&path, recorded);
-        state.fault.clone()
-    };
-
-    match fault {
-        None => {}
-        Some(Fault::Delay(pause)) => tokio::time::sleep(pause).await,
-        Some(Fault::Http500) => {
-            return Ok(respond(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain; charset=utf-8",
-                Bytes::from_static(b"internal server error"),
-            ));
-        }
-        Some(Fault::Garbage) => {
-            return Ok(respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                Bytes::from_static(b"<html><body>502 Bad Gateway</body></html>"),
-            ));
-        }
-        Some(Fault::Throttle) => {
-            return Ok(json_response(
-                StatusCode::OK,
-                &ProcessingError::temporarily_unavailable().to_json(),
-            ));
-        }
-        Some(Fault::TooManyRequests { retry_after }) => {
-            let mut response = respond(
-                StatusCode::TOO_MANY_REQUESTS,
-                "text/plain; charset=utf-8",
-                Bytes::from_static(b"too many requests"),
-            );
-            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return Ok(response);
-        }
-        Some(Fault::DropConnection) => return Err(DroppedConnection),
+    let fault = shared
+        .lock()
+        .traffic
+        .record(&path, (path.clone(), recorded));
+    if let Some(answer) = inject(fault, &MaxmaFaults).await? {
+        return Ok(answer);
     }
 
     let Some(op) = Op::route(&parts.method, &path) else {
@@ -669,7 +601,7 @@ async fn handle(
             &json!({"errorCode": code::GENERAL, "description": "Invalid processing key"}),
         ));
     }
-    if matches!(body, Body::TooLarge) {
+    if body.is_none() {
         return Ok(json_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             &ProcessingError::malformed(format!("the body is over {MAX_BODY_BYTES} bytes"))
@@ -689,24 +621,6 @@ async fn handle(
         }
     };
     Ok(json_response(StatusCode::OK, &answer))
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    respond(
-        status,
-        "application/json; charset=utf-8",
-        Bytes::from(bytes),
-    )
-}
-
-fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1030,12 +944,11 @@ struct State {
     purchases: HashMap<String, Purchase>,
     /// `transaction.id`s of applied returns.
     returns: HashSet<String>,
-    calls: HashMap<String, usize>,
-    requests: VecDeque<(String, Value)>,
+    /// `(path, body)` of every request, and the fault to inject.
+    traffic: Traffic<(String, Value)>,
     /// When codes were sent, by phone, within the last minute.
     codes_sent: HashMap<String, VecDeque<Instant>>,
     last_codes: HashMap<String, String>,
-    fault: Option<Fault>,
 }
 
 /// How a request names a client.
@@ -1048,14 +961,6 @@ enum ClientKey {
 }
 
 impl State {
-    fn record(&mut self, path: &str, body: Value) {
-        *self.calls.entry(path.to_owned()).or_default() += 1;
-        if self.requests.len() >= REQUEST_LOG_LIMIT {
-            self.requests.pop_front();
-        }
-        self.requests.push_back((path.to_owned(), body));
-    }
-
     fn live_clients(&self) -> impl Iterator<Item = (ClientId, &Client)> {
         self.clients
             .iter()
@@ -1490,7 +1395,7 @@ impl State {
         let purchase = purchases
             .get_mut(&txid)
             .ok_or_else(|| ProcessingError::purchase_not_found(&txid))?;
-        if !bool::from(purchase.ticket.as_bytes().ct_eq(ticket.as_bytes())) {
+        if !secret_matches(purchase.ticket.as_bytes(), ticket.as_bytes()) {
             return Err(ProcessingError::malformed(
                 "the ticket does not match the purchase",
             ));

@@ -10,8 +10,12 @@
 
 mod harness;
 pub mod maxma;
+mod money;
 pub mod moysklad;
+mod phone;
 pub mod premiumbonus;
+#[cfg(test)]
+mod test_support;
 pub mod uds;
 
 pub use harness::Fault;

@@ -61,7 +61,7 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service_fn(move |req| handler(req)))
+            .serve_connection(TokioIo::new(stream), service_fn(handler))
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

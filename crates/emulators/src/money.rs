@@ -8,7 +8,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
 /// The largest amount accepted (10¹²): far above any receipt, and low enough that every
-/// product in the kopeck arithmetic fits an `i128`.
+/// product in the arithmetic fits (kopecks in an `i128`, rubles in a `Decimal`).
 pub(crate) fn max_money() -> Decimal {
     Decimal::from(1_000_000_000_000_i64)
 }

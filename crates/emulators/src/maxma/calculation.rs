@@ -28,7 +28,7 @@ pub(super) struct GiftCard {
 }
 
 impl GiftCard {
-    pub(super) fn effective_status(&self, today: NaiveDate) -> GiftCardStatus {
+    fn effective_status(&self, today: NaiveDate) -> GiftCardStatus {
         match (self.status, self.valid_until) {
             (GiftCardStatus::Active, Some(until)) if until < today => GiftCardStatus::Expired,
             (status, _) => status,
@@ -351,7 +351,7 @@ impl Calculation {
 }
 
 /// Bonuses are the only discount the sandbox gives.
-pub(super) fn discounts_json(bonuses: Decimal) -> Value {
+fn discounts_json(bonuses: Decimal) -> Value {
     let zero = money(Decimal::ZERO);
     json!({
         "auto": zero,
@@ -363,6 +363,6 @@ pub(super) fn discounts_json(bonuses: Decimal) -> Value {
     })
 }
 
-pub(super) fn clamp_i64(n: i128) -> i64 {
+fn clamp_i64(n: i128) -> i64 {
     i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
 }

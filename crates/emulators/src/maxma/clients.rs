@@ -13,9 +13,9 @@ use crate::money::money;
 use crate::phone::russian_mobile;
 
 /// The window of `code_requests_per_minute`.
-pub(super) const CODE_WINDOW: Duration = Duration::from_secs(60);
+const CODE_WINDOW: Duration = Duration::from_secs(60);
 /// A confirmation code's `expiresAt` is this far in the future.
-pub(super) const CODE_LIFETIME_MINUTES: i64 = 5;
+const CODE_LIFETIME_MINUTES: i64 = 5;
 
 /// Index into `State::clients`; stable because replaced clients leave a `None` behind.
 pub(super) type ClientId = usize;
@@ -82,7 +82,7 @@ impl Client {
     }
 
     /// The bonus lots of `get-balance`: sandbox bonuses never expire.
-    pub(super) fn lots_json(&self) -> Value {
+    fn lots_json(&self) -> Value {
         if self.available > 0 {
             json!([{"amount": self.available, "expireAt": null}])
         } else {
@@ -90,7 +90,7 @@ impl Client {
         }
     }
 
-    pub(super) fn level_json(&self) -> Value {
+    fn level_json(&self) -> Value {
         json!({
             "level": 1,
             "name": "Базовый",
@@ -105,14 +105,14 @@ impl Client {
     }
 }
 
-pub(super) fn same_email(a: Option<&str>, b: Option<&str>) -> bool {
+fn same_email(a: Option<&str>, b: Option<&str>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
         _ => false,
     }
 }
 
-pub(super) fn wallets_link(id: ClientId) -> String {
+fn wallets_link(id: ClientId) -> String {
     format!("https://wallet.maxma-sandbox.invalid/c/{id}")
 }
 

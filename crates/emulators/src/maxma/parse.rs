@@ -285,7 +285,7 @@ pub(super) fn opt_string(
     }
 }
 
-pub(super) fn opt_bool(fields: &Map<String, Value>, key: &str) -> Result<bool, ProcessingError> {
+fn opt_bool(fields: &Map<String, Value>, key: &str) -> Result<bool, ProcessingError> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),

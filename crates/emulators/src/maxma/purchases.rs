@@ -85,7 +85,7 @@ impl State {
         Ok(answer)
     }
 
-    pub(super) fn purchase_answer(&self, purchase: &Purchase) -> Value {
+    fn purchase_answer(&self, purchase: &Purchase) -> Value {
         let mut answer = Map::new();
         answer.insert("ticket".into(), Value::String(purchase.ticket.clone()));
         answer.insert("calculationResult".into(), purchase.result.clone());
@@ -97,7 +97,7 @@ impl State {
     }
 
     /// Finds a purchase by txid and ticket, for confirm and discard.
-    pub(super) fn ticketed<'a>(
+    fn ticketed<'a>(
         purchases: &'a mut HashMap<String, Purchase>,
         request: &Map<String, Value>,
     ) -> Result<&'a mut Purchase, ProcessingError> {

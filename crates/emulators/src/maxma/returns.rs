@@ -71,13 +71,13 @@ impl State {
 }
 
 /// The outcome of a valid return, computed before anything changes.
-pub(super) struct ReturnPlan {
-    pub(super) refund_amount: Decimal,
+struct ReturnPlan {
+    refund_amount: Decimal,
     pub(super) recovered: i64,
     pub(super) cancelled: i64,
 }
 
-pub(super) fn plan_return(
+fn plan_return(
     purchase: &Purchase,
     listed: &[(String, Decimal)],
     refund_amount: Option<Decimal>,

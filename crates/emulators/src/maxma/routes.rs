@@ -27,7 +27,7 @@ pub(super) enum Op {
 }
 
 impl Op {
-    pub(super) const ALL: [Op; 9] = [
+    const ALL: [Op; 9] = [
         Op::GetBalance,
         Op::NewClient,
         Op::GetSettings,
@@ -53,7 +53,7 @@ impl Op {
         }
     }
 
-    pub(super) fn route(method: &Method, path: &str) -> Option<Op> {
+    fn route(method: &Method, path: &str) -> Option<Op> {
         if method != Method::POST {
             return None;
         }
@@ -62,7 +62,7 @@ impl Op {
 }
 
 /// MAXMA's own answers to [`crate::Fault::Throttle`] and [`crate::Fault::TooManyRequests`].
-pub(super) struct MaxmaFaults;
+struct MaxmaFaults;
 
 impl FaultAnswers for MaxmaFaults {
     fn throttled(&self) -> Response<Full<Bytes>> {

@@ -58,7 +58,7 @@ impl Buyer {
     }
 }
 
-pub(super) fn same_email(a: Option<&str>, b: Option<&str>) -> bool {
+fn same_email(a: Option<&str>, b: Option<&str>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
         _ => false,
@@ -66,7 +66,7 @@ pub(super) fn same_email(a: Option<&str>, b: Option<&str>) -> bool {
 }
 
 /// Namespace of the sandbox's stable UUIDs.
-pub(super) fn namespace() -> Uuid {
+fn namespace() -> Uuid {
     Uuid::new_v5(
         &Uuid::NAMESPACE_URL,
         b"https://premiumbonus-sandbox.invalid/",
@@ -177,7 +177,7 @@ impl State {
         out
     }
 
-    pub(super) fn insert_flags(&self, out: &mut Map<String, Value>) {
+    fn insert_flags(&self, out: &mut Map<String, Value>) {
         out.insert(
             "registration_confirmation_required".into(),
             Value::Bool(self.settings.registration_confirmation_required),
@@ -207,7 +207,7 @@ impl State {
     }
 
     /// Refuses a card, email or external_id that another buyer (not `except`) has.
-    pub(super) fn check_unique(
+    fn check_unique(
         &self,
         except: Option<BuyerId>,
         card: Option<&str>,

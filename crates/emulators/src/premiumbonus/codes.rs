@@ -117,7 +117,7 @@ impl State {
 }
 
 /// Four random digits, zero-padded ("0427").
-pub(super) fn random_code() -> String {
+fn random_code() -> String {
     let bytes = Uuid::new_v4().into_bytes();
     let n = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % 10_000;
     format!("{n:04}")

@@ -260,7 +260,7 @@ pub(super) fn money_field(
 }
 
 /// Rubles or bonuses: 0 … 10¹² with at most 2 decimals.
-pub(super) fn money_value(value: &Value, path: &str) -> Result<Decimal, PbError> {
+fn money_value(value: &Value, path: &str) -> Result<Decimal, PbError> {
     let d = decimal_value(value, path)?;
     if d < Decimal::ZERO || d > max_money() {
         return Err(PbError::new(format!(
@@ -278,7 +278,7 @@ pub(super) fn money_value(value: &Value, path: &str) -> Result<Decimal, PbError>
 }
 
 /// An exact decimal from a JSON number's text (`arbitrary_precision` keeps it); never via f64.
-pub(super) fn decimal_value(value: &Value, path: &str) -> Result<Decimal, PbError> {
+fn decimal_value(value: &Value, path: &str) -> Result<Decimal, PbError> {
     let Value::Number(number) = value else {
         return Err(PbError::new(format!("{path} must be a number")));
     };

@@ -60,9 +60,9 @@ pub(super) struct Purchase {
     /// The receipt-level external discount.
     pub(super) discount: Option<Decimal>,
     /// The first `/purchase` answer, repeated for a repeated `external_purchase_id`.
-    pub(super) first_answer: Map<String, Value>,
+    first_answer: Map<String, Value>,
     /// The first `/cancel-purchase` answer, repeated for a repeated cancel.
-    pub(super) cancel_answer: Option<Map<String, Value>>,
+    cancel_answer: Option<Map<String, Value>>,
 }
 
 /// A receipt priced for a buyer, before anything changes.
@@ -82,7 +82,7 @@ impl State {
     }
 
     /// The most bonuses may pay of `amount`, balance aside, rounded down to the kopeck.
-    pub(super) fn write_off_cap(&self, amount: Decimal) -> Result<Decimal, PbError> {
+    fn write_off_cap(&self, amount: Decimal) -> Result<Decimal, PbError> {
         amount
             .checked_mul(self.max_write_off_percent())
             .and_then(|x| x.checked_div(Decimal::ONE_HUNDRED))

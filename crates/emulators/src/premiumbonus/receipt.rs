@@ -19,7 +19,7 @@ pub(super) struct CalcItem {
 }
 
 impl CalcItem {
-    pub(super) fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         json!({
             "external_item_id": self.input.external_item_id,
             "name": self.input.name,
@@ -38,7 +38,7 @@ pub(super) struct Totals {
     pub(super) purchase_amount: Decimal,
     pub(super) write_off: Decimal,
     pub(super) write_on: Decimal,
-    pub(super) discount_external: Decimal,
+    discount_external: Decimal,
 }
 
 pub(super) fn totals(items: &[CalcItem], receipt_discount: Option<Decimal>) -> Totals {

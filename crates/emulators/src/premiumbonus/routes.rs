@@ -23,7 +23,7 @@ impl Shared {
     }
 
     /// `Authorization: <token>`, compared in constant time.
-    pub(super) fn authorize(&self, headers: &HeaderMap) -> Result<(), PbError> {
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), PbError> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(PbError::new(
                 "Authorization header is required: Authorization: <API token>",
@@ -151,7 +151,7 @@ impl Op {
         }
     }
 
-    pub(super) fn route(method: &Method, path: &str) -> Option<Op> {
+    fn route(method: &Method, path: &str) -> Option<Op> {
         if method != Method::POST {
             return None;
         }
@@ -221,18 +221,14 @@ pub(super) async fn handle(
 }
 
 /// `{"success": false, "error_description", "logger"}` with `status`.
-pub(super) fn failure(
-    status: StatusCode,
-    description: &str,
-    logger: &str,
-) -> Response<Full<Bytes>> {
+fn failure(status: StatusCode, description: &str, logger: &str) -> Response<Full<Bytes>> {
     json_response(
         status,
         &json!({"success": false, "error_description": description, "logger": logger}),
     )
 }
 
-pub(super) fn too_many_requests(description: &str, logger: &str) -> Response<Full<Bytes>> {
+fn too_many_requests(description: &str, logger: &str) -> Response<Full<Bytes>> {
     let mut response = failure(StatusCode::TOO_MANY_REQUESTS, description, logger);
     response
         .headers_mut()
@@ -241,7 +237,7 @@ pub(super) fn too_many_requests(description: &str, logger: &str) -> Response<Ful
 }
 
 /// Premium Bonus's own answers to the faults: its failure body, with the request's logger.
-pub(super) struct PbFaults<'a> {
+struct PbFaults<'a> {
     pub(super) logger: &'a str,
 }
 
@@ -270,7 +266,7 @@ impl FaultAnswers for PbFaults<'_> {
 }
 
 /// A request id: 8 characters `[A-Za-z0-9]` from the OS random source behind uuid v4.
-pub(super) fn new_logger() -> String {
+fn new_logger() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let base = ALPHABET.len() as u128;
     // The low 48 bits of a v4 UUID are all random; 62⁸ < 2⁴⁸.

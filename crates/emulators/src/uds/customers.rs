@@ -58,7 +58,7 @@ impl State {
     }
 
     /// `exchangeCode=true`: a 6-digit code becomes a 24-hour one; a long code stays.
-    pub(super) fn exchange_code(&mut self, code: &str, customer: usize, now: &Now) -> String {
+    fn exchange_code(&mut self, code: &str, customer: usize, now: &Now) -> String {
         if self.codes.get(code).is_some_and(|issued| issued.long) {
             return code.to_owned();
         }

@@ -12,11 +12,7 @@ use crate::money::money;
 
 impl State {
     /// The customer of a calc or operation: `None` for an unregistered phone.
-    pub(super) fn purchase_customer(
-        &self,
-        ident: &Ident,
-        now: &Now,
-    ) -> Result<Option<usize>, UdsError> {
+    fn purchase_customer(&self, ident: &Ident, now: &Now) -> Result<Option<usize>, UdsError> {
         if matches!(ident, Ident::Phone(_)) && !self.settings.purchase_by_phone {
             return Err(UdsError::purchase_by_phone_disabled());
         }

@@ -59,7 +59,7 @@ impl Customer {
         }
     }
 
-    pub(super) fn tier_json(&self, settings: &UdsSettings) -> Value {
+    fn tier_json(&self, settings: &UdsSettings) -> Value {
         let rates = self.rates(settings);
         json!({
             "uid": TIER_UID,

@@ -19,7 +19,7 @@ pub(super) fn pick_ident(
 }
 
 /// The customer named by `code` / `participant.{uid, phone}` of a calc or operation body.
-pub(super) fn body_ident(checks: &mut Checks, body: &Map<String, Value>) -> Option<Ident> {
+fn body_ident(checks: &mut Checks, body: &Map<String, Value>) -> Option<Ident> {
     let code = checks.string(body, "code", "code");
     let (uid, phone) = match checks.object(body, "participant", "participant", false) {
         Some(participant) => (
@@ -147,10 +147,7 @@ pub(super) fn parse_purchase(
     }
 }
 
-pub(super) fn parse_cashier(
-    checks: &mut Checks,
-    body: &Map<String, Value>,
-) -> Option<CashierInput> {
+fn parse_cashier(checks: &mut Checks, body: &Map<String, Value>) -> Option<CashierInput> {
     let cashier = checks.object(body, "cashier", "cashier", false)?;
     let external_id = checks.string(cashier, "externalId", "cashier.externalId");
     let name = checks.string(cashier, "name", "cashier.name");
@@ -174,7 +171,7 @@ pub(super) fn parse_cashier(
     }
 }
 
-pub(super) fn check_tags(checks: &mut Checks, body: &Map<String, Value>) {
+fn check_tags(checks: &mut Checks, body: &Map<String, Value>) {
     match body.get("tags") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) if items.iter().all(|t| t.as_i64().is_some()) => {}
@@ -187,7 +184,7 @@ pub(super) fn check_tags(checks: &mut Checks, body: &Map<String, Value>) {
     }
 }
 
-pub(super) fn is_external_id(id: &str) -> bool {
+fn is_external_id(id: &str) -> bool {
     id.len() <= 100
         && id
             .bytes()

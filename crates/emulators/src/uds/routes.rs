@@ -43,7 +43,7 @@ impl Route {
         }
     }
 
-    pub(super) fn is_post(self) -> bool {
+    fn is_post(self) -> bool {
         matches!(
             self,
             Route::Calc | Route::CreateOperation | Route::Refund(_)
@@ -52,7 +52,7 @@ impl Route {
 }
 
 /// A path id: digits only (no sign, no spaces), fitting an `i64`.
-pub(super) fn parse_id(text: &str) -> Option<i64> {
+fn parse_id(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -127,7 +127,7 @@ pub(super) async fn handle(
     Ok(response)
 }
 
-pub(super) async fn answer(
+async fn answer(
     shared: &Shared,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, DroppedConnection> {
@@ -179,13 +179,13 @@ pub(super) async fn answer(
     }
 }
 
-pub(super) fn error_response(err: &UdsError) -> Response<Full<Bytes>> {
+fn error_response(err: &UdsError) -> Response<Full<Bytes>> {
     json_response(err.status, &err.to_json())
 }
 
 /// UDS's own answers to [`Fault::Throttle`] and [`Fault::TooManyRequests`]: its
 /// `tooManyRequests` error.
-pub(super) struct UdsFaults;
+struct UdsFaults;
 
 impl FaultAnswers for UdsFaults {
     fn throttled(&self) -> Response<Full<Bytes>> {

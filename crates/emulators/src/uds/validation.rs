@@ -136,7 +136,7 @@ impl Checks {
         }
     }
 
-    pub(super) fn checked_amount(
+    fn checked_amount(
         &mut self,
         parsed: Option<Decimal>,
         path: &str,
@@ -249,7 +249,7 @@ impl Checks {
 
 /// Decoded query parameters (`%2b` → `+`, a raw `+` → space); the first occurrence wins.
 pub(super) struct Query {
-    pub(super) pairs: Vec<(String, String)>,
+    pairs: Vec<(String, String)>,
 }
 
 impl Query {
@@ -290,7 +290,7 @@ pub(super) fn is_plain_decimal(text: &str) -> bool {
 }
 
 /// An exact decimal from a number's text (JSON keeps it with `arbitrary_precision`).
-pub(super) fn decimal_from_text(text: &str) -> Option<Decimal> {
+fn decimal_from_text(text: &str) -> Option<Decimal> {
     Decimal::from_str_exact(text)
         .or_else(|_| Decimal::from_scientific(text))
         .ok()

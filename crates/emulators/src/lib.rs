@@ -6,7 +6,7 @@
 //! (HTTP/1.1 and h2c) and offers hooks for tests: seeding data, counting calls, reading
 //! confirmation codes and injecting faults ([`Fault`]). What they share (serving, the state
 //! lock, the key check, faults, the request log) is one harness; each vendor module keeps only
-//! its protocol and state, following the vendor facts in the bridge's `docs/vendors/`.
+//! its protocol and state, following the vendor facts in the repository's `docs/vendors/`.
 
 mod harness;
 pub mod maxma;

@@ -1,5 +1,5 @@
-//! A stateful emulator of the MAXMA (formerly CloudLoyalty) Processing API, following
-//! `docs/vendors/maxma.md`.
+//! A stateful emulator of the MAXMA (formerly CloudLoyalty) Processing API, following the
+//! repository's `docs/vendors/maxma.md` (maxma.md below).
 //!
 //! Every method is `POST /<method>` with a JSON body and the `X-Processing-Key` header.
 //! Processing errors come back with HTTP 200 and `{"errorCode", "description", "hint"}`, as the

@@ -1,4 +1,5 @@
-//! An emulator of MoySklad's Vendor API 1.0, both directions, for tests and a local demo.
+//! An emulator of MoySklad's Vendor API 1.0, both directions, for tests and a local demo (the
+//! repository's `docs/moysklad-app.md` describes the app side and the demo).
 //!
 //! As MoySklad, it signs and sends the app lifecycle calls to a bridge ([`MoyskladSandbox::install`],
 //! `resume`, `suspend`, `uninstall`, or any body with [`MoyskladSandbox::lifecycle`]). As the

@@ -1,4 +1,5 @@
-//! A stateful emulator of the Premium Bonus (PB) API, following `docs/vendors/premiumbonus.md`.
+//! A stateful emulator of the Premium Bonus (PB) API, following the repository's
+//! `docs/vendors/premiumbonus.md` (premiumbonus.md below).
 //!
 //! Every method is `POST /<method>` with a JSON body and the header `Authorization: <token>`
 //! (the bare token, no `Bearer`). Every answer is a JSON object with `"success": true|false`

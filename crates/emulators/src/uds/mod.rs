@@ -1,5 +1,6 @@
-//! A stateful emulator of the UDS Partner API v2, following `docs/vendors/uds.md` (field names
-//! and types from the vendor's OpenAPI document, `tests/fixtures/vendor-specs/uds-partner-v2.openapi.yaml`).
+//! A stateful emulator of the UDS Partner API v2, following the repository's
+//! `docs/vendors/uds.md` (uds.md below), with field names and types from the vendor's OpenAPI
+//! document (the repository's `tests/fixtures/vendor-specs/uds-partner-v2.openapi.yaml`).
 //!
 //! Authentication is HTTP Basic, `base64("<companyId>:<apiKey>")`. Errors are an HTTP status
 //! with `{"errorCode": "<code>", "message": "<text>"}`, plus `errors[]`

@@ -10,7 +10,6 @@ pub mod error;
 pub mod loyalty;
 pub mod mapping;
 pub mod metrics;
-pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod store;

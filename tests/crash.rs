@@ -13,8 +13,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::TestStore;
+use emulators::maxma::{Fault, MaxmaSandbox, SandboxClient};
 use http::StatusCode;
-use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox, SandboxClient};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{API_KEY_A, TOKEN_A, TOKEN_B, client, start_maxma, start_maxma_bridge};
+use emulators::maxma::{Fault, MaxmaSandbox};
 use loyalty_bridge::Config;
-use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use emulators::maxma::{Fault, MaxmaSandbox};
 use http::StatusCode;
-use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -75,7 +75,7 @@ fn sale_return(id: &str, sale_id: &str, quantity: i64) -> Value {
 
 fn sandbox() -> MaxmaSandbox {
     let sandbox = MaxmaSandbox::new(API_KEY_A);
-    sandbox.add_client(loyalty_bridge::sandbox::maxma::SandboxClient {
+    sandbox.add_client(emulators::maxma::SandboxClient {
         phone: Some("79161234567".into()),
         external_id: Some(CUSTOMER.into()),
         bonuses: 500,

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use emulators::maxma::{Fault, MaxmaSandbox};
 use http::StatusCode;
 use loyalty_bridge::Config;
-use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};

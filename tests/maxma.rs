@@ -7,10 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{client, fixture, the_error};
+use emulators::maxma::{Fault, GiftCardStatus, MaxmaSandbox, SandboxClient, SandboxSettings};
 use loyalty_bridge::Config;
-use loyalty_bridge::sandbox::maxma::{
-    Fault, GiftCardStatus, MaxmaSandbox, SandboxClient, SandboxSettings,
-};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};

@@ -9,7 +9,7 @@ use common::{
     API_KEY_A, TOKEN_A, call_bridge, client, sample, scrape, start_maxma, start_maxma_bridge,
     the_error,
 };
-use loyalty_bridge::sandbox::maxma::{Fault, MaxmaSandbox};
+use emulators::maxma::{Fault, MaxmaSandbox};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

@@ -12,8 +12,8 @@ use common::moysklad::{
 use std::sync::Arc;
 use std::time::Duration;
 
+use emulators::maxma::Fault;
 use loyalty_bridge::app::settings::session::Sessions;
-use loyalty_bridge::sandbox::maxma::Fault;
 use loyalty_bridge::store::{SqliteStore, now_ms};
 use serde_json::json;
 

@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 
 use common::{call_bridge, the_error};
+use emulators::uds::UdsSandbox;
 use loyalty_bridge::Config;
-use loyalty_bridge::sandbox::uds::UdsSandbox;
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};

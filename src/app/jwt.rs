@@ -118,7 +118,7 @@ pub fn sign_ours(app_uid: &str, secret: &str, now_secs: i64) -> String {
     sign(&claims, secret)
 }
 
-/// HS256-signs any claims (the sandbox signs MoySklad's side with it).
+/// HS256-signs any claims (tests sign MoySklad's side with it).
 pub fn sign<T: Serialize>(claims: &T, secret: &str) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -129,7 +129,8 @@ pub fn sign<T: Serialize>(claims: &T, secret: &str) -> String {
     .unwrap_or_default()
 }
 
-/// Checks a token of ours (the sandbox does, as MoySklad would): HS256, `sub`, `iat` recent.
+/// Checks a token of ours as MoySklad would: HS256, `sub`, `iat` recent (the MoySklad emulator
+/// in `crates/emulators` checks the same on its side).
 pub fn verify_ours(token: &str, secret: &str, now_secs: i64) -> Result<OutgoingClaims, JwtRefusal> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| JwtRefusal::Malformed)?;
     if header.alg != Algorithm::HS256 {

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use loyalty_bridge::{sandbox, telemetry};
+use loyalty_bridge::telemetry;
 
 use super::{runtime, shutdown_signal};
 
@@ -70,21 +70,21 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         eprintln!("{vendor} sandbox with demo data on http://{listen} (Ctrl-C to stop)");
         match vendor {
             "maxma" => {
-                let emulator = sandbox::maxma::MaxmaSandbox::with_demo_data(key);
+                let emulator = emulators::maxma::MaxmaSandbox::with_demo_data(key);
                 if let Some(ms) = delay_ms {
-                    emulator.set_fault(Some(sandbox::maxma::Fault::Delay(
+                    emulator.set_fault(Some(emulators::maxma::Fault::Delay(
                         std::time::Duration::from_millis(ms),
                     )));
                 }
                 emulator.serve(listener, shutdown_signal()).await?
             }
             "uds" => {
-                sandbox::uds::UdsSandbox::with_demo_data(company_id, key)
+                emulators::uds::UdsSandbox::with_demo_data(company_id, key)
                     .serve(listener, shutdown_signal())
                     .await?
             }
             "premiumbonus" => {
-                sandbox::premiumbonus::PremiumBonusSandbox::with_demo_data(key)
+                emulators::premiumbonus::PremiumBonusSandbox::with_demo_data(key)
                     .serve(listener, shutdown_signal())
                     .await?
             }
@@ -92,7 +92,7 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
                 eprintln!(
                     "MoySklad Vendor API at http://{listen}/api/vendor/1.0 (app {app_id}, appUid {app_uid})"
                 );
-                let mut emulator = sandbox::moysklad::MoyskladSandbox::new(app_id, app_uid, key);
+                let mut emulator = emulators::moysklad::MoyskladSandbox::new(app_id, app_uid, key);
                 if let Some(bridge) = bridge {
                     let bridge = bridge.trim_end_matches('/').to_owned();
                     emulator =
@@ -117,7 +117,7 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
 /// `sandbox moysklad --bridge`: installs the app for the demo account, as MoySklad would, and
 /// prints where to open the settings page.
 async fn install_demo_account(
-    emulator: sandbox::moysklad::MoyskladSandbox,
+    emulator: emulators::moysklad::MoyskladSandbox,
     bridge: String,
     account: String,
     listen: std::net::SocketAddr,

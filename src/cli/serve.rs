@@ -12,7 +12,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             let listener = loyalty_bridge::server::listen::bind(sandbox.listen)
                 .with_context(|| format!("cannot listen on {} (sandbox.maxma.listen)", sandbox.listen))?;
             tracing::info!(addr = %sandbox.listen, "MAXMA sandbox with demo data (remove [sandbox.maxma] for production)");
-            let emulator = loyalty_bridge::sandbox::maxma::MaxmaSandbox::with_demo_data(sandbox.key.expose());
+            let emulator = emulators::maxma::MaxmaSandbox::with_demo_data(sandbox.key.expose());
             tokio::spawn(emulator.serve(listener, shutdown_signal()));
         }
         let addr = config.server.listen;

@@ -180,9 +180,7 @@ pub async fn call_bridge(
 
 /// Serves `sandbox` (the MAXMA emulator) on 127.0.0.1:0: its base URL, and the sender that
 /// stops it (dropping it stops it too).
-pub async fn start_maxma(
-    sandbox: loyalty_bridge::sandbox::maxma::MaxmaSandbox,
-) -> (String, oneshot::Sender<()>) {
+pub async fn start_maxma(sandbox: emulators::maxma::MaxmaSandbox) -> (String, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use emulators::maxma::MaxmaSandbox;
+use emulators::moysklad::MoyskladSandbox;
 use loyalty_bridge::Config;
-use loyalty_bridge::sandbox::maxma::MaxmaSandbox;
-use loyalty_bridge::sandbox::moysklad::MoyskladSandbox;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

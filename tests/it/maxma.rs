@@ -1,7 +1,7 @@
 //! Whole checkouts through the MAXMA mapping against the MAXMA sandbox, both on 127.0.0.1:0,
 //! driven the way MoySklad drives the bridge.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

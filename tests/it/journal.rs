@@ -2,7 +2,7 @@
 //! on both store backends (SQLite always; PostgreSQL when `LB_TEST_POSTGRES_URL` is set, as
 //! `.ci/run` does). What the vendor received is counted at the sandbox.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! and each construct (steps, when, rules, checks, respond, accept, compensation, templates,
 //! transport failures, answer checking) behaves as documented.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,8 +3,6 @@
 //! the tenant's rate limit holds at the vendor, and when the bridge stops no task is left
 //! behind.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

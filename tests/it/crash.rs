@@ -3,7 +3,7 @@
 //! and those that got no answer, repeated as MoySklad repeats them, too. On both store
 //! backends (PostgreSQL when `LB_TEST_POSTGRES_URL` is set).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

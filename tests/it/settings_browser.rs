@@ -10,7 +10,7 @@
 //! Needs Debian's `chromium` and `chromium-driver`; without them the test prints `SKIPPED`,
 //! unless `LB_REQUIRE_BROWSER=1` (as `.ci/run` sets), when it fails.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};

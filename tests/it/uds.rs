@@ -1,6 +1,6 @@
 //! Whole checkouts through the UDS mapping against the UDS sandbox, both on 127.0.0.1:0.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

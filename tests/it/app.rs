@@ -2,7 +2,7 @@
 //! bridge, the account is connected to the MAXMA sandbox, LoyaltyAPI calls run with the token
 //! MoySklad was given, and suspend / resume / uninstall do what `src/app/mod.rs` says.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use common::moysklad::{
 
 const STORE: &str = r#"{"meta":{"href":"https://api.moysklad.ru/api/remap/1.2/entity/retailstore/s1","id":"2b5eb22f-139e-11e6-9464-e4de00000073"},"name":"Магазин №1"}"#;
 
-/// The shared MoySklad app world (`tests/common/moysklad.rs`), with what these tests add.
+/// The shared MoySklad app world (`tests/it/common/moysklad.rs`), with what these tests add.
 struct World(AppWorld);
 
 impl std::ops::Deref for World {

@@ -1,9 +1,9 @@
 //! The MoySklad app's settings page over plain HTTP (no browser, so these run everywhere):
 //! context key exchange, sessions, CSRF and Origin checks, non-admins, escaping, the live
 //! credential check, saving (the LoyaltyAPI token that MoySklad receives then serves), recent
-//! errors, security headers. `tests/settings_browser.rs` drives the same page in Chromium.
+//! errors, security headers. `tests/it/settings_browser.rs` drives the same page in Chromium.
 
-mod common;
+use crate::common;
 
 use common::moysklad::{
     ACCOUNT_A, ACCOUNT_B, APP_ID, AppWorld, DEMO_PHONE, MAXMA_KEY, action_fields, check_maxma_key,

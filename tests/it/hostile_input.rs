@@ -8,7 +8,7 @@
 //! 100,000 cases per property:
 //!
 //! ```text
-//! LB_HOSTILE_CASES=100000 cargo test --release --test hostile_input
+//! LB_HOSTILE_CASES=100000 cargo test --release --test it hostile_input
 //! ```
 //!
 //! A debug build is the stronger run per case (every native evaluation of an expression is

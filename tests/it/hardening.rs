@@ -3,7 +3,7 @@
 //! reproduces the attack against a bridge on the MAXMA emulator and failed before the fix.
 //! They are timing-sensitive, so they run one at a time.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

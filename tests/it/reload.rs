@@ -1,7 +1,7 @@
 //! Mapping files reload while the bridge runs: a good change takes effect, a broken one is
 //! refused and the previous version keeps serving.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

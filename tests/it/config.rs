@@ -1,7 +1,7 @@
 //! Table-driven config tests: every file in `tests/config/valid/` loads; every file in
 //! `tests/config/invalid/` fails with the message its first line names (`# error: <text>`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! `/metrics` against a bridge driving the MAXMA sandbox: exact counts after known calls, the
 //! optional bearer token, and a vendor's 429 pausing the tenant's calls.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

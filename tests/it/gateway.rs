@@ -1,6 +1,6 @@
 //! Black-box tests of the LoyaltyAPI surface: the real server on 127.0.0.1:0, driven like MoySklad.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -513,7 +513,7 @@ async fn gzip_both_ways() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    // A short answer goes plain even to a caller that accepts gzip (tests/maxma.rs has a long
+    // A short answer goes plain even to a caller that accepts gzip (tests/it/maxma.rs has a long
     // one compressed).
     assert!(resp.headers().get("content-encoding").is_none());
     let body: Value = resp.json().await.unwrap();

@@ -2,7 +2,7 @@
 //! right values; response models serialize to exactly the field names and types of the
 //! response examples.
 
-mod common;
+use crate::common;
 
 use std::str::FromStr;
 

@@ -13,12 +13,12 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use engine::op::Op;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 
 use crate::app::settings::html::escape;
 use crate::app::settings::i18n::Lang;
-use crate::loyalty::ops::Op;
 
 /// Code of a field-level validation error, as used by the LoyaltyAPI reference.
 pub const CODE_INVALID_FIELD: i64 = 999;

@@ -9,15 +9,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::expr::{EvalError, to_val};
+use engine::expr::{EvalError, to_val};
+use engine::need::{self, Need};
+use engine::op::Op;
+use engine::plan::{Call, Mapping, OpPlan, Rule, RuleAction, Step};
+use engine::template::Encoding;
+
 use super::memory::Memory;
-use super::need::{self, Need};
-use super::plan::{Call, Mapping, OpPlan, Rule, RuleAction, Step};
-use super::template::Encoding;
 use crate::cache::StepCache;
 use crate::config::Tenant;
 use crate::error::{Error, UpstreamFailure};
-use crate::loyalty::ops::Op;
 use crate::metrics::{Metrics, status_class};
 use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::{self, TenantLimiter};

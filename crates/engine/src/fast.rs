@@ -37,8 +37,8 @@ use serde::de::{DeserializeOwned, IntoDeserializer, Visitor};
 use serde::{Serialize, Serializer};
 use serde_json::{Number, Value};
 
-use super::builtins;
-use super::need::{Need, Seg};
+use crate::builtins;
+use crate::need::{Need, Seg};
 
 /// Why the native path did not answer.
 #[derive(Debug)]
@@ -1654,7 +1654,7 @@ fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
             }
             V::Obj(map)
         }
-        Fun0::DropNulls => V::Own(super::natives::drop_nulls(v.clone().into_value())),
+        Fun0::DropNulls => V::Own(crate::natives::drop_nulls(v.clone().into_value())),
         Fun0::Text(f) => match v.as_text() {
             Some(s) => V::Own(Value::String(f(&s).map_err(|_| Stop::Jq)?)),
             None => return Err(Stop::Jq),
@@ -2053,7 +2053,7 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use super::super::expr::Expr;
+    use crate::expr::Expr;
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
@@ -2409,7 +2409,7 @@ def length: "shadowed";
             assert_eq!(expr.operand_key(), Some(key), "{src} shares the operand");
             assert_eq!(
                 expr.test_operand(operand.as_ref(), input),
-                expr.test_val(super::super::expr::to_val(input)),
+                expr.test_val(crate::expr::to_val(input)),
                 "{src} on {input}"
             );
         }

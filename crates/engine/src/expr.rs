@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{fast, natives};
+use crate::{fast, natives};
 
 pub type Data = data::JustLut<Val>;
 
@@ -227,7 +227,7 @@ impl Expr {
 
     /// What of its input the expression may look at (`need.rs`); `None` when it is not
     /// known (an expression only jaq runs).
-    pub fn input_needs(&self) -> Option<super::need::Need> {
+    pub fn input_needs(&self) -> Option<crate::need::Need> {
         Some(self.fast.as_ref()?.input_needs())
     }
 

@@ -1,5 +1,5 @@
 //! The built-in functions mapping expressions can call, registered as jq natives. Each is a
-//! thin adapter from jaq values to a function of [`super::builtins`], where the logic and its
+//! thin adapter from jaq values to a function of [`crate::builtins`], where the logic and its
 //! tests live. Money never goes through jq's floating-point arithmetic: `dmul`, `dadd`, … work
 //! on the numbers' exact decimal text.
 //!
@@ -22,8 +22,8 @@ use jaq_json::Val;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
-use super::builtins;
-use super::expr::{from_val, to_val};
+use crate::builtins;
+use crate::expr::{from_val, to_val};
 
 pub fn funs<D: for<'a> DataT<V<'a> = Val>>() -> impl Iterator<Item = Fun<D>> {
     base().into_vec().into_iter().map(run)
@@ -183,12 +183,12 @@ pub(super) fn drop_nulls(value: Value) -> Value {
 /// `discountPercent` set, a position split in two where kopecks demand it (one implementation
 /// with the fast path: `fast::allocate_json`).
 pub(super) fn allocate(positions: Value, total: Decimal) -> Result<Value, jaq_core::Error<Val>> {
-    super::fast::allocate_json(positions, total).map_err(fail)
+    crate::fast::allocate_json(positions, total).map_err(fail)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::mapping::expr::Expr;
+    use crate::expr::Expr;
     use serde_json::{Value, json};
 
     fn eval(src: &str, input: Value) -> Value {

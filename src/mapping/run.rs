@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use engine::expr::{EvalError, to_val};
+use engine::expr::EvalError;
+use engine::jaq_value::to_val;
 use engine::need::{self, Need};
 use engine::op::Op;
 use engine::plan::{Call, Mapping, OpPlan, Rule, RuleAction, Step};

@@ -716,6 +716,93 @@ fn div_ceil(n: i128, d: i128) -> i128 {
     quot(n, d) + i128::from(rem(n, d) != 0)
 }
 
+/// `allocate_discount($total)` on LoyaltyAPI positions as JSON: the same positions with
+/// `quantity`, `discountedPrice` and `discountPercent` set (and `sn` divided where a position
+/// splits), a position giving two lines where kopecks demand it. The jaq path calls this; the
+/// native path builds the same lines borrowing the positions (`fast`).
+pub fn allocate_json(positions: Value, total: Decimal) -> Result<Value, String> {
+    let Value::Array(sources) = &positions else {
+        return Err("allocate_discount: expected an array of positions".into());
+    };
+    let field = |p: &Value, name: &str, i: usize| {
+        let v = p
+            .as_object()
+            .and_then(|m| m.get(name))
+            .ok_or_else(|| format!("allocate_discount: positions[{i}] has no {name}"))?;
+        decimal_of(v).map_err(|e| format!("positions[{i}].{name}: {e}"))
+    };
+    let serials = |p: &Value| p.get("sn").and_then(Value::as_array).map_or(0, Vec::len);
+    let inputs = sources
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(AllocInput {
+                quantity: field(p, "quantity", i)?,
+                price: field(p, "price", i)?,
+                serials: serials(p),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let lines = allocate_discount(&inputs, total).map_err(|e| e.to_string())?;
+    // Written as the native path writes its decimals: normalized, exact text.
+    let number =
+        |d: Decimal| crate::amount::json_number(d.normalize()).map_or(Value::Null, Value::Number);
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        let Value::Object(source) = &sources[line.source] else {
+            // Not reached: `field` found a quantity in it.
+            return Err(format!(
+                "allocate_discount: positions[{}] is not an object",
+                line.source
+            ));
+        };
+        let mut entries = serde_json::Map::new();
+        for (key, value) in source {
+            if !matches!(
+                key.as_str(),
+                "quantity" | "discountedPrice" | "discountPercent" | "sn"
+            ) {
+                entries.insert(key.clone(), value.clone());
+            }
+        }
+        entries.insert("quantity".into(), number(line.quantity));
+        entries.insert("discountedPrice".into(), number(line.discounted_price));
+        entries.insert("discountPercent".into(), number(line.discount_percent));
+        // Serials come from the source's `sn` (none without one): all of them, unless a split
+        // divides them. A non-array `sn` is written as `[]`.
+        if let Some(sn) = source.get("sn") {
+            let all = sn.as_array().map_or(&[][..], Vec::as_slice);
+            entries.insert(
+                "sn".into(),
+                if sn.is_array() && line.sn == (0..all.len()) {
+                    sn.clone()
+                } else {
+                    Value::Array(all[line.sn].to_vec())
+                },
+            );
+        }
+        out.push(Value::Object(entries));
+    }
+    Ok(Value::Array(out))
+}
+
+// =============================================================================================
+// JSON values
+
+/// `drop_nulls`: the value without the `null` members of its objects, at every depth.
+pub fn drop_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, drop_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(drop_nulls).collect()),
+        other => other,
+    }
+}
+
 // =============================================================================================
 // Phones
 

@@ -1654,7 +1654,7 @@ fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
             }
             V::Obj(map)
         }
-        Fun0::DropNulls => V::Own(crate::natives::drop_nulls(v.clone().into_value())),
+        Fun0::DropNulls => V::Own(builtins::drop_nulls(v.clone().into_value())),
         Fun0::Text(f) => match v.as_text() {
             Some(s) => V::Own(Value::String(f(&s).map_err(|_| Stop::Jq)?)),
             None => return Err(Stop::Jq),
@@ -1699,18 +1699,9 @@ fn allocate<'a>(positions: &V<'a>, total: Decimal) -> Result<V<'a>, Stop> {
     };
     match borrowed {
         Some(sources) => allocate_lines(&sources, total).map(V::Arr),
-        None => allocate_json(positions.clone().into_value(), total).map(V::Own),
+        None => builtins::allocate_json(positions.clone().into_value(), total).map(V::Own),
     }
     .map_err(|_| Stop::Jq)
-}
-
-/// `allocate_discount(total)` on JSON positions (jaq's built-in, and built positions here).
-pub(super) fn allocate_json(positions: Value, total: Decimal) -> Result<Value, String> {
-    let Value::Array(items) = &positions else {
-        return Err("allocate_discount: expected an array of positions".into());
-    };
-    let sources: Vec<&Value> = items.iter().collect();
-    Ok(V::Arr(allocate_lines(&sources, total)?).into_value())
 }
 
 /// The lines `allocate_discount` gives for `sources`: each the position it comes from with
@@ -2409,7 +2400,7 @@ def length: "shadowed";
             assert_eq!(expr.operand_key(), Some(key), "{src} shares the operand");
             assert_eq!(
                 expr.test_operand(operand.as_ref(), input),
-                expr.test_val(crate::expr::to_val(input)),
+                expr.test_val(crate::jaq_value::to_val(input)),
                 "{src} on {input}"
             );
         }

@@ -14,6 +14,7 @@ pub mod example;
 pub mod expr;
 mod fast;
 pub mod file;
+pub mod jaq_value;
 mod natives;
 pub mod need;
 pub mod op;

@@ -20,10 +20,9 @@ use jaq_core::native::{Filter, Fun, bome, run, unary, v};
 use jaq_core::{DataT, RunPtr, ValR};
 use jaq_json::Val;
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde_json::Value;
 
 use crate::builtins;
-use crate::expr::{from_val, to_val};
+use crate::jaq_value::{from_val, to_val};
 
 pub fn funs<D: for<'a> DataT<V<'a> = Val>>() -> impl Iterator<Item = Fun<D>> {
     base().into_vec().into_iter().map(run)
@@ -45,7 +44,7 @@ fn string(s: String) -> Val {
 }
 
 fn decimal(v: &Val) -> Result<Decimal, jaq_core::Error<Val>> {
-    let value = from_val(v).map_err(|e| fail(e.0))?;
+    let value = from_val(v).map_err(fail)?;
     builtins::decimal_of(&value).map_err(fail)
 }
 
@@ -152,38 +151,20 @@ fn base<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
         ("drop_nulls", v(0), |cv| {
             bome(
                 from_val(&cv.1)
-                    .map(|v| to_val(&drop_nulls(v)))
-                    .map_err(|e| fail(e.0)),
+                    .map(|v| to_val(&builtins::drop_nulls(v)))
+                    .map_err(fail),
             )
         }),
         ("allocate_discount", v(1), |cv| {
             unary(cv, |positions, total| {
-                let positions = from_val(&positions).map_err(|e| fail(e.0))?;
+                let positions = from_val(&positions).map_err(fail)?;
                 let total = decimal(&total)?;
-                allocate(positions, total).map(|v| to_val(&v))
+                builtins::allocate_json(positions, total)
+                    .map(|v| to_val(&v))
+                    .map_err(fail)
             })
         }),
     ])
-}
-
-pub(super) fn drop_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, drop_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(drop_nulls).collect()),
-        other => other,
-    }
-}
-
-/// LoyaltyAPI positions in, the same positions out with `discountedPrice` and
-/// `discountPercent` set, a position split in two where kopecks demand it (one implementation
-/// with the fast path: `fast::allocate_json`).
-pub(super) fn allocate(positions: Value, total: Decimal) -> Result<Value, jaq_core::Error<Val>> {
-    crate::fast::allocate_json(positions, total).map_err(fail)
 }
 
 #[cfg(test)]

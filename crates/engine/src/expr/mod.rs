@@ -320,6 +320,9 @@ fn snippet(at: &str) -> String {
 }
 
 #[cfg(test)]
+mod native_vs_jaq;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -320,6 +320,8 @@ fn snippet(at: &str) -> String {
 }
 
 #[cfg(test)]
+mod builtin_examples;
+#[cfg(test)]
 mod native_vs_jaq;
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::value::{V, decimal, index_number, insert, member, number_of, small_int_text, text_of};
-use super::{Fun0, Fun1, Stop};
-use crate::builtins;
+use super::{Fun0, Stop};
+use crate::builtins::{self, Builtin, Signature};
 
 /// Beyond this many entries `from_entries` goes to jaq (keys are kept unique by a scan).
 pub(super) const MAX_BUILT_ENTRIES: usize = 64;
@@ -111,38 +111,62 @@ pub(super) fn call0<'a>(f: Fun0, v: &V<'a>) -> Result<V<'a>, Stop> {
             }
             V::Obj(map)
         }
-        Fun0::DropNulls => V::Own(builtins::drop_nulls(v.clone().into_value())),
-        Fun0::Text(f) => match v.as_text() {
-            Some(s) => V::Own(Value::String(f(&s).map_err(|_| Stop::Jq)?)),
-            None => return Err(Stop::Jq),
-        },
-        Fun0::Uuid => match v.as_text() {
-            Some(s) => V::Own(Value::String(builtins::uuid_v5(&s))),
-            None => return Err(Stop::Jq),
-        },
-        Fun0::Money(f) => number_of(f(decimal(v)?).ok_or(Stop::Jq)?)?,
     })
 }
 
-pub(super) fn call1<'a>(f: Fun1, v: &V<'a>, arg: &V<'a>) -> Result<V<'a>, Stop> {
-    match f {
-        Fun1::Dadd | Fun1::Dsub => {
-            let (a, b) = (decimal(v)?, decimal(arg)?);
-            let r = if matches!(f, Fun1::Dadd) {
-                a.checked_add(b)
-            } else {
-                a.checked_sub(b)
-            };
-            number_of(r.ok_or(Stop::Jq)?)
+/// `builtin` on `v`, with its argument's value when it takes one. A failure is jaq's to report
+/// (`Stop::Jq`): the built-in fails there too, with its own message.
+pub(super) fn call_builtin<'a>(
+    builtin: &Builtin,
+    v: &V<'a>,
+    arg: Option<&V<'a>>,
+) -> Result<V<'a>, Stop> {
+    let text = |v: &V<'a>| v.as_text().ok_or(Stop::Jq);
+    let string = |s: String| V::Own(Value::String(s));
+    Ok(match (builtin.signature, arg) {
+        (Signature::Text(f), None) => string(f(&text(v)?).map_err(|_| Stop::Jq)?),
+        (Signature::TextText(f), Some(arg)) => {
+            string(f(&text(v)?, &text(arg)?).map_err(|_| Stop::Jq)?)
         }
-        Fun1::Allocate => allocate(v, decimal(arg)?),
-    }
+        (Signature::Number(f), None) => number_of(f(decimal(v)?).ok_or(Stop::Jq)?)?,
+        (Signature::NumberNumber(f), Some(arg)) => {
+            let (a, b) = (decimal(v)?, decimal(arg)?);
+            number_of(f(a, b).ok_or(Stop::Jq)?)?
+        }
+        (Signature::Round(f), Some(places)) => {
+            // As jaq's adapter reads `places`: a whole number from 0 to 10.
+            let places = u32::try_from(decimal(places)?.trunc().mantissa())
+                .ok()
+                .filter(|p| *p <= 10)
+                .ok_or(Stop::Jq)?;
+            number_of(f(decimal(v)?, places))?
+        }
+        (Signature::Numbers(f), None) => {
+            let amounts = match v {
+                V::Ref(Value::Array(items)) | V::Own(Value::Array(items)) => items
+                    .iter()
+                    .map(|x| decimal(&V::Ref(x)))
+                    .collect::<Result<Vec<_>, _>>()?,
+                V::Arr(items) => items.iter().map(decimal).collect::<Result<Vec<_>, _>>()?,
+                _ => return Err(Stop::Jq),
+            };
+            number_of(f(&amounts).ok_or(Stop::Jq)?)?
+        }
+        (Signature::Json(f), None) => V::Own(f(v.clone().into_value())),
+        (Signature::Positions(f), Some(total)) => allocate(v, decimal(total)?, f)?,
+        // Not reached: the compiler matched the call's arity with the signature's.
+        _ => return Err(Stop::Unsure),
+    })
 }
 
 /// `allocate_discount(total)`. Positions borrowed from the input (the usual case) give lines
-/// that borrow them too. Built positions are made JSON first. Any problem: jaq raises the
-/// error, with its own text.
-pub(super) fn allocate<'a>(positions: &V<'a>, total: Decimal) -> Result<V<'a>, Stop> {
+/// that borrow them too. Built positions are made JSON first and go to `on_json` (the table's
+/// function). Any problem: jaq raises the error, with its own text.
+pub(super) fn allocate<'a>(
+    positions: &V<'a>,
+    total: Decimal,
+    on_json: fn(Value, Decimal) -> Result<Value, String>,
+) -> Result<V<'a>, Stop> {
     let borrowed: Option<Vec<&'a Value>> = match positions {
         V::Ref(Value::Array(items)) => Some(items.iter().collect()),
         V::Arr(items) => items
@@ -156,7 +180,7 @@ pub(super) fn allocate<'a>(positions: &V<'a>, total: Decimal) -> Result<V<'a>, S
     };
     match borrowed {
         Some(sources) => allocate_lines(&sources, total).map(V::Arr),
-        None => builtins::allocate_json(positions.clone().into_value(), total).map(V::Own),
+        None => on_json(positions.clone().into_value(), total).map(V::Own),
     }
     .map_err(|_| Stop::Jq)
 }

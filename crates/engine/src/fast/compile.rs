@@ -9,7 +9,7 @@ use jaq_core::ops::Math;
 use jaq_core::path::{Opt, Part};
 use serde_json::{Number, Value};
 
-use super::{Fun0, Fun1, Keys, Native, Node};
+use super::{Fun0, Keys, Native, Node};
 use crate::builtins;
 
 /// Compiles `source` natively if it is entirely within the subset, with `defs` in scope.
@@ -264,17 +264,6 @@ impl<'d, 's> Compiler<'d, 's> {
             ("length", []) => Node::Call0(Fun0::Length),
             ("to_entries", []) => Node::Call0(Fun0::ToEntries),
             ("from_entries", []) => Node::Call0(Fun0::FromEntries),
-            ("drop_nulls", []) => Node::Call0(Fun0::DropNulls),
-            ("phone_e164", []) => Node::Call0(Fun0::Text(builtins::phone_e164)),
-            ("phone_digits", []) => Node::Call0(Fun0::Text(builtins::phone_digits)),
-            ("phone_7", []) => Node::Call0(Fun0::Text(builtins::phone_7)),
-            ("uuid_v5", []) => Node::Call0(Fun0::Uuid),
-            ("kopecks", []) => Node::Call0(Fun0::Money(builtins::checked_kopecks)),
-            ("rubles", []) => Node::Call0(Fun0::Money(|d| Some(builtins::rubles(d)))),
-            ("round_money", []) => Node::Call0(Fun0::Money(|d| Some(builtins::round_money(d)))),
-            ("dfloor", []) => Node::Call0(Fun0::Money(|d| Some(d.floor()))),
-            ("dceil", []) => Node::Call0(Fun0::Money(|d| Some(d.ceil()))),
-            ("decimal", []) => Node::Call0(Fun0::Money(Some)),
             ("select", [f]) => Node::If(
                 b(self.term(f, scope, visible)?),
                 b(Node::Id),
@@ -284,12 +273,16 @@ impl<'d, 's> Compiler<'d, 's> {
                 b(Node::Path(b(Node::Id), vec![(None, false)])),
                 b(self.term(f, scope, visible)?),
             )))),
-            ("dadd", [x]) => Node::Call1(Fun1::Dadd, b(self.term(x, scope, visible)?)),
-            ("dsub", [x]) => Node::Call1(Fun1::Dsub, b(self.term(x, scope, visible)?)),
-            ("allocate_discount", [x]) => {
-                Node::Call1(Fun1::Allocate, b(self.term(x, scope, visible)?))
+            // The built-ins, as the table declares them.
+            (name, args) => {
+                let builtin = builtins::find(name, args.len())?;
+                let arg = match args {
+                    [] => None,
+                    [x] => Some(b(self.term(x, scope, visible)?)),
+                    _ => return None,
+                };
+                Node::Builtin(builtin, arg)
             }
-            _ => return None,
         })
     }
 

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::calls::{call0, call1};
+use super::calls::{call_builtin, call0};
 use super::value::{Ctx, NULL, Sink, V, compare, insert, int, member, text_of};
 use super::{Keys, Node, R, Stop};
 
@@ -317,9 +317,13 @@ impl Node {
                 let v = call0(*fun, input)?;
                 f(v, ctx)
             }
-            Node::Call1(fun, arg) => match one(arg, ctx, input)? {
+            Node::Builtin(builtin, None) => {
+                let v = call_builtin(builtin, input, None)?;
+                f(v, ctx)
+            }
+            Node::Builtin(builtin, Some(arg)) => match one(arg, ctx, input)? {
                 Some(a) => {
-                    let v = call1(*fun, input, &a)?;
+                    let v = call_builtin(builtin, input, Some(&a))?;
                     f(v, ctx)
                 }
                 None => Ok(()),
@@ -421,8 +425,9 @@ impl Node {
                 };
             }
             Node::Call0(fun) => call0(*fun, input)?,
-            Node::Call1(fun, arg) => match one(arg, ctx, input)? {
-                Some(a) => call1(*fun, input, &a)?,
+            Node::Builtin(builtin, None) => call_builtin(builtin, input, None)?,
+            Node::Builtin(builtin, Some(arg)) => match one(arg, ctx, input)? {
+                Some(a) => call_builtin(builtin, input, Some(&a))?,
                 None => return Ok(None),
             },
             Node::Obj(entries, keys) => return object(entries, *keys, ctx, input),

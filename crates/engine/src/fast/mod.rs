@@ -17,9 +17,8 @@
 //! strings with `\(…)` of scalars, `[…]`, `{…}`, `|`, `,`, `as $x |`, `//`, `and`, `or`,
 //! `==` `!=` `<` `<=` `>` `>=`, `+` (null, strings, arrays, objects, integers), `if … elif …
 //! else … end`, `try … catch <literal>`, `empty`, `not`, `select`, `map`, `tostring`,
-//! `length`, `to_entries`, `from_entries`, the money/phone/uuid natives that take no argument or
-//! one value argument (`dadd`, `dsub`, `allocate_discount`), `drop_nulls`, and calls to the
-//! mapping's own `def`s whose parameters are `$values` (inlined).
+//! `length`, `to_entries`, `from_entries`, every built-in ([`crate::builtins::BUILTINS`]), and
+//! calls to the mapping's own `def`s whose parameters are `$values` (inlined).
 //!
 //! Here: the compiled tree ([`Node`]) and the public face ([`Native`]); the compiler from jaq's
 //! syntax ([`compile`]), the value evaluation works on ([`value`]), the evaluator ([`eval`]),
@@ -36,11 +35,10 @@ mod tests;
 mod value;
 
 use jaq_core::ops::Cmp;
-use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::builtins;
+use crate::builtins::Builtin;
 use crate::need::Need;
 use eval::one;
 use value::{Ctx, V, compare, odd_numbers, odd_numbers_v};
@@ -66,6 +64,7 @@ enum Stop {
 
 type R = Result<(), Stop>;
 
+/// jq's own functions the native path knows.
 #[derive(Debug, Clone, Copy)]
 enum Fun0 {
     Tostring,
@@ -73,18 +72,6 @@ enum Fun0 {
     ToEntries,
     FromEntries,
     Not,
-    DropNulls,
-    Text(fn(&str) -> Result<String, builtins::BuiltinError>),
-    Uuid,
-    /// `None`: out of range (jaq's built-in then reports the error).
-    Money(fn(Decimal) -> Option<Decimal>),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Fun1 {
-    Dadd,
-    Dsub,
-    Allocate,
 }
 
 /// What an object literal's keys are known to be at compile time.
@@ -118,7 +105,8 @@ enum Node {
     If(Box<Node>, Box<Node>, Box<Node>),
     Try(Box<Node>, Option<Value>),
     Call0(Fun0),
-    Call1(Fun1, Box<Node>),
+    /// A built-in, with its argument when it takes one.
+    Builtin(&'static Builtin, Option<Box<Node>>),
 }
 
 /// A natively compiled expression.

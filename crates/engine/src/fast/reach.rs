@@ -133,11 +133,11 @@ impl Node {
                 out
             }
             Node::Try(body, _) => body.reach(input, vars, need),
-            Node::Call0(_) => {
+            Node::Call0(_) | Node::Builtin(_, None) => {
                 all(input, need);
                 Vec::new()
             }
-            Node::Call1(_, arg) => {
+            Node::Builtin(_, Some(arg)) => {
                 all(input, need);
                 let out = arg.reach(input, vars, need);
                 all(&out, need);

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! A debug build is the stronger run per case (every native evaluation of an expression is
-//! checked against jaq's, `crates/engine/src/expr.rs`), the release build the faster one.
+//! checked against jaq's, `crates/engine/src/expr/mod.rs`), the release build the faster one.
 //!
 //! Seeds: the LoyaltyAPI request fixtures (`tests/fixtures/loyaltyapi/*.request.json`) and the
 //! golden examples of `mappings/*.toml` (their requests, canned vendor answers, settings,
@@ -1106,7 +1106,7 @@ fn every_operation_through_every_mapping_answers_json_or_an_envelope() {
 // ---------------------------------------------------------------------------------------------
 // 3. The mapping engine on its own
 
-/// What every expression of a plan sees (`run.rs`'s root object), from a seed, then mutated
+/// What every expression of a plan sees (`src/mapping/run/root.rs`'s root object), from a seed, then mutated
 /// as a whole.
 fn root_input(seed: &Seed, step: &str) -> Value {
     let outcome = |canned: &Canned| match canned {

@@ -6,7 +6,7 @@
 //!
 //! each next to a hand-written `serde_json` transform of the same input producing the same JSON
 //! (checked once, before any timing, so the ratio compares equal work). The input is the root
-//! object every expression sees (the bridge's `src/mapping/run.rs`: `.req`, `.steps.<name>`, …),
+//! object every expression sees (the bridge's `src/mapping/run/root.rs`: `.req`, `.steps.<name>`, …),
 //! built here from the same data the bridge would have after its vendor calls; no HTTP is
 //! involved.
 //!

@@ -83,7 +83,7 @@ pub fn step(body: Value) -> Value {
     json!({"status": 200, "body": body, "error": null})
 }
 
-/// The root object the plan's expressions see, as `run.rs` builds it, after the given steps.
+/// The root object the plan's expressions see, as the bridge's `src/mapping/run/root.rs` builds it, after the given steps.
 pub fn root(steps: Map<String, Value>) -> Value {
     json!({
         "req": cart(),

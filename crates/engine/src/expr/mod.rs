@@ -30,7 +30,7 @@ pub struct Expr {
     /// cross-check): jaq's compiled filters hold a copy of the definitions they use, and were
     /// most of an idle bridge's heap (~12 MB for one mapping file, valgrind massif).
     filter: OnceLock<Result<Filter, String>>,
-    /// The native fast path, when the whole expression is in its subset (`fast.rs`).
+    /// The native fast path, when the whole expression is in its subset (`fast`).
     fast: Option<fast::Native>,
 }
 

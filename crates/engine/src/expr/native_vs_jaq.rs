@@ -326,7 +326,7 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 /// Comparisons of one operand with literals: rules like these share the operand's
-/// evaluation (`run.rs`, `verdict`).
+/// evaluation (the bridge's `src/mapping/run/rules.rs`, `verdict`).
 const SHARED_OPERAND: &[&[&str]] = &[
     &[
         ".a == 1",

@@ -11,6 +11,15 @@ use rust_decimal::Decimal;
 use crate::builtins::{self, BUILTINS, Builtin, Signature};
 use crate::jaq_value::{from_val, to_val};
 
+/// jaq's natives are plain function pointers, with no room for data: the pointer of row `I` of
+/// the table is [`row`] made for that `I`. (The array in [`funs`] has the table's length, so a
+/// row added without its index there does not compile.)
+macro_rules! rows {
+    ($d:ident: $($i:literal)*) => {
+        [$(row::<$d, $i> as RunPtr<$d>),*]
+    };
+}
+
 /// Every built-in as a jaq native.
 pub fn funs<D: for<'a> DataT<V<'a> = Val>>() -> impl Iterator<Item = Fun<D>> {
     let rows: [RunPtr<D>; BUILTINS.len()] = rows![
@@ -21,16 +30,6 @@ pub fn funs<D: for<'a> DataT<V<'a> = Val>>() -> impl Iterator<Item = Fun<D>> {
         .zip(rows)
         .map(|(builtin, row)| run::<D>((builtin.name, v(builtin.signature.arity()), row)))
 }
-
-/// jaq's natives are plain function pointers, with no room for data: the pointer of row `I` of
-/// the table is [`row`] made for that `I`. (The array above has the table's length, so a row
-/// added without its index does not compile.)
-macro_rules! rows {
-    ($d:ident: $($i:literal)*) => {
-        [$(row::<$d, $i> as RunPtr<$d>),*]
-    };
-}
-use rows;
 
 fn row<D: for<'a> DataT<V<'a> = Val>, const I: usize>(cv: Cv<'_, D>) -> ValXs<'_, Val> {
     call(&BUILTINS[I], cv)

@@ -13,10 +13,9 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use engine::op::Op;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
-
-use crate::loyalty::ops::Op;
 
 /// Code of a field-level validation error, as used by the LoyaltyAPI reference.
 pub const CODE_INVALID_FIELD: i64 = 999;

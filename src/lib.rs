@@ -2,7 +2,6 @@
 //! existing loyalty vendor. Library first: [`run`] serves on a listener you bind (tests bind
 //! port 0); `main.rs` is a thin CLI around it.
 
-pub mod amount;
 pub mod app;
 pub mod cache;
 pub mod config;
@@ -21,6 +20,8 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+/// Money types are the mapping language's; the LoyaltyAPI models use them too.
+pub use engine::amount;
 
 /// Serves the LoyaltyAPI on `listener` until `shutdown` resolves, then drains in-flight requests.
 /// Fails at start if a tenant's mapping file does not load.

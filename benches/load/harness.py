@@ -261,7 +261,7 @@ def report(work, out, binary, build):
         f"| … with the bridge's peak RSS < 64 MiB | {fmt(slow_rss, 1)} MiB | "
         f"{'yes' if slow_rss is not None and slow_rss < 64 else 'no'} |",
         "",
-        "The engine-vs-hand-written ratio is criterion's: `cargo bench --bench mapping`.",
+        "The engine-vs-hand-written ratio is criterion's: `cargo bench -p engine --bench mapping`.",
         "",
     ]
     with open(out, "w", encoding="utf-8") as f:

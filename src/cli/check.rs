@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use loyalty_bridge::mapping::golden;
-use loyalty_bridge::mapping::plan::Mapping;
+use engine::plan::Mapping;
+use loyalty_bridge::loyalty::examples;
 
 use super::{load_config, runtime};
 
@@ -42,7 +42,7 @@ pub fn check(config_path: &Path, only: Vec<PathBuf>) -> anyhow::Result<()> {
             path.display(),
             mapping.examples.len()
         );
-        for report in runtime.block_on(golden::run_examples(&mapping)) {
+        for report in runtime.block_on(examples::run_examples(&mapping)) {
             if report.problems.is_empty() {
                 println!("  ok   {}", report.name);
             } else {

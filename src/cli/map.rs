@@ -5,15 +5,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use loyalty_bridge::mapping::golden::{self, CannedUpstream};
-use loyalty_bridge::mapping::plan::{Canned, Mapping, op_named};
+use engine::example::Canned;
+use engine::op::Op;
+use engine::plan::Mapping;
+use loyalty_bridge::loyalty::examples::{self, CannedUpstream};
 
 use super::runtime;
 
 pub fn map(op: &str, mapping_path: &Path) -> anyhow::Result<()> {
-    let op = op_named(op)
+    let op = Op::named(op)
         .or_else(|| {
-            loyalty_bridge::loyalty::ops::Op::ALL
+            Op::ALL
                 .into_iter()
                 .find(|o| o.name().ends_with(&format!(".{op}")))
         })
@@ -33,7 +35,7 @@ pub fn map(op: &str, mapping_path: &Path) -> anyhow::Result<()> {
             body: "{}".into(),
         }),
     ));
-    let answer = runtime()?.block_on(golden::answer(mapping, op, &request, upstream.clone()));
+    let answer = runtime()?.block_on(examples::answer(mapping, op, &request, upstream.clone()));
     let calls = upstream.take_calls();
     if calls.is_empty() {
         println!(

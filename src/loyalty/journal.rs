@@ -7,13 +7,13 @@
 //! - when the vendor cannot be reached and the tenant's `[tenants.outbox]` policy allows it, the
 //!   call is accepted and queued durably; the outbox delivers it later (`server::outbox`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::ops::{Op, OpContext};
 use crate::error::{Error, UpstreamFailure};
 use crate::mapping::run::Outcome;
 use crate::store::{Begin, Kind, RecordState, Store, duration_ms, now_ms};
@@ -31,21 +31,29 @@ const POLL: Duration = Duration::from_millis(100);
 /// its record (a killed process) blocks repeats only this long past its deadline.
 const LEASE_GRACE: Duration = Duration::from_secs(2);
 
-/// Runs `op` for the sale or return `id` at most once with the vendor.
-pub async fn once(
-    ctx: &OpContext,
+/// Who asks for a sale or return, and by when (for the lease and the logs).
+pub struct Caller<'a> {
+    pub tenant: &'a str,
+    pub request_id: &'a str,
+    pub deadline: Instant,
+}
+
+/// Runs the sale or return `id` at most once with the vendor: `send` is called with the
+/// request only when this call holds the record (not for a repeat of a settled one).
+pub async fn once<F, Fut>(
+    ctx: Caller<'_>,
     journal: &Journal,
     kind: Kind,
     id: &str,
     queueable: bool,
     req: Value,
-    sale: Value,
-) -> Result<(), Error> {
-    let op = match kind {
-        Kind::Sale => Op::RetaildemandCreate,
-        Kind::Return => Op::RetailsalesreturnCreate,
-    };
-    let tenant = ctx.tenant.name.as_str();
+    send: F,
+) -> Result<(), Error>
+where
+    F: FnOnce(Value) -> Fut,
+    Fut: Future<Output = Result<Outcome, Error>>,
+{
+    let tenant = ctx.tenant;
     let store = journal.store.as_ref();
     loop {
         let now = now_ms();
@@ -68,7 +76,7 @@ pub async fn once(
             }
         }
     }
-    let result = ctx.execute_value(op, req.clone(), sale).await;
+    let result = send(req.clone()).await;
     match result {
         Ok(Outcome { kept, .. }) => {
             if let Err(e) = store.finish(tenant, kind, id, &kept, now_ms()).await {

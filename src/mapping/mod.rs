@@ -1,14 +1,7 @@
-//! The mapping engine: mapping files (`mappings/<vendor>.toml`) loaded, compiled and run.
+//! The mapping runtime: compiled plans (the `engine` crate) run against the tenant's vendor
+//! ([`run`]), the values mappings keep between calls ([`memory`]) and the mapping files in use
+//! ([`registry`]).
 
-pub mod builtins;
-pub mod expr;
-mod fast;
-pub mod file;
-pub mod golden;
 pub mod memory;
-mod natives;
-pub mod need;
-pub mod plan;
 pub mod registry;
 pub mod run;
-pub mod template;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-use super::plan::{LoadError, Mapping};
+use engine::plan::{LoadError, Mapping};
 
 struct Entry {
     current: RwLock<Arc<Mapping>>,

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use engine::plan::LoadError;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -32,7 +33,6 @@ use crate::loyalty::auth::{self, AppEntry, Tenants};
 use crate::loyalty::journal::Journal;
 use crate::loyalty::ops::{self, OpContext, Reply};
 use crate::mapping::memory::Memory;
-use crate::mapping::plan::LoadError;
 use crate::mapping::registry::Mappings;
 use crate::metrics::Metrics;
 use crate::upstream::breaker::Breaker;

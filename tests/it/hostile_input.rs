@@ -12,7 +12,7 @@
 //! ```
 //!
 //! A debug build is the stronger run per case (every native evaluation of an expression is
-//! checked against jaq's, `src/mapping/expr.rs`), the release build the faster one.
+//! checked against jaq's, `crates/engine/src/expr/mod.rs`), the release build the faster one.
 //!
 //! Seeds: the LoyaltyAPI request fixtures (`tests/fixtures/loyaltyapi/*.request.json`) and the
 //! golden examples of `mappings/*.toml` (their requests, canned vendor answers, settings,
@@ -28,14 +28,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
+use engine::example::Canned;
+use engine::expr::Expr;
+use engine::plan::{self, Mapping, RuleAction};
+use engine::template::{Encoding, Template};
 use loyalty_bridge::config::Tenant;
 use loyalty_bridge::error;
+use loyalty_bridge::loyalty::examples::{self, Answer};
 use loyalty_bridge::loyalty::ops::{self, Op};
-use loyalty_bridge::mapping::expr::Expr;
-use loyalty_bridge::mapping::golden::{self, Answer};
 use loyalty_bridge::mapping::memory::Memory;
-use loyalty_bridge::mapping::plan::{self, Canned, Mapping, RuleAction};
-use loyalty_bridge::mapping::template::{Encoding, Template};
 use loyalty_bridge::secret::Secret;
 use loyalty_bridge::store::{Kind, Store};
 use loyalty_bridge::upstream::{
@@ -165,7 +166,7 @@ fn load_world() -> World {
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let op_name = name.trim_end_matches(".request.json");
-        let op = plan::op_named(op_name).unwrap_or_else(|| panic!("{name}: no such operation"));
+        let op = Op::named(op_name).unwrap_or_else(|| panic!("{name}: no such operation"));
         let text = std::fs::read_to_string(&file).expect("fixture text");
         seeds.push(Seed {
             name,
@@ -1021,7 +1022,7 @@ async fn run_op_case(case: &OpCase) -> Result<(Answer, usize), String> {
     let tenant = Arc::new(Tenant {
         settings: mutate(seed.settings.clone(), &case.settings),
         credentials,
-        ..golden::example_tenant(&mapping)
+        ..examples::example_tenant(&mapping)
     });
     let memory = Arc::new(Memory::new());
     let remembered = mutate(Value::Object(seed.remembered.clone()), &case.remembered);
@@ -1042,7 +1043,9 @@ async fn run_op_case(case: &OpCase) -> Result<(Answer, usize), String> {
         .clone()
         .unwrap_or_else(|| mutate(seed.request.clone(), &case.request));
     let journal = if case.journal || seed.sale.is_some() {
-        let journal = golden::memory_journal().await.map_err(|e| e.to_string())?;
+        let journal = examples::memory_journal()
+            .await
+            .map_err(|e| e.to_string())?;
         if let Some(id) = request.pointer("/demand/meta/id").and_then(Value::as_str) {
             let kept = seed
                 .sale
@@ -1074,7 +1077,7 @@ async fn run_op_case(case: &OpCase) -> Result<(Answer, usize), String> {
         calls: AtomicUsize::new(0),
     });
     let answer =
-        golden::answer_with_state(tenant, mapping, seed.op, &request, vendor, memory, journal)
+        examples::answer_with_state(tenant, mapping, seed.op, &request, vendor, memory, journal)
             .await;
     Ok((answer, m))
 }
@@ -1103,7 +1106,7 @@ fn every_operation_through_every_mapping_answers_json_or_an_envelope() {
 // ---------------------------------------------------------------------------------------------
 // 3. The mapping engine on its own
 
-/// What every expression of a plan sees (`run.rs`'s root object), from a seed, then mutated
+/// What every expression of a plan sees (`src/mapping/run/root.rs`'s root object), from a seed, then mutated
 /// as a whole.
 fn root_input(seed: &Seed, step: &str) -> Value {
     let outcome = |canned: &Canned| match canned {

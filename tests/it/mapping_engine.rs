@@ -10,10 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{expected_error, toml_files};
+use engine::example::Canned;
+use engine::plan::Mapping;
 use loyalty_bridge::config::{Limits, Tenant, TokenHash};
+use loyalty_bridge::loyalty::examples::{self, CannedUpstream};
 use loyalty_bridge::loyalty::ops::Op;
-use loyalty_bridge::mapping::golden::{self, CannedUpstream};
-use loyalty_bridge::mapping::plan::{Canned, Mapping};
 use loyalty_bridge::secret::Secret;
 use serde_json::{Value, json};
 
@@ -26,7 +27,7 @@ async fn shipped_mappings_compile_and_pass_their_examples() {
             "{}: a mapping file carries golden examples",
             path.display()
         );
-        for report in golden::run_examples(&mapping).await {
+        for report in examples::run_examples(&mapping).await {
             assert!(
                 report.problems.is_empty(),
                 "{}: {}\n{}",
@@ -118,9 +119,9 @@ async fn run(
     op: Op,
     request: &str,
     upstream: &Arc<CannedUpstream>,
-) -> golden::Answer {
+) -> examples::Answer {
     let request: Value = serde_json::from_str(request).unwrap();
-    golden::answer_as(tenant(), m.clone(), op, &request, upstream.clone()).await
+    examples::answer_as(tenant(), m.clone(), op, &request, upstream.clone()).await
 }
 
 const DETAIL_OPS: &str = r#"
@@ -433,7 +434,7 @@ async fn every_uds_call_and_retry_carries_its_own_origin_request_id() {
     let up = Arc::new(FirstTryFails(Mutex::new(Vec::new())));
     // The same request twice: MoySklad repeats its request id, UDS must not see one twice.
     for _ in 0..2 {
-        let got = golden::answer(m.clone(), Op::RetaildemandRecalc, &recalc, up.clone()).await;
+        let got = examples::answer(m.clone(), Op::RetaildemandRecalc, &recalc, up.clone()).await;
         assert_eq!(got.status, 200, "{}", got.body);
     }
     let calls = std::mem::take(&mut *up.0.lock().unwrap());
@@ -592,7 +593,7 @@ async fn every_maxma_error_code_becomes_its_envelope() {
             "balance",
             ok(json!({"errorCode": code, "description": "MAXMA says no"})),
         )]);
-        let got = golden::answer(m.clone(), Op::CounterpartyDetail, &detail, up).await;
+        let got = examples::answer(m.clone(), Op::CounterpartyDetail, &detail, up).await;
         assert_eq!(got.status, status, "errorCode {code}: {}", got.body);
         let e = &got.body["errors"][0];
         assert_eq!(e["code"], envelope_code, "errorCode {code}");
@@ -607,7 +608,7 @@ async fn every_maxma_error_code_becomes_its_envelope() {
             body: r#"{"errorCode":1}"#.into(),
         },
     )]);
-    let got = golden::answer(m, Op::CounterpartyDetail, &detail, up).await;
+    let got = examples::answer(m, Op::CounterpartyDetail, &detail, up).await;
     assert_eq!(
         (got.status, got.body["errors"][0]["code"].clone()),
         (502, json!(1401))
@@ -711,7 +712,7 @@ async fn remembered_values_and_tenant_settings_reach_later_calls() {
     .unwrap();
     let run = |op: Op, request: Value, up: Arc<CannedUpstream>| {
         let (tenant, m, memory) = (tenant.clone(), m.clone(), memory.clone());
-        async move { golden::answer_with_memory(tenant, m, op, &request, up, memory).await }
+        async move { examples::answer_with_memory(tenant, m, op, &request, up, memory).await }
     };
     // No code yet: refused before any call.
     let got = run(Op::RetaildemandCreate, sale.clone(), answers(&[])).await;
@@ -786,7 +787,7 @@ async fn idempotent_steps_are_retried_on_transient_failures_only() {
             status,
             calls: AtomicU32::new(0),
         });
-        let got = golden::answer_as(
+        let got = examples::answer_as(
             tenant(),
             m.clone(),
             Op::CounterpartyDetail,
@@ -845,7 +846,7 @@ async fn examples_start_from_remembered_values_and_check_what_is_kept() {
             r#"{"code:c1": {"code": "7731"}, "code:c2": null}"#
         )
     ));
-    let reports = golden::run_examples(&m).await;
+    let reports = examples::run_examples(&m).await;
     assert!(reports[0].problems.is_empty(), "{:?}", reports[0].problems);
     // A wrong expectation names the key, what was expected and what was kept.
     let m = mapping(&format!(
@@ -855,7 +856,7 @@ async fn examples_start_from_remembered_values_and_check_what_is_kept() {
             r#"{"code:c1": {"code": "0000"}}"#
         )
     ));
-    let problems = golden::run_examples(&m).await.remove(0).problems;
+    let problems = examples::run_examples(&m).await.remove(0).problems;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
         problems[0].contains("code:c1")
@@ -866,7 +867,7 @@ async fn examples_start_from_remembered_values_and_check_what_is_kept() {
     );
     // Without the seed, the recall finds nothing and the call differs.
     let m = mapping(&format!("{ops}{}", example("{}", "{}")));
-    let problems = golden::run_examples(&m).await.remove(0).problems;
+    let problems = examples::run_examples(&m).await.remove(0).problems;
     assert!(problems.iter().any(|p| p.contains("body")), "{problems:?}");
     // Not an object: refused when the file is loaded, naming the place.
     let text = format!(
@@ -956,7 +957,7 @@ async fn a_rule_with_pause_ms_pauses_the_tenants_calls() {
     // A rule without pause_ms pauses nothing; golden examples (no limiter) ignore pause_ms.
     let detail: Value = serde_json::from_str(DETAIL).unwrap();
     let up = answers(&[("b", ok(json!({"errorCode": 49})))]);
-    let got = golden::answer_as(
+    let got = examples::answer_as(
         tenant.clone(),
         m.clone(),
         Op::CounterpartyDetail,

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use engine::plan::Mapping;
 use loyalty_bridge::config::{Limits, Tenant, TokenHash};
+use loyalty_bridge::loyalty::examples;
 use loyalty_bridge::loyalty::ops::Op;
-use loyalty_bridge::mapping::golden;
 use loyalty_bridge::mapping::memory::Memory;
-use loyalty_bridge::mapping::plan::Mapping;
 use loyalty_bridge::secret::Secret;
 use loyalty_bridge::upstream::{HttpUpstream, Upstream, UpstreamFuture, UpstreamRequest};
 use serde_json::{Value, json};
@@ -83,7 +83,7 @@ async fn uds_requests_match_the_vendor_schema() {
     });
     let memory = Arc::new(Memory::new());
     // The return reads the UDS operation id its sale kept in the journal.
-    let journal = golden::memory_journal().await.unwrap();
+    let journal = examples::memory_journal().await.unwrap();
     let store: Value = serde_json::from_str(STORE).unwrap();
     let agent = json!({"meta": {"id": "c1"}, "phone": "+7 999 123-45-67"});
     let sale_id = "5f0e6a1c-0000-4000-8000-000000000001";
@@ -125,7 +125,7 @@ async fn uds_requests_match_the_vendor_schema() {
     ];
     for (op, request) in &requests {
         let before = recording.seen.lock().unwrap().len();
-        let answer = golden::answer_with_state(
+        let answer = examples::answer_with_state(
             tenant(&base_url),
             mapping.clone(),
             *op,

@@ -13,8 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use engine::file::MappingFile;
+
 use crate::config::is_mapping_name;
-use crate::mapping::file::MappingFile;
 
 /// One vendor the page offers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,12 +12,12 @@ mod retaildemand_recalc;
 mod retaildemand_verify;
 mod retailsalesreturn_create;
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
-use http::{Method, StatusCode};
+use engine::plan::Mapping;
+use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -35,87 +35,15 @@ use crate::cache::StepCache;
 use crate::config::Tenant;
 use crate::error::Error;
 use crate::mapping::memory::Memory;
-use crate::mapping::plan::Mapping;
 use crate::mapping::run::{Invocation, Outcome, run};
 use crate::metrics::Metrics;
 use crate::upstream::breaker::Breaker;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{Counted, Upstream};
 
-/// A LoyaltyAPI operation: what a (method, path) pair means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    CounterpartyCreate,
-    CounterpartySearch,
-    CounterpartyDetail,
-    CounterpartyVerify,
-    RetaildemandRecalc,
-    RetaildemandVerify,
-    RetaildemandCreate,
-    RetailsalesreturnCreate,
-    GiftcardSearch,
-}
-
-impl Op {
-    pub const ALL: [Op; 9] = [
-        Op::CounterpartyCreate,
-        Op::CounterpartySearch,
-        Op::CounterpartyDetail,
-        Op::CounterpartyVerify,
-        Op::RetaildemandRecalc,
-        Op::RetaildemandVerify,
-        Op::RetaildemandCreate,
-        Op::RetailsalesreturnCreate,
-        Op::GiftcardSearch,
-    ];
-
-    /// Stable name, used in logs, metrics and mapping files (`[ops.<name>]`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::CounterpartyCreate => "counterparty.create",
-            Op::CounterpartySearch => "counterparty.search",
-            Op::CounterpartyDetail => "counterparty.detail",
-            Op::CounterpartyVerify => "counterparty.verify",
-            Op::RetaildemandRecalc => "retaildemand.recalc",
-            Op::RetaildemandVerify => "retaildemand.verify",
-            Op::RetaildemandCreate => "retaildemand.create",
-            Op::RetailsalesreturnCreate => "retailsalesreturn.create",
-            Op::GiftcardSearch => "giftcard.search",
-        }
-    }
-
-    pub fn method(self) -> Method {
-        match self {
-            Op::CounterpartySearch | Op::GiftcardSearch => Method::GET,
-            _ => Method::POST,
-        }
-    }
-
-    /// Path relative to the configured base path.
-    pub fn path(self) -> &'static str {
-        match self {
-            Op::CounterpartyCreate | Op::CounterpartySearch => "/counterparty",
-            Op::CounterpartyDetail => "/counterparty/detail",
-            Op::CounterpartyVerify => "/counterparty/verify",
-            Op::RetaildemandRecalc => "/retaildemand/recalc",
-            Op::RetaildemandVerify => "/retaildemand/verify",
-            Op::RetaildemandCreate => "/retaildemand",
-            Op::RetailsalesreturnCreate => "/retailsalesreturn",
-            Op::GiftcardSearch => "/giftcard",
-        }
-    }
-
-    /// Whether the call carries a JSON body (the two lookups are GETs with a query string).
-    pub fn has_body(self) -> bool {
-        self.method() == Method::POST
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The operations are the mapping language's (a mapping file names them); re-exported here
+/// where the bridge's call sites know them.
+pub use engine::op::Op;
 
 /// A parsed, validated LoyaltyAPI call.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,6 +145,15 @@ pub struct OpContext {
 }
 
 impl OpContext {
+    /// Who asks, for the journal's lease and logs.
+    pub fn caller(&self) -> super::journal::Caller<'_> {
+        super::journal::Caller {
+            tenant: &self.tenant.name,
+            request_id: &self.request_id,
+            deadline: self.deadline,
+        }
+    }
+
     /// Runs the tenant's mapping for `op` on the validated request; what it produced is read by
     /// [`OpContext::answer`].
     async fn execute<T: Serialize>(&self, op: Op, request: &T) -> Result<Outcome, Error> {

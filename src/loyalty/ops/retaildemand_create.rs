@@ -25,13 +25,13 @@ pub async fn run(ctx: &OpContext, request: SaleRequest) -> Result<Reply, Error> 
     let id = request.meta.id.trim().to_string();
     let req = to_json(Op::RetaildemandCreate, &request)?;
     journal::once(
-        ctx,
+        ctx.caller(),
         &journal,
         Kind::Sale,
         &id,
         queueable,
         req,
-        serde_json::Value::Null,
+        |req| ctx.execute_value(Op::RetaildemandCreate, req, serde_json::Value::Null),
     )
     .await?;
     Ok(Reply::SaleRecorded)

@@ -18,6 +18,15 @@ pub async fn run(ctx: &OpContext, request: ReturnRequest) -> Result<Reply, Error
     let id = request.meta.id.trim().to_string();
     let req = to_json(Op::RetailsalesreturnCreate, &request)?;
     let queueable = ctx.tenant.outbox.returns;
-    journal::once(ctx, &journal, Kind::Return, &id, queueable, req, sale).await?;
+    journal::once(
+        ctx.caller(),
+        &journal,
+        Kind::Return,
+        &id,
+        queueable,
+        req,
+        |req| ctx.execute_value(Op::RetailsalesreturnCreate, req, sale),
+    )
+    .await?;
     Ok(Reply::ReturnRecorded)
 }

@@ -4,17 +4,17 @@
 //! is one synchronous call: convert in, run, convert out; no jaq value outlives [`Expr::eval`].
 //! Numbers cross the boundary as their exact decimal text, so money keeps every digit.
 
-use std::str::FromStr;
 use std::sync::OnceLock;
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Native, Vars, data};
-use jaq_json::{Num, Val};
+use jaq_json::Val;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{fast, natives};
+use crate::jaq_value::{NotJson, from_val, to_val};
+use crate::{fast, natives};
 
 pub type Data = data::JustLut<Val>;
 
@@ -30,7 +30,7 @@ pub struct Expr {
     /// cross-check): jaq's compiled filters hold a copy of the definitions they use, and were
     /// most of an idle bridge's heap (~12 MB for one mapping file, valgrind massif).
     filter: OnceLock<Result<Filter, String>>,
-    /// The native fast path, when the whole expression is in its subset (`fast.rs`).
+    /// The native fast path, when the whole expression is in its subset (`fast`).
     fast: Option<fast::Native>,
 }
 
@@ -44,6 +44,12 @@ impl std::fmt::Debug for Expr {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
 pub struct EvalError(pub String);
+
+impl From<NotJson> for EvalError {
+    fn from(e: NotJson) -> Self {
+        EvalError(e.to_string())
+    }
+}
 
 impl Expr {
     /// Parses and compiles `source`; the error says what jaq expected where.
@@ -227,7 +233,7 @@ impl Expr {
 
     /// What of its input the expression may look at (`need.rs`); `None` when it is not
     /// known (an expression only jaq runs).
-    pub fn input_needs(&self) -> Option<super::need::Need> {
+    pub fn input_needs(&self) -> Option<crate::need::Need> {
         Some(self.fast.as_ref()?.input_needs())
     }
 
@@ -243,7 +249,7 @@ impl Expr {
         let ctx = Ctx::<Data>::new(&filter.lut, Vars::new([]));
         let mut outputs = filter.id.run((ctx, input));
         match outputs.next() {
-            Some(Ok(val)) => from_val(&val),
+            Some(Ok(val)) => Ok(from_val(&val)?),
             Some(Err(exn)) => Err(EvalError(match exn.get_err() {
                 Ok(err) => err.to_string(),
                 Err(_) => "the expression stopped without a value".into(),
@@ -313,59 +319,10 @@ fn snippet(at: &str) -> String {
     }
 }
 
-/// serde_json → jaq. Numbers keep their exact text (integers stay integers).
-pub fn to_val(value: &Value) -> Val {
-    match value {
-        Value::Null => Val::Null,
-        Value::Bool(b) => Val::Bool(*b),
-        Value::Number(n) => jaq_json::read::parse_single_num(n.as_str().as_bytes())
-            .map(Val::Num)
-            .unwrap_or(Val::Null),
-        Value::String(s) => Val::utf8_str(s.clone().into_bytes()),
-        Value::Array(items) => items.iter().map(to_val).collect(),
-        Value::Object(map) => Val::obj(
-            map.iter()
-                .map(|(k, v)| (Val::utf8_str(k.clone().into_bytes()), to_val(v)))
-                .collect(),
-        ),
-    }
-}
-
-/// jaq → serde_json. Floats (from jq arithmetic) are written in their shortest exact form.
-pub fn from_val(val: &Val) -> Result<Value, EvalError> {
-    Ok(match val {
-        Val::Null => Value::Null,
-        Val::Bool(b) => Value::Bool(*b),
-        Val::Num(n) => Value::Number(number(n)?),
-        Val::TStr(bytes) | Val::BStr(bytes) => {
-            Value::String(String::from_utf8_lossy(bytes).into_owned())
-        }
-        Val::Arr(items) => Value::Array(items.iter().map(from_val).collect::<Result<_, _>>()?),
-        Val::Obj(map) => {
-            let mut out = serde_json::Map::with_capacity(map.len());
-            for (k, v) in map.iter() {
-                let key = match k {
-                    Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
-                    other => other.to_string(),
-                };
-                out.insert(key, from_val(v)?);
-            }
-            Value::Object(out)
-        }
-    })
-}
-
-fn number(n: &Num) -> Result<serde_json::Number, EvalError> {
-    let text = match n {
-        Num::Float(f) if !f.is_finite() => {
-            return Err(EvalError(format!(
-                "the expression computed a non-finite number ({f})"
-            )));
-        }
-        other => other.to_string(),
-    };
-    serde_json::Number::from_str(&text).map_err(|_| EvalError(format!("not a JSON number: {text}")))
-}
+#[cfg(test)]
+mod builtin_examples;
+#[cfg(test)]
+mod native_vs_jaq;
 
 #[cfg(test)]
 mod tests {

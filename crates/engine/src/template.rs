@@ -9,7 +9,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use super::expr::{EvalError, Expr};
+use crate::expr::{EvalError, Expr};
 
 /// RFC 3986 unreserved characters are left alone; everything else is encoded.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -99,8 +99,8 @@ impl Template {
     }
 
     /// What of its input the template may look at (`need.rs`); `None` when not known.
-    pub fn input_needs(&self) -> Option<super::need::Need> {
-        let mut need = super::need::Need::kind();
+    pub fn input_needs(&self) -> Option<crate::need::Need> {
+        let mut need = crate::need::Need::kind();
         for part in &self.parts {
             if let Part::Hole(expr) = part {
                 need.merge(expr.input_needs()?);

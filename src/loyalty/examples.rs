@@ -1,7 +1,6 @@
-//! Golden examples: each example in a mapping file is a MoySklad request plus canned vendor
-//! answers; running it checks the upstream calls the mapping makes and the answer it gives.
-//! An example may start from values earlier calls remembered (`remembered`) and check what the
-//! call leaves remembered (`expect.remembered`).
+//! Running golden examples (`engine::example`): each example's MoySklad request goes through
+//! the operation's handler, as the server would run it, against a vendor that answers from the
+//! example's canned table; the engine then holds what happened against what the example expects.
 //! `loyalty-bridge check` and `cargo test` run them; `loyalty-bridge map` uses the same
 //! machinery for a dry run.
 
@@ -12,18 +11,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::memory::Memory;
-use super::plan::{Canned, Example, Mapping};
+use engine::example::{Canned, EXAMPLE_BASE_URL, Example, MadeCall, Observed, relative};
+use engine::plan::Mapping;
+use serde_json::Map;
+
+use super::journal::Journal;
+use super::ops::{self, OpContext};
 use crate::cache::StepCache;
 use crate::config::{Limits, OutboxPolicy, Tenant, TokenHash};
 use crate::error::{self, Error};
-use crate::loyalty::journal::Journal;
-use crate::loyalty::ops::{self, OpContext};
+use crate::mapping::memory::Memory;
 use crate::store::{Kind, Store};
 use crate::upstream::{Upstream, UpstreamError, UpstreamFuture, UpstreamRequest, UpstreamResponse};
-
-/// Base URL of the pretend vendor in examples and dry runs; expected paths are relative to it.
-pub const EXAMPLE_BASE_URL: &str = "http://vendor.example";
 
 /// How long an example's `remembered` values live: the whole example, whatever it waits for.
 const SEEDED_FOR: Duration = Duration::from_secs(3600);
@@ -304,103 +303,35 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
         journal,
     )
     .await;
-    let calls = upstream.take_calls();
-    let mut problems = Vec::new();
-    for (key, want) in &example.expect_remembered {
+    let mut remembered = Map::new();
+    for key in example.expect_remembered.keys() {
         let kept = memory
             .get(&tenant.name, key)
             .await
             .ok()
             .flatten()
             .unwrap_or(Value::Null);
-        if !same_json(&kept, want) {
-            problems.push(format!(
-                "remembered {key:?}\n  expected {want}\n  kept     {kept}"
-            ));
-        }
+        remembered.insert(key.clone(), kept);
     }
-    if calls.len() != example.expect_calls.len() {
-        problems.push(format!(
-            "expected {} upstream call(s), the mapping made {}: {:?}",
-            example.expect_calls.len(),
-            calls.len(),
-            calls
-                .iter()
-                .map(|c| format!("{} {}", c.method, relative(&c.url)))
-                .collect::<Vec<_>>()
-        ));
-    }
-    for (i, (want, call)) in example.expect_calls.iter().zip(&calls).enumerate() {
-        if want.step != call.step || want.method != call.method || want.path != relative(&call.url)
-        {
-            problems.push(format!(
-                "call {i}: expected {} {} (step {}), got {} {} (step {})",
-                want.method,
-                want.path,
-                want.step,
-                call.method,
-                relative(&call.url),
-                call.step
-            ));
-        }
-        if let Some(body) = &want.body {
-            let sent: Value = call
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or(Value::Null);
-            if !same_json(&sent, body) {
-                problems.push(format!(
-                    "call {i} ({}): body\n  expected {body}\n  sent     {sent}",
-                    call.step
-                ));
-            }
-        }
-    }
-    if let (true, Some(detail)) = (got.status != example.expect_status, &got.detail) {
-        problems.push(detail.clone());
-    }
-    if got.status != example.expect_status {
-        problems.push(format!(
-            "answer status: expected {}, got {} ({})",
-            example.expect_status, got.status, got.body
-        ));
-    }
-    let expected_body = example.expect_body.clone().unwrap_or(Value::Null);
-    if !same_json(&got.body, &expected_body) {
-        problems.push(format!(
-            "answer body\n  expected {expected_body}\n  got      {}",
-            got.body
-        ));
-    }
+    let calls = upstream
+        .take_calls()
+        .into_iter()
+        .map(|call| MadeCall {
+            path: relative(&call.url).to_string(),
+            step: call.step,
+            method: call.method,
+            body: call.body,
+        })
+        .collect();
+    let observed = Observed {
+        calls,
+        status: got.status,
+        body: got.body,
+        detail: got.detail,
+        remembered,
+    };
     ExampleReport {
         name: format!("{} [{}]", example.name, example.op),
-        problems,
-    }
-}
-
-fn relative(url: &str) -> &str {
-    url.strip_prefix(EXAMPLE_BASE_URL).unwrap_or(url)
-}
-
-/// JSON equality where numbers compare by value: `1000.00` and `1000` are the same amount.
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (
-            x.as_str().parse::<rust_decimal::Decimal>(),
-            y.as_str().parse::<rust_decimal::Decimal>(),
-        ) {
-            (Ok(x), Ok(y)) => x == y,
-            _ => x == y,
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
+        problems: example.problems(&observed),
     }
 }

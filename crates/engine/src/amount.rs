@@ -217,7 +217,7 @@ impl<'de> serde::de::Visitor<'de> for DecimalVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Decimal, A::Error> {
         use serde::de::Error;
-        // The key comes borrowed (serde_json's own and `fast.rs` both hand it so): no copy.
+        // The key comes borrowed (serde_json's own and the native path's reader, `fast/read.rs`, both hand it so): no copy.
         match map.next_key_seed(TextSeed)? {
             Some(key) if key == NUMBER_TOKEN => {}
             _ => return Err(A::Error::invalid_type(serde::de::Unexpected::Map, &self)),

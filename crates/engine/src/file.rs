@@ -1,9 +1,25 @@
 //! The mapping file as written (TOML, `deny_unknown_fields`): what ops people edit.
-//! [`super::plan`] compiles it; the README's "Mapping files" section documents every key.
+//! [`crate::plan`] compiles it; docs/mapping-language.md documents every key.
 
 use std::collections::BTreeMap;
 
+use http::Method;
 use serde::Deserialize;
+
+/// The HTTP method a step, a compensation or an expected call names (any case); the error
+/// says which methods a mapping may use.
+pub fn method(text: &str) -> Result<Method, String> {
+    match text.to_ascii_uppercase().as_str() {
+        "GET" => Ok(Method::GET),
+        "POST" => Ok(Method::POST),
+        "PUT" => Ok(Method::PUT),
+        "PATCH" => Ok(Method::PATCH),
+        "DELETE" => Ok(Method::DELETE),
+        _ => Err(format!(
+            "{text:?} is not one of GET, POST, PUT, PATCH, DELETE"
+        )),
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

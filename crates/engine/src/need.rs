@@ -4,7 +4,7 @@
 //! few members of it (MAXMA's 2 KB calculation answer gives each row its bonuses and discounts
 //! by kind, where the recalc reads each row's id and total). When every reader of a step's
 //! answer is natively compiled, the plan knows the members they may reach ([`Need`], from
-//! `fast.rs`'s analysis) and the answer is parsed to those only: the rest is skipped by the
+//! `fast/reach.rs`'s analysis) and the answer is parsed to those only: the rest is skipped by the
 //! parser, never built into a `Value` (issue #7: building and freeing the parts nobody reads was
 //! about a tenth of a recalc's CPU). A reader the analysis cannot follow (jaq-only, or looking
 //! at a value whole) makes the answer parse whole.

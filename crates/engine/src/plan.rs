@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{HeaderName, Method, StatusCode};
-use serde_json::{Map, Value};
 
-use super::expr::Expr;
-use super::file::{CallSection, ExampleSection, MappingFile, RuleSection, StepSection};
-use super::need::Need;
-use super::template::{Template, encode_component};
-use crate::loyalty::ops::Op;
+use crate::example::{self, Example};
+use crate::expr::Expr;
+use crate::file::{self, CallSection, MappingFile, RuleSection, StepSection};
+use crate::need::Need;
+use crate::op::Op;
+use crate::template::{Template, encode_component};
 
 /// Default timeout of one upstream call when neither the step nor the vendor sets one.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,39 +133,6 @@ pub struct ErrorPlan {
     pub parameter: Option<String>,
 }
 
-#[derive(Debug)]
-pub struct Example {
-    pub name: String,
-    pub op: Op,
-    pub request: Value,
-    pub settings: Value,
-    /// Seeded into the example's memory before the run: key → value.
-    pub remembered: Map<String, Value>,
-    /// For a return: what its sale's journal record kept (`{"kept": …}`).
-    pub sale: Option<Value>,
-    pub upstream: BTreeMap<String, Canned>,
-    pub expect_calls: Vec<ExpectedCall>,
-    pub expect_status: u16,
-    pub expect_body: Option<Value>,
-    /// Checked in the memory after the run: key → value (`null`: nothing kept).
-    pub expect_remembered: Map<String, Value>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Canned {
-    Answer { status: u16, body: String },
-    Timeout,
-    Unreachable,
-}
-
-#[derive(Debug)]
-pub struct ExpectedCall {
-    pub step: String,
-    pub method: Method,
-    pub path: String,
-    pub body: Option<Value>,
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {at}: {message}")]
 pub struct LoadError {
@@ -207,6 +174,7 @@ impl Mapping {
     }
 }
 
+/// Where in the file (`ops."retaildemand.recalc".steps[0] (calc).body`) and what is wrong.
 type Failure = (String, String);
 
 fn at(place: impl Into<String>) -> impl FnOnce(String) -> Failure {
@@ -274,7 +242,7 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
     let mut ops = HashMap::new();
     for (name, section) in file.ops {
         let place = format!("ops.\"{name}\"");
-        let op = op_named(&name).ok_or_else(|| {
+        let op = Op::named(&name).ok_or_else(|| {
             let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
             (
                 place.clone(),
@@ -389,7 +357,15 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
     }
     let mut examples = Vec::with_capacity(file.examples.len());
     for (i, example) in file.examples.into_iter().enumerate() {
-        examples.push(compile_example(example, &format!("examples[{i}]"), &ops)?);
+        let steps_of = |op: Op| {
+            let plan = ops.get(&op)?;
+            Some(plan.steps.iter().map(|s| s.name.as_str()).collect())
+        };
+        examples.push(example::compile(
+            example,
+            &format!("examples[{i}]"),
+            steps_of,
+        )?);
     }
     Ok(Mapping {
         path: path.to_path_buf(),
@@ -462,10 +438,6 @@ fn answer_need(reads: Option<&Need>, name: &str) -> Option<Need> {
     }
 }
 
-pub fn op_named(name: &str) -> Option<Op> {
-    Op::ALL.into_iter().find(|op| op.name() == name)
-}
-
 fn millis(value: Option<u64>, place: &str) -> Result<Option<Duration>, Failure> {
     match value {
         Some(0) => Err((place.into(), "must be at least 1".into())),
@@ -475,17 +447,7 @@ fn millis(value: Option<u64>, place: &str) -> Result<Option<Duration>, Failure> 
 }
 
 fn method(text: &str, place: &str) -> Result<Method, Failure> {
-    match text.to_ascii_uppercase().as_str() {
-        "GET" => Ok(Method::GET),
-        "POST" => Ok(Method::POST),
-        "PUT" => Ok(Method::PUT),
-        "PATCH" => Ok(Method::PATCH),
-        "DELETE" => Ok(Method::DELETE),
-        _ => Err((
-            place.into(),
-            format!("{text:?} is not one of GET, POST, PUT, PATCH, DELETE"),
-        )),
-    }
+    file::method(text).map_err(|message| (place.to_string(), message))
 }
 
 /// A template for the header `vendor.call_id_header` names would be overwritten on every call.
@@ -687,121 +649,15 @@ fn compile_rule(rule: RuleSection, place: &str, defs: &str) -> Result<Rule, Fail
     })
 }
 
-fn json_text(text: &str, place: &str) -> Result<Value, Failure> {
-    serde_json::from_str(text).map_err(|e| (place.to_string(), format!("not valid JSON: {e}")))
-}
-
-/// An optional JSON object text (`remembered`, `expect.remembered`); absent is empty.
-fn json_object(text: Option<&str>, place: &str) -> Result<Map<String, Value>, Failure> {
-    match text.map(|t| json_text(t, place)).transpose()? {
-        None => Ok(Map::new()),
-        Some(Value::Object(map)) => Ok(map),
-        Some(_) => Err((
-            place.to_string(),
-            "must be a JSON object of remembered keys and their values".into(),
-        )),
-    }
-}
-
-fn compile_example(
-    example: ExampleSection,
-    place: &str,
-    ops: &HashMap<Op, OpPlan>,
-) -> Result<Example, Failure> {
-    let place = format!("{place} ({})", example.name);
-    let op = op_named(&example.op)
-        .ok_or_else(|| (format!("{place}.op"), "unknown operation".to_string()))?;
-    let plan = ops.get(&op).ok_or_else(|| {
-        (
-            format!("{place}.op"),
-            "the mapping has no plan for this operation".to_string(),
-        )
-    })?;
-    let has_step = |name: &str| plan.steps.iter().any(|s| s.name == name);
-    let mut upstream = BTreeMap::new();
-    for (step, answer) in example.upstream {
-        if !has_step(&step) {
-            return Err((format!("{place}.upstream.{step}"), "no such step".into()));
-        }
-        let canned = match answer.fail.as_deref() {
-            None => Canned::Answer {
-                status: answer.status,
-                body: answer.body.unwrap_or_default(),
-            },
-            Some("timeout") => Canned::Timeout,
-            Some("connect") => Canned::Unreachable,
-            Some(other) => {
-                return Err((
-                    format!("{place}.upstream.{step}.fail"),
-                    format!("{other:?} is not \"timeout\" or \"connect\""),
-                ));
-            }
-        };
-        upstream.insert(step, canned);
-    }
-    let mut expect_calls = Vec::with_capacity(example.expect_calls.len());
-    for (i, call) in example.expect_calls.into_iter().enumerate() {
-        let call_place = format!("{place}.expect_calls[{i}]");
-        if !has_step(&call.step) {
-            return Err((format!("{call_place}.step"), "no such step".into()));
-        }
-        expect_calls.push(ExpectedCall {
-            method: method(&call.method, &format!("{call_place}.method"))?,
-            body: call
-                .body
-                .map(|b| json_text(&b, &format!("{call_place}.body")))
-                .transpose()?,
-            step: call.step,
-            path: call.path,
-        });
-    }
-    Ok(Example {
-        request: json_text(&example.request, &format!("{place}.request"))?,
-        settings: example
-            .settings
-            .map(|s| json_text(&s, &format!("{place}.settings")))
-            .transpose()?
-            .unwrap_or(Value::Null),
-        expect_body: example
-            .expect
-            .body
-            .map(|b| json_text(&b, &format!("{place}.expect.body")))
-            .transpose()?,
-        expect_remembered: json_object(
-            example.expect.remembered.as_deref(),
-            &format!("{place}.expect.remembered"),
-        )?,
-        remembered: json_object(
-            example.remembered.as_deref(),
-            &format!("{place}.remembered"),
-        )?,
-        sale: match example.sale.as_deref() {
-            None => None,
-            Some(text) if op != Op::RetailsalesreturnCreate => {
-                let _ = text;
-                return Err((
-                    format!("{place}.sale"),
-                    "only a return (retailsalesreturn.create) has a sale".into(),
-                ));
-            }
-            Some(text) => Some(json_text(text, &format!("{place}.sale"))?),
-        },
-        expect_status: example.expect.status,
-        name: example.name,
-        op,
-        upstream,
-        expect_calls,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn shipped(file: &str) -> Mapping {
+        // The shipped mappings, at the repository's top (this crate is `crates/engine`).
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("mappings")
+            .join("../../mappings")
             .join(file);
         Mapping::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"))
     }

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 pub use bridge::{TestBridge, TestBridgeBuilder};
 pub use emulator::ServedEmulator;
-pub use store::TestStore;
+pub use store::{FreshDatabase, TestStore, connect_postgres};
 pub use tenant::{PB_TOKEN, TestTenant, UDS_COMPANY, UDS_KEY};
 pub use worlds::{MaxmaWorld, PbWorld, UdsWorld};
 

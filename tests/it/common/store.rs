@@ -55,31 +55,49 @@ impl Drop for TestStore {
 }
 
 impl TestStore {
-    /// A fresh database on the PostgreSQL server `LB_TEST_POSTGRES_URL` names (an account that
-    /// may CREATE DATABASE); `None` (the test is skipped, saying so) when it is not set, unless
-    /// `LB_REQUIRE_POSTGRES=1`, as `.ci/run` sets.
+    /// A fresh database on the PostgreSQL server `LB_TEST_POSTGRES_URL` names, or `None` (see
+    /// [`FreshDatabase::create`]). It stays on its server, which `.ci/run` starts fresh.
     pub async fn postgres() -> Option<TestStore> {
+        let db = FreshDatabase::create("PostgreSQL test").await?;
+        Some(TestStore::Postgres(db.url))
+    }
+}
+
+/// A database just created on the PostgreSQL server `LB_TEST_POSTGRES_URL` names (an account
+/// that may CREATE DATABASE).
+pub struct FreshDatabase {
+    /// The server's account, as the variable gives it (to drop the database again).
+    pub admin: tokio_postgres::Config,
+    pub name: String,
+    /// The same server and account, on the new database.
+    pub config: tokio_postgres::Config,
+    pub url: String,
+}
+
+impl FreshDatabase {
+    /// `None` (the test, `what`, is skipped, saying so) when `LB_TEST_POSTGRES_URL` is not set,
+    /// unless `LB_REQUIRE_POSTGRES=1`, as `.ci/run` sets.
+    pub async fn create(what: &str) -> Option<FreshDatabase> {
         let Ok(url) = std::env::var("LB_TEST_POSTGRES_URL") else {
             assert!(
                 std::env::var("LB_REQUIRE_POSTGRES").as_deref() != Ok("1"),
                 "LB_REQUIRE_POSTGRES=1 but LB_TEST_POSTGRES_URL is not set"
             );
-            eprintln!("SKIPPED: PostgreSQL test (LB_TEST_POSTGRES_URL is not set)");
+            eprintln!(
+                "SKIPPED: {what} (LB_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL and sets it)"
+            );
             return None;
         };
         let admin: tokio_postgres::Config = url.parse().expect("LB_TEST_POSTGRES_URL is a URL");
-        let (client, connection) = admin
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect to PostgreSQL");
-        tokio::spawn(connection);
         let name = format!("lb_test_{}", uuid::Uuid::new_v4().simple());
-        client
+        connect_postgres(&admin)
+            .await
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("CREATE DATABASE");
-        // Same server and account, the new database (the test databases live as long as the
-        // server: .ci/run's is a throwaway).
+        let mut config = admin.clone();
+        config.dbname(&name);
+        // The URL of the same server and account, without the query.
         let (base, _) = url
             .split_once('?')
             .map_or((url.as_str(), ""), |(b, q)| (b, q));
@@ -87,6 +105,22 @@ impl TestStore {
             .rsplit_once('/')
             .filter(|(head, _)| head.contains("://") && !head.ends_with('/'))
             .map_or(base, |(head, _)| head);
-        Some(TestStore::Postgres(format!("{server}/{name}")))
+        let url = format!("{server}/{name}");
+        Some(FreshDatabase {
+            admin,
+            name,
+            config,
+            url,
+        })
     }
+}
+
+/// A client of the PostgreSQL server `config` names, its connection driven on the runtime.
+pub async fn connect_postgres(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
 }

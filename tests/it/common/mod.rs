@@ -96,7 +96,19 @@ pub async fn call_bridge(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> (reqwest::StatusCode, serde_json::Value) {
-    let mut req = client()
+    call_bridge_on(&client(), bridge, token, method, path, body).await
+}
+
+/// [`call_bridge`] through `http` (and its kept-alive connections).
+pub async fn call_bridge_on(
+    http: &reqwest::Client,
+    bridge: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut req = http
         .request(method, format!("{bridge}{path}"))
         .header("Lognex-Discount-API-Auth-Token", token);
     if let Some(b) = body {

@@ -54,8 +54,8 @@ impl World {
         let store: std::sync::Arc<dyn Store> =
             std::sync::Arc::new(SqliteStore::open(&self.store_path).await.unwrap());
         let ctx = AppContext::new(
-            self.config.moysklad_app.clone().unwrap(),
-            &self.config.server.base_path,
+            self.bridge.config().moysklad_app.clone().unwrap(),
+            &self.bridge.config().server.base_path,
             store.clone(),
         )
         .unwrap();
@@ -70,7 +70,7 @@ impl World {
             "phone": "+79990000001",
         });
         let resp = client()
-            .post(format!("{}/counterparty/detail", self.bridge))
+            .post(self.bridge.url_of("/counterparty/detail"))
             .header("Lognex-Discount-API-Auth-Token", token)
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -114,7 +114,7 @@ async fn install_connect_serve_suspend_resume_uninstall() {
     let w = world().await;
     let ms = &w.moysklad;
 
-    let (status, body) = ms.install(&w.bridge, ACCOUNT, ACCESS_TOKEN).await;
+    let (status, body) = ms.install(w.bridge.url(), ACCOUNT, ACCESS_TOKEN).await;
     assert_eq!(
         (status, body.clone()),
         (200, json!({"status": "SettingsRequired"}))
@@ -140,7 +140,7 @@ async fn install_connect_serve_suspend_resume_uninstall() {
     let account = ms.account(ACCOUNT).unwrap();
     assert_eq!(
         account.loyalty,
-        Some(json!({"url": w.bridge, "token": token, "externalSearch": true}))
+        Some(json!({"url": w.bridge.url(), "token": token, "externalSearch": true}))
     );
     assert_eq!(account.status.as_deref(), Some("Activated"));
     let (_, creds) = w.raw_row();
@@ -180,37 +180,37 @@ async fn install_connect_serve_suspend_resume_uninstall() {
     );
 
     // Suspend: refused with a clear envelope, at once.
-    assert_eq!(ms.suspend(&w.bridge, ACCOUNT).await, 200);
+    assert_eq!(ms.suspend(w.bridge.url(), ACCOUNT).await, 200);
     let (status, body) = w.detail(&token).await;
     assert_eq!(status, 403, "{body}");
     let e = the_error(&body);
     assert_eq!(e["error"], "Подключение приостановлено");
     assert_eq!(
-        ms.suspend(&w.bridge, ACCOUNT).await,
+        ms.suspend(w.bridge.url(), ACCOUNT).await,
         204,
         "already suspended"
     );
 
     // Resume: settings kept, Activated, works again.
-    let (status, body) = ms.resume(&w.bridge, ACCOUNT).await;
+    let (status, body) = ms.resume(w.bridge.url(), ACCOUNT).await;
     assert_eq!((status, body), (200, json!({"status": "Activated"})));
     let (status, body) = w.detail(&token).await;
     assert_eq!(status, 200, "{body}");
 
     // Uninstall: the access token, credentials and LoyaltyAPI token are forgotten.
-    assert_eq!(ms.uninstall(&w.bridge, ACCOUNT).await, 200);
+    assert_eq!(ms.uninstall(w.bridge.url(), ACCOUNT).await, 200);
     let t = store.app_tenant(ACCOUNT).await.unwrap().unwrap();
     assert_eq!(t.state, AppState::Uninstalled);
     assert_eq!(t.access_token_sealed, None);
     assert_eq!(t.credentials_sealed, None);
     assert_eq!(t.token_sha256, None);
     assert_eq!(w.raw_row(), (None, None));
-    assert_eq!(ms.uninstall(&w.bridge, ACCOUNT).await, 204);
+    assert_eq!(ms.uninstall(w.bridge.url(), ACCOUNT).await, 204);
     let (status, body) = w.detail(&token).await;
     assert_eq!(status, 401, "{body}");
 
     // A reinstall needs settings again.
-    let (status, body) = ms.install(&w.bridge, ACCOUNT, ACCESS_TOKEN).await;
+    let (status, body) = ms.install(w.bridge.url(), ACCOUNT, ACCESS_TOKEN).await;
     assert_eq!((status, body), (200, json!({"status": "SettingsRequired"})));
 }
 
@@ -234,7 +234,7 @@ async fn lifecycle_jwt_is_checked_and_retries_are_idempotent() {
     let w = world().await;
     let ms = &w.moysklad;
     let body = ms.lifecycle_body("Install", Some(ACCESS_TOKEN));
-    let bridge = w.bridge.clone();
+    let bridge = w.bridge.url().to_string();
     let put = |token: String| {
         let (body, bridge) = (body.clone(), bridge.clone());
         async move {
@@ -278,7 +278,7 @@ async fn lifecycle_jwt_is_checked_and_retries_are_idempotent() {
         assert_eq!(e["error"], "Ошибка авторизации", "{what}");
     }
     let missing = client()
-        .put(ms.lifecycle_url(&w.bridge, ACCOUNT))
+        .put(ms.lifecycle_url(w.bridge.url(), ACCOUNT))
         .body(body.to_string())
         .send()
         .await
@@ -313,7 +313,7 @@ async fn lifecycle_jwt_is_checked_and_retries_are_idempotent() {
     let other = client()
         .put(format!(
             "{}/api/moysklad/vendor/1.0/apps/00000000-0000-4000-8000-000000000000/{ACCOUNT}",
-            w.bridge
+            w.bridge.url()
         ))
         .bearer_auth(ms.lifecycle_token())
         .body(body.to_string())
@@ -324,14 +324,14 @@ async fn lifecycle_jwt_is_checked_and_retries_are_idempotent() {
     let mut wrong_uid = body.clone();
     wrong_uid["appUid"] = json!("someone.else");
     let (status, _) = ms
-        .lifecycle(Method::PUT, &w.bridge, ACCOUNT, &wrong_uid)
+        .lifecycle(Method::PUT, w.bridge.url(), ACCOUNT, &wrong_uid)
         .await;
     assert_eq!(status, 400);
     // The token is checked on DELETE too.
     let (status, _) = ms
         .lifecycle_with(
             Method::DELETE,
-            &w.bridge,
+            w.bridge.url(),
             ACCOUNT,
             &ms.lifecycle_body("Uninstall", None),
             Some(&token_with(
@@ -363,7 +363,8 @@ async fn the_vendor_api_sandbox_checks_our_calls() {
     }
     // Without Accept-Encoding: gzip → 415; without a JWT → 401.
     let ms_url = w
-        .config
+        .bridge
+        .config()
         .moysklad_app
         .as_ref()
         .unwrap()
@@ -397,7 +398,9 @@ async fn the_vendor_api_sandbox_checks_our_calls() {
     assert!(ctx.vendor.context(&key).await.is_err());
 
     // Installed: status, PATCH.
-    w.moysklad.install(&w.bridge, ACCOUNT, ACCESS_TOKEN).await;
+    w.moysklad
+        .install(w.bridge.url(), ACCOUNT, ACCESS_TOKEN)
+        .await;
     assert_eq!(
         ctx.vendor.get_status(ACCOUNT).await.unwrap(),
         json!({"status": "SettingsRequired"})

@@ -12,12 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::TestStore;
+use common::{ServedEmulator, TestStore};
 use emulators::maxma::{Fault, MaxmaSandbox, SandboxClient};
 use http::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const TOKEN: &str = "crash-test-token-0001";
 const KEY: &str = "crash-test-maxma-key";
@@ -112,12 +110,7 @@ async fn sales_survive_kill_9(store: TestStore) {
         external_id: Some("c-1".into()),
         ..Default::default()
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let vendor = format!("http://{}", listener.local_addr().unwrap());
-    let (_stop_vendor, stopped) = oneshot::channel::<()>();
-    tokio::spawn(sandbox.clone().serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let vendor = ServedEmulator::start(sandbox.clone()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
@@ -143,6 +136,7 @@ async fn sales_survive_kill_9(store: TestStore) {
             "#,
             store = store.section(),
             mapping = mapping.display(),
+            vendor = vendor.url(),
         ),
     )
     .unwrap();

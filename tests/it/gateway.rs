@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{Bridge, TOKEN_A, TOKEN_B, client, fixture, the_error};
+use common::{API_KEY_A, TOKEN_A, TOKEN_B, TestBridge, TestTenant, client, fixture, the_error};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use loyalty_bridge::loyalty::ops::Op;
@@ -20,8 +20,19 @@ const SEARCH_QUERY: &str =
     "?search=%2B7%20555%20123%204567&retailStoreId=2b5eb22f-139e-11e6-9464-e4de00000073";
 const GIFTCARD_QUERY: &str = "?name=123456&retailStoreId=2b5eb22f-139e-11e6-9464-e4de00000073";
 
+/// A bridge with two tenants on the mapping that maps no operation: "shop-a" ([`TOKEN_A`], with
+/// an API key) and "shop-b" ([`TOKEN_B`]), and `server_keys`.
+async fn start_bridge(server_keys: &str) -> TestBridge {
+    TestBridge::builder()
+        .server(server_keys)
+        .tenant(TestTenant::unconfigured("shop-a").key(API_KEY_A))
+        .tenant(TestTenant::unconfigured("shop-b").token(TOKEN_B))
+        .start()
+        .await
+}
+
 async fn call(
-    bridge: &Bridge,
+    bridge: &TestBridge,
     op: Op,
     token: Option<&str>,
     body: Option<&str>,
@@ -31,7 +42,7 @@ async fn call(
         Op::GiftcardSearch => GIFTCARD_QUERY,
         _ => "",
     };
-    let mut req = client().request(op.method(), bridge.url(&format!("{}{query}", op.path())));
+    let mut req = client().request(op.method(), bridge.url_of(&format!("{}{query}", op.path())));
     if let Some(t) = token {
         req = req.header(TOKEN_HEADER, t);
     }
@@ -74,7 +85,7 @@ fn with_meta_id(body: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn every_request_example_gets_past_parsing() {
-    let bridge = Bridge::start("").await;
+    let bridge = start_bridge("").await;
     let mut covered = BTreeSet::new();
     for op in Op::ALL {
         if !op.has_body() {
@@ -136,7 +147,7 @@ fn reference_fixtures_match_their_checksums() {
 
 #[tokio::test]
 async fn auth_missing_wrong_and_per_tenant() {
-    let bridge = Bridge::start("").await;
+    let bridge = start_bridge("").await;
     let recalc = fixture("retaildemand.recalc.request.json");
 
     let (status, body) = call(&bridge, Op::RetaildemandRecalc, None, Some(&recalc)).await;
@@ -191,7 +202,7 @@ async fn auth_missing_wrong_and_per_tenant() {
 
 #[tokio::test]
 async fn field_errors_name_their_parameter() {
-    let bridge = Bridge::start("").await;
+    let bridge = start_bridge("").await;
     let recalc: Value = serde_json::from_str(&fixture("retaildemand.recalc.request.json")).unwrap();
     let sale: Value = serde_json::from_str(&with_meta_id(
         &fixture("retaildemand.create.request.json"),
@@ -381,7 +392,7 @@ async fn field_errors_name_their_parameter() {
     ));
     for (path, parameter) in cases {
         let resp = client()
-            .get(bridge.url(&path))
+            .get(bridge.url_of(&path))
             .header(TOKEN_HEADER, TOKEN_A)
             .send()
             .await
@@ -395,7 +406,7 @@ async fn field_errors_name_their_parameter() {
 
 #[tokio::test]
 async fn malformed_bodies_get_a_400_envelope() {
-    let bridge = Bridge::start("").await;
+    let bridge = start_bridge("").await;
     let bodies: [&[u8]; 8] = [
         b"",
         b"not json",
@@ -413,7 +424,7 @@ async fn malformed_bodies_get_a_400_envelope() {
             Op::RetailsalesreturnCreate,
         ] {
             let resp = client()
-                .post(bridge.url(op.path()))
+                .post(bridge.url_of(op.path()))
                 .header(TOKEN_HEADER, TOKEN_A)
                 .body(body.to_vec())
                 .send()
@@ -447,7 +458,7 @@ async fn malformed_bodies_get_a_400_envelope() {
 
 #[tokio::test]
 async fn body_limit_is_enforced_with_413() {
-    let bridge = Bridge::start("max_body_bytes = 4096").await;
+    let bridge = start_bridge("max_body_bytes = 4096").await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(5000));
     // With Content-Length.
     let (status, body) = call(&bridge, Op::RetaildemandRecalc, Some(TOKEN_A), Some(&big)).await;
@@ -460,7 +471,7 @@ async fn body_limit_is_enforced_with_413() {
         .map(|c| Ok(c.to_vec()))
         .collect();
     let resp = client()
-        .post(bridge.url(Op::RetaildemandRecalc.path()))
+        .post(bridge.url_of(Op::RetaildemandRecalc.path()))
         .header(TOKEN_HEADER, TOKEN_A)
         .body(reqwest::Body::wrap_stream(tokio_stream::iter(chunks)))
         .send()
@@ -471,7 +482,7 @@ async fn body_limit_is_enforced_with_413() {
     let bomb = gzip(format!("{{\"pad\":\"{}\"}}", " ".repeat(1_000_000)).as_bytes());
     assert!(bomb.len() < 4096);
     let resp = client()
-        .post(bridge.url(Op::RetaildemandRecalc.path()))
+        .post(bridge.url_of(Op::RetaildemandRecalc.path()))
         .header(TOKEN_HEADER, TOKEN_A)
         .header("content-encoding", "gzip")
         .body(bomb)
@@ -500,10 +511,10 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn gzip_both_ways() {
-    let bridge = Bridge::start("").await;
+    let bridge = start_bridge("").await;
     let recalc = fixture("retaildemand.recalc.request.json");
     let resp = client()
-        .post(bridge.url(Op::RetaildemandRecalc.path()))
+        .post(bridge.url_of(Op::RetaildemandRecalc.path()))
         .header(TOKEN_HEADER, TOKEN_A)
         .header("content-type", "application/json")
         .header("content-encoding", "gzip")
@@ -526,7 +537,7 @@ async fn gzip_both_ways() {
 
     // Without Accept-Encoding the answer is plain; broken gzip and unknown codings are refused.
     let resp = client()
-        .post(bridge.url(Op::RetaildemandRecalc.path()))
+        .post(bridge.url_of(Op::RetaildemandRecalc.path()))
         .header(TOKEN_HEADER, TOKEN_A)
         .header("content-encoding", "gzip")
         .body(b"definitely not gzip".to_vec())
@@ -537,7 +548,7 @@ async fn gzip_both_ways() {
     assert!(resp.headers().get("content-encoding").is_none());
     the_error(&resp.json().await.unwrap());
     let resp = client()
-        .post(bridge.url(Op::RetaildemandRecalc.path()))
+        .post(bridge.url_of(Op::RetaildemandRecalc.path()))
         .header(TOKEN_HEADER, TOKEN_A)
         .header("content-encoding", "br")
         .body(recalc)
@@ -551,7 +562,7 @@ async fn gzip_both_ways() {
 
 #[tokio::test]
 async fn wrong_method_and_path() {
-    let bridge = Bridge::start("").await;
+    let bridge = start_bridge("").await;
     for (method, path, status, allow) in [
         (
             Method::GET,
@@ -582,7 +593,7 @@ async fn wrong_method_and_path() {
     ] {
         // With or without a token: routing comes first.
         let resp = client()
-            .request(method.clone(), bridge.url(path))
+            .request(method.clone(), bridge.url_of(path))
             .header(TOKEN_HEADER, TOKEN_A)
             .send()
             .await
@@ -600,24 +611,28 @@ async fn wrong_method_and_path() {
 
 #[tokio::test]
 async fn health_ready_and_request_ids() {
-    let bridge = Bridge::start("").await;
-    let resp = client().get(bridge.url("/healthz")).send().await.unwrap();
+    let bridge = start_bridge("").await;
+    let resp = client()
+        .get(bridge.url_of("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers().contains_key("x-request-id"));
     assert_eq!(resp.json::<Value>().await.unwrap()["status"], "ok");
-    let resp = client().get(bridge.url("/readyz")).send().await.unwrap();
+    let resp = client().get(bridge.url_of("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.json::<Value>().await.unwrap()["tenants"], 2);
     // A caller's request id is kept; a hostile one is replaced.
     let resp = client()
-        .get(bridge.url("/healthz"))
+        .get(bridge.url_of("/healthz"))
         .header("x-request-id", "pos-42")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "pos-42");
     let resp = client()
-        .get(bridge.url("/healthz"))
+        .get(bridge.url_of("/healthz"))
         .header("x-request-id", "a b\"<>")
         .send()
         .await
@@ -628,10 +643,10 @@ async fn health_ready_and_request_ids() {
 
 #[tokio::test]
 async fn base_path_prefixes_the_endpoints() {
-    let bridge = Bridge::start(r#"base_path = "/loyalty""#).await;
+    let bridge = start_bridge(r#"base_path = "/loyalty""#).await;
     let recalc = fixture("retaildemand.recalc.request.json");
     let resp = client()
-        .post(bridge.url("/loyalty/retaildemand/recalc"))
+        .post(bridge.url_of("/loyalty/retaildemand/recalc"))
         .header(TOKEN_HEADER, TOKEN_A)
         .body(recalc.clone())
         .send()
@@ -639,7 +654,7 @@ async fn base_path_prefixes_the_endpoints() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let resp = client()
-        .post(bridge.url("/retaildemand/recalc"))
+        .post(bridge.url_of("/retaildemand/recalc"))
         .header(TOKEN_HEADER, TOKEN_A)
         .body(recalc)
         .send()
@@ -651,14 +666,14 @@ async fn base_path_prefixes_the_endpoints() {
 
 #[tokio::test]
 async fn h2c_prior_knowledge_works() {
-    let bridge = Bridge::start("").await;
+    let bridge = start_bridge("").await;
     loyalty_bridge::upstream::install_crypto();
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
     let resp = h2
-        .post(bridge.url(Op::RetaildemandRecalc.path()))
+        .post(bridge.url_of(Op::RetaildemandRecalc.path()))
         .header(TOKEN_HEADER, TOKEN_A)
         .body(fixture("retaildemand.recalc.request.json"))
         .send()
@@ -676,8 +691,8 @@ async fn h2c_prior_knowledge_works() {
 }
 
 /// Sends the head and part of the body of a POST, leaving the request in flight.
-async fn start_slow_request(bridge: &Bridge, body: &str, sent: usize) -> TcpStream {
-    let mut stream = TcpStream::connect(bridge.addr).await.unwrap();
+async fn start_slow_request(bridge: &TestBridge, body: &str, sent: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(bridge.addr()).await.unwrap();
     let head = format!(
         "POST /retaildemand/recalc HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN_A}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -699,7 +714,7 @@ async fn read_response(stream: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_a_request_in_flight_finish() {
-    let mut bridge = Bridge::start("").await;
+    let mut bridge = start_bridge("").await;
     let body = fixture("retaildemand.recalc.request.json");
     let mut stream = start_slow_request(&bridge, &body, 100).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -708,7 +723,7 @@ async fn graceful_shutdown_lets_a_request_in_flight_finish() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // No new connections once shutdown began.
     assert!(
-        TcpStream::connect(bridge.addr).await.is_err(),
+        TcpStream::connect(bridge.addr()).await.is_err(),
         "listener still accepting"
     );
     // The request in flight still completes, with a full answer.
@@ -716,28 +731,17 @@ async fn graceful_shutdown_lets_a_request_in_flight_finish() {
     let response = read_response(&mut stream).await;
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
     assert!(response.contains("9503"), "{response}");
-    let task = bridge.task.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("server stopped")
-        .unwrap()
-        .unwrap();
+    bridge.stop_within(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn graceful_shutdown_is_bounded() {
-    let mut bridge = Bridge::start("shutdown_grace_ms = 300").await;
+    let bridge = start_bridge("shutdown_grace_ms = 300").await;
     let body = fixture("retaildemand.recalc.request.json");
     let _stuck = start_slow_request(&bridge, &body, 10).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
-    bridge.begin_shutdown();
-    let task = bridge.task.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("server stopped")
-        .unwrap()
-        .unwrap();
+    bridge.stop_within(Duration::from_secs(5)).await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",
@@ -747,7 +751,7 @@ async fn graceful_shutdown_is_bounded() {
 
 #[tokio::test]
 async fn a_stalled_body_gets_a_504_within_the_deadline() {
-    let bridge = Bridge::start("request_timeout_ms = 300").await;
+    let bridge = start_bridge("request_timeout_ms = 300").await;
     let body = fixture("retaildemand.recalc.request.json");
     let started = Instant::now();
     let mut stream = start_slow_request(&bridge, &body, 50).await;

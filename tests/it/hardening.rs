@@ -5,19 +5,15 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{API_KEY_A, TOKEN_A, TOKEN_B, client, start_maxma, start_maxma_bridge};
+use common::{
+    API_KEY_A, MaxmaWorld, ServedEmulator, TOKEN_A, TOKEN_B, TestBridge, TestTenant, client,
+};
 use emulators::maxma::{Fault, MaxmaSandbox};
-use loyalty_bridge::Config;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, oneshot};
-
-/// One attack at a time: they measure time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// h2c's connection preface and an empty SETTINGS frame: an h2 client that then says nothing.
 const H2_PREFACE_AND_SETTINGS: &[u8] =
@@ -76,12 +72,15 @@ async fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
 /// (the longest idle connections are closed to admit it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_idle_connections_do_not_lock_out_a_new_one() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (vendor, _stop_vendor) = start_maxma(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
+    let _alone = common::alone().lock().await;
     const MAX: usize = 100;
-    let (bridge, _stop) =
-        start_maxma_bridge(&vendor, &format!("max_connections = {MAX}"), "").await;
-    let addr = bridge.trim_start_matches("http://").to_string();
+    let w = MaxmaWorld::start_with(MaxmaSandbox::with_demo_data(API_KEY_A), |bridge, shop| {
+        bridge
+            .server(format!("max_connections = {MAX}"))
+            .tenant(shop)
+    })
+    .await;
+    let (bridge, addr) = (w.url(), w.addr());
     let mut held = Vec::new();
     for _ in 0..MAX + 50 {
         held.push(TcpStream::connect(&addr).await.unwrap());
@@ -92,7 +91,7 @@ async fn silent_and_idle_connections_do_not_lock_out_a_new_one() {
         held.push(conn);
     }
 
-    let (status, took) = recalc(&bridge, TOKEN_A, "c-1").await;
+    let (status, took) = recalc(bridge, TOKEN_A, "c-1").await;
     assert_eq!(status, 200);
     assert!(took < Duration::from_secs(1), "recalc answered in {took:?}");
     let started = Instant::now();
@@ -116,15 +115,14 @@ async fn silent_and_idle_connections_do_not_lock_out_a_new_one() {
 /// connection that served a request is closed once idle for `idle_timeout_ms`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_idle_connections_are_closed_in_time() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (vendor, _stop_vendor) = start_maxma(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
-    let (bridge, _stop) = start_maxma_bridge(
-        &vendor,
-        "header_read_timeout_ms = 300\nidle_timeout_ms = 600",
-        "",
-    )
+    let _alone = common::alone().lock().await;
+    let w = MaxmaWorld::start_with(MaxmaSandbox::with_demo_data(API_KEY_A), |bridge, shop| {
+        bridge
+            .server("header_read_timeout_ms = 300\nidle_timeout_ms = 600")
+            .tenant(shop)
+    })
     .await;
-    let addr = bridge.trim_start_matches("http://").to_string();
+    let (bridge, addr) = (w.url(), w.addr());
 
     let mut silent = TcpStream::connect(&addr).await.unwrap();
     let mut preface_only = TcpStream::connect(&addr).await.unwrap();
@@ -181,10 +179,13 @@ async fn silent_and_idle_connections_are_closed_in_time() {
 /// not refused) and is served once one of them is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_connections_are_not_closed_to_admit_new_ones() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _alone = common::alone().lock().await;
     let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
-    let (vendor, _stop_vendor) = start_maxma(sandbox.clone()).await;
-    let (bridge, _stop) = start_maxma_bridge(&vendor, "max_connections = 2", "").await;
+    let w = MaxmaWorld::start_with(sandbox.clone(), |bridge, shop| {
+        bridge.server("max_connections = 2").tenant(shop)
+    })
+    .await;
+    let bridge = w.url().to_string();
     // The readiness check's connection closes with its client: let it go.
     tokio::time::sleep(Duration::from_millis(300)).await;
     sandbox.set_fault(Some(Fault::Delay(Duration::from_millis(1500))));
@@ -195,8 +196,7 @@ async fn busy_connections_are_not_closed_to_admit_new_ones() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let addr = bridge.trim_start_matches("http://").to_string();
-    let mut third = TcpStream::connect(&addr).await.unwrap();
+    let mut third = TcpStream::connect(w.addr()).await.unwrap();
     third
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: bridge\r\n\r\n")
         .await
@@ -215,39 +215,19 @@ async fn busy_connections_are_not_closed_to_admit_new_ones() {
 }
 
 /// Two tenants on their own MAXMA emulators: A's behind `a_vendor`, B's behind `b_vendor`.
-async fn two_tenant_bridge(a_vendor: &str, b_vendor: &str) -> (String, oneshot::Sender<()>) {
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
-    let mapping = mapping.display();
-    let text = format!(
-        r#"
-        [store]
-        path = ":memory:"
-        [server]
-        request_timeout_ms = 8000
-        [[tenants]]
-        name = "shop-a"
-        token = "${{TOKEN_A}}"
-        mapping = "{mapping}"
-        base_url = "{a_vendor}"
-        credentials = {{ api_key = "${{KEY}}" }}
-        limits = {{ requests_per_second = 1000, burst = 1000 }}
-        [[tenants]]
-        name = "shop-b"
-        token = "${{TOKEN_B}}"
-        mapping = "{mapping}"
-        base_url = "{b_vendor}"
-        credentials = {{ api_key = "${{KEY}}" }}
-        limits = {{ requests_per_second = 1000, burst = 1000 }}
-        "#
-    );
-    let env = |name: &str| match name {
-        "TOKEN_A" => Some(TOKEN_A.to_string()),
-        "TOKEN_B" => Some(TOKEN_B.to_string()),
-        "KEY" => Some(API_KEY_A.to_string()),
-        _ => None,
-    };
-    let config = Config::parse(&text, "two tenants", Path::new("."), &env).unwrap();
-    common::start_ready_bridge(config).await
+async fn two_tenant_bridge(a_vendor: &str, b_vendor: &str) -> TestBridge {
+    let limits = "limits = { requests_per_second = 1000, burst = 1000 }";
+    TestBridge::builder()
+        .server("request_timeout_ms = 8000")
+        .tenant(TestTenant::maxma(a_vendor).name("shop-a").keys(limits))
+        .tenant(
+            TestTenant::maxma(b_vendor)
+                .name("shop-b")
+                .token(TOKEN_B)
+                .keys(limits),
+        )
+        .start()
+        .await
 }
 
 /// Tenant A floods: 300 h2c POSTs whose bodies never come, over 2 connections, and 150
@@ -255,12 +235,13 @@ async fn two_tenant_bridge(a_vendor: &str, b_vendor: &str) -> (String, oneshot::
 /// under 50 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_flood_does_not_delay_another() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _alone = common::alone().lock().await;
     let slow = MaxmaSandbox::with_demo_data(API_KEY_A);
     slow.set_fault(Some(Fault::Delay(Duration::from_secs(5))));
-    let (a_vendor, _stop_a) = start_maxma(slow).await;
-    let (b_vendor, _stop_b) = start_maxma(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
-    let (bridge, _stop) = two_tenant_bridge(&a_vendor, &b_vendor).await;
+    let a_vendor = ServedEmulator::start(slow).await;
+    let b_vendor = ServedEmulator::start(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
+    let two_tenants = two_tenant_bridge(a_vendor.url(), b_vendor.url()).await;
+    let bridge = two_tenants.url().to_string();
     // B's till keeps its connection, as MoySklad does; its first calls warm it, B's vendor
     // connections and the mapping's paths.
     let till_b = client();
@@ -326,10 +307,9 @@ fn futures_never()
 /// that are not HTTP) still gets a LoyaltyAPI error envelope.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hypers_own_refusals_are_envelopes() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (vendor, _stop_vendor) = start_maxma(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
-    let (bridge, _stop) = start_maxma_bridge(&vendor, "", "").await;
-    let addr = bridge.trim_start_matches("http://").to_string();
+    let _alone = common::alone().lock().await;
+    let w = MaxmaWorld::start(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
+    let addr = w.addr();
     let long_uri = format!(
         "GET /counterparty?search={} HTTP/1.1\r\nhost: b\r\n\r\n",
         "7".repeat(600 * 1024)

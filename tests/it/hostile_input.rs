@@ -22,6 +22,8 @@
 //! Everything is deterministic and shrinks; no network, no sleeps (a paused tokio clock runs
 //! the retries' backoff).
 
+use crate::common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -843,6 +845,7 @@ static PARSED: Tally = Tally::new();
 
 #[test]
 fn parsing_any_body_or_query_answers_4xx_envelopes() {
+    let _alone = common::alone().blocking_lock();
     let strategy = (
         prop::sample::select(Op::ALL.to_vec()),
         query(),
@@ -1098,6 +1101,7 @@ static OPERATED: Tally = Tally::new();
 
 #[test]
 fn every_operation_through_every_mapping_answers_json_or_an_envelope() {
+    let _alone = common::alone().blocking_lock();
     check("operations", &OPERATED, op_case(), |case| {
         check_op_case(&case)
     });
@@ -1168,6 +1172,7 @@ static EVALUATED: Tally = Tally::new();
 
 #[test]
 fn mapping_expressions_take_any_input() {
+    let _alone = common::alone().blocking_lock();
     let strategy = (
         seed_index(),
         any::<Index>(),
@@ -1312,6 +1317,7 @@ static COMPILED: Tally = Tally::new();
 /// builds) the native fast path agrees with jaq.
 #[test]
 fn arbitrary_expressions_compile_and_run_without_panic() {
+    let _alone = common::alone().blocking_lock();
     let strategy = (
         jq(),
         seed_index(),

@@ -9,49 +9,30 @@ use std::time::{Duration, Instant};
 use emulators::maxma::{Fault, MaxmaSandbox};
 use http::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 use common::{
-    API_KEY_A, TOKEN_A, TestStore, client, start_maxma, start_maxma_bridge_on, the_error,
+    API_KEY_A, MaxmaWorld, ServedEmulator, TestBridge, TestBridgeBuilder, TestStore, TestTenant,
+    the_error,
 };
 
 const PHONE: &str = "+7 916 123-45-67";
 const CUSTOMER: &str = "7d0f4c2e-1b3a-4e5f-9a8b-0c1d2e3f4a5b";
 
-/// The MAXMA sandbox for `sandbox`, and a bridge on `store` in front of it (the breaker is
-/// kept out of the way: these tests make the vendor fail on purpose).
-async fn world(
-    sandbox: &MaxmaSandbox,
-    store: &TestStore,
-) -> (String, (oneshot::Sender<()>, oneshot::Sender<()>)) {
-    let (vendor, stop_vendor) = start_maxma(sandbox.clone()).await;
-    let (bridge, stop_bridge) = start_maxma_bridge_on(
-        &store.section(),
-        &vendor,
-        "request_timeout_ms = 3000",
-        "limits = { breaker_failures = 1000 }",
-    )
-    .await;
-    (bridge, (stop_vendor, stop_bridge))
+/// `bridge` on `store`, with `shop` (the breaker is kept out of the way: these tests make the
+/// vendor fail on purpose).
+fn on_store(bridge: TestBridgeBuilder, store: &TestStore, shop: TestTenant) -> TestBridgeBuilder {
+    bridge
+        .store(store)
+        .server("request_timeout_ms = 3000")
+        .tenant(shop.keys("limits = { breaker_failures = 1000 }"))
 }
 
-async fn post(bridge: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-    let resp = client()
-        .post(format!("{bridge}{path}"))
-        .header("Lognex-Discount-API-Auth-Token", TOKEN_A)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (status, body)
+/// The MAXMA sandbox for `sandbox`, and a bridge on `store` in front of it.
+async fn world(sandbox: &MaxmaSandbox, store: &TestStore) -> MaxmaWorld {
+    MaxmaWorld::start_with(sandbox.clone(), |bridge, shop| {
+        on_store(bridge, store, shop)
+    })
+    .await
 }
 
 fn store_ref() -> Value {
@@ -128,16 +109,16 @@ async fn fifty_duplicate_sales_at_once_reach_the_vendor_once(store: TestStore) {
     let sandbox = sandbox();
     // Slow enough that the copies arrive while the first is still at the vendor.
     sandbox.set_fault(Some(Fault::Delay(Duration::from_millis(300))));
-    let (bridge, _stop) = world(&sandbox, &store).await;
+    let w = std::sync::Arc::new(world(&sandbox, &store).await);
     let body = sale("a1b2c3d4-0000-4000-8000-000000000050", 0);
     let calls: Vec<_> = (0..50)
         .map(|_| {
-            let (bridge, body) = (bridge.clone(), body.clone());
+            let (w, body) = (w.clone(), body.clone());
             tokio::spawn(async move {
                 // A copy still waiting when its own deadline comes gets "in progress, retry"
                 // (409, 9409) — on a slow machine that happens — and MoySklad repeats it.
                 for _ in 0..20 {
-                    let (status, body) = post(&bridge, "/retaildemand", &body).await;
+                    let (status, body) = w.post("/retaildemand", &body).await;
                     if status != StatusCode::CONFLICT || the_error(&body)["code"] != 9409 {
                         return (status, body);
                     }
@@ -155,7 +136,7 @@ async fn fifty_duplicate_sales_at_once_reach_the_vendor_once(store: TestStore) {
     assert_eq!(sandbox.calls("confirm-ticket"), 1);
     // And later repeats are answered from the journal.
     sandbox.set_fault(None);
-    let (status, _) = post(&bridge, "/retaildemand", &body).await;
+    let (status, _) = w.post("/retaildemand", &body).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(sandbox.calls("set-purchase"), 1);
     assert_eq!(sandbox.balance_by_phone("79161234567"), Some(550));
@@ -163,14 +144,14 @@ async fn fifty_duplicate_sales_at_once_reach_the_vendor_once(store: TestStore) {
 
 async fn a_refused_sale_can_be_tried_again(store: TestStore) {
     let sandbox = sandbox();
-    let (bridge, _stop) = world(&sandbox, &store).await;
+    let w = world(&sandbox, &store).await;
     let id = "a1b2c3d4-0000-4000-8000-000000000051";
     // More points than the customer has: MAXMA refuses, nothing is recorded.
-    let (status, body) = post(&bridge, "/retaildemand", &sale(id, 900)).await;
+    let (status, body) = w.post("/retaildemand", &sale(id, 900)).await;
     assert!(status.is_client_error(), "{status} {body}");
     assert_eq!(sandbox.balance_by_phone("79161234567"), Some(500));
     // The same sale, corrected at the till, goes through.
-    let (status, body) = post(&bridge, "/retaildemand", &sale(id, 100)).await;
+    let (status, body) = w.post("/retaildemand", &sale(id, 100)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // 100 spent, 5 % of the 900 paid in money earned.
     assert_eq!(sandbox.balance_by_phone("79161234567"), Some(445));
@@ -179,26 +160,23 @@ async fn a_refused_sale_can_be_tried_again(store: TestStore) {
 async fn vendor_down_an_earning_sale_is_queued_and_delivered_once(store: TestStore) {
     let sandbox = sandbox();
     sandbox.set_fault(Some(Fault::Http500));
-    let (bridge, _stop) = world(&sandbox, &store).await;
+    let w = world(&sandbox, &store).await;
     let earning = "a1b2c3d4-0000-4000-8000-000000000052";
     let spending = "a1b2c3d4-0000-4000-8000-000000000053";
 
-    let (status, body) = post(&bridge, "/retaildemand", &sale(earning, 0)).await;
+    let (status, body) = w.post("/retaildemand", &sale(earning, 0)).await;
     assert_eq!(status, StatusCode::CREATED, "earning sale accepted: {body}");
     // A spending sale is not queued: the vendor has not approved the spend.
-    let (status, body) = post(&bridge, "/retaildemand", &sale(spending, 100)).await;
+    let (status, body) = w.post("/retaildemand", &sale(spending, 100)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     // A return of the queued sale must wait for it.
-    let (status, body) = post(
-        &bridge,
-        "/retailsalesreturn",
-        &sale_return("ret-0052", earning, 1),
-    )
-    .await;
+    let (status, body) = w
+        .post("/retailsalesreturn", &sale_return("ret-0052", earning, 1))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(the_error(&body)["code"], 9409);
     // MoySklad repeats the earning sale: accepted again, still one queued item.
-    let (status, _) = post(&bridge, "/retaildemand", &sale(earning, 0)).await;
+    let (status, _) = w.post("/retaildemand", &sale(earning, 0)).await;
     assert_eq!(status, StatusCode::CREATED);
 
     sandbox.set_fault(None);
@@ -211,29 +189,26 @@ async fn vendor_down_an_earning_sale_is_queued_and_delivered_once(store: TestSto
     assert_eq!(sandbox.balance_by_phone("79161234567"), Some(550));
     // Delivered once: later rounds and repeats send nothing more.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, _) = post(&bridge, "/retaildemand", &sale(earning, 0)).await;
+    let (status, _) = w.post("/retaildemand", &sale(earning, 0)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(sandbox.calls("confirm-ticket"), 1);
     // Now the return goes through.
-    let (status, body) = post(
-        &bridge,
-        "/retailsalesreturn",
-        &sale_return("ret-0052", earning, 1),
-    )
-    .await;
+    let (status, body) = w
+        .post("/retailsalesreturn", &sale_return("ret-0052", earning, 1))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(sandbox.calls("apply-return"), 1);
 }
 
 async fn a_return_after_a_partial_return(store: TestStore) {
     let sandbox = sandbox();
-    let (bridge, _stop) = world(&sandbox, &store).await;
+    let w = world(&sandbox, &store).await;
     let id = "a1b2c3d4-0000-4000-8000-000000000054";
-    let (status, body) = post(&bridge, "/retaildemand", &sale(id, 0)).await;
+    let (status, body) = w.post("/retaildemand", &sale(id, 0)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(sandbox.balance_by_phone("79161234567"), Some(550));
     for (ret, repeat) in [("ret-a", false), ("ret-a", true), ("ret-b", false)] {
-        let (status, body) = post(&bridge, "/retailsalesreturn", &sale_return(ret, id, 1)).await;
+        let (status, body) = w.post("/retailsalesreturn", &sale_return(ret, id, 1)).await;
         assert_eq!(status, StatusCode::CREATED, "{ret} repeat={repeat}: {body}");
     }
     // Two returns of one coffee each (the repeat of the first one did not count): all 50
@@ -248,22 +223,22 @@ async fn two_instances_on_one_store_deliver_once(store: TestStore) {
     }
     let sandbox = sandbox();
     sandbox.set_fault(Some(Fault::Http500));
-    let (first, (_v, _b1)) = world(&sandbox, &store).await;
+    let first = world(&sandbox, &store).await;
     // A second instance on the same store, in front of the same vendor.
-    let (vendor, _stop) = start_maxma(sandbox.clone()).await;
-    let (second, _b2) = start_maxma_bridge_on(
-        &store.section(),
-        &vendor,
-        "request_timeout_ms = 3000",
-        "limits = { breaker_failures = 1000 }",
+    let vendor = ServedEmulator::start(sandbox.clone()).await;
+    let second = on_store(
+        TestBridge::builder(),
+        &store,
+        TestTenant::maxma(vendor.url()),
     )
+    .start()
     .await;
     let ids: Vec<String> = (0..6)
         .map(|i| format!("a1b2c3d4-0000-4000-8000-0000000001{i:02}"))
         .collect();
     for (i, id) in ids.iter().enumerate() {
-        let bridge = if i % 2 == 0 { &first } else { &second };
-        let (status, body) = post(bridge, "/retaildemand", &sale(id, 0)).await;
+        let bridge = if i % 2 == 0 { &first.bridge } else { &second };
+        let (status, body) = bridge.post("/retaildemand", &sale(id, 0)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     sandbox.set_fault(None);

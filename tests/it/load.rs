@@ -3,17 +3,17 @@
 //! the tenant's rate limit holds at the vendor, and when the bridge stops no task is left
 //! behind.
 
-use std::path::Path;
+use crate::common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{ServedEmulator, TestBridge, TestTenant};
 use emulators::maxma::{Fault, MaxmaSandbox};
 use http::StatusCode;
-use loyalty_bridge::Config;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
 const TOKEN: &str = "load-test-token-0001";
 const KEY: &str = "load-test-maxma-key";
@@ -23,30 +23,20 @@ const BURST: u64 = 20;
 
 /// MAXMA's throttle (error 49) pauses the tenant (5 s by the mapping); capped here at 50 ms so
 /// that the changing faults leave windows for requests to get through.
-fn config(vendor: &str) -> Config {
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
-    let text = format!(
-        r#"
-        [store]
-        path = ":memory:"
-        [server]
-        request_timeout_ms = {DEADLINE_MS}
-        [[tenants]]
-        name = "shop"
-        token = "${{TOKEN}}"
-        mapping = "{}"
-        base_url = "{vendor}"
-        credentials = {{ api_key = "${{KEY}}" }}
-        limits = {{ requests_per_second = {RATE}, burst = {BURST}, max_wait_ms = 200, breaker_failures = 20, breaker_open_ms = 300, max_pause_ms = 50 }}
-        "#,
-        mapping.display()
-    );
-    let env = |name: &str| match name {
-        "TOKEN" => Some(TOKEN.to_string()),
-        "KEY" => Some(KEY.to_string()),
-        _ => None,
-    };
-    Config::parse(&text, "load test", Path::new("."), &env).unwrap()
+async fn start_bridge(vendor: &str) -> TestBridge {
+    TestBridge::builder()
+        .server(format!("request_timeout_ms = {DEADLINE_MS}"))
+        .tenant(
+            TestTenant::maxma(vendor)
+                .token(TOKEN)
+                .key(KEY)
+                .keys(&format!(
+                    "limits = {{ requests_per_second = {RATE}, burst = {BURST}, max_wait_ms = 200, \
+             breaker_failures = 20, breaker_open_ms = 300, max_pause_ms = 50 }}"
+                )),
+        )
+        .start()
+        .await
 }
 
 fn store() -> Value {
@@ -91,22 +81,15 @@ fn request(i: usize) -> (&'static str, Option<Value>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
+    let _alone = common::alone().lock().await;
     let metrics = tokio::runtime::Handle::current().metrics();
     let tasks_before = metrics.num_alive_tasks();
 
     let sandbox = MaxmaSandbox::with_demo_data(KEY);
-    let vendor_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let vendor = format!("http://{}", vendor_listener.local_addr().unwrap());
-    let (stop_vendor, vendor_stopped) = oneshot::channel::<()>();
-    let vendor_task = tokio::spawn(sandbox.clone().serve(vendor_listener, async {
-        let _ = vendor_stopped.await;
-    }));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bridge = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_bridge, bridge_stopped) = oneshot::channel::<()>();
-    let bridge_task = tokio::spawn(loyalty_bridge::run(listener, config(&vendor), async {
-        let _ = bridge_stopped.await;
-    }));
+    let vendor = ServedEmulator::start(sandbox.clone()).await;
+    // Answering once started: it compiled its mapping first.
+    let bridge_server = start_bridge(vendor.url()).await;
+    let bridge = bridge_server.url().to_string();
 
     // The vendor changes how it fails every 40 ms.
     let cycling = Arc::new(AtomicBool::new(true));
@@ -138,20 +121,6 @@ async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    // Wait until the bridge serves (it compiles its mapping first).
-    let ready = Instant::now();
-    while client
-        .get(format!("{bridge}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            ready.elapsed() < Duration::from_secs(20),
-            "the bridge did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let gate = Arc::new(Semaphore::new(32));
     let started = Instant::now();
     let total = 400;
@@ -259,15 +228,13 @@ async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
     // until its grace period (10 s) runs out, so the stop must come well before.
     drop(client);
     let stopping = Instant::now();
-    stop_bridge.send(()).unwrap();
-    bridge_task.await.unwrap().unwrap();
+    bridge_server.stop().await;
     assert!(
         stopping.elapsed() < Duration::from_secs(5),
         "the bridge took {:?} to stop: a connection outlived the requests",
         stopping.elapsed()
     );
-    stop_vendor.send(()).unwrap();
-    vendor_task.await.unwrap().unwrap();
+    vendor.stop().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let alive = metrics.num_alive_tasks();

@@ -3,98 +3,20 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{client, fixture, the_error};
+use common::{API_KEY_A, MaxmaWorld, TestBridge, client, fixture, the_error};
 use emulators::maxma::{Fault, GiftCardStatus, MaxmaSandbox, SandboxClient, SandboxSettings};
-use loyalty_bridge::Config;
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-const TOKEN: &str = "maxma-tenant-token";
-const KEY: &str = "processing-key-1";
 const STORE: &str = r#"{"meta":{"href":"https://api.moysklad.ru/api/remap/1.2/entity/retailstore/s1","id":"2b5eb22f-139e-11e6-9464-e4de00000073"},"name":"Магазин №1"}"#;
-
-struct World {
-    sandbox: MaxmaSandbox,
-    bridge: String,
-    _stop: (oneshot::Sender<()>, oneshot::Sender<()>),
-}
-
-async fn start_sandbox(sandbox: MaxmaSandbox) -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(sandbox.serve(listener, async {
-        let _ = rx.await;
-    }));
-    (url, tx)
-}
-
-async fn start_bridge(
-    vendor_url: &str,
-    key: &str,
-    server_keys: &str,
-) -> (String, oneshot::Sender<()>) {
-    start_bridge_with(vendor_url, key, server_keys, "").await
-}
-
-async fn start_bridge_with(
-    vendor_url: &str,
-    key: &str,
-    server_keys: &str,
-    tenant_keys: &str,
-) -> (String, oneshot::Sender<()>) {
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
-    let text = format!(
-        r#"
-        [store]
-        path = ":memory:"
-        [server]
-        {server_keys}
-        [[tenants]]
-        name = "shop"
-        token = "${{TOKEN}}"
-        mapping = "{}"
-        base_url = "{vendor_url}"
-        credentials = {{ api_key = "${{KEY}}" }}
-        {tenant_keys}
-        "#,
-        mapping.display()
-    );
-    let key = key.to_string();
-    let env = move |name: &str| match name {
-        "TOKEN" => Some(TOKEN.to_string()),
-        "KEY" => Some(key.clone()),
-        _ => None,
-    };
-    let config = Config::parse(&text, "maxma test", Path::new("."), &env).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(loyalty_bridge::run(listener, config, async {
-        let _ = rx.await;
-    }));
-    (url, tx)
-}
-
-async fn world(sandbox: MaxmaSandbox) -> World {
-    let (vendor, stop_vendor) = start_sandbox(sandbox.clone()).await;
-    let (bridge, stop_bridge) = start_bridge(&vendor, KEY, "").await;
-    World {
-        sandbox,
-        bridge,
-        _stop: (stop_vendor, stop_bridge),
-    }
-}
 
 /// A sandbox that knows the tests' customer (phone, MoySklad id) with `bonuses` to spend.
 fn sandbox_with_customer(bonuses: i64) -> MaxmaSandbox {
-    let sandbox = MaxmaSandbox::new(KEY);
+    let sandbox = MaxmaSandbox::new(API_KEY_A);
     sandbox.add_client(SandboxClient {
         phone: Some(PHONE.into()),
         external_id: Some(CUSTOMER.into()),
@@ -104,57 +26,16 @@ fn sandbox_with_customer(bonuses: i64) -> MaxmaSandbox {
     sandbox
 }
 
-impl World {
-    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        send(
-            client()
-                .post(format!("{}{path}", self.bridge))
-                .json_body(body),
+/// The customer's balance as MoySklad asks for it (`/counterparty/detail`).
+async fn balance(bridge: &TestBridge, meta_id: &str, phone: &str) -> Value {
+    let (status, body) = bridge
+        .post(
+            "/counterparty/detail",
+            &json!({"retailStore": store(), "meta": {"id": meta_id}, "phone": phone}),
         )
-        .await
-    }
-
-    async fn get(&self, path_and_query: &str) -> (StatusCode, Value) {
-        send(client().get(format!("{}{path_and_query}", self.bridge))).await
-    }
-
-    async fn balance(&self, meta_id: &str, phone: &str) -> Value {
-        let (status, body) = self
-            .post(
-                "/counterparty/detail",
-                &json!({"retailStore": store(), "meta": {"id": meta_id}, "phone": phone}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["bonusProgram"]["agentBonusBalance"].clone()
-    }
-}
-
-trait JsonBody {
-    fn json_body(self, body: &Value) -> Self;
-}
-
-impl JsonBody for reqwest::RequestBuilder {
-    fn json_body(self, body: &Value) -> Self {
-        self.header("content-type", "application/json")
-            .body(body.to_string())
-    }
-}
-
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = req
-        .header("Lognex-Discount-API-Auth-Token", TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (status, body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["bonusProgram"]["agentBonusBalance"].clone()
 }
 
 fn store() -> Value {
@@ -203,12 +84,12 @@ fn sale(id: &str, positions: Value, spend: i64, earn: i64) -> Value {
 
 #[tokio::test]
 async fn a_whole_checkout_as_moysklad_plays_it() {
-    let sandbox = MaxmaSandbox::new(KEY);
+    let sandbox = MaxmaSandbox::new(API_KEY_A);
     sandbox.set_settings(SandboxSettings {
         welcome_bonus: 300,
         ..SandboxSettings::default()
     });
-    let w = world(sandbox).await;
+    let w = MaxmaWorld::start(sandbox).await;
 
     // 1. Register the customer.
     let create = json!({"retailStore": store(), "meta": {"id": CUSTOMER}, "name": "Смирнова Анна Петровна",
@@ -240,7 +121,7 @@ async fn a_whole_checkout_as_moysklad_plays_it() {
     assert_eq!((status, body), (StatusCode::OK, json!({"rows": []})));
 
     // 3. Balance: the welcome bonus.
-    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(300));
+    assert_eq!(balance(&w, CUSTOMER, PHONE).await, json!(300));
 
     // 4. Earning: 5 % of each row, rounded down; no discount.
     let (status, body) = w
@@ -335,7 +216,7 @@ async fn a_whole_checkout_as_moysklad_plays_it() {
     assert_eq!(w.sandbox.calls("confirm-ticket"), confirms);
 
     // 9. The balance MoySklad sees.
-    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(257));
+    assert_eq!(balance(&w, CUSTOMER, PHONE).await, json!(257));
 
     // 10. A partial return (the tea): 20 % of the paid amount → 20 spent bonuses back, 11 earned taken.
     let ret = json!({"retailStore": store(), "name": "R-1", "moment": "2026-11-29 11:00:00",
@@ -345,11 +226,11 @@ async fn a_whole_checkout_as_moysklad_plays_it() {
         "cashSum": 230.00, "noCashSum": 0});
     let (status, body) = w.post("/retailsalesreturn", &ret).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(266));
+    assert_eq!(balance(&w, CUSTOMER, PHONE).await, json!(266));
     let (status, _) = w.post("/retailsalesreturn", &ret).await;
     assert_eq!(status, StatusCode::CREATED, "a repeated return is accepted");
     assert_eq!(
-        w.balance(CUSTOMER, PHONE).await,
+        balance(&w, CUSTOMER, PHONE).await,
         json!(266),
         "and changes nothing"
     );
@@ -367,7 +248,7 @@ async fn a_whole_checkout_as_moysklad_plays_it() {
 #[tokio::test]
 async fn kopecks_are_exact_when_a_row_cannot_be_discounted_evenly() {
     let sandbox = sandbox_with_customer(100);
-    let w = world(sandbox).await;
+    let w = MaxmaWorld::start(sandbox).await;
     // 3 × 33.33 with 10 bonuses: MAXMA discounts the row by 10.00, 99.99 − 10.00 = 89.99 is not
     // 3 × any kopeck price, so the row comes back as 1 × 30.01 + 2 × 29.99, serials divided.
     let sn = json!([{"name": "SN1"}, {"name": "SN2"}, {"name": "SN3"}]);
@@ -408,7 +289,7 @@ async fn kopecks_are_exact_when_a_row_cannot_be_discounted_evenly() {
 #[tokio::test]
 async fn a_long_priced_cart_is_gzipped_for_a_caller_that_accepts_it_and_a_short_one_is_not() {
     let sandbox = sandbox_with_customer(100);
-    let w = world(sandbox).await;
+    let w = MaxmaWorld::start(sandbox).await;
     let positions: Vec<Value> = (0..60)
         .map(|i| {
             json!({"assortment": {"meta": {"id": format!("sku-{i}"),
@@ -420,10 +301,11 @@ async fn a_long_priced_cart_is_gzipped_for_a_caller_that_accepts_it_and_a_short_
         "bonusProgram": {"transactionType": "EARNING"}});
     let raw = |body: &Value| {
         client()
-            .post(format!("{}/retaildemand/recalc", w.bridge))
-            .header("Lognex-Discount-API-Auth-Token", TOKEN)
+            .post(w.url_of("/retaildemand/recalc"))
+            .header("Lognex-Discount-API-Auth-Token", w.token())
             .header("accept-encoding", "gzip")
-            .json_body(body)
+            .header("content-type", "application/json")
+            .body(body.to_string())
             .send()
     };
     let resp = raw(&long).await.unwrap();
@@ -454,7 +336,7 @@ async fn a_long_priced_cart_is_gzipped_for_a_caller_that_accepts_it_and_a_short_
 
 #[tokio::test]
 async fn every_reference_example_goes_through_the_maxma_mapping() {
-    let sandbox = MaxmaSandbox::new(KEY);
+    let sandbox = MaxmaSandbox::new(API_KEY_A);
     // The customer of the reference examples (phone +7 555 123 4567, MoySklad id 276a…).
     sandbox.add_client(SandboxClient {
         phone: Some("+7 555 123 4567".into()),
@@ -474,7 +356,7 @@ async fn every_reference_example_goes_through_the_maxma_mapping() {
             None,
         );
     }
-    let w = world(sandbox).await;
+    let w = MaxmaWorld::start(sandbox).await;
     // The two GETs, with the parameters MoySklad sends.
     let (status, answer) = w
         .get("/counterparty?search=%2B7%20555%20123%204567&retailStoreId=s")
@@ -552,7 +434,7 @@ async fn every_reference_example_goes_through_the_maxma_mapping() {
 
 #[tokio::test]
 async fn gift_cards_map_to_the_loyaltyapi_statuses() {
-    let w = world(MaxmaSandbox::with_demo_data(KEY)).await;
+    let w = MaxmaWorld::start(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
     let (status, body) = w.get("/giftcard?name=123456&retailStoreId=s").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "CAN_BE_USED");
@@ -582,8 +464,8 @@ async fn gift_cards_map_to_the_loyaltyapi_statuses() {
 
 #[tokio::test]
 async fn maxma_refusals_become_envelopes() {
-    let sandbox = MaxmaSandbox::with_demo_data(KEY);
-    let w = world(sandbox.clone()).await;
+    let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
+    let w = MaxmaWorld::start(sandbox.clone()).await;
     // Unknown customer.
     let (status, body) = w
         .post(
@@ -654,22 +536,16 @@ async fn maxma_refusals_become_envelopes() {
 
 #[tokio::test]
 async fn vendor_failures_become_envelopes_within_the_deadline() {
-    let sandbox = MaxmaSandbox::with_demo_data(KEY);
-    let (vendor, _stop_vendor) = start_sandbox(sandbox.clone()).await;
+    let _alone = common::alone().lock().await;
     // MAXMA's "temporarily unavailable" pauses the tenant (5 s in the mapping); capped here so
     // that the next fault's call only waits a moment.
-    let (bridge, _stop_bridge) = start_bridge_with(
-        &vendor,
-        KEY,
-        "request_timeout_ms = 1500",
-        "limits = { max_pause_ms = 200 }",
-    )
+    let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
+    let w = MaxmaWorld::start_with(sandbox.clone(), |bridge, shop| {
+        bridge
+            .server("request_timeout_ms = 1500")
+            .tenant(shop.keys("limits = { max_pause_ms = 200 }"))
+    })
     .await;
-    let w = World {
-        sandbox: sandbox.clone(),
-        bridge,
-        _stop: (oneshot::channel().0, oneshot::channel().0),
-    };
     let detail = json!({"retailStore": store(), "meta": {"id": "demo-1"}, "phone": "+79990000001"});
     for (fault, status, code) in [
         (Fault::Http500, StatusCode::BAD_GATEWAY, 9502),
@@ -698,16 +574,14 @@ async fn vendor_failures_become_envelopes_within_the_deadline() {
         );
     }
     sandbox.set_fault(None);
-    assert_eq!(w.balance("demo-1", "+79990000001").await, json!(500));
+    assert_eq!(balance(&w, "demo-1", "+79990000001").await, json!(500));
 
     // A wrong processing key is reported as a configuration problem, not the cashier's.
-    let (bridge, _stop) = start_bridge(&vendor, "wrong-key", "").await;
-    let (status, body) = send(
-        client()
-            .post(format!("{bridge}/counterparty/detail"))
-            .json_body(&detail),
-    )
-    .await;
+    let bridge = TestBridge::builder()
+        .tenant(w.tenant().key("wrong-key"))
+        .start()
+        .await;
+    let (status, body) = bridge.post("/counterparty/detail", &detail).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(the_error(&body)["code"], 1401);
 
@@ -715,27 +589,25 @@ async fn vendor_failures_become_envelopes_within_the_deadline() {
     let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let (bridge, _stop) = start_bridge(&dead_url, KEY, "").await;
-    let (status, body) = send(
-        client()
-            .post(format!("{bridge}/counterparty/detail"))
-            .json_body(&detail),
-    )
-    .await;
+    let bridge = TestBridge::builder()
+        .tenant(w.tenant().base_url(&dead_url))
+        .start()
+        .await;
+    let (status, body) = bridge.post("/counterparty/detail", &detail).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(the_error(&body)["error"], "Поставщик лояльности недоступен");
 }
 
 #[tokio::test]
 async fn codes_the_bridge_sent_are_required_where_maxma_asks_for_confirmation() {
-    let sandbox = MaxmaSandbox::new(KEY);
+    let sandbox = MaxmaSandbox::new(API_KEY_A);
     sandbox.set_settings(SandboxSettings {
         phone_verification: true,
         bonus_applying_confirmation: true,
         welcome_bonus: 200,
         ..SandboxSettings::default()
     });
-    let w = world(sandbox).await;
+    let w = MaxmaWorld::start(sandbox).await;
 
     // Registration: UNCHECKED → 412/28001; a CHECKED create before any code → 412 too.
     let mut create = json!({"retailStore": store(), "meta": {"id": CUSTOMER}, "name": "Смирнова Анна", "phone": PHONE,
@@ -791,7 +663,7 @@ async fn codes_the_bridge_sent_are_required_where_maxma_asks_for_confirmation() 
 #[tokio::test]
 async fn concurrent_recalcs_look_the_customer_up_once() {
     let sandbox = sandbox_with_customer(100);
-    let w = std::sync::Arc::new(world(sandbox.clone()).await);
+    let w = std::sync::Arc::new(MaxmaWorld::start(sandbox.clone()).await);
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let w = w.clone();
@@ -826,23 +698,21 @@ async fn concurrent_recalcs_look_the_customer_up_once() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(162));
+    assert_eq!(balance(&w, CUSTOMER, PHONE).await, json!(162));
     assert_eq!(sandbox.calls("get-balance"), 2);
 }
 
 #[tokio::test]
 async fn the_tenant_rate_limit_holds_vendor_calls_back() {
-    let sandbox = MaxmaSandbox::with_demo_data(KEY);
-    let (vendor, _stop_vendor) = start_sandbox(sandbox.clone()).await;
+    // It counts the permits refilled while the calls ran.
+    let _alone = common::alone().lock().await;
+    let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
     let detail = |i: usize| json!({"retailStore": store(), "meta": {"id": format!("c-{i}")}, "phone": "+79990000001"});
 
     // No waiting allowed: past the burst, calls are refused with a 429 and a retry hint.
-    let (bridge, _stop) = start_bridge_with(
-        &vendor,
-        KEY,
-        "",
-        "limits = { requests_per_second = 1, burst = 3, max_wait_ms = 0 }",
-    )
+    let w = MaxmaWorld::start_with(sandbox.clone(), |bridge, shop| {
+        bridge.tenant(shop.keys("limits = { requests_per_second = 1, burst = 3, max_wait_ms = 0 }"))
+    })
     .await;
     // All at once, so that a slow machine does not refill the bucket between them.
     let started = Instant::now();
@@ -850,8 +720,8 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
         .map(|i| {
             tokio::spawn(
                 client()
-                    .post(format!("{bridge}/counterparty/detail"))
-                    .header("Lognex-Discount-API-Auth-Token", TOKEN)
+                    .post(w.url_of("/counterparty/detail"))
+                    .header("Lognex-Discount-API-Auth-Token", w.token())
                     .body(detail(i).to_string())
                     .send(),
             )
@@ -881,21 +751,16 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
 
     // Waiting allowed: every call goes through, spaced at the configured rate.
     let before = sandbox.calls("get-balance");
-    let (bridge, _stop) = start_bridge_with(
-        &vendor,
-        KEY,
-        "",
-        "limits = { requests_per_second = 5, burst = 1, max_wait_ms = 2000 }",
-    )
-    .await;
+    let bridge = TestBridge::builder()
+        .tenant(
+            w.tenant()
+                .keys("limits = { requests_per_second = 5, burst = 1, max_wait_ms = 2000 }"),
+        )
+        .start()
+        .await;
     let started = Instant::now();
     for i in 0..6 {
-        let (status, body) = send(
-            client()
-                .post(format!("{bridge}/counterparty/detail"))
-                .json_body(&detail(100 + i)),
-        )
-        .await;
+        let (status, body) = bridge.post("/counterparty/detail", &detail(100 + i)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     assert!(
@@ -910,7 +775,7 @@ async fn the_tenant_rate_limit_holds_vendor_calls_back() {
 async fn the_reference_examples_work_against_the_shipped_demo_sandbox() {
     // What `cargo run` with the shipped config.toml serves: a new user replaying the reference
     // examples must get 2xx answers (their customer +7 555 123 4567 is a demo customer).
-    let w = world(MaxmaSandbox::with_demo_data(KEY)).await;
+    let w = MaxmaWorld::start(MaxmaSandbox::with_demo_data(API_KEY_A)).await;
     let sale_id = "d3m0d3m0-5b6d-11ef-0a80-000000000001";
     for (path, file) in [
         ("/counterparty", "counterparty.create.request.json"),
@@ -944,31 +809,22 @@ async fn the_reference_examples_work_against_the_shipped_demo_sandbox() {
 
 #[tokio::test]
 async fn a_failing_vendor_trips_the_breaker_and_calls_fail_fast() {
-    let sandbox = MaxmaSandbox::with_demo_data(KEY);
-    let (vendor, _stop_vendor) = start_sandbox(sandbox.clone()).await;
-    let (bridge, _stop) = start_bridge_with(
-        &vendor,
-        KEY,
-        "",
-        "limits = { breaker_failures = 3, breaker_open_ms = 800 }",
-    )
+    let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
+    let w = MaxmaWorld::start_with(sandbox.clone(), |bridge, shop| {
+        bridge.tenant(shop.keys("limits = { breaker_failures = 3, breaker_open_ms = 800 }"))
+    })
     .await;
     let detail = |i: usize| json!({"retailStore": store(), "meta": {"id": format!("b-{i}")}, "phone": "+79990000001"});
     sandbox.set_fault(Some(Fault::Http500));
     // Three failing attempts (one request and its two retries) open the breaker.
-    let (status, _) = send(
-        client()
-            .post(format!("{bridge}/counterparty/detail"))
-            .json_body(&detail(0)),
-    )
-    .await;
+    let (status, _) = w.post("/counterparty/detail", &detail(0)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     let reached = sandbox.calls("get-balance");
     assert_eq!(reached, 3);
     // Now calls fail fast, without reaching MAXMA, with a retry hint.
     let resp = client()
-        .post(format!("{bridge}/counterparty/detail"))
-        .header("Lognex-Discount-API-Auth-Token", TOKEN)
+        .post(w.url_of("/counterparty/detail"))
+        .header("Lognex-Discount-API-Auth-Token", w.token())
         .body(detail(1).to_string())
         .send()
         .await
@@ -986,12 +842,7 @@ async fn a_failing_vendor_trips_the_breaker_and_calls_fail_fast() {
     sandbox.set_fault(None);
     tokio::time::sleep(Duration::from_millis(900)).await;
     for i in 2..4 {
-        let (status, body) = send(
-            client()
-                .post(format!("{bridge}/counterparty/detail"))
-                .json_body(&detail(i)),
-        )
-        .await;
+        let (status, body) = w.post("/counterparty/detail", &detail(i)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
@@ -1000,7 +851,7 @@ async fn a_failing_vendor_trips_the_breaker_and_calls_fail_fast() {
 /// balance MoySklad asks for next must come from MAXMA, not from the lookup cached before it.
 #[tokio::test]
 async fn the_balance_after_a_return_is_not_the_cached_one() {
-    let w = world(sandbox_with_customer(200)).await;
+    let w = MaxmaWorld::start(sandbox_with_customer(200)).await;
     let (status, body) = w
         .post("/retaildemand/recalc", &recalc("EARNING", None))
         .await;
@@ -1016,7 +867,7 @@ async fn the_balance_after_a_return_is_not_the_cached_one() {
     let after_sale = w.sandbox.balance_by_phone(PHONE).unwrap();
     assert_ne!(after_sale, 200, "the sale earned bonuses");
     // MoySklad shows the balance: it is looked up and cached.
-    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(after_sale));
+    assert_eq!(balance(&w, CUSTOMER, PHONE).await, json!(after_sale));
 
     let ret = json!({"retailStore": store(), "name": "R-2", "moment": "2026-11-29 11:00:00",
         "meta": {"href": "", "id": "b7e8f9a0-5b6d-11ef-0a80-000000000143"},
@@ -1028,7 +879,7 @@ async fn the_balance_after_a_return_is_not_the_cached_one() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let after_return = w.sandbox.balance_by_phone(PHONE).unwrap();
     assert!(after_return < after_sale, "the return took bonuses back");
-    assert_eq!(w.balance(CUSTOMER, PHONE).await, json!(after_return));
+    assert_eq!(balance(&w, CUSTOMER, PHONE).await, json!(after_return));
     assert_eq!(
         w.sandbox.calls("get-balance"),
         lookups + 1,

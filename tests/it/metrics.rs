@@ -6,8 +6,8 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::{
-    API_KEY_A, TOKEN_A, call_bridge, client, sample, scrape, start_maxma, start_maxma_bridge,
-    the_error,
+    API_KEY_A, MaxmaWorld, ServedEmulator, TOKEN_A, TestBridge, TestTenant, call_bridge, client,
+    sample, scrape, the_error,
 };
 use emulators::maxma::{Fault, MaxmaSandbox};
 use reqwest::{Method, StatusCode};
@@ -17,23 +17,14 @@ fn detail(meta_id: &str, phone: &str) -> Value {
     json!({"retailStore": {"meta": {"id": "s1"}}, "meta": {"id": meta_id}, "phone": phone})
 }
 
-async fn post(bridge: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-    call_bridge(bridge, TOKEN_A, Method::POST, path, Some(body)).await
-}
-
 const SHOP: (&str, &str) = ("tenant", "shop");
 
 #[tokio::test]
 async fn metrics_count_requests_vendor_calls_and_cache_hits() {
     let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
-    let (vendor, _stop_vendor) = start_maxma(sandbox.clone()).await;
-    let (bridge, _stop_bridge) = start_maxma_bridge(&vendor, "", "").await;
+    let w = MaxmaWorld::start(sandbox.clone()).await;
 
-    let resp = client()
-        .get(format!("{bridge}/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let resp = client().get(w.url_of("/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         resp.headers()["content-type"],
@@ -48,27 +39,19 @@ async fn metrics_count_requests_vendor_calls_and_cache_hits() {
 
     // Twice the same customer's balance (the second from the cache), one search, one unknown path.
     for _ in 0..2 {
-        let (status, body) = post(
-            &bridge,
-            "/counterparty/detail",
-            &detail("demo-1", "+79990000001"),
-        )
-        .await;
+        let (status, body) = w
+            .post("/counterparty/detail", &detail("demo-1", "+79990000001"))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let (status, body) = call_bridge(
-        &bridge,
-        TOKEN_A,
-        Method::GET,
-        "/counterparty?search=%2B79990000003&retailStoreId=s1",
-        None,
-    )
-    .await;
+    let (status, body) = w
+        .get("/counterparty?search=%2B79990000003&retailStoreId=s1")
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = call_bridge(&bridge, TOKEN_A, Method::GET, "/nope", None).await;
+    let (status, _) = w.get("/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (status, text) = scrape(&bridge, None).await;
+    let (status, text) = scrape(w.url(), None).await;
     assert_eq!(status, StatusCode::OK);
     let requests = |op: &str, status: &str| {
         sample(
@@ -151,11 +134,14 @@ async fn metrics_count_requests_vendor_calls_and_cache_hits() {
 #[tokio::test]
 async fn a_metrics_token_guards_the_endpoint() {
     let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
-    let (vendor, _stop_vendor) = start_maxma(sandbox).await;
-    let (bridge, _stop_bridge) =
-        start_maxma_bridge(&vendor, r#"metrics_token = "${LB_METRICS_TOKEN}""#, "").await;
+    let w = MaxmaWorld::start_with(sandbox, |bridge, shop| {
+        bridge
+            .server(r#"metrics_token = "${LB_METRICS_TOKEN}""#)
+            .tenant(shop)
+    })
+    .await;
     for bearer in [None, Some("wrong"), Some(""), Some(TOKEN_A)] {
-        let (status, text) = scrape(&bridge, bearer).await;
+        let (status, text) = scrape(w.url(), bearer).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{bearer:?}");
         let body: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(the_error(&body)["code"], 9401);
@@ -163,13 +149,13 @@ async fn a_metrics_token_guards_the_endpoint() {
     }
     // The LoyaltyAPI's own token is not accepted in the LoyaltyAPI header either.
     let resp = client()
-        .get(format!("{bridge}/metrics"))
+        .get(w.url_of("/metrics"))
         .header("Lognex-Discount-API-Auth-Token", TOKEN_A)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let (status, text) = scrape(&bridge, Some("metrics-secret")).await;
+    let (status, text) = scrape(w.url(), Some("metrics-secret")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         sample(
@@ -184,20 +170,18 @@ async fn a_metrics_token_guards_the_endpoint() {
 #[tokio::test]
 async fn a_vendor_429_pauses_the_tenant_for_its_retry_after() {
     let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
-    let (vendor, _stop_vendor) = start_maxma(sandbox.clone()).await;
     // Calls may wait 100 ms for a permit: far less than the vendor's pause.
-    let (bridge, _stop_bridge) =
-        start_maxma_bridge(&vendor, "", "limits = { max_wait_ms = 100 }").await;
+    let w = MaxmaWorld::start_with(sandbox.clone(), |bridge, shop| {
+        bridge.tenant(shop.keys("limits = { max_wait_ms = 100 }"))
+    })
+    .await;
     sandbox.set_fault(Some(Fault::TooManyRequests {
         retry_after: Some("2".into()),
     }));
     let started = Instant::now();
-    let (status, body) = post(
-        &bridge,
-        "/counterparty/detail",
-        &detail("demo-1", "+79990000001"),
-    )
-    .await;
+    let (status, body) = w
+        .post("/counterparty/detail", &detail("demo-1", "+79990000001"))
+        .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(
         sandbox.calls("/get-balance"),
@@ -207,7 +191,7 @@ async fn a_vendor_429_pauses_the_tenant_for_its_retry_after() {
     // The vendor would answer now, but the tenant is paused: refused without a call.
     sandbox.set_fault(None);
     let resp = client()
-        .post(format!("{bridge}/counterparty/detail"))
+        .post(w.url_of("/counterparty/detail"))
         .header("Lognex-Discount-API-Auth-Token", TOKEN_A)
         .header("content-type", "application/json")
         .body(detail("demo-3", "+79990000003").to_string())
@@ -230,7 +214,7 @@ async fn a_vendor_429_pauses_the_tenant_for_its_retry_after() {
         "the vendor was not called"
     );
 
-    let (_, text) = scrape(&bridge, None).await;
+    let (_, text) = scrape(w.url(), None).await;
     let outcome = |o: &str| {
         sample(
             &text,
@@ -255,12 +239,9 @@ async fn a_vendor_429_pauses_the_tenant_for_its_retry_after() {
 
     // Once the pause is over, calls go through again.
     tokio::time::sleep(Duration::from_millis(2_100).saturating_sub(started.elapsed())).await;
-    let (status, body) = post(
-        &bridge,
-        "/counterparty/detail",
-        &detail("demo-3", "+79990000003"),
-    )
-    .await;
+    let (status, body) = w
+        .post("/counterparty/detail", &detail("demo-3", "+79990000003"))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(sandbox.calls("/get-balance"), 2);
 }
@@ -268,22 +249,21 @@ async fn a_vendor_429_pauses_the_tenant_for_its_retry_after() {
 #[tokio::test]
 async fn a_retry_after_a_429_waits_out_the_pause() {
     let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
-    let (vendor, _stop_vendor) = start_maxma(sandbox.clone()).await;
-    let (bridge, _stop_bridge) =
-        start_maxma_bridge(&vendor, "", "limits = { max_wait_ms = 3000 }").await;
+    let w = std::sync::Arc::new(
+        MaxmaWorld::start_with(sandbox.clone(), |bridge, shop| {
+            bridge.tenant(shop.keys("limits = { max_wait_ms = 3000 }"))
+        })
+        .await,
+    );
     sandbox.set_fault(Some(Fault::TooManyRequests {
         retry_after: Some("1".into()),
     }));
     let started = Instant::now();
     let call = {
-        let bridge = bridge.clone();
+        let w = w.clone();
         tokio::spawn(async move {
-            post(
-                &bridge,
-                "/counterparty/detail",
-                &detail("demo-1", "+79990000001"),
-            )
-            .await
+            w.post("/counterparty/detail", &detail("demo-1", "+79990000001"))
+                .await
         })
     };
     // Well within the pause: the vendor recovers, but the retry waits until the pause ends.
@@ -301,7 +281,7 @@ async fn a_retry_after_a_429_waits_out_the_pause() {
         2,
         "one 429, one retry after the pause"
     );
-    let (_, text) = scrape(&bridge, None).await;
+    let (_, text) = scrape(w.url(), None).await;
     let balance = [SHOP, ("step", "balance")];
     assert_eq!(
         sample(&text, "loyalty_bridge_upstream_retries_total", &balance),
@@ -317,10 +297,12 @@ async fn a_retry_after_a_429_waits_out_the_pause() {
 /// of all reaching the vendor at once; every one is still answered.
 #[tokio::test]
 async fn requests_beyond_max_in_flight_wait_for_a_turn() {
+    // Three calls in parallel must take less than three in a row: a busy CPU would blur it.
+    let _alone = common::alone().lock().await;
     let delay = Duration::from_millis(400);
     let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
     sandbox.set_fault(Some(Fault::Delay(delay)));
-    let (vendor, _stop_vendor) = start_maxma(sandbox.clone()).await;
+    let vendor = ServedEmulator::start(sandbox.clone()).await;
     let three_at_once = |bridge: String| async move {
         let started = Instant::now();
         let calls: Vec<_> = (0..3)
@@ -328,7 +310,15 @@ async fn requests_beyond_max_in_flight_wait_for_a_turn() {
                 let bridge = bridge.clone();
                 tokio::spawn(async move {
                     let body = detail(&format!("in-flight-{i}"), &format!("+7999000100{i}"));
-                    post(&bridge, "/counterparty/detail", &body).await.0
+                    call_bridge(
+                        &bridge,
+                        TOKEN_A,
+                        Method::POST,
+                        "/counterparty/detail",
+                        Some(&body),
+                    )
+                    .await
+                    .0
                 })
             })
             .collect();
@@ -339,14 +329,21 @@ async fn requests_beyond_max_in_flight_wait_for_a_turn() {
         (started.elapsed(), statuses)
     };
 
-    let (one_at_a_time, _stop) = start_maxma_bridge(&vendor, "max_in_flight = 1", "").await;
-    let (took, statuses) = three_at_once(one_at_a_time).await;
+    let one_at_a_time = TestBridge::builder()
+        .server("max_in_flight = 1")
+        .tenant(TestTenant::maxma(vendor.url()))
+        .start()
+        .await;
+    let (took, statuses) = three_at_once(one_at_a_time.url().to_string()).await;
     assert!(statuses.iter().all(|s| s.as_u16() < 500), "{statuses:?}");
     assert!(took >= delay * 3, "three calls in {took:?} with one turn");
 
-    let (three_turns, _stop) =
-        start_maxma_bridge(&vendor, "max_in_flight = 3\ntenant_max_in_flight = 3", "").await;
-    let (took, statuses) = three_at_once(three_turns).await;
+    let three_turns = TestBridge::builder()
+        .server("max_in_flight = 3\ntenant_max_in_flight = 3")
+        .tenant(TestTenant::maxma(vendor.url()))
+        .start()
+        .await;
+    let (took, statuses) = three_at_once(three_turns.url().to_string()).await;
     assert!(statuses.iter().all(|s| s.as_u16() < 500), "{statuses:?}");
     assert!(
         took < delay * 3 - Duration::from_millis(50),

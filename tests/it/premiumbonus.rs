@@ -2,98 +2,17 @@
 
 use crate::common;
 
-use std::path::Path;
-
-use common::{call_bridge, the_error};
+use common::{PB_TOKEN, PbWorld, the_error};
 use emulators::premiumbonus::{PbBuyer, PbSettings, PremiumBonusSandbox};
-use loyalty_bridge::Config;
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-const TOKEN: &str = "pb-tenant-token";
-const PB_TOKEN: &str = "pb-api-token";
 const BUYER: &str = "+7 999 000-00-01";
 
-struct World {
-    sandbox: PremiumBonusSandbox,
-    bridge: String,
-    _stop: (oneshot::Sender<()>, oneshot::Sender<()>),
-}
-
-async fn world(sandbox: PremiumBonusSandbox) -> World {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let vendor = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_vendor, rx) = oneshot::channel::<()>();
-    tokio::spawn(sandbox.clone().serve(listener, async {
-        let _ = rx.await;
-    }));
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/premiumbonus.toml");
-    let text = format!(
-        r#"
-        [store]
-        path = ":memory:"
-        [[tenants]]
-        name = "pb-shop"
-        token = "${{TOKEN}}"
-        mapping = "{}"
-        base_url = "{vendor}"
-        credentials = {{ token = "${{PB}}" }}
-        "#,
-        mapping.display()
-    );
-    let env = |name: &str| match name {
-        "TOKEN" => Some(TOKEN.to_string()),
-        "PB" => Some(PB_TOKEN.to_string()),
-        _ => None,
-    };
-    let config = Config::parse(&text, "pb test", Path::new("."), &env).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bridge = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_bridge, rx) = oneshot::channel::<()>();
-    tokio::spawn(loyalty_bridge::run(listener, config, async {
-        let _ = rx.await;
-    }));
-    World {
-        sandbox,
-        bridge,
-        _stop: (stop_vendor, stop_bridge),
-    }
-}
-
-impl World {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (StatusCode, Value) {
-        call_bridge(&self.bridge, TOKEN, method, path, body).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    /// `GET /counterparty?search=<text>` as MoySklad sends it (the text form-encoded).
-    async fn search(&self, text: &str) -> (StatusCode, Value) {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("search", text)
-            .append_pair("retailStoreId", "s1")
-            .finish();
-        self.call(
-            reqwest::Method::GET,
-            &format!("/counterparty?{query}"),
-            None,
-        )
-        .await
-    }
-
-    async fn balance(&self) -> Decimal {
-        self.sandbox.balance(BUYER).unwrap()
-    }
+/// The buyer's balance at Premium Bonus.
+fn balance(w: &PbWorld) -> Decimal {
+    w.sandbox.balance(BUYER).unwrap()
 }
 
 fn dec(v: &Value) -> Decimal {
@@ -131,7 +50,7 @@ fn recalc(kind: &str, preferred: Option<i64>) -> Value {
 
 #[tokio::test]
 async fn a_whole_checkout_through_premium_bonus() {
-    let w = world(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
+    let w = PbWorld::start(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
 
     // Registration, and MoySklad re-sending it.
     let create = json!({"retailStore": store(), "meta": {"id": "ms-new-1"}, "name": "Смирнова Анна", "legalFirstName": "Анна",
@@ -204,11 +123,11 @@ async fn a_whole_checkout_through_premium_bonus() {
         "bonusProgram": {"bonusValueToSpend": 100, "bonusValueToEarn": 57.50}});
     let (status, body) = w.post("/retaildemand", &sale).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(w.balance().await, d("457.50"));
+    assert_eq!(balance(&w), d("457.50"));
     let (status, _) = w.post("/retaildemand", &sale).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
-        w.balance().await,
+        balance(&w),
         d("457.50"),
         "a repeated sale is the same PB purchase"
     );
@@ -221,14 +140,14 @@ async fn a_whole_checkout_through_premium_bonus() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
-        w.balance().await,
+        balance(&w),
         d("466.00"),
         "20 written-off bonuses back, 11.50 earned taken back"
     );
     let (status, _) = w.post("/retailsalesreturn", &ret("r-pb-1", tea)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
-        w.balance().await,
+        balance(&w),
         d("466.00"),
         "a repeated return changes nothing"
     );
@@ -237,7 +156,7 @@ async fn a_whole_checkout_through_premium_bonus() {
     let coffee = json!([{"assortment": {"meta": {"id": "coffee"}}, "quantity": 2, "price": 500.00, "discountedPrice": 460.00}]);
     let (status, body) = w.post("/retailsalesreturn", &ret("r-pb-2", coffee)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(w.balance().await, d("500.00"));
+    assert_eq!(balance(&w), d("500.00"));
     assert_eq!(w.sandbox.calls("cancel-purchase"), 1);
 }
 
@@ -248,7 +167,7 @@ async fn registration_confirmation_and_refusals() {
         registration_confirmation_required: true,
         ..PbSettings::default()
     });
-    let w = world(sandbox.clone()).await;
+    let w = PbWorld::start(sandbox.clone()).await;
     let create = json!({"retailStore": store(), "meta": {"id": "ms-new-2"}, "phone": "+7 916 555-00-22", "statusCheck": "UNCHECKED"});
     let (status, body) = w.post("/counterparty", &create).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
@@ -289,12 +208,14 @@ async fn registration_confirmation_and_refusals() {
 
 #[tokio::test]
 async fn pb_rate_limits_become_retryable_envelopes() {
+    // It counts what a rate of 2/s lets through: a busy CPU spreads the calls out.
+    let _alone = common::alone().lock().await;
     let sandbox = PremiumBonusSandbox::with_demo_data(PB_TOKEN);
     sandbox.set_settings(PbSettings {
         requests_per_second: Some(2),
         ..PbSettings::default()
     });
-    let w = std::sync::Arc::new(world(sandbox.clone()).await);
+    let w = std::sync::Arc::new(PbWorld::start(sandbox.clone()).await);
     let mut tasks = Vec::new();
     for i in 0..10 {
         let w = w.clone();
@@ -348,7 +269,7 @@ async fn registration_confirmed_with_the_sms_code_typed_into_the_search() {
         registration_confirmation_required: true,
         ..PbSettings::default()
     });
-    let w = world(sandbox.clone()).await;
+    let w = PbWorld::start(sandbox.clone()).await;
     let phone = "+7 916 555-00-33";
     let create = json!({"retailStore": store(), "meta": {"id": "ms-new-3"}, "name": "Орлова Ольга", "legalFirstName": "Ольга",
         "legalLastName": "Орлова", "phone": phone, "statusCheck": "UNCHECKED"});
@@ -401,7 +322,7 @@ async fn spending_confirmed_with_the_sms_code_typed_into_the_search() {
         write_off_confirmation_required: true,
         ..PbSettings::default()
     });
-    let w = world(sandbox.clone()).await;
+    let w = PbWorld::start(sandbox.clone()).await;
 
     // Recalc asks for a spending code.
     let (status, body) = w
@@ -417,7 +338,7 @@ async fn spending_confirmed_with_the_sms_code_typed_into_the_search() {
     let (status, body) = w.post("/retaildemand", &sale).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(the_error(&body)["code"], 3001);
-    assert_eq!(w.balance().await, d("500.00"));
+    assert_eq!(balance(&w), d("500.00"));
 
     // The spending code: PB sends it, the cashier is told how to enter it.
     let verify = json!({"retailStore": store(), "counterpartyId": "demo-1", "phone": BUYER});
@@ -438,7 +359,7 @@ async fn spending_confirmed_with_the_sms_code_typed_into_the_search() {
     assert_eq!(body["needVerification"], false, "{body}");
     let (status, body) = w.post("/retaildemand", &sale).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(w.balance().await, d("457.50"), "100 spent, 57.50 earned");
+    assert_eq!(balance(&w), d("457.50"), "100 spent, 57.50 earned");
 }
 
 #[tokio::test]
@@ -448,7 +369,7 @@ async fn five_wrong_codes_burn_the_code_and_the_envelope_says_so() {
         registration_confirmation_required: true,
         ..PbSettings::default()
     });
-    let w = world(sandbox.clone()).await;
+    let w = PbWorld::start(sandbox.clone()).await;
     let phone = "89165550044";
     let verify =
         json!({"retailStore": store(), "meta": {"href": "https://x/syncid/4"}, "phone": phone});
@@ -492,7 +413,7 @@ async fn five_wrong_codes_burn_the_code_and_the_envelope_says_so() {
 /// balance MoySklad asks for next must come from PB, not from the lookup cached before it.
 #[tokio::test]
 async fn the_balance_after_a_return_is_not_the_cached_one() {
-    let w = world(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
+    let w = PbWorld::start(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
     let (status, body) = w
         .post("/retaildemand/recalc", &recalc("SPENDING", Some(100)))
         .await;
@@ -512,7 +433,7 @@ async fn the_balance_after_a_return_is_not_the_cached_one() {
     let lookups = w.sandbox.calls("buyer-info");
     let (status, body) = w.post("/retailsalesreturn", &ret).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(w.balance().await, d("466.00"));
+    assert_eq!(balance(&w), d("466.00"));
     let (status, body) = w.post("/counterparty/detail", &detail).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(dec(&body["bonusProgram"]["agentBonusBalance"]), d("466.00"));
@@ -535,7 +456,7 @@ async fn spending_with_no_preferred_amount_offers_what_pb_accepts() {
         balance: d("657.83"),
         ..PbBuyer::default()
     });
-    let w = world(sandbox.clone()).await;
+    let w = PbWorld::start(sandbox.clone()).await;
     let agent = json!({"meta": {"id": "c-55"}, "phone": phone});
     let positions =
         json!([{"assortment": {"meta": {"id": "coffee"}}, "quantity": 1, "price": 500.00}]);
@@ -566,7 +487,7 @@ async fn spending_with_no_preferred_amount_offers_what_pb_accepts() {
 /// the remaining items otherwise, and refuses it above its cap).
 #[tokio::test]
 async fn a_partial_return_gives_back_the_proportional_part_of_the_spend() {
-    let w = world(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
+    let w = PbWorld::start(PremiumBonusSandbox::with_demo_data(PB_TOKEN)).await;
     // All 500 bonuses on the 1250 cart: 400 on the coffee, 100 on the tea.
     let (status, body) = w
         .post("/retaildemand/recalc", &recalc("SPENDING", Some(500)))
@@ -577,7 +498,7 @@ async fn a_partial_return_gives_back_the_proportional_part_of_the_spend() {
         "positions": body["positions"].clone(), "bonusProgram": {"bonusValueToSpend": 500, "bonusValueToEarn": 37.50}});
     let (status, body) = w.post("/retaildemand", &sale).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(w.balance().await, d("37.50"));
+    assert_eq!(balance(&w), d("37.50"));
 
     // The coffee comes back: 1000 of the 1250, so 400 of the 500 spent.
     let coffee = json!([{"assortment": {"meta": {"id": "coffee"}}, "quantity": 2, "price": 500.00, "discountedPrice": 300.00}]);
@@ -593,5 +514,5 @@ async fn a_partial_return_gives_back_the_proportional_part_of_the_spend() {
         .1;
     assert_eq!(dec(&edit["write_off_bonus"]), d("100"), "{edit}");
     // 400 back; of the 37.50 earned, the 7.50 the tea earns stays.
-    assert_eq!(w.balance().await, d("407.50"));
+    assert_eq!(balance(&w), d("407.50"));
 }

@@ -3,14 +3,11 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{TOKEN_A, client};
-use loyalty_bridge::Config;
+use common::{TOKEN_A, TestBridge, TestTenant, client};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const DETAIL: &str = r#"{"retailStore":{"meta":{"id":"s"}},"meta":{"id":"c1"}}"#;
 
@@ -59,43 +56,25 @@ async fn mapping_changes_apply_and_broken_ones_are_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     let mapping = dir.join("vendor.toml");
     std::fs::write(&mapping, answering(1)).unwrap();
-    let text = format!(
-        r#"
-        [store]
-        path = ":memory:"
-        [server]
-        mapping_reload_ms = 50
-        [[tenants]]
-        name = "a"
-        token = "${{T}}"
-        mapping = "{}"
-        base_url = "http://127.0.0.1:9"
-        "#,
-        mapping.display()
-    );
-    let config = Config::parse(&text, "reload test", Path::new("."), &|_| {
-        Some(TOKEN_A.to_string())
-    })
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (_stop, rx) = oneshot::channel::<()>();
-    tokio::spawn(loyalty_bridge::run(listener, config, async {
-        let _ = rx.await;
-    }));
-    eventually(&url, 1).await;
+    let bridge = TestBridge::builder()
+        .server("mapping_reload_ms = 50")
+        .tenant(TestTenant::custom("a", &mapping))
+        .start()
+        .await;
+    let url = bridge.url();
+    eventually(url, 1).await;
 
     // Modification times have a coarse grain on some file systems: wait past it.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     std::fs::write(&mapping, answering(2)).unwrap();
-    eventually(&url, 2).await;
+    eventually(url, 2).await;
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     std::fs::write(&mapping, "[vendor]\nname = \"fixed\"\n[[ops.\"counterparty.detail\".checks]]\nwhen = '(((('\nrespond = '1'\n").unwrap();
     // Give the watcher several rounds: the broken version must never take over.
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let (status, body) = balance(&url).await;
+        let (status, body) = balance(url).await;
         assert_eq!(
             (status, body["bonusProgram"]["agentBonusBalance"].clone()),
             (200, Value::from(2))
@@ -114,11 +93,9 @@ async fn the_server_does_not_start_on_a_broken_mapping() {
         "[vendor]\nname = \"x\"\n[ops.\"retaildemand.recalc\".response]\nbody = '{'\n",
     )
     .unwrap();
-    let text = format!(
-        "[store]\npath = \":memory:\"\n[[tenants]]\nname = \"a\"\ntoken = \"${{T}}\"\nmapping = \"{}\"\nbase_url = \"http://127.0.0.1:9\"\n",
-        mapping.display()
-    );
-    let config = Config::parse(&text, "t", Path::new("."), &|_| Some("t".to_string())).unwrap();
+    let config = TestBridge::builder()
+        .tenant(TestTenant::custom("a", &mapping).token("t"))
+        .config();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = loyalty_bridge::run(listener, config, std::future::pending())
         .await

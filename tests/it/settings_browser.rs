@@ -275,7 +275,7 @@ async fn flow(w: &AppWorld, browser: &Client) -> Result<(), fantoccini::error::C
     let loyalty = w
         .loyalty_settings(ACCOUNT_A)
         .expect("PUT …/loyalty received");
-    assert_eq!(loyalty["url"], json!(w.bridge));
+    assert_eq!(loyalty["url"], json!(w.bridge.url()));
     assert_eq!(loyalty["externalSearch"], json!(true));
     let token = loyalty["token"].as_str().unwrap().to_owned();
     let source = browser.source().await?;
@@ -324,13 +324,13 @@ async fn flow(w: &AppWorld, browser: &Client) -> Result<(), fantoccini::error::C
     assert!(browser.find(Locator::Id("settings-form")).await.is_err());
 
     // Suspend → MoySklad's calls refused and the page says so; Resume → served again.
-    assert_eq!(w.moysklad.suspend(&w.bridge, ACCOUNT_A).await, 200);
+    assert_eq!(w.moysklad.suspend(w.bridge.url(), ACCOUNT_A).await, 200);
     let (status, body) = w.search(&token).await;
     assert_eq!(status, 403, "{body}");
     open_framed(browser, &w.frame_url(ACCOUNT_A, true, "ru_RU")).await;
     wait_text(browser, "#state", "Приостановлено").await;
     wait_text(browser, "#inactive", "приостановлено").await;
-    let (status, body) = w.moysklad.resume(&w.bridge, ACCOUNT_A).await;
+    let (status, body) = w.moysklad.resume(w.bridge.url(), ACCOUNT_A).await;
     assert_eq!((status, body), (200, json!({"status": "Activated"})));
     w.search_until(&token, 200).await;
     Ok(())

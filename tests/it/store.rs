@@ -5,8 +5,12 @@
 //! dropped afterwards. Without that variable the PostgreSQL tests print `SKIPPED` and pass,
 //! unless `LB_REQUIRE_POSTGRES=1` (as `.ci/run` sets), which makes them fail instead.
 
+use crate::common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use common::{FreshDatabase, connect_postgres};
 
 use loyalty_bridge::store::{
     AppConnection, AppState, Begin, CodeCheck, Kind, OutboxState, PgStore, RecordState,
@@ -42,30 +46,12 @@ impl TestDb {
     }
 
     async fn postgres() -> Option<TestDb> {
-        let Ok(url) = std::env::var("LB_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("LB_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "LB_REQUIRE_POSTGRES=1 but LB_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!(
-                "SKIPPED: PostgreSQL store test (LB_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL and sets it)"
-            );
-            return None;
-        };
-        let admin: tokio_postgres::Config = url.parse().expect("LB_TEST_POSTGRES_URL is a URL");
-        let name = format!("lb_test_{}", uuid::Uuid::new_v4().simple());
-        let client = connect(&admin).await;
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("CREATE DATABASE");
-        let mut config = admin.clone();
-        config.dbname(&name);
+        let db = FreshDatabase::create("PostgreSQL store test").await?;
         Some(TestDb {
             place: Place::Postgres {
-                admin: Box::new(admin),
-                config: Box::new(config),
-                name,
+                admin: Box::new(db.admin),
+                config: Box::new(db.config),
+                name: db.name,
             },
         })
     }
@@ -91,7 +77,11 @@ impl TestDb {
                 conn.execute_batch(sql).unwrap();
             }
             Place::Postgres { config, .. } => {
-                connect(config).await.batch_execute(sql).await.unwrap();
+                connect_postgres(config)
+                    .await
+                    .batch_execute(sql)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -109,7 +99,7 @@ impl Drop for TestDb {
                     .build()
                     .unwrap()
                     .block_on(async {
-                        connect(&admin)
+                        connect_postgres(&admin)
                             .await
                             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
                             .await
@@ -121,15 +111,6 @@ impl Drop for TestDb {
             }
         }
     }
-}
-
-async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(connection);
-    client
 }
 
 const MIN: i64 = 60_000;

@@ -2,88 +2,13 @@
 
 use crate::common;
 
-use std::path::Path;
-
-use common::{call_bridge, the_error};
+use common::{UDS_COMPANY, UDS_KEY, UdsWorld, the_error};
 use emulators::uds::UdsSandbox;
-use loyalty_bridge::Config;
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-const TOKEN: &str = "uds-tenant-token";
-const COMPANY: &str = "549755813888";
-const KEY: &str = "uds-api-key";
 const PHONE: &str = "+7 999 000-00-01";
-
-struct World {
-    sandbox: UdsSandbox,
-    bridge: String,
-    _stop: (oneshot::Sender<()>, oneshot::Sender<()>),
-}
-
-async fn world(sandbox: UdsSandbox) -> World {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let vendor = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_vendor, rx) = oneshot::channel::<()>();
-    tokio::spawn(sandbox.clone().serve(listener, async {
-        let _ = rx.await;
-    }));
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/uds.toml");
-    let text = format!(
-        r#"
-        [store]
-        path = ":memory:"
-        [[tenants]]
-        name = "uds-shop"
-        token = "${{TOKEN}}"
-        mapping = "{}"
-        base_url = "{vendor}"
-        credentials = {{ company_id = "${{COMPANY}}", api_key = "${{KEY}}" }}
-        settings = {{ skip_loyalty_skus = ["tobacco"] }}
-        "#,
-        mapping.display()
-    );
-    let env = |name: &str| match name {
-        "TOKEN" => Some(TOKEN.to_string()),
-        "COMPANY" => Some(COMPANY.to_string()),
-        "KEY" => Some(KEY.to_string()),
-        _ => None,
-    };
-    let config = Config::parse(&text, "uds test", Path::new("."), &env).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bridge = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_bridge, rx) = oneshot::channel::<()>();
-    tokio::spawn(loyalty_bridge::run(listener, config, async {
-        let _ = rx.await;
-    }));
-    World {
-        sandbox,
-        bridge,
-        _stop: (stop_vendor, stop_bridge),
-    }
-}
-
-impl World {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (StatusCode, Value) {
-        call_bridge(&self.bridge, TOKEN, method, path, body).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-}
 
 fn dec(v: &Value) -> Decimal {
     v.to_string()
@@ -120,7 +45,7 @@ fn recalc(kind: &str, preferred: Option<&str>) -> Value {
 
 #[tokio::test]
 async fn a_whole_checkout_through_uds() {
-    let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;
+    let w = UdsWorld::start(UdsSandbox::with_demo_data(UDS_COMPANY, UDS_KEY)).await;
 
     // UDS registers customers in its app only.
     let (status, body) = w
@@ -230,8 +155,8 @@ async fn a_whole_checkout_through_uds() {
 
 #[tokio::test]
 async fn spending_codes_are_uds_payment_codes() {
-    let sandbox = UdsSandbox::with_demo_data(COMPANY, KEY);
-    let w = world(sandbox.clone()).await;
+    let sandbox = UdsSandbox::with_demo_data(UDS_COMPANY, UDS_KEY);
+    let w = UdsWorld::start(sandbox.clone()).await;
     let verify = json!({"retailStore": store(), "counterpartyId": "c-uds-1", "phone": PHONE});
     // Before the customer was found by payment code there is nothing to confirm with.
     let (status, body) = w.post("/retaildemand/verify", &verify).await;
@@ -251,7 +176,7 @@ async fn spending_codes_are_uds_payment_codes() {
 }
 
 /// A refusal at validation: 400, the field named, and nothing sent to UDS.
-async fn refused_before_uds(w: &World, path: &str, body: &Value, parameter: &str) {
+async fn refused_before_uds(w: &UdsWorld, path: &str, body: &Value, parameter: &str) {
     let before = w.sandbox.requests().len();
     let (status, answer) = w.post(path, body).await;
     assert_eq!(
@@ -274,7 +199,7 @@ async fn refused_before_uds(w: &World, path: &str, body: &Value, parameter: &str
 
 #[tokio::test]
 async fn a_fraction_of_a_kopeck_or_an_oversized_id_never_reaches_uds() {
-    let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;
+    let w = UdsWorld::start(UdsSandbox::with_demo_data(UDS_COMPANY, UDS_KEY)).await;
     // A sale the return below can refer to: without it the return would stop short of UDS
     // whatever its amounts.
     let sale_id = "e1f2a3b4-5b6d-11ef-0a80-000000000201";
@@ -353,7 +278,7 @@ async fn a_fraction_of_a_kopeck_or_an_oversized_id_never_reaches_uds() {
 
 #[tokio::test]
 async fn what_uds_cannot_do_gets_a_clear_answer() {
-    let w = world(UdsSandbox::with_demo_data(COMPANY, KEY)).await;
+    let w = UdsWorld::start(UdsSandbox::with_demo_data(UDS_COMPANY, UDS_KEY)).await;
     let (status, body) = w.get("/giftcard?name=123&retailStoreId=s1").await;
     assert_eq!(
         (status, the_error(&body)["code"].clone()),
@@ -387,8 +312,8 @@ async fn what_uds_cannot_do_gets_a_clear_answer() {
 /// lookups are cached by phone; the balance MoySklad asks for next must come from UDS.
 #[tokio::test]
 async fn the_balance_after_a_return_is_not_the_cached_one() {
-    let sandbox = UdsSandbox::with_demo_data(COMPANY, KEY);
-    let w = world(sandbox.clone()).await;
+    let sandbox = UdsSandbox::with_demo_data(UDS_COMPANY, UDS_KEY);
+    let w = UdsWorld::start(sandbox.clone()).await;
     let (status, body) = w
         .post("/retaildemand/recalc", &recalc("SPENDING", Some("100")))
         .await;

@@ -1,102 +1,39 @@
-//! Starting a real bridge on 127.0.0.1:0 for black-box tests.
+//! What the integration tests share: starting bridges ([`TestBridge`]) and emulators
+//! ([`ServedEmulator`]), one world per vendor ([`MaxmaWorld`], [`UdsWorld`], [`PbWorld`], and
+//! [`moysklad::AppWorld`] for the MoySklad app), stores ([`TestStore`]), calls and checks.
 #![allow(dead_code)]
 
+mod bridge;
+mod emulator;
 pub mod moysklad;
+mod store;
+mod tenant;
+mod worlds;
 
-use std::net::SocketAddr;
 use std::path::Path;
 
-use loyalty_bridge::Config;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::sync::Mutex;
+
+pub use bridge::{TestBridge, TestBridgeBuilder};
+pub use emulator::ServedEmulator;
+pub use store::{FreshDatabase, TestStore, connect_postgres};
+pub use tenant::{PB_TOKEN, TestTenant, UDS_COMPANY, UDS_KEY};
+pub use worlds::{MaxmaWorld, PbWorld, UdsWorld};
 
 pub const TOKEN_A: &str = "token-a-0123456789";
 pub const TOKEN_B: &str = "token-b-9876543210";
 pub const API_KEY_A: &str = "maxma-key-of-shop-a";
+/// What `${LB_METRICS_TOKEN}` expands to in a test bridge's config.
+pub const METRICS_TOKEN: &str = "metrics-secret";
 
-fn env(name: &str) -> Option<String> {
-    match name {
-        "LB_TOKEN_A" => Some(TOKEN_A.into()),
-        "LB_TOKEN_B" => Some(TOKEN_B.into()),
-        "LB_KEY_A" => Some(API_KEY_A.into()),
-        _ => None,
-    }
-}
-
-/// A mapping that maps no operation (every call ends in 503 after parsing).
-pub fn unconfigured_mapping() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/mappings/unconfigured.toml")
-        .display()
-        .to_string()
-}
-
-/// Two tenants, A and B, plus whatever `[server]` keys the test needs.
-pub fn config(server_keys: &str) -> Config {
-    let mapping = unconfigured_mapping();
-    let text = format!(
-        r#"
-        [store]
-        path = ":memory:"
-        [server]
-        {server_keys}
-
-        [[tenants]]
-        name = "shop-a"
-        token = "${{LB_TOKEN_A}}"
-        mapping = "{mapping}"
-        base_url = "http://127.0.0.1:9"
-        credentials = {{ api_key = "${{LB_KEY_A}}" }}
-
-        [[tenants]]
-        name = "shop-b"
-        token = "${{LB_TOKEN_B}}"
-        mapping = "{mapping}"
-        base_url = "http://127.0.0.1:9"
-        "#
-    );
-    Config::parse(&text, "test config", Path::new("."), &env).expect("test config is valid")
-}
-
-pub struct Bridge {
-    pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    pub task: Option<JoinHandle<Result<(), loyalty_bridge::server::ServeError>>>,
-}
-
-impl Bridge {
-    pub async fn start(server_keys: &str) -> Bridge {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(loyalty_bridge::run(listener, config(server_keys), async {
-            let _ = rx.await;
-        }));
-        Bridge {
-            addr,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Signals shutdown; the server stops accepting and drains in-flight requests.
-    pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    pub async fn stop(mut self) {
-        self.begin_shutdown();
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
+/// Held by the tests that measure time and by the CPU-heavy ones, so that none of them runs
+/// while another does. All the integration tests run in one process (on 2 test threads; the
+/// per-file binaries used to run apart), and a proptest run, the load test or a rate limiter
+/// being hammered next to a test that times a bridge would make its clock lie. Async tests:
+/// `let _alone = common::alone().lock().await;`, sync ones `common::alone().blocking_lock()`.
+pub fn alone() -> &'static Mutex<()> {
+    static ALONE: Mutex<()> = Mutex::const_new(());
+    &ALONE
 }
 
 pub fn client() -> reqwest::Client {
@@ -159,7 +96,19 @@ pub async fn call_bridge(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> (reqwest::StatusCode, serde_json::Value) {
-    let mut req = client()
+    call_bridge_on(&client(), bridge, token, method, path, body).await
+}
+
+/// [`call_bridge`] through `http` (and its kept-alive connections).
+pub async fn call_bridge_on(
+    http: &reqwest::Client,
+    bridge: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut req = http
         .request(method, format!("{bridge}{path}"))
         .header("Lognex-Discount-API-Auth-Token", token);
     if let Some(b) = body {
@@ -176,82 +125,6 @@ pub async fn call_bridge(
         serde_json::from_slice(&bytes).unwrap()
     };
     (status, value)
-}
-
-/// Serves `sandbox` (the MAXMA emulator) on 127.0.0.1:0: its base URL, and the sender that
-/// stops it (dropping it stops it too).
-pub async fn start_maxma(sandbox: emulators::maxma::MaxmaSandbox) -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(sandbox.serve(listener, async {
-        let _ = rx.await;
-    }));
-    (url, tx)
-}
-
-/// A bridge with one tenant, "shop", on `mappings/maxma.toml` against `vendor_url`, answering
-/// once this returns (its `/readyz` was called, and counts as a request); MoySklad's
-/// token is [`TOKEN_A`], MAXMA's key [`API_KEY_A`], `LB_METRICS_TOKEN` is "metrics-secret".
-/// `server_keys` and `tenant_keys` are TOML lines added to `[server]` and to the tenant.
-pub async fn start_maxma_bridge(
-    vendor_url: &str,
-    server_keys: &str,
-    tenant_keys: &str,
-) -> (String, oneshot::Sender<()>) {
-    start_maxma_bridge_on(
-        "[store]\npath = \":memory:\"",
-        vendor_url,
-        server_keys,
-        tenant_keys,
-    )
-    .await
-}
-
-/// [`start_maxma_bridge`] with the given `[store]` section (e.g. [`TestStore::section`]).
-pub async fn start_maxma_bridge_on(
-    store_section: &str,
-    vendor_url: &str,
-    server_keys: &str,
-    tenant_keys: &str,
-) -> (String, oneshot::Sender<()>) {
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
-    let text = format!(
-        r#"
-        {store_section}
-        [server]
-        {server_keys}
-        [[tenants]]
-        name = "shop"
-        token = "${{LB_TOKEN_A}}"
-        mapping = "{}"
-        base_url = "{vendor_url}"
-        credentials = {{ api_key = "${{LB_KEY_A}}" }}
-        {tenant_keys}
-        "#,
-        mapping.display()
-    );
-    let env = |name: &str| match name {
-        "LB_METRICS_TOKEN" => Some("metrics-secret".to_string()),
-        other => env(other),
-    };
-    let config = Config::parse(&text, "maxma bridge", Path::new("."), &env).unwrap();
-    start_ready_bridge(config).await
-}
-
-/// A bridge serving `config` on 127.0.0.1:0, answering once this returns (its `/readyz` was
-/// called): its base URL, and the sender that stops it (dropping it stops it too).
-pub async fn start_ready_bridge(config: Config) -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(loyalty_bridge::run(listener, config, async {
-        let _ = rx.await;
-    }));
-    // Compiling the mapping takes a moment: be ready before a test starts timing anything.
-    let ready = client().get(format!("{url}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), reqwest::StatusCode::OK);
-    (url, tx)
 }
 
 /// Scrapes `{bridge}/metrics` (with a bearer token when given): the status and the text.
@@ -283,88 +156,4 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .parse()
                 .unwrap_or_else(|e| panic!("{series}: {e}"))
         })
-}
-
-/// A store for a test's bridges: a fresh SQLite file, or a fresh PostgreSQL database.
-pub enum TestStore {
-    Sqlite(std::path::PathBuf),
-    Postgres(String),
-}
-
-impl TestStore {
-    pub fn sqlite() -> TestStore {
-        let dir = std::env::temp_dir().join(format!(
-            "lb-test-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        TestStore::Sqlite(dir.join("bridge.sqlite3"))
-    }
-
-    /// The `[store]` section of a config that uses it.
-    pub fn section(&self) -> String {
-        match self {
-            TestStore::Sqlite(path) => format!(
-                "[store]\nbackend = \"sqlite\"\npath = \"{}\"\n",
-                path.display()
-            ),
-            TestStore::Postgres(url) => {
-                format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n")
-            }
-        }
-    }
-
-    /// Whether two bridges may share it (both backends allow it; the test says so).
-    pub fn shared_by_instances(&self) -> bool {
-        true
-    }
-}
-
-impl Drop for TestStore {
-    /// The SQLite file's folder is the test's own: nothing of it stays in the temp dir. (A
-    /// PostgreSQL test database stays on its server, which `.ci/run` starts fresh.)
-    fn drop(&mut self) {
-        if let TestStore::Sqlite(path) = self
-            && let Some(dir) = path.parent()
-        {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-impl TestStore {
-    /// A fresh database on the PostgreSQL server `LB_TEST_POSTGRES_URL` names (an account that
-    /// may CREATE DATABASE); `None` (the test is skipped, saying so) when it is not set, unless
-    /// `LB_REQUIRE_POSTGRES=1`, as `.ci/run` sets.
-    pub async fn postgres() -> Option<TestStore> {
-        let Ok(url) = std::env::var("LB_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("LB_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "LB_REQUIRE_POSTGRES=1 but LB_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("SKIPPED: PostgreSQL test (LB_TEST_POSTGRES_URL is not set)");
-            return None;
-        };
-        let admin: tokio_postgres::Config = url.parse().expect("LB_TEST_POSTGRES_URL is a URL");
-        let (client, connection) = admin
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect to PostgreSQL");
-        tokio::spawn(connection);
-        let name = format!("lb_test_{}", uuid::Uuid::new_v4().simple());
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("CREATE DATABASE");
-        // Same server and account, the new database (the test databases live as long as the
-        // server: .ci/run's is a throwaway).
-        let (base, _) = url
-            .split_once('?')
-            .map_or((url.as_str(), ""), |(b, q)| (b, q));
-        let server = base
-            .rsplit_once('/')
-            .filter(|(head, _)| head.contains("://") && !head.ends_with('/'))
-            .map_or(base, |(head, _)| head);
-        Some(TestStore::Postgres(format!("{server}/{name}")))
-    }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use emulators::maxma::MaxmaSandbox;
 use emulators::moysklad::MoyskladSandbox;
-use loyalty_bridge::Config;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+
+use super::{ServedEmulator, TestBridge, TestStore};
 
 pub const APP_ID: &str = "4c5b1a2e-7d3f-4a9b-8c1d-2e3f4a5b6c7d";
 pub const APP_UID: &str = "loyalty-bridge.test";
@@ -30,104 +30,72 @@ pub struct AppWorld {
     pub maxma: MaxmaSandbox,
     pub moysklad_url: String,
     pub maxma_url: String,
-    pub bridge: String,
+    /// The bridge, whose config a test may read (to build its own `AppContext`).
+    pub bridge: TestBridge,
     /// The bridge's SQLite store (a test may open a second handle on it).
     pub store_path: std::path::PathBuf,
-    /// The bridge's configuration (a test may build its own `AppContext` from it).
-    pub config: Config,
-    _dir: tempfile::TempDir,
-    _stops: Vec<oneshot::Sender<()>>,
-}
-
-async fn listen() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    (listener, url)
+    _store: TestStore,
+    _emulators: [ServedEmulator; 2],
 }
 
 impl AppWorld {
     pub async fn start() -> AppWorld {
-        let mut stops = Vec::new();
         let maxma = MaxmaSandbox::with_demo_data(MAXMA_KEY);
-        let (maxma_listener, maxma_url) = listen().await;
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(maxma.clone().serve(maxma_listener, async {
-            let _ = rx.await;
-        }));
-        stops.push(tx);
+        let maxma_emulator = ServedEmulator::start(maxma.clone()).await;
+        let maxma_url = maxma_emulator.url().to_string();
 
-        let (listener, bridge) = listen().await;
+        // MoySklad must know the settings page's URL, and the bridge MoySklad's.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bridge_url = format!("http://{}", listener.local_addr().unwrap());
         let moysklad = MoyskladSandbox::new(APP_ID, APP_UID, SECRET)
-            .with_settings_page(format!("{bridge}{SETTINGS_PATH}"));
-        let (ms_listener, moysklad_url) = listen().await;
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(moysklad.clone().serve(ms_listener, async {
-            let _ = rx.await;
-        }));
-        stops.push(tx);
+            .with_settings_page(format!("{bridge_url}{SETTINGS_PATH}"));
+        let moysklad_emulator = ServedEmulator::start(moysklad.clone()).await;
+        let moysklad_url = moysklad_emulator.url().to_string();
 
-        let dir = tempfile::tempdir().unwrap();
-        let store_path = dir.path().join("store.sqlite3");
+        let store = TestStore::sqlite();
+        let store_path = store.sqlite_path().expect("a SQLite store").to_path_buf();
         let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-        let text = format!(
-            r#"
-            [store]
-            path = "{store}"
-            [moysklad_app]
-            app_id = "{APP_ID}"
-            app_uid = "{APP_UID}"
-            secret_key = "${{SECRET}}"
-            public_base_url = "{bridge}"
-            vendor_api_url = "{moysklad_url}/api/vendor/1.0"
-            encryption_key = "${{ENC_KEY}}"
-            mappings_dir = "{mappings}"
-            frame_ancestors = ["{moysklad_url}"]
-            vendor_base_urls = {{ maxma = "{maxma_url}" }}
-            "#,
-            store = store_path.display(),
-            mappings = mappings.display(),
-        );
-        let env = |name: &str| match name {
-            "SECRET" => Some(SECRET.to_string()),
-            "ENC_KEY" => Some(ENC_KEY.to_string()),
-            _ => None,
-        };
-        let config = Config::parse(&text, "settings test", Path::new("."), &env).unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(loyalty_bridge::run(listener, config.clone(), async {
-            let _ = rx.await;
-        }));
-        stops.push(tx);
-        let world = AppWorld {
+        let bridge = TestBridge::builder()
+            .store(&store)
+            .moysklad_app(format!(
+                r#"app_id = "{APP_ID}"
+                app_uid = "{APP_UID}"
+                secret_key = "${{SECRET}}"
+                public_base_url = "{bridge_url}"
+                vendor_api_url = "{moysklad_url}/api/vendor/1.0"
+                encryption_key = "${{ENC_KEY}}"
+                mappings_dir = "{mappings}"
+                frame_ancestors = ["{moysklad_url}"]
+                vendor_base_urls = {{ maxma = "{maxma_url}" }}"#,
+                mappings = mappings.display(),
+            ))
+            .env("SECRET", SECRET)
+            .env("ENC_KEY", ENC_KEY)
+            .listener(listener)
+            .start()
+            .await;
+        AppWorld {
             moysklad,
             maxma,
             moysklad_url,
             maxma_url,
             bridge,
             store_path,
-            config,
-            _dir: dir,
-            _stops: stops,
-        };
-        let ready = super::client()
-            .get(format!("{}/readyz", world.bridge))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ready.status(), reqwest::StatusCode::OK);
-        world
+            _store: store,
+            _emulators: [maxma_emulator, moysklad_emulator],
+        }
     }
 
     pub async fn install(&self, account_id: &str) {
         let (status, body) = self
             .moysklad
-            .install(&self.bridge, account_id, ACCESS_TOKEN)
+            .install(self.bridge.url(), account_id, ACCESS_TOKEN)
             .await;
         assert_eq!(status, 200, "{body}");
     }
 
     pub fn page_url(&self) -> String {
-        format!("{}{SETTINGS_PATH}", self.bridge)
+        self.bridge.url_of(SETTINGS_PATH)
     }
 
     /// The URL MoySklad's iframe opens for a fresh context key.
@@ -161,7 +129,7 @@ impl AppWorld {
             .append_pair("retailStoreId", "s1")
             .finish();
         let resp = super::client()
-            .get(format!("{}/counterparty?{query}", self.bridge))
+            .get(self.bridge.url_of(&format!("/counterparty?{query}")))
             .header("Lognex-Discount-API-Auth-Token", token)
             .send()
             .await

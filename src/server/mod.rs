@@ -306,7 +306,9 @@ pub async fn serve_with(
         idle_timeout: Duration::from_millis(app.config.server.idle_timeout_ms),
         shutdown_grace: grace,
         max_connections: app.config.server.max_connections,
-        lanes: Some(app.lanes.clone()),
+        // The `bench-tokio-workers` build (issue #25's A/B, benches/ab/) serves connections on
+        // tokio's work-stealing runtime instead; operations then never move (no lane is current).
+        lanes: (!cfg!(feature = "bench-tokio-workers")).then(|| app.lanes.clone()),
         head_error_answer: Some(error::head_refused_answer),
     };
     let handler = {

@@ -11,7 +11,8 @@
 # Knobs (environment): LB_BENCH_PORT_BASE (19180; uses the next 6 ports), LB_BENCH_SECONDS
 # (10, each saturation run), LB_BENCH_SAT_ROUNDS (3: the recalc saturation runs of all setups,
 # alternated, this many times), LB_BENCH_RATE_SECONDS (10, each fixed-rate run), LB_BENCH_RATE_ROUNDS
-# (3: the fixed-rate runs of all setups, alternated, this many times), LB_BENCH_OUT
+# (3: the fixed-rate runs of all setups, alternated, this many times), LB_BENCH_SANDBOX_BIN (the
+# emulator's binary; default the bridge's), LB_BENCH_OUT
 # (benches/results.md), LB_BENCH_BUILD (pgo: the deployment build, scripts/build-release.sh, PGO + BOLT;
 # release: plain `cargo build --release`), LB_BENCH_BIN (a loyalty-bridge binary to use instead
 # of building one). Honours CARGO_TARGET_DIR. Not run by CI.
@@ -84,6 +85,10 @@ else
   die "LB_BENCH_BUILD is pgo or release, not $build"
 fi
 [ -x "$bin" ] || die "no binary at $bin"
+# The vendor emulator's binary: the bridge's own unless given (an A/B of two bridges keeps the
+# vendor the same: benches/ab/run.sh).
+sandbox_bin=${LB_BENCH_SANDBOX_BIN:-$bin}
+[ -x "$sandbox_bin" ] || die "no binary at $sandbox_bin"
 
 # --- processes --------------------------------------------------------------------------------
 work=$(mktemp -d /tmp/lb-bench.XXXXXX)
@@ -127,8 +132,8 @@ start() { # name, command…: started in the background, its pid recorded
 }
 
 log "starting the sandbox, nginx (proxy, njs) and the bridge in $work"
-start sandbox "$bin" sandbox maxma --listen "127.0.0.1:$p_sandbox" --key "$key"
-start slow_sandbox "$bin" sandbox maxma --listen "127.0.0.1:$p_slow_sandbox" --key "$key" --delay-ms 200
+start sandbox "$sandbox_bin" sandbox maxma --listen "127.0.0.1:$p_sandbox" --key "$key"
+start slow_sandbox "$sandbox_bin" sandbox maxma --listen "127.0.0.1:$p_slow_sandbox" --key "$key" --delay-ms 200
 fill "$here/nginx-proxy.conf.in" "$p_proxy" "$p_sandbox" "$work/nginx-proxy.conf"
 fill "$here/nginx-njs.conf.in" "$p_njs" "$p_sandbox" "$work/nginx-njs.conf"
 mkdir -p "$work"/nginx-{proxy,njs}-{body,proxy}

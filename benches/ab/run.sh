@@ -47,8 +47,8 @@ open(path, "w").write(text)
 EOF
       rm -rf "$dir/src-published/vendor/hyper"
       if [ ! -d "$dir/target-published" ]; then cp -a "$target" "$dir/target-published"; fi
-      # The newest published hyper, as a user of the crate would get it.
-      (cd "$dir/src-published" && cargo update -p hyper --quiet)
+      # Without the patch, cargo resolves hyper afresh: the newest published 1.x, as a user of
+      # the crate would get it (the summary logs which).
       (cd "$dir/src-published" && CARGO_TARGET_DIR=$dir/target-published cargo build --release --quiet)
       cp "$dir/target-published/release/loyalty-bridge" "$dir/published" ;;
     *) echo "unknown variant $variant" >&2; exit 1 ;;

@@ -4,6 +4,7 @@
 #   shipped    as it is: hyper patched (vendor/hyper), connections on the connection threads
 #   published  hyper as published on crates.io (the [patch.crates-io] entry removed, in a copy)
 #   workers    --features bench-tokio-workers: connections on tokio's work-stealing runtime
+#   published-workers  both (the hyper fix mattered on the work-stealing runtime)
 # then the load harness (benches/load/run.sh) against each, in rounds that rotate the order, with
 # the shipped binary as the vendor emulator every time (so only the bridge differs), and a
 # summary of the bridge's recalc throughput relative to nginx (× (b)) and its added p50 at
@@ -11,14 +12,14 @@
 #
 # Run as root from a checkout: bash benches/ab/run.sh
 # Knobs: LB_AB_DIR (/tmp/lb-ab: builds and reports), LB_AB_ROUNDS (3), LB_AB_VARIANTS
-# ("shipped published workers"), LB_AB_SKIP_BUILD (1: reuse the binaries in LB_AB_DIR), LB_AB_BUILD_ONLY (1: build, then stop); the load
+# ("shipped published workers published-workers"), LB_AB_SKIP_BUILD (1: reuse the binaries in LB_AB_DIR), LB_AB_BUILD_ONLY (1: build, then stop); the load
 # harness' own knobs pass through (LB_BENCH_SECONDS, LB_BENCH_SAT_ROUNDS, ...).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 dir=${LB_AB_DIR:-/tmp/lb-ab}
 rounds=${LB_AB_ROUNDS:-3}
-read -r -a variants <<< "${LB_AB_VARIANTS:-shipped published workers}"
+read -r -a variants <<< "${LB_AB_VARIANTS:-shipped published workers published-workers}"
 mkdir -p "$dir"
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -51,6 +52,11 @@ EOF
       # the crate would get it (the summary logs which).
       (cd "$dir/src-published" && CARGO_TARGET_DIR=$dir/target-published cargo build --release --quiet)
       cp "$dir/target-published/release/loyalty-bridge" "$dir/published" ;;
+    published-workers)
+      # Both changes at once: the hyper fix mattered on the work-stealing runtime.
+      [ -d "$dir/src-published" ] || build published
+      (cd "$dir/src-published" && CARGO_TARGET_DIR=$dir/target-published cargo build --release --quiet --features bench-tokio-workers)
+      cp "$dir/target-published/release/loyalty-bridge" "$dir/published-workers" ;;
     *) echo "unknown variant $variant" >&2; exit 1 ;;
   esac
 }

@@ -5,7 +5,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{API_KEY_A, MaxmaWorld, TestBridge, client, fixture, the_error};
+use common::{API_KEY_A, MaxmaWorld, TestBridge, client, dec, fixture, the_error};
 use emulators::maxma::{Fault, GiftCardStatus, MaxmaSandbox, SandboxClient, SandboxSettings};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
@@ -44,12 +44,6 @@ fn store() -> Value {
 
 fn num(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
-}
-
-fn dec(v: &Value) -> Decimal {
-    v.to_string()
-        .parse()
-        .unwrap_or_else(|_| panic!("not a number: {v}"))
 }
 
 const PHONE: &str = "+7 916 123-45-67";

@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use common::{PB_TOKEN, PbWorld, the_error};
+use common::{PB_TOKEN, PbWorld, d, dec, the_error};
 use emulators::premiumbonus::{PbBuyer, PbSettings, PremiumBonusSandbox};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
@@ -13,16 +13,6 @@ const BUYER: &str = "+7 999 000-00-01";
 /// The buyer's balance at Premium Bonus.
 fn balance(w: &PbWorld) -> Decimal {
     w.sandbox.balance(BUYER).unwrap()
-}
-
-fn dec(v: &Value) -> Decimal {
-    v.to_string()
-        .parse()
-        .unwrap_or_else(|_| panic!("not a number: {v}"))
-}
-
-fn d(s: &str) -> Decimal {
-    s.parse().unwrap()
 }
 
 fn store() -> Value {

@@ -2,23 +2,12 @@
 
 use crate::common;
 
-use common::{UDS_COMPANY, UDS_KEY, UdsWorld, the_error};
+use common::{UDS_COMPANY, UDS_KEY, UdsWorld, d, dec, the_error};
 use emulators::uds::UdsSandbox;
 use reqwest::StatusCode;
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 const PHONE: &str = "+7 999 000-00-01";
-
-fn dec(v: &Value) -> Decimal {
-    v.to_string()
-        .parse()
-        .unwrap_or_else(|_| panic!("not a number: {v}"))
-}
-
-fn d(s: &str) -> Decimal {
-    s.parse().unwrap()
-}
 
 fn store() -> Value {
     json!({"meta": {"id": "s1"}, "name": "Магазин №1"})

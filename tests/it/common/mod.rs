@@ -157,3 +157,15 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .unwrap_or_else(|e| panic!("{series}: {e}"))
         })
 }
+
+/// A JSON number as an exact decimal (from its text: the tests compare money to the kopeck).
+pub fn dec(v: &serde_json::Value) -> rust_decimal::Decimal {
+    v.to_string()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {v}"))
+}
+
+/// A decimal literal.
+pub fn d(s: &str) -> rust_decimal::Decimal {
+    s.parse().unwrap()
+}

@@ -329,8 +329,9 @@ pub struct ServerConfig {
     /// holds hyper's read and write buffers (≈ 16–20 KiB), so this bounds memory under a burst
     /// of connections, as nginx's `worker_connections` does.
     pub max_connections: usize,
-    /// Threads that serve connections and their requests (`server::lanes`); 0: one per CPU
-    /// core.
+    /// Worker threads of the runtime `loyalty-bridge serve` starts (tokio's work-stealing
+    /// runtime: connections, requests, vendor calls and background work); 0: one per CPU core.
+    /// A server embedded with [`crate::run`] runs on its caller's runtime instead.
     pub threads: usize,
     /// When set (`${ENV_VAR}`), `GET /metrics` requires `Authorization: Bearer <token>`.
     /// Expanded from the environment by [`RawConfig::validate`].
@@ -346,7 +347,7 @@ impl ServerConfig {
         }
     }
 
-    /// How many connection threads `threads` means on this machine.
+    /// How many worker threads `threads` means on this machine.
     pub fn thread_count(&self) -> usize {
         match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

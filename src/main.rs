@@ -10,10 +10,10 @@ use clap::Parser;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read before `main` (`_RJEM_MALLOC_CONF` in the environment overrides
-/// them). One arena for every thread: with an arena per thread, each connection thread
-/// (`server::lanes`) kept its own share of a burst's memory, and the two together peaked
-/// 6–8 MiB higher (2,000 requests at once: 61.6–64.4 MiB against 55.5–57.2); no CPU cost per
-/// recalc measured at saturation (rounds alternated with the default, 2 runs).
+/// them). One arena for every thread: with jemalloc's default (4 per CPU) each worker thread
+/// keeps its own share of a burst's memory. On tokio's work-stealing runtime, 2,000 requests at
+/// once peaked at 47.9 MiB against 49.4, with 7 % less CPU for the burst (`benches/ab/arenas.sh`,
+/// 3 alternated rounds); with the connection threads before, 55.5–57.2 against 61.6–64.4 MiB.
 #[cfg(not(target_env = "msvc"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &[u8; 10] = b"narenas:1\0";

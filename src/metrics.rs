@@ -17,16 +17,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-/// A connection thread's load at the moment, for `/metrics` (`server::lanes` reports it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LaneState {
-    /// Connections open on it.
-    pub connections: usize,
-    /// Its runtime's tasks that have not ended: connections, vendor connections, moved
-    /// operations.
-    pub tasks: usize,
-}
-
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -58,12 +48,6 @@ pub struct CallLabels {
     pub outcome: &'static str,
 }
 
-/// A connection thread ("lane", `server::lanes`) by its index.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LaneLabels {
-    pub lane: String,
-}
-
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// 5 ms … ~10 s, doubling.
@@ -93,9 +77,6 @@ pub struct Metrics {
     outbox_pending: Family<TenantLabels, Gauge>,
     outbox_failed: Family<TenantLabels, Gauge>,
     outbox_oldest_age: Family<TenantLabels, Gauge<f64, AtomicU64>>,
-    lane_connections: Family<LaneLabels, Gauge>,
-    lane_tasks: Family<LaneLabels, Gauge>,
-    lane_moved_operations: Family<LaneLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -123,9 +104,6 @@ impl Metrics {
             outbox_pending: Family::default(),
             outbox_failed: Family::default(),
             outbox_oldest_age: Family::default(),
-            lane_connections: Family::default(),
-            lane_tasks: Family::default(),
-            lane_moved_operations: Family::default(),
             registry: Registry::with_prefix("loyalty_bridge"),
         };
         let r = &mut m.registry;
@@ -207,46 +185,7 @@ impl Metrics {
             Unit::Seconds,
             m.outbox_oldest_age.clone(),
         );
-        r.register(
-            "lane_connections",
-            "Connections open on each connection thread",
-            m.lane_connections.clone(),
-        );
-        r.register(
-            "lane_tasks",
-            "Tasks alive on each connection thread (connections, vendor connections, moved operations)",
-            m.lane_tasks.clone(),
-        );
-        r.register(
-            "lane_moved_operations",
-            "Operations moved to a connection thread because their own thread was busy",
-            m.lane_moved_operations.clone(),
-        );
         m
-    }
-
-    /// The connection threads' load (set when `/metrics` is read).
-    pub fn set_lanes(&self, lanes: &[LaneState]) {
-        let clamp = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        for (index, lane) in lanes.iter().enumerate() {
-            let labels = LaneLabels {
-                lane: index.to_string(),
-            };
-            self.lane_connections
-                .get_or_create(&labels)
-                .set(clamp(lane.connections));
-            self.lane_tasks
-                .get_or_create(&labels)
-                .set(clamp(lane.tasks));
-        }
-    }
-
-    /// The counter connection thread `lane` counts the operations moved to it on.
-    pub fn lane_moved_operations(&self, lane: usize) -> Counter {
-        let labels = LaneLabels {
-            lane: lane.to_string(),
-        };
-        self.lane_moved_operations.get_or_create_owned(&labels)
     }
 
     /// The exposition text (OpenMetrics, ends with `# EOF`).
@@ -492,29 +431,5 @@ mod tests {
             text.contains("loyalty_bridge_outbox_pending{tenant=\"app:1111\"} 5"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn lane_families_show_the_last_state_and_the_moves() {
-        let m = Metrics::new();
-        let lane = |connections| LaneState {
-            connections,
-            tasks: connections * 2,
-        };
-        m.set_lanes(&[lane(3), lane(4)]);
-        m.set_lanes(&[lane(0), lane(1)]);
-        m.lane_moved_operations(0).inc_by(5);
-        m.lane_moved_operations(1).inc_by(2);
-        let text = m.encode();
-        for line in [
-            "loyalty_bridge_lane_connections{lane=\"0\"} 0",
-            "loyalty_bridge_lane_connections{lane=\"1\"} 1",
-            "loyalty_bridge_lane_tasks{lane=\"0\"} 0",
-            "loyalty_bridge_lane_tasks{lane=\"1\"} 2",
-            "loyalty_bridge_lane_moved_operations_total{lane=\"0\"} 5",
-            "loyalty_bridge_lane_moved_operations_total{lane=\"1\"} 2",
-        ] {
-            assert!(text.contains(line), "{line} missing from:\n{text}");
-        }
     }
 }

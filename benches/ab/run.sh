@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue #25's A/B: does the complexity still pay? Three plain release builds of this checkout,
-# the same but for one thing each:
+# Issue #25's A/B: does the complexity still pay? Plain release builds of this checkout, the
+# same but for one thing each. Both things it compares were removed after it ran (see
+# benches/README.md): to rerun it, check out f7aa624, the last commit that had them.
 #   shipped    as it is: hyper patched (vendor/hyper), connections on the connection threads
 #   published  hyper as published on crates.io (the [patch.crates-io] entry removed, in a copy)
 #   workers    --features bench-tokio-workers: connections on tokio's work-stealing runtime
@@ -17,6 +18,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+if ! grep -q '^hyper = { path = "vendor/hyper" }$' "$root/Cargo.toml"; then
+  echo "this checkout has neither the patched hyper nor the connection threads (removed in issue #25):" >&2
+  echo "check out f7aa624 to rerun the A/B" >&2
+  exit 1
+fi
 dir=${LB_AB_DIR:-/tmp/lb-ab}
 rounds=${LB_AB_ROUNDS:-3}
 read -r -a variants <<< "${LB_AB_VARIANTS:-shipped published workers published-workers}"

@@ -3,11 +3,19 @@
 use anyhow::Context;
 use loyalty_bridge::{Config, telemetry};
 
-use super::{runtime, shutdown_signal};
+use super::shutdown_signal;
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
-    runtime()?.block_on(async {
+    // tokio's work-stealing runtime with `server.threads` workers. (Connection threads, each a
+    // single-threaded runtime, served connections before: they did not pay against this one
+    // once hyper stopped waking a connection's own task — benches/results.md, issue #25.)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.thread_count())
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
         if let Some(sandbox) = &config.maxma_sandbox {
             let listener = loyalty_bridge::server::listen::bind(sandbox.listen)
                 .with_context(|| format!("cannot listen on {} (sandbox.maxma.listen)", sandbox.listen))?;

@@ -1,4 +1,4 @@
-//! The accept loop shared by the bridge and the vendor emulators: hyper-util's auto builder
+//! The bridge's accept loop: hyper-util's auto builder
 //! (HTTP/1.1 and h2c), graceful shutdown bounded by a grace period, and the connection
 //! policy that keeps a stranger from holding the server shut:
 //!
@@ -11,9 +11,6 @@
 //! - when `max_connections` are open, the one idle the longest is closed to admit the new one,
 //!   as nginx does under `worker_connections` pressure; only when every connection has a
 //!   request in progress do new ones wait in the kernel's accept queue.
-//!
-//! The bridge serves its connections on its connection threads ([`Lanes`]); the emulators on
-//! the runtime that runs the loop.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,8 +33,6 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
-
-use super::lanes::Lanes;
 
 /// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
 /// tokio's `TcpListener::bind` asks for 1,024: a burst of 2,000 tills connecting at once would
@@ -77,16 +72,9 @@ pub struct ListenOptions {
     /// Most connections served at once; beyond it, the one idle the longest is closed, or,
     /// when all are busy, new ones wait in the accept queue.
     pub max_connections: usize,
-    /// Connection threads (see [`Lanes`]); none: connections are served on the calling
-    /// runtime.
-    pub lanes: Option<Arc<Lanes>>,
     /// See [`HeadErrorAnswer`].
     pub head_error_answer: Option<HeadErrorAnswer>,
 }
-
-/// `idle_timeout` of the emulators (the bridge's is `server.idle_timeout_ms`, by default the
-/// same).
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often, at most, reaching `max_connections` is logged.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -133,7 +121,6 @@ where
         idle: options.idle_timeout,
     };
     let mut full_logged: Option<Instant> = None;
-    let lanes = options.lanes;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -175,7 +162,7 @@ where
         let builder = builder.clone();
         let registered = conns.register();
         let head_error_answer = options.head_error_answer;
-        let serve = move |stream: tokio::net::TcpStream| async move {
+        tokio::spawn(async move {
             let _permit = permit;
             let state = registered.state.clone();
             let service = {
@@ -197,13 +184,7 @@ where
                 tracing::debug!(server = name, %peer, error = %e, "connection ended with an error");
             }
             drop(registered);
-        };
-        match &lanes {
-            None => {
-                tokio::spawn(serve(stream));
-            }
-            Some(lanes) => lanes.hand(stream, serve),
-        }
+        });
     }
     drop(listener);
     tracing::info!(
@@ -219,9 +200,6 @@ where
             grace_ms = options.shutdown_grace.as_millis() as u64,
             "in-flight requests still running at the end of the grace period"
         );
-    }
-    if let Some(lanes) = &lanes {
-        lanes.stop();
     }
     Ok(())
 }

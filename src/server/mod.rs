@@ -2,7 +2,6 @@
 //! and the per-request pipeline route → auth → body → parse → operation → render.
 
 mod body;
-pub mod lanes;
 pub mod listen;
 mod outbox;
 mod route;
@@ -73,8 +72,6 @@ struct App {
     /// Each tenant's share of those turns (`server.tenant_max_in_flight`), by name, made when
     /// first needed.
     tenant_turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
-    /// The connection threads.
-    lanes: Arc<lanes::Lanes>,
 }
 
 impl App {
@@ -234,9 +231,6 @@ pub async fn serve_with(
         None => None,
     };
     let app = Arc::new(App {
-        lanes: lanes::Lanes::start_with(config.server.thread_count(), |lane| {
-            metrics.lane_moved_operations(lane)
-        })?,
         moysklad,
         settings,
         app_limits,
@@ -306,9 +300,6 @@ pub async fn serve_with(
         idle_timeout: Duration::from_millis(app.config.server.idle_timeout_ms),
         shutdown_grace: grace,
         max_connections: app.config.server.max_connections,
-        // The `bench-tokio-workers` build (issue #25's A/B, benches/ab/) serves connections on
-        // tokio's work-stealing runtime instead; operations then never move (no lane is current).
-        lanes: (!cfg!(feature = "bench-tokio-workers")).then(|| app.lanes.clone()),
         head_error_answer: Some(error::head_refused_answer),
     };
     let handler = {
@@ -512,7 +503,7 @@ async fn dispatch(
     let _turn = app.in_flight.acquire().await.map_err(closed)?;
     let request = ops::Request::parse(op, parts.uri.query(), &bytes)?;
     let ctx = app.context(tenant.clone(), request_id.to_owned(), deadline);
-    let (result, upstream_calls) = run_op(app, request, ctx).await;
+    let (result, upstream_calls) = run_op(request, ctx).await;
     outcome.upstream_calls = upstream_calls;
     let reply = result.inspect_err(|e| {
         log_failure(e, request_id);
@@ -535,39 +526,16 @@ async fn read_body_in_time(
         .map_err(|_| Error::BodyTimeout { ms })?
 }
 
-/// Runs the operation: here, or on another lane when this one is busy.
-/// Also says how many vendor calls it made.
-async fn run_op(app: &App, request: ops::Request, ctx: OpContext) -> (Result<Reply, Error>, u32) {
+/// Runs the operation; also says how many vendor calls it made.
+async fn run_op(request: ops::Request, ctx: OpContext) -> (Result<Reply, Error>, u32) {
     // Boxed: the operation's state machine (plan, vendor calls, JSON trees) is by far the
     // largest part of a request's future; unboxed, every request waiting for its turn
     // would hold that much memory too.
-    let work = Box::pin(async move {
+    Box::pin(async move {
         let result = request.apply(&ctx).await;
         (result, ctx.upstream_calls.load(Ordering::Relaxed))
-    });
-    match app.lanes.offload(work) {
-        Err(work) => work.await,
-        Ok(task) => {
-            // Dropped (the request's deadline): the operation stops too, as it would here.
-            let mut task = AbortOnDrop(task);
-            match (&mut task.0).await {
-                Ok(done) => done,
-                Err(e) => {
-                    let detail = format!("the operation failed on its connection thread: {e}");
-                    (Err(Error::Internal(detail)), 0)
-                }
-            }
-        }
-    }
-}
-
-/// Aborts the task when the request it serves is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    })
+    .await
 }
 
 /// MoySklad's `PUT`/`DELETE …/apps/{appId}/{accountId}`.
@@ -628,7 +596,6 @@ fn metrics(app: &App, headers: &HeaderMap) -> Result<Response<Bytes>, Error> {
             return Err(Error::MetricsUnauthorized);
         }
     }
-    app.metrics.set_lanes(&app.lanes.states());
     let mut response = Response::new(Bytes::from(app.metrics.encode()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

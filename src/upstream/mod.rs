@@ -91,9 +91,10 @@ pub trait Upstream: Send + Sync {
 #[derive(Clone)]
 pub struct HttpUpstream {
     connector: HttpsConnector<ProxyConnector>,
-    /// One client, and so one connection pool, per thread: a pooled connection is driven by a
-    /// task on the runtime that opened it, and a request from another thread would hand its
-    /// every read and write across threads (see `server::lanes`).
+    /// One client, and so one connection pool, per worker thread: a pooled connection's task is
+    /// spawned on the worker that opened it, so a call from the same worker usually finds its
+    /// connection driven where it runs. (Kept from the connection threads, where it was needed;
+    /// on the work-stealing runtime it was measured as built, not against one shared pool.)
     clients: Arc<ThreadLocal<VendorClient>>,
     proxies: Proxies,
 }

@@ -223,9 +223,9 @@ async fn every_request_is_answered_in_time_under_changing_vendor_faults() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Stop everything: nothing may be left running. Connections run on the bridge's own
-    // connection threads, which end with it: one still busy would hold the graceful shutdown
-    // until its grace period (10 s) runs out, so the stop must come well before.
+    // Stop everything: nothing may be left running. A connection still busy would hold the
+    // graceful shutdown until its grace period (10 s) runs out, so the stop must come well
+    // before.
     drop(client);
     let stopping = Instant::now();
     bridge_server.stop().await;

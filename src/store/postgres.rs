@@ -3,7 +3,8 @@
 //! Every decision that more than one instance could race on is one atomic statement (`INSERT …
 //! ON CONFLICT … DO UPDATE … WHERE … RETURNING`) or a transaction holding row locks (`SELECT …
 //! FOR UPDATE`). Migrations run under a transaction-scoped advisory lock, so two instances
-//! starting at once do not both apply one. Connections come from a deadpool pool.
+//! starting at once do not both apply one; a tenant's enqueues take turns on one too.
+//! Connections come from a deadpool pool.
 //!
 //! The statements are the shared ones of `sql.rs`; this file binds their parameters, converts
 //! values and runs them.
@@ -33,6 +34,10 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// Key of the advisory lock migrations hold ("lb_store").
 const MIGRATION_LOCK: i64 = 0x6c62_5f73_746f_7265;
+
+/// Lock space of [`sql::XACT_LOCK_POSTGRES`] (its two-key form, which never meets the
+/// one-key [`MIGRATION_LOCK`]) for a tenant's enqueues ("lb" 1).
+const ENQUEUE_LOCKS: i32 = 0x6c62_0001;
 
 /// How often `begin` re-tries when the record changed between its two statements.
 const BEGIN_TRIES: usize = 5;
@@ -354,6 +359,18 @@ impl OutboxStore for PgStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
+            // Delivery follows `seq` within a tenant, so a tenant's seqs must become visible
+            // in the order they are drawn. The identity column does not give that across
+            // connections: A draws 5, B draws 6 and commits, the deliverer sends 6, then A
+            // commits 5. So a tenant's enqueues take turns on a lock of the tenant, taken
+            // before the seq is drawn and held until commit (or rollback): each draws after
+            // the one before it committed, hence a higher seq (the identity caches no values
+            // per connection). A transaction-level advisory lock rather than a per-tenant
+            // counter row: no table or row to create first, it goes away with the
+            // transaction, and only the same tenant's enqueues (rare: its vendor is down)
+            // ever wait for it.
+            self.execute(&tx, sql::XACT_LOCK_POSTGRES, &[&ENQUEUE_LOCKS, &tenant])
+                .await?;
             let record: [&(dyn ToSql + Sync); 4] = [&tenant, &kind.as_str(), &id, &now_ms];
             self.execute(&tx, sql::QUEUE_RECORD, &record).await?;
             let item: [&(dyn ToSql + Sync); 5] = [&tenant, &kind.as_str(), &id, &request, &now_ms];

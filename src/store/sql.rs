@@ -74,6 +74,15 @@ pub(super) const FINISH_RECORD: &str =
 pub(super) const ABANDON_RECORD: &str = "UPDATE records SET state = 'failed', updated_ms = $4
       WHERE tenant = $1 AND kind = $2 AND id = $3 AND state = 'in_flight'";
 
+// --- locks ---
+
+/// PostgreSQL: makes the transactions that take the same key take turns, until each ends.
+/// `$1` (an `INTEGER`) names what is locked (a lock space of `postgres.rs`), `$2` whose (a
+/// tenant, an account). Two names may share a hash: they then take turns needlessly, never
+/// wrongly. SQLite needs none: its transactions are `BEGIN IMMEDIATE`, holding the database's
+/// one write lock from their start.
+pub(super) const XACT_LOCK_POSTGRES: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
+
 // --- outbox ---
 
 /// The first half of an enqueue. `$4` now.

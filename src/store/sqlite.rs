@@ -349,6 +349,9 @@ impl OutboxStore for SqliteStore {
     ) -> StoreFuture<'_, i64> {
         let (tenant, id, request) = (tenant.to_owned(), id.to_owned(), json_text(request));
         self.call(move |conn| {
+            // Nothing more keeps a tenant's items in the order they were accepted: this
+            // transaction holds the database's one write lock from before its seq is drawn
+            // until it commits, so seqs are committed in the order they are drawn.
             let tx = immediate(conn)?;
             execute(
                 &tx,

@@ -69,6 +69,14 @@ impl TestDb {
         self.open().await.expect("store opens")
     }
 
+    /// A connection of its own to the PostgreSQL database (`None` for SQLite).
+    async fn postgres_client(&self) -> Option<tokio_postgres::Client> {
+        match &self.place {
+            Place::Sqlite { .. } => None,
+            Place::Postgres { config, .. } => Some(connect_postgres(config).await),
+        }
+    }
+
     /// Runs SQL on the database behind the store's back.
     async fn raw(&self, sql: &str) {
         match &self.place {
@@ -1178,4 +1186,111 @@ async fn postgres_errors_never_show_the_password() {
         .await
         .expect_err("not a URL");
     assert!(!error.to_string().contains("s3cr3t-pw"), "{error}");
+}
+
+/// Advisory locks waited for in the test's own database (other tests' databases have theirs).
+async fn waiting_advisory_locks(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_locks
+              WHERE locktype = 'advisory' AND NOT granted
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Two instances enqueue sales of one tenant at once; the first draws its seq, then its
+/// transaction stays open (a trigger the test added waits at a gate the test holds). The second
+/// sale must not become deliverable before the first: delivery follows seq, and the first's
+/// seq is lower. (Without a lock of the tenant the second commits at once and a deliverer
+/// would send it first; SQLite's one writer cannot interleave two enqueues at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_tenants_sales_become_deliverable_in_the_order_of_their_seqs() {
+    const GATE: i64 = 4242;
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (first_instance, second_instance) = (db.store().await, db.store().await);
+    db.raw(&format!(
+        "CREATE FUNCTION wait_at_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id = 'held' THEN PERFORM pg_advisory_xact_lock_shared({GATE}); END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER wait_at_gate AFTER INSERT ON outbox
+             FOR EACH ROW EXECUTE FUNCTION wait_at_gate();"
+    ))
+    .await;
+    let gate = db.postgres_client().await.unwrap();
+    gate.batch_execute(&format!("SELECT pg_advisory_lock({GATE})"))
+        .await
+        .unwrap();
+    let waiting_until = |count: i64| {
+        let gate = &gate;
+        async move {
+            for _ in 0..500 {
+                if waiting_advisory_locks(gate).await >= count {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("{count} advisory locks were never waited for");
+        }
+    };
+
+    let s = first_instance.clone();
+    let first = tokio::spawn(async move {
+        s.enqueue("a", Kind::Sale, "held", &json!(1), T0)
+            .await
+            .unwrap()
+    });
+    waiting_until(1).await;
+    // Another tenant's sales do not wait for tenant a's.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        second_instance.enqueue("b", Kind::Sale, "other-tenant", &json!(2), T0 + 1),
+    )
+    .await
+    .expect("tenant b's enqueue did not wait for tenant a's")
+    .unwrap();
+    let s = second_instance.clone();
+    let second = tokio::spawn(async move {
+        s.enqueue("a", Kind::Sale, "later", &json!(3), T0 + 2)
+            .await
+            .unwrap()
+    });
+    // The later sale either waits for the first (a second lock waited for) or is committed.
+    for _ in 0..500 {
+        if second.is_finished() || waiting_advisory_locks(&gate).await >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let next = first_instance.next_pending("a").await.unwrap();
+    assert_eq!(
+        next.map(|item| item.id),
+        None,
+        "while the first sale's enqueue is open, nothing of tenant a may be delivered"
+    );
+
+    gate.batch_execute(&format!("SELECT pg_advisory_unlock({GATE})"))
+        .await
+        .unwrap();
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert!(first < second, "seq {first} then {second}");
+    let order: Vec<String> = first_instance
+        .outbox_items(Some("a"), false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| item.id)
+        .collect();
+    assert_eq!(order, ["held", "later"]);
+    assert_eq!(
+        first_instance.next_pending("a").await.unwrap().unwrap().id,
+        "held"
+    );
 }

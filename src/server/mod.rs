@@ -287,10 +287,13 @@ pub async fn serve_with(
     let cache_sweeper = tokio::spawn(app.cache.clone().sweep_forever(CACHE_SWEEP));
     // Names this instance in the store's outbox delivery leases.
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-    let deliverer = tokio::spawn(outbox::deliver_forever(
+    // Set when shutdown begins: the deliverer stops between two store calls, never in one.
+    let (stop_delivering, delivering_stopped) = tokio::sync::watch::channel(false);
+    let mut deliverer = tokio::spawn(outbox::deliver_forever(
         app.clone(),
         journal.clone(),
         holder.clone(),
+        delivering_stopped,
     ));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tenants = app.tenants.len(), "loyalty-bridge listening");
@@ -321,12 +324,21 @@ pub async fn serve_with(
             Box::pin(async move { Ok::<_, Infallible>(handle(&app, req).await) })
         }
     };
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_delivering.send(true);
+    };
     let served = accept_loop(listener, options, handler, shutdown).await;
     reloader.abort();
     cache_sweeper.abort();
     app_refresher.abort();
-    deliverer.abort();
-    let _ = deliverer.await;
+    // The deliverer finishes the item in hand (its vendor call has a deadline), so that no
+    // lease of its is written after the release below; one that takes longer than the
+    // grace is cut off, and its lease runs out instead.
+    if tokio::time::timeout(grace, &mut deliverer).await.is_err() {
+        deliverer.abort();
+        let _ = deliverer.await;
+    }
     // Let another instance take over the queues at once instead of after the lease: every
     // queue this one held, app-installed tenants' included.
     if let Err(e) = journal.store.release_outbox_leases(&holder).await {

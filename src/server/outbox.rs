@@ -23,27 +23,46 @@ use crate::store::{Kind, OutboxItem, duration_ms, now_ms};
 const POLL: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Runs until aborted. `holder` names this instance in the store's delivery leases.
-pub(super) async fn deliver_forever(app: Arc<App>, journal: Arc<Journal>, holder: String) {
+/// Runs until `stop` turns true, then returns once the item in hand is settled. `holder`
+/// names this instance in the store's delivery leases.
+pub(super) async fn deliver_forever(
+    app: Arc<App>,
+    journal: Arc<Journal>,
+    holder: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let lease = Duration::from_millis(app.config.server.request_timeout_ms * 2)
         .max(Duration::from_secs(10));
     let mut last_prune: Option<Instant> = None;
-    loop {
+    while !*stop.borrow() {
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             prune(&app, &journal).await;
             last_prune = Some(Instant::now());
         }
-        let wait = round(&app, &journal, &holder, lease).await;
+        let wait = round(&app, &journal, &holder, lease, &stop).await;
         publish_depth(&app, &journal).await;
         tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The server is gone without saying stop.
+                    return;
+                }
+            }
             () = journal.queued.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// Delivers what is due for every tenant; returns how long until something may be due.
-async fn round(app: &App, journal: &Journal, holder: &str, lease: Duration) -> Duration {
+/// Delivers what is due for every tenant, until `stop` turns true; returns how long until
+/// something may be due.
+async fn round(
+    app: &App,
+    journal: &Journal,
+    holder: &str,
+    lease: Duration,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Duration {
     let store = journal.store.as_ref();
     let tenants = match store.tenants_with_pending().await {
         Ok(t) => t,
@@ -59,6 +78,9 @@ async fn round(app: &App, journal: &Journal, holder: &str, lease: Duration) -> D
             continue;
         };
         loop {
+            if *stop.borrow() {
+                return wait;
+            }
             let now = now_ms();
             match store
                 .lease_outbox(&name, holder, now, now + duration_ms(lease))

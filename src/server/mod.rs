@@ -220,13 +220,14 @@ pub async fn serve_with(
         None => None,
     };
     let app_limits = Arc::new(AppGuards::new(metrics.clone()));
+    let recent = Arc::new(RecentFailures::new(store.clone()));
     let settings = match &moysklad {
         Some(ctx) => Some(Arc::new(
             SettingsPage::new(
                 ctx.clone(),
                 mappings.clone(),
                 upstream.clone(),
-                Arc::new(RecentFailures::new()),
+                recent.clone(),
                 app_limits.clone(),
             )
             .map_err(ServeError::Client)?,
@@ -285,6 +286,7 @@ pub async fn serve_with(
     let app_refresher = tokio::spawn(refresh_app_tenants_forever(app.clone()));
     let reloader = tokio::spawn(watch_mappings(app.clone()));
     let cache_sweeper = tokio::spawn(app.cache.clone().sweep_forever(CACHE_SWEEP));
+    let failure_writer = tokio::spawn(recent.clone().write_forever());
     // Names this instance in the store's outbox delivery leases.
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
     // Set when shutdown begins: the deliverer stops between two store calls, never in one.
@@ -344,6 +346,14 @@ pub async fn serve_with(
     if let Err(e) = journal.store.release_outbox_leases(&holder).await {
         tracing::warn!(error = %e, "outbox: cannot give the delivery leases back; other instances take over when they run out");
     }
+    // Failures noted in the last seconds, still waiting for their turn to be written.
+    if tokio::time::timeout(grace, recent.write_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("recent failures: not all were written before shutdown");
+    }
+    failure_writer.abort();
     Ok(served?)
 }
 
@@ -665,7 +675,7 @@ fn note_app_failure(app: &App, tenant: &str, op: ops::Op, err: &Error) {
             op.name(),
             err.status().as_u16()
         );
-        settings.recent.record(
+        settings.recent.note(
             account_id,
             FailureSource::LoyaltyApi,
             &text,

@@ -6,7 +6,8 @@
 //! of the queue for an operator (`loyalty-bridge outbox list|retry|drop`). Delivery is
 //! idempotent at the vendor: the mapping derives the vendor's key from MoySklad's `meta.id`.
 //!
-//! Also prunes old journal records, once at start and then hourly.
+//! Also prunes old journal records (and app accounts' old failures), once at start and then
+//! hourly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use super::App;
 use crate::error::Error;
 use crate::loyalty::journal::{self, Journal, vendor_down};
 use crate::loyalty::ops::Op;
-use crate::store::{Kind, OutboxItem, duration_ms, now_ms};
+use crate::store::{Kind, OutboxItem, PruneBefore, duration_ms, now_ms};
 
 /// How often the queue is looked at when nothing wakes the deliverer.
 const POLL: Duration = Duration::from_secs(1);
@@ -225,7 +226,12 @@ async fn publish_depth(app: &App, journal: &Journal) {
 
 async fn prune(app: &App, journal: &Journal) {
     let keep = Duration::from_secs(u64::from(app.config.store.retention_days) * 86_400);
-    match journal.store.prune(now_ms() - duration_ms(keep)).await {
+    let now = now_ms();
+    let before = PruneBefore {
+        settled_ms: now - duration_ms(keep),
+        failures_ms: now - duration_ms(crate::app::recent::KEPT_FOR),
+    };
+    match journal.store.prune(before).await {
         Ok(0) => {}
         Ok(rows) => tracing::info!(rows, "pruned old journal records"),
         Err(e) => tracing::warn!(error = %e, "cannot prune old journal records"),

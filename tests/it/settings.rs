@@ -689,3 +689,92 @@ async fn checks_go_through_the_accounts_vendor_rate_limiter() {
     assert!(page.html.contains("notice error"), "{}", page.html);
     assert_eq!(w.maxma.requests().len(), before, "MAXMA was not called");
 }
+
+/// The recent errors card of a page (empty when it shows none).
+fn recent_card(page: &common::moysklad::Page) -> &str {
+    let Some(at) = page.html.find("id=\"recent\"") else {
+        return "";
+    };
+    let card = &page.html[at..];
+    &card[..card.find("</ul>").unwrap_or(card.len())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_failure_one_instance_saw_is_listed_by_the_other() {
+    a_failure_one_instance_saw_is_listed_by_the_other(common::TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_failure_one_instance_saw_is_listed_by_the_other() {
+    if let Some(store) = common::TestStore::postgres().await {
+        a_failure_one_instance_saw_is_listed_by_the_other(store).await;
+    }
+}
+
+/// Two instances of the app on one store, as behind a load balancer: what one saw fail, the
+/// settings page the other serves lists.
+async fn a_failure_one_instance_saw_is_listed_by_the_other(store: common::TestStore) {
+    let w = AppWorld::start_on(store).await;
+    w.install(ACCOUNT_A).await;
+    let second = w.another_bridge().await;
+
+    // A wrong key checked on the first instance's page…
+    let session = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU"))
+        .await
+        .session();
+    let bad = check_maxma_key(&w, &session, "wrong-key").await;
+    assert!(bad.html.contains(MAXMA_BAD_KEY_TITLE), "{}", bad.html);
+    // …is on the second's.
+    let page = get_page(&w.settings_url_on(&second, ACCOUNT_A, true, "ru_RU")).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        recent_card(&page).contains(MAXMA_BAD_KEY_TITLE),
+        "{}",
+        page.html
+    );
+
+    // Connected, the account's LoyaltyAPI calls fail on the first instance while MAXMA is
+    // down (other phones each time: answers are cached).
+    let saved = post_form(
+        &w,
+        &action_fields(
+            &session,
+            "save",
+            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
+        ),
+        None,
+    )
+    .await;
+    assert!(saved.html.contains("notice success"), "{}", saved.html);
+    let token = w.loyalty_settings(ACCOUNT_A).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.search_until(&token, 200).await;
+    w.maxma.set_fault(Some(Fault::Http500));
+    for i in 0..5 {
+        let (status, _) = w.search_for(&token, &format!("+7999000007{i}")).await;
+        assert!(status >= 500, "{status}");
+    }
+    w.maxma.set_fault(None);
+    // The first failure is written at once, in the background: the second lists it in a moment.
+    let mut listed = String::new();
+    // (A few tries only: each opening is a context exchange, 10 per client address at once.)
+    for _ in 0..6 {
+        let page = get_page(&w.settings_url_on(&second, ACCOUNT_A, true, "ru_RU")).await;
+        listed = recent_card(&page).to_owned();
+        if listed.contains("counterparty.search → 50") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(listed.contains("counterparty.search → 50"), "{listed}");
+    // The repeats (five failed calls, fewer kinds of failure) were not one write each: they are
+    // counted, and written together once their account's 5 s wait is over.
+    tokio::time::sleep(loyalty_bridge::app::recent::WRITE_EVERY + Duration::from_millis(1500))
+        .await;
+    let page = get_page(&w.settings_url_on(&second, ACCOUNT_A, true, "ru_RU")).await;
+    let listed = recent_card(&page);
+    assert!(listed.contains("class=\"times\">×"), "{listed}");
+    assert!(listed.contains(MAXMA_BAD_KEY_TITLE), "{listed}");
+}

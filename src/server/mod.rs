@@ -217,13 +217,14 @@ pub async fn serve_with(
         None => None,
     };
     let app_limits = Arc::new(AppGuards::new(metrics.clone()));
+    let recent = Arc::new(RecentFailures::new(store.clone()));
     let settings = match &moysklad {
         Some(ctx) => Some(Arc::new(
             SettingsPage::new(
                 ctx.clone(),
                 mappings.clone(),
                 upstream.clone(),
-                Arc::new(RecentFailures::new()),
+                recent.clone(),
                 app_limits.clone(),
             )
             .map_err(ServeError::Client)?,
@@ -279,12 +280,16 @@ pub async fn serve_with(
     let app_refresher = tokio::spawn(refresh_app_tenants_forever(app.clone()));
     let reloader = tokio::spawn(watch_mappings(app.clone()));
     let cache_sweeper = tokio::spawn(app.cache.clone().sweep_forever(CACHE_SWEEP));
+    let failure_writer = tokio::spawn(recent.clone().write_forever());
     // Names this instance in the store's outbox delivery leases.
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-    let deliverer = tokio::spawn(outbox::deliver_forever(
+    // Set when shutdown begins: the deliverer stops between two store calls, never in one.
+    let (stop_delivering, delivering_stopped) = tokio::sync::watch::channel(false);
+    let mut deliverer = tokio::spawn(outbox::deliver_forever(
         app.clone(),
         journal.clone(),
         holder.clone(),
+        delivering_stopped,
     ));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tenants = app.tenants.len(), "loyalty-bridge listening");
@@ -312,17 +317,34 @@ pub async fn serve_with(
             Box::pin(async move { Ok::<_, Infallible>(handle(&app, req).await) })
         }
     };
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_delivering.send(true);
+    };
     let served = accept_loop(listener, options, handler, shutdown).await;
     reloader.abort();
     cache_sweeper.abort();
     app_refresher.abort();
-    deliverer.abort();
-    let _ = deliverer.await;
+    // The deliverer finishes the item in hand (its vendor call has a deadline), so that no
+    // lease of its is written after the release below; one that takes longer than the
+    // grace is cut off, and its lease runs out instead.
+    if tokio::time::timeout(grace, &mut deliverer).await.is_err() {
+        deliverer.abort();
+        let _ = deliverer.await;
+    }
     // Let another instance take over the queues at once instead of after the lease: every
     // queue this one held, app-installed tenants' included.
     if let Err(e) = journal.store.release_outbox_leases(&holder).await {
         tracing::warn!(error = %e, "outbox: cannot give the delivery leases back; other instances take over when they run out");
     }
+    // Failures noted in the last seconds, still waiting for their turn to be written.
+    if tokio::time::timeout(grace, recent.write_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("recent failures: not all were written before shutdown");
+    }
+    failure_writer.abort();
     Ok(served?)
 }
 
@@ -620,7 +642,7 @@ fn note_app_failure(app: &App, tenant: &str, op: ops::Op, err: &Error) {
             op.name(),
             err.status().as_u16()
         );
-        settings.recent.record(
+        settings.recent.note(
             account_id,
             FailureSource::LoyaltyApi,
             &text,

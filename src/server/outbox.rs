@@ -6,7 +6,8 @@
 //! of the queue for an operator (`loyalty-bridge outbox list|retry|drop`). Delivery is
 //! idempotent at the vendor: the mapping derives the vendor's key from MoySklad's `meta.id`.
 //!
-//! Also prunes old journal records, once at start and then hourly.
+//! Also prunes old journal records (and app accounts' old failures), once at start and then
+//! hourly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,33 +18,52 @@ use super::App;
 use crate::error::Error;
 use crate::loyalty::journal::{self, Journal, vendor_down};
 use crate::loyalty::ops::Op;
-use crate::store::{Kind, OutboxItem, duration_ms, now_ms};
+use crate::store::{Kind, OutboxItem, PruneBefore, duration_ms, now_ms};
 
 /// How often the queue is looked at when nothing wakes the deliverer.
 const POLL: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Runs until aborted. `holder` names this instance in the store's delivery leases.
-pub(super) async fn deliver_forever(app: Arc<App>, journal: Arc<Journal>, holder: String) {
+/// Runs until `stop` turns true, then returns once the item in hand is settled. `holder`
+/// names this instance in the store's delivery leases.
+pub(super) async fn deliver_forever(
+    app: Arc<App>,
+    journal: Arc<Journal>,
+    holder: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let lease = Duration::from_millis(app.config.server.request_timeout_ms * 2)
         .max(Duration::from_secs(10));
     let mut last_prune: Option<Instant> = None;
-    loop {
+    while !*stop.borrow() {
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             prune(&app, &journal).await;
             last_prune = Some(Instant::now());
         }
-        let wait = round(&app, &journal, &holder, lease).await;
+        let wait = round(&app, &journal, &holder, lease, &stop).await;
         publish_depth(&app, &journal).await;
         tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The server is gone without saying stop.
+                    return;
+                }
+            }
             () = journal.queued.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// Delivers what is due for every tenant; returns how long until something may be due.
-async fn round(app: &App, journal: &Journal, holder: &str, lease: Duration) -> Duration {
+/// Delivers what is due for every tenant, until `stop` turns true; returns how long until
+/// something may be due.
+async fn round(
+    app: &App,
+    journal: &Journal,
+    holder: &str,
+    lease: Duration,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Duration {
     let store = journal.store.as_ref();
     let tenants = match store.tenants_with_pending().await {
         Ok(t) => t,
@@ -59,6 +79,9 @@ async fn round(app: &App, journal: &Journal, holder: &str, lease: Duration) -> D
             continue;
         };
         loop {
+            if *stop.borrow() {
+                return wait;
+            }
             let now = now_ms();
             match store
                 .lease_outbox(&name, holder, now, now + duration_ms(lease))
@@ -203,7 +226,12 @@ async fn publish_depth(app: &App, journal: &Journal) {
 
 async fn prune(app: &App, journal: &Journal) {
     let keep = Duration::from_secs(u64::from(app.config.store.retention_days) * 86_400);
-    match journal.store.prune(now_ms() - duration_ms(keep)).await {
+    let now = now_ms();
+    let before = PruneBefore {
+        settled_ms: now - duration_ms(keep),
+        failures_ms: now - duration_ms(crate::app::recent::KEPT_FOR),
+    };
+    match journal.store.prune(before).await {
         Ok(0) => {}
         Ok(rows) => tracing::info!(rows, "pruned old journal records"),
         Err(e) => tracing::warn!(error = %e, "cannot prune old journal records"),

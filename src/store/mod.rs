@@ -1,7 +1,8 @@
 //! What the bridge must remember across requests, restarts and instances: the journal of sales
 //! and returns (exactly-once, keyed by the tenant and MoySklad's `meta.id`), the values mappings
 //! keep (`remember`/`recall`: vendor operation ids, codes the vendor issued), confirmation codes
-//! the bridge checks itself, and the outbox of sales accepted while the vendor was down.
+//! the bridge checks itself, the outbox of sales accepted while the vendor was down, MoySklad app
+//! accounts and their recent failures.
 //!
 //! Two backends implement [`Store`]: SQLite (embedded default, one file under `data/`) and
 //! PostgreSQL (several bridge instances on one database). Both run versioned migrations at
@@ -10,6 +11,7 @@
 //! Times are wall-clock milliseconds since the Unix epoch ([`now_ms`]), taken by the caller's
 //! process: leases and expiries tolerate the small skew between instances.
 
+mod app_failures;
 mod app_tenants;
 mod journal;
 mod key_value;
@@ -24,6 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use app_failures::{AppFailure, AppFailureStore, FAILURES_PER_ACCOUNT, FailureSource};
 pub use app_tenants::{AppConnection, AppState, AppTenant, AppTenantStore};
 pub use journal::{Begin, JournalStore, Kind, Record, RecordState};
 pub use key_value::{CodeCheck, KeyValueStore};
@@ -59,16 +62,27 @@ pub enum StoreError {
 /// The durable state behind the bridge, one contract per concern. Tenant names scope every
 /// key: one tenant never reads another's records.
 ///
-/// One supertrait rather than a struct of four handles: every caller keeps one
-/// `Arc<dyn Store>` and calls any concern's methods on it without importing that concern's
-/// trait, and [`Store::prune`] stays one transaction across all tables.
-pub trait Store: JournalStore + OutboxStore + KeyValueStore + AppTenantStore {
+/// One supertrait rather than a struct of handles: every caller keeps one `Arc<dyn Store>`
+/// and calls any concern's methods on it without importing that concern's trait, and
+/// [`Store::prune`] stays one transaction across all tables.
+pub trait Store:
+    JournalStore + OutboxStore + KeyValueStore + AppTenantStore + AppFailureStore
+{
     /// Backend name for logs and metrics ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 
-    /// Deletes done/failed records, delivered outbox items, and expired values and codes
-    /// last changed before `before_ms`; returns how many rows went.
-    fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+    /// Deletes what is older than `before` says; returns how many rows went.
+    fn prune(&self, before: PruneBefore) -> StoreFuture<'_, u64>;
+}
+
+/// The ages [`Store::prune`] deletes at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneBefore {
+    /// Done and failed records, delivered outbox items, expired values, codes, leases and
+    /// claims, last changed (or expired) before this.
+    pub settled_ms: i64,
+    /// App accounts' failures last seen before this (they are "recent" for less long).
+    pub failures_ms: i64,
 }
 
 /// A duration as the store's milliseconds (saturating: a huge duration is "far away").

@@ -3,7 +3,8 @@
 //! Every decision that more than one instance could race on is one atomic statement (`INSERT …
 //! ON CONFLICT … DO UPDATE … WHERE … RETURNING`) or a transaction holding row locks (`SELECT …
 //! FOR UPDATE`). Migrations run under a transaction-scoped advisory lock, so two instances
-//! starting at once do not both apply one. Connections come from a deadpool pool.
+//! starting at once do not both apply one; a tenant's enqueues and an account's failure writes
+//! take turns on one too. Connections come from a deadpool pool.
 //!
 //! The statements are the shared ones of `sql.rs`; this file binds their parameters, converts
 //! values and runs them.
@@ -23,9 +24,9 @@ use super::outbox::ItemOwner;
 use super::rows::{self, Columns, json_text, parse_app_state};
 use super::schema::{self, Dialect};
 use super::{
-    AppConnection, AppState, AppTenant, AppTenantStore, Begin, CodeCheck, JournalStore,
-    KeyValueStore, Kind, OutboxItem, OutboxStats, OutboxStore, Record, Store, StoreError,
-    StoreFuture, sql,
+    AppConnection, AppFailure, AppFailureStore, AppState, AppTenant, AppTenantStore, Begin,
+    CodeCheck, FAILURES_PER_ACCOUNT, JournalStore, KeyValueStore, Kind, OutboxItem, OutboxStats,
+    OutboxStore, PruneBefore, Record, Store, StoreError, StoreFuture, sql,
 };
 
 /// Parameters of a statement.
@@ -33,6 +34,12 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// Key of the advisory lock migrations hold ("lb_store").
 const MIGRATION_LOCK: i64 = 0x6c62_5f73_746f_7265;
+
+/// Lock spaces of [`sql::XACT_LOCK_POSTGRES`] (its two-key form, which never meets the
+/// one-key [`MIGRATION_LOCK`]): a tenant's enqueues ("lb" 1), an account's failure writes
+/// ("lb" 2).
+const ENQUEUE_LOCKS: i32 = 0x6c62_0001;
+const APP_FAILURE_LOCKS: i32 = 0x6c62_0002;
 
 /// How often `begin` re-tries when the record changed between its two statements.
 const BEGIN_TRIES: usize = 5;
@@ -354,6 +361,18 @@ impl OutboxStore for PgStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
+            // Delivery follows `seq` within a tenant, so a tenant's seqs must become visible
+            // in the order they are drawn. The identity column does not give that across
+            // connections: A draws 5, B draws 6 and commits, the deliverer sends 6, then A
+            // commits 5. So a tenant's enqueues take turns on a lock of the tenant, taken
+            // before the seq is drawn and held until commit (or rollback): each draws after
+            // the one before it committed, hence a higher seq (the identity caches no values
+            // per connection). A transaction-level advisory lock rather than a per-tenant
+            // counter row: no table or row to create first, it goes away with the
+            // transaction, and only the same tenant's enqueues (rare: its vendor is down)
+            // ever wait for it.
+            self.execute(&tx, sql::XACT_LOCK_POSTGRES, &[&ENQUEUE_LOCKS, &tenant])
+                .await?;
             let record: [&(dyn ToSql + Sync); 4] = [&tenant, &kind.as_str(), &id, &now_ms];
             self.execute(&tx, sql::QUEUE_RECORD, &record).await?;
             let item: [&(dyn ToSql + Sync); 5] = [&tenant, &kind.as_str(), &id, &request, &now_ms];
@@ -666,12 +685,20 @@ impl AppTenantStore for PgStore {
     ) -> StoreFuture<'_, Option<AppState>> {
         let account_id = account_id.to_owned();
         Box::pin(async move {
-            let client = self.client().await?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| self.db(e))?;
             let params: [&(dyn ToSql + Sync); 3] = [&account_id, &uninstall, &now_ms];
-            self.query_opt(&client, sql::APP_DEACTIVATE_POSTGRES, &params)
+            let before = self
+                .query_opt(&tx, sql::APP_DEACTIVATE_POSTGRES, &params)
                 .await?
                 .map(|row| parse_app_state(&PgRow::of(&row, "app_tenants").text(0)?))
-                .transpose()
+                .transpose()?;
+            if uninstall {
+                self.execute(&tx, sql::APP_FAILURES_FORGET, &[&account_id])
+                    .await?;
+            }
+            tx.commit().await.map_err(|e| self.db(e))?;
+            Ok(before)
         })
     }
 
@@ -740,19 +767,73 @@ impl AppTenantStore for PgStore {
     }
 }
 
+impl AppFailureStore for PgStore {
+    fn app_failures_add(&self, account_id: &str, failures: &[AppFailure]) -> StoreFuture<'_, ()> {
+        let (account_id, failures) = (account_id.to_owned(), failures.to_vec());
+        Box::pin(async move {
+            if failures.is_empty() {
+                return Ok(());
+            }
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| self.db(e))?;
+            // Instances writing one account's failures take turns, so each trim sees the rows
+            // the others added: the account keeps exactly its newest, and two trims never
+            // wait for each other's rows in opposite orders.
+            self.execute(
+                &tx,
+                sql::XACT_LOCK_POSTGRES,
+                &[&APP_FAILURE_LOCKS, &account_id],
+            )
+            .await?;
+            for f in &failures {
+                let times = i64::try_from(f.times).unwrap_or(i64::MAX);
+                let params: [&(dyn ToSql + Sync); 6] = [
+                    &account_id,
+                    &f.source.as_str(),
+                    &f.text,
+                    &times,
+                    &f.first_ms,
+                    &f.last_ms,
+                ];
+                self.execute(&tx, sql::APP_FAILURE_ADD, &params).await?;
+            }
+            let keep = FAILURES_PER_ACCOUNT as i64;
+            self.execute(&tx, sql::APP_FAILURES_TRIM, &[&account_id, &keep])
+                .await?;
+            tx.commit().await.map_err(|e| self.db(e))
+        })
+    }
+
+    fn app_failures(&self, account_id: &str) -> StoreFuture<'_, Vec<AppFailure>> {
+        let account_id = account_id.to_owned();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let keep = FAILURES_PER_ACCOUNT as i64;
+            self.query(&client, sql::APP_FAILURES, &[&account_id, &keep])
+                .await?
+                .iter()
+                .map(|row| rows::app_failure(&PgRow::of(row, "app_failures")))
+                .collect()
+        })
+    }
+}
+
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
 
-    fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+    fn prune(&self, before: PruneBefore) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| self.db(e))?;
             let mut gone = 0;
             for statement in sql::PRUNE {
-                gone += self.execute(&tx, statement, &[&before_ms]).await?;
+                gone += self.execute(&tx, statement, &[&before.settled_ms]).await?;
             }
+            gone += self
+                .execute(&tx, sql::PRUNE_APP_FAILURES, &[&before.failures_ms])
+                .await?;
             tx.commit().await.map_err(|e| self.db(e))?;
             Ok(gone)
         })

@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::key_value::StoredCode;
 use super::outbox::ItemOwner;
 use super::{
-    AppState, AppTenant, Kind, OutboxItem, OutboxState, OutboxStats, Record, RecordState,
-    StoreError,
+    AppFailure, AppState, AppTenant, FailureSource, Kind, OutboxItem, OutboxState, OutboxStats,
+    Record, RecordState, StoreError,
 };
 
 /// Typed reads of one row's columns by position; a backend's failure to read one (a type the
@@ -48,6 +48,11 @@ fn parse_outbox_state(text: &str) -> Result<OutboxState, StoreError> {
 
 pub(super) fn parse_app_state(text: &str) -> Result<AppState, StoreError> {
     AppState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown app state {text:?}")))
+}
+
+fn parse_failure_source(text: &str) -> Result<FailureSource, StoreError> {
+    FailureSource::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown failure source {text:?}")))
 }
 
 /// A row of `record_columns!`.
@@ -101,6 +106,19 @@ pub(super) fn app_tenant(row: &dyn Columns) -> Result<AppTenant, StoreError> {
         vendor_note: row.text_or_null(11)?,
         created_ms: row.int(12)?,
         updated_ms: row.int(13)?,
+    })
+}
+
+/// A row of `app_failure_columns!`.
+pub(super) fn app_failure(row: &dyn Columns) -> Result<AppFailure, StoreError> {
+    let times = row.int(2)?;
+    Ok(AppFailure {
+        source: parse_failure_source(&row.text(0)?)?,
+        text: row.text(1)?,
+        times: u64::try_from(times)
+            .map_err(|_| StoreError::Corrupt(format!("a failure happened {times} times")))?,
+        first_ms: row.int(3)?,
+        last_ms: row.int(4)?,
     })
 }
 

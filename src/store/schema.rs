@@ -146,6 +146,25 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     ) {clustered};
     "#,
     ),
+    (
+        3,
+        r#"
+    -- One row per account, source and text (repeats count up `times`). Texts are at most 500
+    -- characters (`app::recent`): an index entry stays within PostgreSQL's limit.
+    CREATE TABLE app_failures (
+        id              {seq},
+        account_id      TEXT    NOT NULL,
+        source          TEXT    NOT NULL,
+        text            TEXT    NOT NULL,
+        times           {int}   NOT NULL,
+        first_ms        {int}   NOT NULL,
+        last_ms         {int}   NOT NULL,
+        UNIQUE (account_id, source, text)
+    );
+    CREATE INDEX app_failures_newest ON app_failures (account_id, last_ms);
+    CREATE INDEX app_failures_prune ON app_failures (last_ms);
+    "#,
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -31,6 +31,13 @@ macro_rules! app_columns {
     };
 }
 
+/// The columns [`super::rows::app_failure`] reads, in its order.
+macro_rules! app_failure_columns {
+    () => {
+        "source, text, times, first_ms, last_ms"
+    };
+}
+
 // --- schema versions ---
 
 /// The newest applied migration, 0 for a new database.
@@ -73,6 +80,15 @@ pub(super) const FINISH_RECORD: &str =
 /// `$4` now.
 pub(super) const ABANDON_RECORD: &str = "UPDATE records SET state = 'failed', updated_ms = $4
       WHERE tenant = $1 AND kind = $2 AND id = $3 AND state = 'in_flight'";
+
+// --- locks ---
+
+/// PostgreSQL: makes the transactions that take the same key take turns, until each ends.
+/// `$1` (an `INTEGER`) names what is locked (a lock space of `postgres.rs`), `$2` whose (a
+/// tenant, an account). Two names may share a hash: they then take turns needlessly, never
+/// wrongly. SQLite needs none: its transactions are `BEGIN IMMEDIATE`, holding the database's
+/// one write lock from their start.
+pub(super) const XACT_LOCK_POSTGRES: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 
 // --- outbox ---
 
@@ -287,9 +303,45 @@ pub(super) const APP_TENANTS_CONNECTED: &str = concat!(
     " FROM app_tenants WHERE token_sha256 IS NOT NULL ORDER BY account_id"
 );
 
+// --- app accounts' recent failures ---
+
+/// Adds a failure of an installed account, or counts it into the one with the same source and
+/// text. `$1` account, `$2` source, `$3` text, `$4` times, `$5` first, `$6` last. The casts
+/// type what PostgreSQL reads in the `SELECT` list; the `WHERE` also keeps SQLite from reading
+/// `ON CONFLICT` as part of the `SELECT`.
+pub(super) const APP_FAILURE_ADD: &str =
+    "INSERT INTO app_failures (account_id, source, text, times, first_ms, last_ms)
+     SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT),
+            CAST($4 AS BIGINT), CAST($5 AS BIGINT), CAST($6 AS BIGINT)
+      WHERE EXISTS (SELECT 1 FROM app_tenants
+                     WHERE account_id = $1 AND state <> 'uninstalled')
+     ON CONFLICT (account_id, source, text) DO UPDATE
+        SET times = app_failures.times + excluded.times,
+            first_ms = CASE WHEN excluded.first_ms < app_failures.first_ms
+                            THEN excluded.first_ms ELSE app_failures.first_ms END,
+            last_ms = CASE WHEN excluded.last_ms > app_failures.last_ms
+                           THEN excluded.last_ms ELSE app_failures.last_ms END";
+
+/// Keeps the account's `$2` failures last seen, deletes the others. `$1` account.
+pub(super) const APP_FAILURES_TRIM: &str = "DELETE FROM app_failures
+      WHERE account_id = $1
+        AND id NOT IN (SELECT id FROM app_failures WHERE account_id = $1
+                        ORDER BY last_ms DESC, id DESC LIMIT $2)";
+
+/// `$1` account, `$2` how many.
+pub(super) const APP_FAILURES: &str = concat!(
+    "SELECT ",
+    app_failure_columns!(),
+    " FROM app_failures WHERE account_id = $1 ORDER BY last_ms DESC, id DESC LIMIT $2"
+);
+
+/// An uninstalled account's failures go with its secrets. `$1` account.
+pub(super) const APP_FAILURES_FORGET: &str = "DELETE FROM app_failures WHERE account_id = $1";
+
 // --- retention ---
 
-/// Run in this order in one transaction, each with `$1` = before.
+/// Run in this order in one transaction, each with `$1` = [`super::PruneBefore::settled_ms`],
+/// then [`PRUNE_APP_FAILURES`].
 pub(super) const PRUNE: [&str; 6] = [
     "DELETE FROM outbox WHERE state = 'delivered' AND updated_ms < $1",
     // A record an outbox item still points at (one refused, waiting for an operator) stays.
@@ -303,3 +355,6 @@ pub(super) const PRUNE: [&str; 6] = [
     "DELETE FROM outbox_leases WHERE until_ms < $1",
     "DELETE FROM claims WHERE until_ms < $1",
 ];
+
+/// The last of a prune's statements: `$1` = [`super::PruneBefore::failures_ms`].
+pub(super) const PRUNE_APP_FAILURES: &str = "DELETE FROM app_failures WHERE last_ms < $1";

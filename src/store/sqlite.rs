@@ -19,9 +19,9 @@ use super::key_value::{CodeAction, check_code};
 use super::rows::{self, Columns, json_text, parse_app_state};
 use super::schema::{self, Dialect};
 use super::{
-    AppConnection, AppState, AppTenant, AppTenantStore, Begin, CodeCheck, JournalStore,
-    KeyValueStore, Kind, OutboxItem, OutboxStats, OutboxStore, Record, Store, StoreError,
-    StoreFuture, sql,
+    AppConnection, AppFailure, AppFailureStore, AppState, AppTenant, AppTenantStore, Begin,
+    CodeCheck, FAILURES_PER_ACCOUNT, JournalStore, KeyValueStore, Kind, OutboxItem, OutboxStats,
+    OutboxStore, PruneBefore, Record, Store, StoreError, StoreFuture, sql,
 };
 
 /// The SQLite backend (the embedded default).
@@ -349,6 +349,9 @@ impl OutboxStore for SqliteStore {
     ) -> StoreFuture<'_, i64> {
         let (tenant, id, request) = (tenant.to_owned(), id.to_owned(), json_text(request));
         self.call(move |conn| {
+            // Nothing more keeps a tenant's items in the order they were accepted: this
+            // transaction holds the database's one write lock from before its seq is drawn
+            // until it commits, so seqs are committed in the order they are drawn.
             let tx = immediate(conn)?;
             execute(
                 &tx,
@@ -640,12 +643,12 @@ impl AppTenantStore for SqliteStore {
             else {
                 return Ok(None);
             };
-            let update = if uninstall {
-                sql::APP_UNINSTALL_SQLITE
+            if uninstall {
+                execute(&tx, sql::APP_UNINSTALL_SQLITE, &[&account_id, &now_ms])?;
+                execute(&tx, sql::APP_FAILURES_FORGET, &[&account_id])?;
             } else {
-                sql::APP_SUSPEND_SQLITE
-            };
-            execute(&tx, update, &[&account_id, &now_ms])?;
+                execute(&tx, sql::APP_SUSPEND_SQLITE, &[&account_id, &now_ms])?;
+            }
             tx.commit().map_err(unavailable)?;
             Ok(Some(before))
         })
@@ -706,18 +709,65 @@ impl AppTenantStore for SqliteStore {
     }
 }
 
+impl AppFailureStore for SqliteStore {
+    fn app_failures_add(&self, account_id: &str, failures: &[AppFailure]) -> StoreFuture<'_, ()> {
+        let (account_id, failures) = (account_id.to_owned(), failures.to_vec());
+        self.call(move |conn| {
+            if failures.is_empty() {
+                return Ok(());
+            }
+            let tx = immediate(conn)?;
+            for f in &failures {
+                let times = i64::try_from(f.times).unwrap_or(i64::MAX);
+                execute(
+                    &tx,
+                    sql::APP_FAILURE_ADD,
+                    &[
+                        &account_id,
+                        &f.source.as_str(),
+                        &f.text,
+                        &times,
+                        &f.first_ms,
+                        &f.last_ms,
+                    ],
+                )?;
+            }
+            execute(
+                &tx,
+                sql::APP_FAILURES_TRIM,
+                &[&account_id, &(FAILURES_PER_ACCOUNT as i64)],
+            )?;
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn app_failures(&self, account_id: &str) -> StoreFuture<'_, Vec<AppFailure>> {
+        let account_id = account_id.to_owned();
+        self.call(move |conn| {
+            query_all(
+                conn,
+                sql::APP_FAILURES,
+                &[&account_id, &(FAILURES_PER_ACCOUNT as i64)],
+                rows::app_failure,
+            )
+        })
+    }
+}
+
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
 
-    fn prune(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+    fn prune(&self, before: PruneBefore) -> StoreFuture<'_, u64> {
         self.call(move |conn| {
             let tx = immediate(conn)?;
             let mut gone = 0;
             for statement in sql::PRUNE {
-                gone += execute(&tx, statement, &[&before_ms])?;
+                gone += execute(&tx, statement, &[&before.settled_ms])?;
             }
+            gone += execute(&tx, sql::PRUNE_APP_FAILURES, &[&before.failures_ms])?;
             tx.commit().map_err(unavailable)?;
             Ok(gone as u64)
         })

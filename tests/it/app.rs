@@ -52,7 +52,7 @@ impl World {
     /// The app side as the settings page will use it, on its own handle of the bridge's store.
     async fn app(&self) -> (AppContext, std::sync::Arc<dyn Store>) {
         let store: std::sync::Arc<dyn Store> =
-            std::sync::Arc::new(SqliteStore::open(&self.store_path).await.unwrap());
+            std::sync::Arc::new(SqliteStore::open(self.store_path()).await.unwrap());
         let ctx = AppContext::new(
             self.bridge.config().moysklad_app.clone().unwrap(),
             &self.bridge.config().server.base_path,
@@ -99,7 +99,7 @@ impl World {
     }
 
     fn raw_row(&self) -> (Option<String>, Option<String>) {
-        let conn = rusqlite::Connection::open(&self.store_path).unwrap();
+        let conn = rusqlite::Connection::open(self.store_path()).unwrap();
         conn.query_row(
             "SELECT access_token_sealed, credentials_sealed FROM app_tenants WHERE account_id = ?1",
             [ACCOUNT],
@@ -421,7 +421,7 @@ async fn the_vendor_api_sandbox_checks_our_calls() {
 
 impl World {
     fn raw_row_opt(&self) -> Option<(Option<String>, Option<String>)> {
-        let conn = rusqlite::Connection::open(&self.store_path).ok()?;
+        let conn = rusqlite::Connection::open(self.store_path()).ok()?;
         conn.query_row(
             "SELECT access_token_sealed, credentials_sealed FROM app_tenants WHERE account_id = ?1",
             [ACCOUNT],

@@ -10,10 +10,12 @@ use emulators::maxma::{Fault, MaxmaSandbox};
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use common::moysklad::{ACCOUNT_A, AppWorld, MAXMA_KEY, action_fields, get_page, post_form};
 use common::{
     API_KEY_A, MaxmaWorld, ServedEmulator, TestBridge, TestBridgeBuilder, TestStore, TestTenant,
     the_error,
 };
+use loyalty_bridge::store::now_ms;
 
 const PHONE: &str = "+7 916 123-45-67";
 const CUSTOMER: &str = "7d0f4c2e-1b3a-4e5f-9a8b-0c1d2e3f4a5b";
@@ -103,6 +105,7 @@ on_both_backends!(
     vendor_down_an_earning_sale_is_queued_and_delivered_once,
     a_return_after_a_partial_return,
     two_instances_on_one_store_deliver_once,
+    a_graceful_stop_gives_back_every_tenants_delivery_lease,
 );
 
 async fn fifty_duplicate_sales_at_once_reach_the_vendor_once(store: TestStore) {
@@ -251,4 +254,101 @@ async fn two_instances_on_one_store_deliver_once(store: TestStore) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sandbox.calls("confirm-ticket"), ids.len());
     assert_eq!(sandbox.balance_by_phone("79161234567"), Some(500 + 50 * 6));
+}
+
+/// At a graceful stop an instance gives back the delivery lease of every tenant whose queue it
+/// held, configured and installed through the MoySklad app alike: another instance takes the
+/// queues over at once, not when the leases run out (10 s here).
+async fn a_graceful_stop_gives_back_every_tenants_delivery_lease(store: TestStore) {
+    let configured_vendor = sandbox();
+    configured_vendor.set_fault(Some(Fault::Http500));
+    let vendor = ServedEmulator::start(configured_vendor.clone()).await;
+    let shop = TestTenant::maxma(vendor.url()).keys("limits = { breaker_failures = 1000 }");
+    let mut w = AppWorld::start_with(store, |bridge| {
+        bridge.server("request_timeout_ms = 3000").tenant(shop)
+    })
+    .await;
+    // The app account connects through its settings page.
+    w.install(ACCOUNT_A).await;
+    let session = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU"))
+        .await
+        .session();
+    let saved = post_form(
+        &w,
+        &action_fields(
+            &session,
+            "save",
+            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
+        ),
+        None,
+    )
+    .await;
+    assert!(saved.html.contains("notice success"), "{}", saved.html);
+    let app_token = w.loyalty_settings(ACCOUNT_A).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.search_until(&app_token, 200).await;
+
+    // Both vendors down: each tenant's earning sale is queued, and the bridge takes each
+    // tenant's delivery lease to try it.
+    w.maxma.set_fault(Some(Fault::Http500));
+    let (status, body) = w
+        .bridge
+        .post(
+            "/retaildemand",
+            &sale("a1b2c3d4-0000-4000-8000-000000000201", 0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = w
+        .bridge
+        .call_as(
+            &app_token,
+            http::Method::POST,
+            "/retaildemand",
+            Some(&sale("a1b2c3d4-0000-4000-8000-000000000202", 0)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let app_tenant = format!("app:{ACCOUNT_A}");
+    let tenants = ["shop", app_tenant.as_str()];
+    let other_instance = w.store.open().await;
+    let started = Instant::now();
+    for tenant in tenants {
+        loop {
+            let items = other_instance
+                .outbox_items(Some(tenant), false)
+                .await
+                .unwrap();
+            if items.iter().any(|item| item.attempts > 0) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{tenant}'s sale was never tried: {items:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let now = now_ms();
+        assert!(
+            !other_instance
+                .lease_outbox(tenant, "other-instance", now, now + 60_000)
+                .await
+                .unwrap(),
+            "{tenant}'s queue is the bridge's while it runs"
+        );
+    }
+
+    w.bridge.stop_in_place().await;
+    for tenant in tenants {
+        let now = now_ms();
+        assert!(
+            other_instance
+                .lease_outbox(tenant, "other-instance", now, now + 60_000)
+                .await
+                .unwrap(),
+            "{tenant}'s queue is free once the bridge stopped"
+        );
+    }
 }

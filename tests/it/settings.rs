@@ -349,7 +349,7 @@ async fn non_admins_read_only_and_their_posts_are_refused() {
 
     // Even holding a non-admin session and its CSRF token (started here on a second handle of
     // the bridge's store, as the page started one), a post is refused before any action.
-    let store = SqliteStore::open(&w.store_path).await.unwrap();
+    let store = SqliteStore::open(w.store_path()).await.unwrap();
     let sessions = Sessions::new(Arc::new(store), Duration::from_secs(600));
     let (id, session) = sessions
         .start(ACCOUNT_A, "Cashier", false, "en", now_ms())
@@ -479,7 +479,7 @@ async fn assets_are_served_and_unknown_ones_are_not() {
 
 /// Rows of the bridge's store that opening pages writes: context key claims and sessions.
 fn page_rows(w: &AppWorld) -> (i64, i64) {
-    let conn = rusqlite::Connection::open(&w.store_path).unwrap();
+    let conn = rusqlite::Connection::open(w.store_path()).unwrap();
     let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
     (
         count("SELECT count(*) FROM claims WHERE scope = 'moysklad-context'"),
@@ -624,7 +624,7 @@ async fn rapid_checks_in_one_session_are_limited_before_the_vendor() {
     );
     // A refused attempt does not even extend the session (no store write).
     let expiry = || {
-        let conn = rusqlite::Connection::open(&w.store_path).unwrap();
+        let conn = rusqlite::Connection::open(w.store_path()).unwrap();
         conn.query_row(
             "SELECT expires_ms FROM kv WHERE tenant = 'moysklad-settings-session'",
             [],
@@ -688,4 +688,93 @@ async fn checks_go_through_the_accounts_vendor_rate_limiter() {
     assert_eq!(page.status, 200, "{}", page.html);
     assert!(page.html.contains("notice error"), "{}", page.html);
     assert_eq!(w.maxma.requests().len(), before, "MAXMA was not called");
+}
+
+/// The recent errors card of a page (empty when it shows none).
+fn recent_card(page: &common::moysklad::Page) -> &str {
+    let Some(at) = page.html.find("id=\"recent\"") else {
+        return "";
+    };
+    let card = &page.html[at..];
+    &card[..card.find("</ul>").unwrap_or(card.len())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_failure_one_instance_saw_is_listed_by_the_other() {
+    a_failure_one_instance_saw_is_listed_by_the_other(common::TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_failure_one_instance_saw_is_listed_by_the_other() {
+    if let Some(store) = common::TestStore::postgres().await {
+        a_failure_one_instance_saw_is_listed_by_the_other(store).await;
+    }
+}
+
+/// Two instances of the app on one store, as behind a load balancer: what one saw fail, the
+/// settings page the other serves lists.
+async fn a_failure_one_instance_saw_is_listed_by_the_other(store: common::TestStore) {
+    let w = AppWorld::start_on(store).await;
+    w.install(ACCOUNT_A).await;
+    let second = w.another_bridge().await;
+
+    // A wrong key checked on the first instance's page…
+    let session = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU"))
+        .await
+        .session();
+    let bad = check_maxma_key(&w, &session, "wrong-key").await;
+    assert!(bad.html.contains(MAXMA_BAD_KEY_TITLE), "{}", bad.html);
+    // …is on the second's.
+    let page = get_page(&w.settings_url_on(&second, ACCOUNT_A, true, "ru_RU")).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        recent_card(&page).contains(MAXMA_BAD_KEY_TITLE),
+        "{}",
+        page.html
+    );
+
+    // Connected, the account's LoyaltyAPI calls fail on the first instance while MAXMA is
+    // down (other phones each time: answers are cached).
+    let saved = post_form(
+        &w,
+        &action_fields(
+            &session,
+            "save",
+            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
+        ),
+        None,
+    )
+    .await;
+    assert!(saved.html.contains("notice success"), "{}", saved.html);
+    let token = w.loyalty_settings(ACCOUNT_A).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.search_until(&token, 200).await;
+    w.maxma.set_fault(Some(Fault::Http500));
+    for i in 0..5 {
+        let (status, _) = w.search_for(&token, &format!("+7999000007{i}")).await;
+        assert!(status >= 500, "{status}");
+    }
+    w.maxma.set_fault(None);
+    // The first failure is written at once, in the background: the second lists it in a moment.
+    let mut listed = String::new();
+    // (A few tries only: each opening is a context exchange, 10 per client address at once.)
+    for _ in 0..6 {
+        let page = get_page(&w.settings_url_on(&second, ACCOUNT_A, true, "ru_RU")).await;
+        listed = recent_card(&page).to_owned();
+        if listed.contains("counterparty.search → 50") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(listed.contains("counterparty.search → 50"), "{listed}");
+    // The repeats (five failed calls, fewer kinds of failure) were not one write each: they are
+    // counted, and written together once their account's 5 s wait is over.
+    tokio::time::sleep(loyalty_bridge::app::recent::WRITE_EVERY + Duration::from_millis(1500))
+        .await;
+    let page = get_page(&w.settings_url_on(&second, ACCOUNT_A, true, "ru_RU")).await;
+    let listed = recent_card(&page);
+    assert!(listed.contains("class=\"times\">×"), "{listed}");
+    assert!(listed.contains(MAXMA_BAD_KEY_TITLE), "{listed}");
 }

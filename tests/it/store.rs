@@ -13,8 +13,8 @@ use std::sync::Arc;
 use common::{FreshDatabase, connect_postgres};
 
 use loyalty_bridge::store::{
-    AppConnection, AppState, Begin, CodeCheck, Kind, OutboxState, PgStore, RecordState,
-    SqliteStore, Store, StoreError,
+    AppConnection, AppFailure, AppState, Begin, CodeCheck, FAILURES_PER_ACCOUNT, FailureSource,
+    Kind, OutboxState, PgStore, PruneBefore, RecordState, SqliteStore, Store, StoreError,
 };
 use serde_json::json;
 
@@ -69,6 +69,14 @@ impl TestDb {
         self.open().await.expect("store opens")
     }
 
+    /// A connection of its own to the PostgreSQL database (`None` for SQLite).
+    async fn postgres_client(&self) -> Option<tokio_postgres::Client> {
+        match &self.place {
+            Place::Sqlite { .. } => None,
+            Place::Postgres { config, .. } => Some(connect_postgres(config).await),
+        }
+    }
+
     /// Runs SQL on the database behind the store's back.
     async fn raw(&self, sql: &str) {
         match &self.place {
@@ -116,6 +124,14 @@ impl Drop for TestDb {
 const MIN: i64 = 60_000;
 /// A fixed "now" the tests count from (times are parameters, so no test sleeps).
 const T0: i64 = 1_800_000_000_000;
+
+/// A prune of settled things before `ms` that keeps every app failure.
+fn settled_before(ms: i64) -> PruneBefore {
+    PruneBefore {
+        settled_ms: ms,
+        failures_ms: i64::MIN,
+    }
+}
 
 mod suite {
     use super::*;
@@ -844,7 +860,7 @@ mod suite {
         s.kv_put("a", "alive", &json!(1), new + MIN).await.unwrap();
         s.code_put("a", "alive", "1", new + MIN, 3).await.unwrap();
 
-        let gone = s.prune(cut).await.unwrap();
+        let gone = s.prune(settled_before(cut)).await.unwrap();
         assert_eq!(gone, 6, "3 records, 1 delivered item, 1 value, 1 code");
         for id in ["done-old", "failed-old", "delivered-old"] {
             assert_eq!(s.record("a", Kind::Sale, id).await.unwrap(), None, "{id}");
@@ -868,7 +884,11 @@ mod suite {
             s.code_check("a", "alive", "1", new).await.unwrap(),
             CodeCheck::Accepted
         );
-        assert_eq!(s.prune(cut).await.unwrap(), 0, "nothing more");
+        assert_eq!(
+            s.prune(settled_before(cut)).await.unwrap(),
+            0,
+            "nothing more"
+        );
     }
 
     pub async fn migrations_run_once_and_refuse_a_newer_schema(db: &TestDb) {
@@ -971,7 +991,7 @@ mod suite {
                 .await
                 .unwrap()
         );
-        assert!(s1.prune(T0 + 3 * MIN).await.unwrap() >= 3);
+        assert!(s1.prune(settled_before(T0 + 3 * MIN)).await.unwrap() >= 3);
         assert!(s1.claim_once("jti", "abc", T0, T0 + MIN).await.unwrap());
     }
 
@@ -1120,6 +1140,157 @@ mod suite {
             Some("h9")
         );
     }
+
+    fn failure(source: FailureSource, text: &str, times: u64, first: i64, last: i64) -> AppFailure {
+        AppFailure {
+            source,
+            text: text.into(),
+            times,
+            first_ms: first,
+            last_ms: last,
+        }
+    }
+
+    /// `(source, text, times, first, last)` of each failure listed, in order.
+    async fn failures_of(
+        s: &Arc<dyn Store>,
+        account: &str,
+    ) -> Vec<(FailureSource, String, u64, i64, i64)> {
+        s.app_failures(account)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.source, f.text, f.times, f.first_ms, f.last_ms))
+            .collect()
+    }
+
+    pub async fn app_failures_counted_bounded_pruned_and_forgotten(db: &TestDb) {
+        use FailureSource::{LoyaltyApi, Moysklad, VendorCheck};
+        // Two handles: two instances writing one account's failures.
+        let (s, other) = (db.store().await, db.store().await);
+        // Nothing is kept for an account that never installed the app.
+        s.app_failures_add("ghost", &[failure(LoyaltyApi, "x", 1, T0, T0)])
+            .await
+            .unwrap();
+        assert!(s.app_failures("ghost").await.unwrap().is_empty());
+        for account in ["acc-1", "acc-2"] {
+            s.app_activate(account, "app", "Shop", None, T0)
+                .await
+                .unwrap();
+        }
+        s.app_failures_add("acc-1", &[]).await.unwrap();
+        assert!(s.app_failures("acc-1").await.unwrap().is_empty());
+
+        // One source and text is one failure, counted, whichever instance saw it; the same
+        // text from another source is another.
+        s.app_failures_add(
+            "acc-1",
+            &[
+                failure(LoyaltyApi, "search → 502", 3, T0, T0 + 2),
+                failure(VendorCheck, "bad key", 1, T0 + 1, T0 + 1),
+            ],
+        )
+        .await
+        .unwrap();
+        other
+            .app_failures_add(
+                "acc-1",
+                &[failure(LoyaltyApi, "search → 502", 2, T0 + 5, T0 + 9)],
+            )
+            .await
+            .unwrap();
+        other
+            .app_failures_add(
+                "acc-1",
+                &[failure(Moysklad, "search → 502", 1, T0 + 3, T0 + 3)],
+            )
+            .await
+            .unwrap();
+        // A late write of earlier repeats widens the first time, never moves the last back.
+        s.app_failures_add(
+            "acc-1",
+            &[failure(LoyaltyApi, "search → 502", 1, T0 - 5, T0 - 5)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            failures_of(&other, "acc-1").await,
+            [
+                (LoyaltyApi, "search → 502".to_owned(), 6, T0 - 5, T0 + 9),
+                (Moysklad, "search → 502".to_owned(), 1, T0 + 3, T0 + 3),
+                (VendorCheck, "bad key".to_owned(), 1, T0 + 1, T0 + 1),
+            ],
+            "the last seen first"
+        );
+
+        // Bounded: twelve more, from both instances at once; the ten last seen stay.
+        let mut tasks = Vec::new();
+        for i in 0..12_i64 {
+            let s = if i % 2 == 0 { s.clone() } else { other.clone() };
+            tasks.push(tokio::spawn(async move {
+                let at = T0 + 100 + i;
+                s.app_failures_add("acc-1", &[failure(LoyaltyApi, &format!("e{i}"), 1, at, at)])
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let texts: Vec<String> = failures_of(&s, "acc-1")
+            .await
+            .into_iter()
+            .map(|f| f.1)
+            .collect();
+        let newest: Vec<String> = (2..12).rev().map(|i| format!("e{i}")).collect();
+        assert_eq!(texts, newest);
+        assert_eq!(texts.len(), FAILURES_PER_ACCOUNT);
+        s.app_failures_add("acc-2", &[failure(Moysklad, "refused", 1, T0, T0)])
+            .await
+            .unwrap();
+        assert_eq!(
+            failures_of(&s, "acc-2").await.len(),
+            1,
+            "accounts are apart"
+        );
+
+        // Pruned by when they were last seen, apart from the settled things' age.
+        let gone = s
+            .prune(PruneBefore {
+                settled_ms: i64::MIN,
+                failures_ms: T0 + 105,
+            })
+            .await
+            .unwrap();
+        assert_eq!(gone, 4, "e2, e3, e4 and acc-2's");
+        assert_eq!(failures_of(&s, "acc-1").await.len(), 7);
+        assert!(failures_of(&s, "acc-2").await.is_empty());
+
+        // A suspended account keeps them; an uninstalled one's go, and a write that arrives
+        // after the uninstall adds nothing.
+        s.app_deactivate("acc-1", false, T0 + 200).await.unwrap();
+        assert_eq!(failures_of(&s, "acc-1").await.len(), 7);
+        other.app_deactivate("acc-1", true, T0 + 201).await.unwrap();
+        assert!(failures_of(&s, "acc-1").await.is_empty());
+        s.app_failures_add(
+            "acc-1",
+            &[failure(LoyaltyApi, "late", 1, T0 + 199, T0 + 199)],
+        )
+        .await
+        .unwrap();
+        assert!(failures_of(&s, "acc-1").await.is_empty());
+        // Reinstalled, it starts with none and keeps new ones.
+        s.app_activate("acc-1", "app", "Shop", None, T0 + 300)
+            .await
+            .unwrap();
+        s.app_failures_add(
+            "acc-1",
+            &[failure(VendorCheck, "again", 1, T0 + 301, T0 + 301)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(failures_of(&s, "acc-1").await.len(), 1);
+    }
 }
 
 /// Instantiates every suite test for one backend: `store_suite!(module, constructor)`.
@@ -1146,6 +1317,7 @@ macro_rules! store_suite {
             data_survives_close_and_reopen,
             claim_once_is_exclusive_until_it_runs_out,
             app_tenant_lifecycle,
+            app_failures_counted_bounded_pruned_and_forgotten,
         );
     };
     (@tests $backend:ident, $make:expr, $($test:ident),* $(,)?) => {
@@ -1178,4 +1350,111 @@ async fn postgres_errors_never_show_the_password() {
         .await
         .expect_err("not a URL");
     assert!(!error.to_string().contains("s3cr3t-pw"), "{error}");
+}
+
+/// Advisory locks waited for in the test's own database (other tests' databases have theirs).
+async fn waiting_advisory_locks(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_locks
+              WHERE locktype = 'advisory' AND NOT granted
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Two instances enqueue sales of one tenant at once; the first draws its seq, then its
+/// transaction stays open (a trigger the test added waits at a gate the test holds). The second
+/// sale must not become deliverable before the first: delivery follows seq, and the first's
+/// seq is lower. (Without a lock of the tenant the second commits at once and a deliverer
+/// would send it first; SQLite's one writer cannot interleave two enqueues at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_tenants_sales_become_deliverable_in_the_order_of_their_seqs() {
+    const GATE: i64 = 4242;
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (first_instance, second_instance) = (db.store().await, db.store().await);
+    db.raw(&format!(
+        "CREATE FUNCTION wait_at_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id = 'held' THEN PERFORM pg_advisory_xact_lock_shared({GATE}); END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER wait_at_gate AFTER INSERT ON outbox
+             FOR EACH ROW EXECUTE FUNCTION wait_at_gate();"
+    ))
+    .await;
+    let gate = db.postgres_client().await.unwrap();
+    gate.batch_execute(&format!("SELECT pg_advisory_lock({GATE})"))
+        .await
+        .unwrap();
+    let waiting_until = |count: i64| {
+        let gate = &gate;
+        async move {
+            for _ in 0..500 {
+                if waiting_advisory_locks(gate).await >= count {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("{count} advisory locks were never waited for");
+        }
+    };
+
+    let s = first_instance.clone();
+    let first = tokio::spawn(async move {
+        s.enqueue("a", Kind::Sale, "held", &json!(1), T0)
+            .await
+            .unwrap()
+    });
+    waiting_until(1).await;
+    // Another tenant's sales do not wait for tenant a's.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        second_instance.enqueue("b", Kind::Sale, "other-tenant", &json!(2), T0 + 1),
+    )
+    .await
+    .expect("tenant b's enqueue did not wait for tenant a's")
+    .unwrap();
+    let s = second_instance.clone();
+    let second = tokio::spawn(async move {
+        s.enqueue("a", Kind::Sale, "later", &json!(3), T0 + 2)
+            .await
+            .unwrap()
+    });
+    // The later sale either waits for the first (a second lock waited for) or is committed.
+    for _ in 0..500 {
+        if second.is_finished() || waiting_advisory_locks(&gate).await >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let next = first_instance.next_pending("a").await.unwrap();
+    assert_eq!(
+        next.map(|item| item.id),
+        None,
+        "while the first sale's enqueue is open, nothing of tenant a may be delivered"
+    );
+
+    gate.batch_execute(&format!("SELECT pg_advisory_unlock({GATE})"))
+        .await
+        .unwrap();
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert!(first < second, "seq {first} then {second}");
+    let order: Vec<String> = first_instance
+        .outbox_items(Some("a"), false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| item.id)
+        .collect();
+    assert_eq!(order, ["held", "later"]);
+    assert_eq!(
+        first_instance.next_pending("a").await.unwrap().unwrap().id,
+        "held"
+    );
 }

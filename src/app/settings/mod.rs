@@ -433,7 +433,7 @@ impl SettingsPage {
                                 .replace("{n}", &customers.to_string()),
                         ),
                         (_, CheckOutcome::Refused { title, message }) => {
-                            self.recent.record(
+                            self.recent.note(
                                 account_id,
                                 FailureSource::VendorCheck,
                                 &format!("{title}: {message}"),
@@ -578,7 +578,7 @@ impl SettingsPage {
                 Ok((Notice::success(t.saved.replace("{answer}", &answer)), true))
             }
             Err(ConnectError::Vendor(e)) => {
-                self.recent.record(
+                self.recent.note(
                     account_id,
                     FailureSource::Moysklad,
                     &e.to_string(),
@@ -628,7 +628,7 @@ impl SettingsPage {
             .and_then(|t| self.app.stored_credentials(t))
             .map(|c| c.into_keys().collect())
             .unwrap_or_default();
-        let recent = self.recent.of(&session.account_id);
+        let recent = self.recent.of(&session.account_id).await;
         page::render(&View {
             lang: Lang::from_locale(Some(&session.lang)),
             paths: Paths {

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::catalog::VendorChoice;
 use super::html::escape;
 use super::i18n::{Lang, Texts};
-use crate::app::recent::{FailureSource, RecentFailure};
+use crate::app::recent::{AppFailure, FailureSource};
 use crate::store::{AppState, AppTenant};
 
 /// A phone the check uses when the admin gives none: well formed, unlikely to be a customer.
@@ -69,7 +69,8 @@ pub struct View<'a> {
     pub choices: &'a [VendorChoice],
     pub form: FormState,
     pub notice: Option<Notice>,
-    pub recent: &'a [RecentFailure],
+    /// The account's recent failures, the one last seen first.
+    pub recent: &'a [AppFailure],
     pub idle_minutes: u64,
 }
 
@@ -311,6 +312,13 @@ fn form(out: &mut String, t: &Texts, view: &View<'_>) {
     );
 }
 
+/// A store time as the page shows it (UTC, to the second).
+fn utc_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
 fn recent_card(out: &mut String, t: &Texts, view: &View<'_>) {
     let _ = write!(out, "<section class=\"card\"><h2>{}</h2>", escape(t.recent));
     if view.recent.is_empty() {
@@ -322,9 +330,6 @@ fn recent_card(out: &mut String, t: &Texts, view: &View<'_>) {
     } else {
         out.push_str("<ul id=\"recent\" class=\"recent\">");
         for failure in view.recent {
-            let when = chrono::DateTime::from_timestamp_millis(failure.at_ms)
-                .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_default();
             let source = match failure.source {
                 FailureSource::VendorCheck => t.source_vendor_check,
                 FailureSource::Moysklad => t.source_moysklad,
@@ -332,10 +337,19 @@ fn recent_card(out: &mut String, t: &Texts, view: &View<'_>) {
             };
             let _ = write!(
                 out,
-                "<li><time>{when}</time> <span class=\"source\">{source}</span> {text}</li>",
+                "<li><time>{when}</time> <span class=\"source\">{source}</span> {text}",
+                when = utc_time(failure.last_ms),
                 source = escape(source),
                 text = escape(&failure.text),
             );
+            if failure.times > 1 {
+                let repeated = t
+                    .recent_repeated
+                    .replace("{n}", &failure.times.to_string())
+                    .replace("{first}", &utc_time(failure.first_ms));
+                let _ = write!(out, " <span class=\"times\">{}</span>", escape(&repeated));
+            }
+            out.push_str("</li>");
         }
         let _ = write!(out, "</ul><p class=\"hint\">{}</p>", escape(t.recent_times));
     }

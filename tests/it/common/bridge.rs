@@ -237,6 +237,11 @@ impl TestBridge {
 
     /// Shuts it down and waits until the server task has ended, without an error.
     pub async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    /// [`TestBridge::stop`] for a bridge the test does not own (a world's).
+    pub async fn stop_in_place(&mut self) {
         self.begin_shutdown();
         if let Some(task) = self.task.take() {
             task.await

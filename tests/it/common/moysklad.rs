@@ -11,7 +11,7 @@ use emulators::moysklad::MoyskladSandbox;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use super::{ServedEmulator, TestBridge, TestStore};
+use super::{ServedEmulator, TestBridge, TestBridgeBuilder, TestStore};
 
 pub const APP_ID: &str = "4c5b1a2e-7d3f-4a9b-8c1d-2e3f4a5b6c7d";
 pub const APP_UID: &str = "loyalty-bridge.test";
@@ -32,14 +32,27 @@ pub struct AppWorld {
     pub maxma_url: String,
     /// The bridge, whose config a test may read (to build its own `AppContext`).
     pub bridge: TestBridge,
-    /// The bridge's SQLite store (a test may open a second handle on it).
-    pub store_path: std::path::PathBuf,
-    _store: TestStore,
+    /// The bridge's store (a test may open a second handle on it, or a second bridge).
+    pub store: TestStore,
     _emulators: [ServedEmulator; 2],
 }
 
 impl AppWorld {
+    /// The world on a fresh SQLite file.
     pub async fn start() -> AppWorld {
+        AppWorld::start_on(TestStore::sqlite()).await
+    }
+
+    /// The world on `store`.
+    pub async fn start_on(store: TestStore) -> AppWorld {
+        AppWorld::start_with(store, |bridge| bridge).await
+    }
+
+    /// The world on `store`, its bridge given what `configure` adds (tenants, `[server]` keys).
+    pub async fn start_with(
+        store: TestStore,
+        configure: impl FnOnce(TestBridgeBuilder) -> TestBridgeBuilder,
+    ) -> AppWorld {
         let maxma = MaxmaSandbox::with_demo_data(MAXMA_KEY);
         let maxma_emulator = ServedEmulator::start(maxma.clone()).await;
         let maxma_url = maxma_emulator.url().to_string();
@@ -52,38 +65,57 @@ impl AppWorld {
         let moysklad_emulator = ServedEmulator::start(moysklad.clone()).await;
         let moysklad_url = moysklad_emulator.url().to_string();
 
-        let store = TestStore::sqlite();
-        let store_path = store.sqlite_path().expect("a SQLite store").to_path_buf();
-        let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-        let bridge = TestBridge::builder()
-            .store(&store)
-            .moysklad_app(format!(
-                r#"app_id = "{APP_ID}"
-                app_uid = "{APP_UID}"
-                secret_key = "${{SECRET}}"
-                public_base_url = "{bridge_url}"
-                vendor_api_url = "{moysklad_url}/api/vendor/1.0"
-                encryption_key = "${{ENC_KEY}}"
-                mappings_dir = "{mappings}"
-                frame_ancestors = ["{moysklad_url}"]
-                vendor_base_urls = {{ maxma = "{maxma_url}" }}"#,
-                mappings = mappings.display(),
-            ))
-            .env("SECRET", SECRET)
-            .env("ENC_KEY", ENC_KEY)
-            .listener(listener)
-            .start()
-            .await;
+        let bridge = configure(app_bridge(
+            &store,
+            listener,
+            &bridge_url,
+            &moysklad_url,
+            &maxma_url,
+        ))
+        .start()
+        .await;
         AppWorld {
             moysklad,
             maxma,
             moysklad_url,
             maxma_url,
             bridge,
-            store_path,
-            _store: store,
+            store,
             _emulators: [maxma_emulator, moysklad_emulator],
         }
+    }
+
+    /// The bridge's SQLite file (the world must be on SQLite).
+    pub fn store_path(&self) -> &Path {
+        self.store.sqlite_path().expect("a SQLite store")
+    }
+
+    /// A second instance of the app on the world's store, as behind a load balancer: the same
+    /// `[moysklad_app]` at its own address. MoySklad's calls still go to the first.
+    pub async fn another_bridge(&self) -> TestBridge {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bridge_url = format!("http://{}", listener.local_addr().unwrap());
+        app_bridge(
+            &self.store,
+            listener,
+            &bridge_url,
+            &self.moysklad_url,
+            &self.maxma_url,
+        )
+        .start()
+        .await
+    }
+
+    /// The settings page as MoySklad's iframe would open it (a fresh context key) on `bridge`.
+    pub fn settings_url_on(
+        &self,
+        bridge: &TestBridge,
+        account_id: &str,
+        admin: bool,
+        locale: &str,
+    ) -> String {
+        self.settings_url(account_id, admin, locale)
+            .replacen(self.bridge.url(), bridge.url(), 1)
     }
 
     pub async fn install(&self, account_id: &str) {
@@ -155,6 +187,34 @@ impl AppWorld {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A bridge with the world's `[moysklad_app]`, served at `bridge_url` (`listener`'s address).
+fn app_bridge(
+    store: &TestStore,
+    listener: TcpListener,
+    bridge_url: &str,
+    moysklad_url: &str,
+    maxma_url: &str,
+) -> TestBridgeBuilder {
+    let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    TestBridge::builder()
+        .store(store)
+        .moysklad_app(format!(
+            r#"app_id = "{APP_ID}"
+            app_uid = "{APP_UID}"
+            secret_key = "${{SECRET}}"
+            public_base_url = "{bridge_url}"
+            vendor_api_url = "{moysklad_url}/api/vendor/1.0"
+            encryption_key = "${{ENC_KEY}}"
+            mappings_dir = "{mappings}"
+            frame_ancestors = ["{moysklad_url}"]
+            vendor_base_urls = {{ maxma = "{maxma_url}" }}"#,
+            mappings = mappings.display(),
+        ))
+        .env("SECRET", SECRET)
+        .env("ENC_KEY", ENC_KEY)
+        .listener(listener)
 }
 
 /// A page as fetched over HTTP.

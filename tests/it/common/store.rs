@@ -36,6 +36,15 @@ impl TestStore {
         }
     }
 
+    /// A handle of it of the test's own, as another instance would open it.
+    pub async fn open(&self) -> std::sync::Arc<dyn loyalty_bridge::store::Store> {
+        use loyalty_bridge::store::{PgStore, SqliteStore};
+        match self {
+            TestStore::Sqlite(path) => std::sync::Arc::new(SqliteStore::open(path).await.unwrap()),
+            TestStore::Postgres(url) => std::sync::Arc::new(PgStore::open(url, 2).await.unwrap()),
+        }
+    }
+
     /// Whether two bridges may share it (both backends allow it; the test says so).
     pub fn shared_by_instances(&self) -> bool {
         true

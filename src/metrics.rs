@@ -77,6 +77,7 @@ pub struct Metrics {
     outbox_pending: Family<TenantLabels, Gauge>,
     outbox_failed: Family<TenantLabels, Gauge>,
     outbox_oldest_age: Family<TenantLabels, Gauge<f64, AtomicU64>>,
+    instances: Gauge,
 }
 
 impl Default for Metrics {
@@ -104,6 +105,7 @@ impl Metrics {
             outbox_pending: Family::default(),
             outbox_failed: Family::default(),
             outbox_oldest_age: Family::default(),
+            instances: Gauge::default(),
             registry: Registry::with_prefix("loyalty_bridge"),
         };
         let r = &mut m.registry;
@@ -184,6 +186,11 @@ impl Metrics {
             "Age of the oldest pending outbox entry",
             Unit::Seconds,
             m.outbox_oldest_age.clone(),
+        );
+        r.register(
+            "instances",
+            "Bridge instances sharing the store, this one included, at its last heartbeat (PostgreSQL)",
+            m.instances.clone(),
         );
         m
     }
@@ -311,6 +318,11 @@ impl Metrics {
     }
 
     /// The handle a tenant's circuit breaker reports with (its state starts closed, 0).
+    /// The gauge of the instances sharing the store (`upstream::cluster` sets it).
+    pub fn instances(&self) -> Gauge {
+        self.instances.clone()
+    }
+
     pub fn breaker(&self, tenant: &str) -> BreakerMetrics {
         let labels = TenantLabels {
             tenant: self.label(tenant).to_owned(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::upstream::breaker::Breaker;
+use crate::upstream::cluster::Cluster;
 use crate::upstream::limit::TenantLimiter;
 
 /// A tenant's vendor rate limiter and circuit breaker.
@@ -17,6 +18,8 @@ pub type TenantGuards = (Arc<TenantLimiter>, Arc<Breaker>);
 
 pub struct AppGuards {
     metrics: Arc<Metrics>,
+    /// The instances sharing the store, when there may be several.
+    cluster: Option<Arc<Cluster>>,
     by_tenant: Mutex<HashMap<String, TenantGuards>>,
 }
 
@@ -27,9 +30,10 @@ impl std::fmt::Debug for AppGuards {
 }
 
 impl AppGuards {
-    pub fn new(metrics: Arc<Metrics>) -> AppGuards {
+    pub fn new(metrics: Arc<Metrics>, cluster: Option<Arc<Cluster>>) -> AppGuards {
         AppGuards {
             metrics,
+            cluster,
             by_tenant: Mutex::new(HashMap::new()),
         }
     }
@@ -40,12 +44,21 @@ impl AppGuards {
         map.entry(tenant.to_owned())
             .or_insert_with(|| {
                 (
-                    Arc::new(TenantLimiter::new(limits, self.metrics.limiter(tenant))),
-                    Arc::new(Breaker::new(
-                        limits.breaker_failures,
-                        Duration::from_millis(limits.breaker_open_ms),
-                        self.metrics.breaker(tenant),
-                    )),
+                    Arc::new(
+                        TenantLimiter::new(limits, self.metrics.limiter(tenant)).shared(
+                            self.cluster.clone(),
+                            tenant,
+                            limits,
+                        ),
+                    ),
+                    Arc::new(
+                        Breaker::new(
+                            limits.breaker_failures,
+                            Duration::from_millis(limits.breaker_open_ms),
+                            self.metrics.breaker(tenant),
+                        )
+                        .shared(self.cluster.clone(), tenant),
+                    ),
                 )
             })
             .clone()

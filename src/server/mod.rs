@@ -35,6 +35,7 @@ use crate::mapping::memory::Memory;
 use crate::mapping::registry::Mappings;
 use crate::metrics::Metrics;
 use crate::upstream::breaker::Breaker;
+use crate::upstream::cluster::Cluster;
 use crate::upstream::limit::TenantLimiter;
 use crate::upstream::{HttpUpstream, Upstream};
 use listen::{ClientAddr, ListenOptions, accept_loop};
@@ -216,7 +217,14 @@ pub async fn serve_with(
         )),
         None => None,
     };
-    let app_limits = Arc::new(AppGuards::new(metrics.clone()));
+    // Names this instance in the store: its heartbeat, its outbox delivery leases.
+    let instance = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let cluster = if store.shared() {
+        Some(Cluster::join(store.clone(), instance.clone(), metrics.instances()).await)
+    } else {
+        None
+    };
+    let app_limits = Arc::new(AppGuards::new(metrics.clone(), cluster.clone()));
     let recent = Arc::new(RecentFailures::new(store.clone()));
     let settings = match &moysklad {
         Some(ctx) => Some(Arc::new(
@@ -250,7 +258,11 @@ pub async fn serve_with(
             .tenants
             .iter()
             .map(|t| {
-                let limiter = TenantLimiter::new(&t.limits, metrics.limiter(&t.name));
+                let limiter = TenantLimiter::new(&t.limits, metrics.limiter(&t.name)).shared(
+                    cluster.clone(),
+                    &t.name,
+                    &t.limits,
+                );
                 (t.name.clone(), Arc::new(limiter))
             })
             .collect(),
@@ -263,7 +275,8 @@ pub async fn serve_with(
                     t.limits.breaker_failures,
                     open_for,
                     metrics.breaker(&t.name),
-                );
+                )
+                .shared(cluster.clone(), &t.name);
                 (t.name.clone(), Arc::new(breaker))
             })
             .collect(),
@@ -281,14 +294,13 @@ pub async fn serve_with(
     let reloader = tokio::spawn(watch_mappings(app.clone()));
     let cache_sweeper = tokio::spawn(app.cache.clone().sweep_forever(CACHE_SWEEP));
     let failure_writer = tokio::spawn(recent.clone().write_forever());
-    // Names this instance in the store's outbox delivery leases.
-    let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let heart = cluster.clone().map(|c| tokio::spawn(c.run()));
     // Set when shutdown begins: the deliverer stops between two store calls, never in one.
     let (stop_delivering, delivering_stopped) = tokio::sync::watch::channel(false);
     let mut deliverer = tokio::spawn(outbox::deliver_forever(
         app.clone(),
         journal.clone(),
-        holder.clone(),
+        instance.clone(),
         delivering_stopped,
     ));
     let addr = listener.local_addr()?;
@@ -334,7 +346,7 @@ pub async fn serve_with(
     }
     // Let another instance take over the queues at once instead of after the lease: every
     // queue this one held, app-installed tenants' included.
-    if let Err(e) = journal.store.release_outbox_leases(&holder).await {
+    if let Err(e) = journal.store.release_outbox_leases(&instance).await {
         tracing::warn!(error = %e, "outbox: cannot give the delivery leases back; other instances take over when they run out");
     }
     // Failures noted in the last seconds, still waiting for their turn to be written.
@@ -345,6 +357,12 @@ pub async fn serve_with(
         tracing::warn!("recent failures: not all were written before shutdown");
     }
     failure_writer.abort();
+    if let Some(cluster) = &cluster {
+        if let Some(heart) = heart {
+            heart.abort();
+        }
+        cluster.leave().await;
+    }
     Ok(served?)
 }
 

@@ -13,6 +13,7 @@
 
 mod app_failures;
 mod app_tenants;
+mod cluster;
 mod journal;
 mod key_value;
 mod outbox;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 pub use app_failures::{AppFailure, AppFailureStore, FAILURES_PER_ACCOUNT, FailureSource};
 pub use app_tenants::{AppConnection, AppState, AppTenant, AppTenantStore};
+pub use cluster::{ClusterStore, Member, RateTake, VendorSignal};
 pub use journal::{Begin, JournalStore, Kind, Record, RecordState};
 pub use key_value::{CodeCheck, KeyValueStore};
 pub use outbox::{OutboxItem, OutboxState, OutboxStats, OutboxStore};
@@ -66,10 +68,13 @@ pub enum StoreError {
 /// and calls any concern's methods on it without importing that concern's trait, and
 /// [`Store::prune`] stays one transaction across all tables.
 pub trait Store:
-    JournalStore + OutboxStore + KeyValueStore + AppTenantStore + AppFailureStore
+    JournalStore + OutboxStore + KeyValueStore + AppTenantStore + AppFailureStore + ClusterStore
 {
     /// Backend name for logs and metrics ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
+
+    /// Whether several instances may share this store (PostgreSQL); SQLite is one instance's.
+    fn shared(&self) -> bool;
 
     /// Deletes what is older than `before` says; returns how many rows went.
     fn prune(&self, before: PruneBefore) -> StoreFuture<'_, u64>;

@@ -25,8 +25,9 @@ use super::rows::{self, Columns, json_text, parse_app_state};
 use super::schema::{self, Dialect};
 use super::{
     AppConnection, AppFailure, AppFailureStore, AppState, AppTenant, AppTenantStore, Begin,
-    CodeCheck, FAILURES_PER_ACCOUNT, JournalStore, KeyValueStore, Kind, OutboxItem, OutboxStats,
-    OutboxStore, PruneBefore, Record, Store, StoreError, StoreFuture, sql,
+    ClusterStore, CodeCheck, FAILURES_PER_ACCOUNT, JournalStore, KeyValueStore, Kind, Member,
+    OutboxItem, OutboxStats, OutboxStore, PruneBefore, RateTake, Record, Store, StoreError,
+    StoreFuture, VendorSignal, sql,
 };
 
 /// Parameters of a statement.
@@ -818,9 +819,105 @@ impl AppFailureStore for PgStore {
     }
 }
 
+impl ClusterStore for PgStore {
+    fn heartbeat(
+        &self,
+        instance: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreFuture<'_, Vec<Member>> {
+        let instance = instance.to_owned();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 3] = [&instance, &now_ms, &until_ms];
+            self.execute(&client, sql::HEARTBEAT, &params).await?;
+            self.query(&client, sql::MEMBERS, &[&now_ms])
+                .await?
+                .iter()
+                .map(|row| rows::member(&PgRow::of(row, "instances")))
+                .collect()
+        })
+    }
+
+    fn leave(&self, instance: &str) -> StoreFuture<'_, ()> {
+        let instance = instance.to_owned();
+        Box::pin(async move {
+            let client = self.client().await?;
+            self.execute(&client, sql::LEAVE, &[&instance]).await?;
+            Ok(())
+        })
+    }
+
+    fn rate_take(
+        &self,
+        tenant: &str,
+        interval_us: i64,
+        tolerance_us: i64,
+        max_wait_us: i64,
+        charge_us: i64,
+    ) -> StoreFuture<'_, RateTake> {
+        let tenant = tenant.to_owned();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 5] = [
+                &tenant,
+                &interval_us,
+                &tolerance_us,
+                &max_wait_us,
+                &charge_us,
+            ];
+            if let Some(row) = self
+                .query_opt(&client, sql::RATE_TAKE_POSTGRES, &params)
+                .await?
+            {
+                let wait_us = PgRow::of(&row, "vendor_rates").int(0)?;
+                return Ok(RateTake::Go { wait_us });
+            }
+            let row = self
+                .query_opt(&client, sql::RATE_WAIT_POSTGRES, &[&tenant, &tolerance_us])
+                .await?;
+            let wait_us = match row {
+                Some(row) => PgRow::of(&row, "vendor_rates").int(0)?,
+                None => 0,
+            };
+            Ok(RateTake::Refused { wait_us })
+        })
+    }
+
+    fn vendor_signal(
+        &self,
+        tenant: &str,
+        paused_until_ms: i64,
+        open_until_ms: i64,
+    ) -> StoreFuture<'_, ()> {
+        let tenant = tenant.to_owned();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let params: [&(dyn ToSql + Sync); 3] = [&tenant, &paused_until_ms, &open_until_ms];
+            self.execute(&client, sql::VENDOR_SIGNAL, &params).await?;
+            Ok(())
+        })
+    }
+
+    fn vendor_signals(&self, now_ms: i64) -> StoreFuture<'_, Vec<VendorSignal>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            self.query(&client, sql::VENDOR_SIGNALS, &[&now_ms])
+                .await?
+                .iter()
+                .map(|row| rows::vendor_signal(&PgRow::of(row, "vendor_signals")))
+                .collect()
+        })
+    }
+}
+
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn prune(&self, before: PruneBefore) -> StoreFuture<'_, u64> {

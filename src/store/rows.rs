@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::cluster::{Member, VendorSignal};
 use super::key_value::StoredCode;
 use super::outbox::ItemOwner;
 use super::{
@@ -154,4 +155,22 @@ pub(super) fn stored_code(row: &dyn Columns) -> Result<StoredCode, StoreError> {
 /// A row of [`super::sql::KV_GET`].
 pub(super) fn kv_value(row: &dyn Columns) -> Result<Value, StoreError> {
     parse_json(&row.text(0)?, "kv.value")
+}
+
+/// `instance, joined_ms, beat_ms`.
+pub(super) fn member(row: &dyn Columns) -> Result<Member, StoreError> {
+    Ok(Member {
+        instance: row.text(0)?,
+        joined_ms: row.int(1)?,
+        beat_ms: row.int(2)?,
+    })
+}
+
+/// `tenant, paused_until_ms, open_until_ms`.
+pub(super) fn vendor_signal(row: &dyn Columns) -> Result<VendorSignal, StoreError> {
+    Ok(VendorSignal {
+        tenant: row.text(0)?,
+        paused_until_ms: row.int(1)?,
+        open_until_ms: row.int(2)?,
+    })
 }

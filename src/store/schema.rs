@@ -165,6 +165,29 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX app_failures_prune ON app_failures (last_ms);
     "#,
     ),
+    (
+        4,
+        r#"
+    CREATE TABLE instances (
+        instance        TEXT    NOT NULL PRIMARY KEY,
+        joined_ms       {int}   NOT NULL,
+        beat_ms         {int}   NOT NULL,
+        until_ms        {int}   NOT NULL
+    ) {clustered};
+
+    CREATE TABLE vendor_rates (
+        tenant          TEXT    NOT NULL PRIMARY KEY,
+        tat_us          {int}   NOT NULL,
+        now_us          {int}   NOT NULL
+    ) {clustered};
+
+    CREATE TABLE vendor_signals (
+        tenant          TEXT    NOT NULL PRIMARY KEY,
+        paused_until_ms {int}   NOT NULL,
+        open_until_ms   {int}   NOT NULL
+    ) {clustered};
+    "#,
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -338,11 +338,80 @@ pub(super) const APP_FAILURES: &str = concat!(
 /// An uninstalled account's failures go with its secrets. `$1` account.
 pub(super) const APP_FAILURES_FORGET: &str = "DELETE FROM app_failures WHERE account_id = $1";
 
+// --- cluster (several instances on one database) ---
+
+/// `$1` instance, `$2` now, `$3` until.
+pub(super) const HEARTBEAT: &str = "INSERT INTO instances (instance, joined_ms, beat_ms, until_ms)
+     VALUES ($1, $2, $2, $3)
+     ON CONFLICT (instance) DO UPDATE
+        SET beat_ms = excluded.beat_ms, until_ms = excluded.until_ms";
+
+/// `$1` now.
+pub(super) const MEMBERS: &str =
+    "SELECT instance, joined_ms, beat_ms FROM instances WHERE until_ms > $1 ORDER BY instance";
+
+pub(super) const LEAVE: &str = "DELETE FROM instances WHERE instance = $1";
+
+/// GCRA ("generic cell rate algorithm", as governor runs it in memory) on one row per tenant:
+/// `tat_us` is the theoretical arrival time of the next call. A call at `now` may go at
+/// `max(now, tat - tolerance)`; if that is within `$4` of now it is counted (`tat` moves on by
+/// one interval) and the row comes back with the wait, else nothing changes and no row comes
+/// back. On a conflict PostgreSQL locks the row and re-checks the `WHERE` on its latest
+/// version, so concurrent takers queue on the row and none is counted twice. `now` is the
+/// database's clock, read once. `$1` tenant, `$2` interval, `$3` tolerance, `$4` max wait,
+/// `$5` burst charged as spent; microseconds. SQLite (one instance) has its own text below:
+/// `GREATEST` is `MAX` there, and its clock is `unixepoch`.
+pub(super) const RATE_TAKE_POSTGRES: &str = "INSERT INTO vendor_rates AS r (tenant, tat_us, now_us)
+     SELECT $1, n.us + $5 + $2, n.us
+       FROM (SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS us) n
+      WHERE TRUE
+     ON CONFLICT (tenant) DO UPDATE
+        SET tat_us = GREATEST(r.tat_us, excluded.now_us + $5) + $2, now_us = excluded.now_us
+      WHERE GREATEST(r.tat_us, excluded.now_us + $5) - $3 - excluded.now_us <= $4
+     RETURNING GREATEST(0, tat_us - $2 - $3 - now_us)";
+
+/// [`RATE_TAKE_POSTGRES`] in SQLite's words (`WHERE TRUE` tells its parser that `ON CONFLICT`
+/// belongs to the `INSERT`, not to a join).
+pub(super) const RATE_TAKE_SQLITE: &str = "INSERT INTO vendor_rates AS r (tenant, tat_us, now_us)
+     SELECT $1, n.us + $5 + $2, n.us
+       FROM (SELECT CAST(unixepoch('subsec') * 1000000 AS INTEGER) AS us) n
+      WHERE TRUE
+     ON CONFLICT (tenant) DO UPDATE
+        SET tat_us = MAX(r.tat_us, excluded.now_us + $5) + $2, now_us = excluded.now_us
+      WHERE MAX(r.tat_us, excluded.now_us + $5) - $3 - excluded.now_us <= $4
+     RETURNING MAX(0, tat_us - $2 - $3 - now_us)";
+
+/// After a refused take: how long until a call would go. `$1` tenant, `$2` tolerance.
+pub(super) const RATE_WAIT_POSTGRES: &str =
+    "SELECT r.tat_us - $2 - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)
+       FROM vendor_rates r WHERE r.tenant = $1";
+
+pub(super) const RATE_WAIT_SQLITE: &str =
+    "SELECT r.tat_us - $2 - CAST(unixepoch('subsec') * 1000000 AS INTEGER)
+       FROM vendor_rates r WHERE r.tenant = $1";
+
+/// `$1` tenant, `$2` paused until, `$3` open until (each only raised). `CASE` rather than
+/// `GREATEST`/`MAX`, which the two dialects spell differently.
+pub(super) const VENDOR_SIGNAL: &str =
+    "INSERT INTO vendor_signals (tenant, paused_until_ms, open_until_ms) VALUES ($1, $2, $3)
+     ON CONFLICT (tenant) DO UPDATE
+        SET paused_until_ms = CASE WHEN excluded.paused_until_ms > vendor_signals.paused_until_ms
+                                   THEN excluded.paused_until_ms
+                                   ELSE vendor_signals.paused_until_ms END,
+            open_until_ms = CASE WHEN excluded.open_until_ms > vendor_signals.open_until_ms
+                                 THEN excluded.open_until_ms
+                                 ELSE vendor_signals.open_until_ms END";
+
+/// `$1` now.
+pub(super) const VENDOR_SIGNALS: &str =
+    "SELECT tenant, paused_until_ms, open_until_ms FROM vendor_signals
+      WHERE paused_until_ms > $1 OR open_until_ms > $1";
+
 // --- retention ---
 
 /// Run in this order in one transaction, each with `$1` = [`super::PruneBefore::settled_ms`],
 /// then [`PRUNE_APP_FAILURES`].
-pub(super) const PRUNE: [&str; 6] = [
+pub(super) const PRUNE: [&str; 9] = [
     "DELETE FROM outbox WHERE state = 'delivered' AND updated_ms < $1",
     // A record an outbox item still points at (one refused, waiting for an operator) stays.
     "DELETE FROM records
@@ -354,6 +423,10 @@ pub(super) const PRUNE: [&str; 6] = [
     "DELETE FROM codes WHERE expires_ms < $1",
     "DELETE FROM outbox_leases WHERE until_ms < $1",
     "DELETE FROM claims WHERE until_ms < $1",
+    "DELETE FROM instances WHERE until_ms < $1",
+    "DELETE FROM vendor_signals WHERE paused_until_ms < $1 AND open_until_ms < $1",
+    // Rates are kept in microseconds.
+    "DELETE FROM vendor_rates WHERE tat_us < CAST($1 AS BIGINT) * 1000",
 ];
 
 /// The last of a prune's statements: `$1` = [`super::PruneBefore::failures_ms`].

@@ -20,8 +20,9 @@ use super::rows::{self, Columns, json_text, parse_app_state};
 use super::schema::{self, Dialect};
 use super::{
     AppConnection, AppFailure, AppFailureStore, AppState, AppTenant, AppTenantStore, Begin,
-    CodeCheck, FAILURES_PER_ACCOUNT, JournalStore, KeyValueStore, Kind, OutboxItem, OutboxStats,
-    OutboxStore, PruneBefore, Record, Store, StoreError, StoreFuture, sql,
+    ClusterStore, CodeCheck, FAILURES_PER_ACCOUNT, JournalStore, KeyValueStore, Kind, Member,
+    OutboxItem, OutboxStats, OutboxStore, PruneBefore, RateTake, Record, Store, StoreError,
+    StoreFuture, VendorSignal, sql,
 };
 
 /// The SQLite backend (the embedded default).
@@ -755,9 +756,94 @@ impl AppFailureStore for SqliteStore {
     }
 }
 
+/// One instance per SQLite file: the heartbeat and the shared rate still work (tests run the
+/// same contract on both backends), but the server never asks a store that is not
+/// [`Store::shared`] to limit its calls.
+impl ClusterStore for SqliteStore {
+    fn heartbeat(
+        &self,
+        instance: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreFuture<'_, Vec<Member>> {
+        let instance = instance.to_owned();
+        self.call(move |conn| {
+            execute(conn, sql::HEARTBEAT, &[&instance, &now_ms, &until_ms])?;
+            query_all(conn, sql::MEMBERS, &[&now_ms], rows::member)
+        })
+    }
+
+    fn leave(&self, instance: &str) -> StoreFuture<'_, ()> {
+        let instance = instance.to_owned();
+        self.call(move |conn| {
+            execute(conn, sql::LEAVE, &[&instance])?;
+            Ok(())
+        })
+    }
+
+    fn rate_take(
+        &self,
+        tenant: &str,
+        interval_us: i64,
+        tolerance_us: i64,
+        max_wait_us: i64,
+        charge_us: i64,
+    ) -> StoreFuture<'_, RateTake> {
+        let tenant = tenant.to_owned();
+        self.call(move |conn| {
+            let params: [&dyn ToSql; 5] = [
+                &tenant,
+                &interval_us,
+                &tolerance_us,
+                &max_wait_us,
+                &charge_us,
+            ];
+            if let Some(wait_us) =
+                query_opt(conn, sql::RATE_TAKE_SQLITE, &params, |row| row.int(0))?
+            {
+                return Ok(RateTake::Go { wait_us });
+            }
+            let wait_us = query_opt(
+                conn,
+                sql::RATE_WAIT_SQLITE,
+                &[&tenant, &tolerance_us],
+                |row| row.int(0),
+            )?;
+            Ok(RateTake::Refused {
+                wait_us: wait_us.unwrap_or(0),
+            })
+        })
+    }
+
+    fn vendor_signal(
+        &self,
+        tenant: &str,
+        paused_until_ms: i64,
+        open_until_ms: i64,
+    ) -> StoreFuture<'_, ()> {
+        let tenant = tenant.to_owned();
+        self.call(move |conn| {
+            execute(
+                conn,
+                sql::VENDOR_SIGNAL,
+                &[&tenant, &paused_until_ms, &open_until_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn vendor_signals(&self, now_ms: i64) -> StoreFuture<'_, Vec<VendorSignal>> {
+        self.call(move |conn| query_all(conn, sql::VENDOR_SIGNALS, &[&now_ms], rows::vendor_signal))
+    }
+}
+
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn shared(&self) -> bool {
+        false
     }
 
     fn prune(&self, before: PruneBefore) -> StoreFuture<'_, u64> {

@@ -1,12 +1,15 @@
 //! A per-tenant circuit breaker: after `failures` vendor calls in a row fail (no answer, or a
 //! 5xx), calls fail fast for `open_ms` instead of tying up connections and the cashier; then one
 //! trial call goes through, and its success closes the breaker again. Uses tokio's clock.
+//! With several instances on one store ([`Breaker::shared`]) an opening opens them all; each
+//! then makes its own trial.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::cluster::Cluster;
 use crate::metrics::BreakerMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct Breaker {
     threshold: u32,
     open_for: Duration,
     metrics: BreakerMetrics,
+    /// The instances sharing the store and this breaker's tenant there.
+    shared: Option<(Arc<Cluster>, String)>,
 }
 
 impl State {
@@ -47,14 +52,37 @@ impl Breaker {
             threshold: threshold.max(1),
             open_for,
             metrics,
+            shared: None,
         }
+    }
+
+    /// Opens with the breakers of `tenant` on the other instances of `cluster` (none: alone).
+    pub fn shared(mut self, cluster: Option<Arc<Cluster>>, tenant: &str) -> Self {
+        self.shared = cluster.map(|c| (c, tenant.to_owned()));
+        self
     }
 
     /// May a call go out now? `Err` says how long until the next trial.
     pub fn allow(&self) -> Result<(), Duration> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match *state {
-            State::Closed { .. } => Ok(()),
+            State::Closed { .. } => {
+                let now = Instant::now();
+                let opened_elsewhere = self
+                    .shared
+                    .as_ref()
+                    .and_then(|(cluster, tenant)| cluster.open_until(tenant))
+                    .filter(|until| *until > now);
+                match opened_elsewhere {
+                    Some(until) => {
+                        *state = State::Open { until };
+                        self.metrics.opened.inc();
+                        self.metrics.state.set(State::Open { until }.gauge());
+                        Err(until - now)
+                    }
+                    None => Ok(()),
+                }
+            }
             State::Open { until } => {
                 let now = Instant::now();
                 if now >= until {
@@ -78,16 +106,18 @@ impl Breaker {
                 failures: failures + 1,
             },
             (previous, false) => {
+                let until = Instant::now() + self.open_for;
                 if !matches!(previous, State::Open { .. }) {
                     self.metrics.opened.inc();
+                    if let Some((cluster, tenant)) = &self.shared {
+                        cluster.open(tenant, until);
+                    }
                 }
                 tracing::warn!(
                     open_ms = self.open_for.as_millis() as u64,
                     "vendor failing: circuit breaker open"
                 );
-                State::Open {
-                    until: Instant::now() + self.open_for,
-                }
+                State::Open { until }
             }
         };
         self.metrics.state.set(state.gauge());

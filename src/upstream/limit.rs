@@ -6,14 +6,19 @@
 //! a 200 body that a mapping rule marks with `pause_ms`. Then [`TenantLimiter::pause`] makes
 //! every call of the tenant behave as if no permit were available until the pause ends (capped
 //! by `max_pause_ms`): it waits when that is within its bound, else fails fast.
+//!
+//! With several instances on one store ([`TenantLimiter::shared`]), the rate and the pauses
+//! hold across all of them (`super::cluster`).
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+use super::cluster::{Cluster, SharedRate};
 use crate::config::Limits;
 use crate::metrics::LimiterMetrics;
 
@@ -29,6 +34,20 @@ pub struct TenantLimiter {
     /// Microseconds after `epoch` until which calls are paused (0: never paused).
     paused_until_us: AtomicU64,
     metrics: LimiterMetrics,
+    /// The instances sharing the store, when there may be several.
+    shared: Option<Shared>,
+}
+
+struct Shared {
+    cluster: Arc<Cluster>,
+    tenant: String,
+    rate: SharedRate,
+    /// The stretch of sharing ([`Cluster::sharing`]) whose first call was looked at for a
+    /// charge.
+    charged: AtomicU64,
+    /// Microseconds after the limiter's epoch of the last call governor let through alone,
+    /// plus one (0: none).
+    last_alone_us: AtomicU64,
 }
 
 impl TenantLimiter {
@@ -43,7 +62,21 @@ impl TenantLimiter {
             epoch: Instant::now(),
             paused_until_us: AtomicU64::new(0),
             metrics,
+            shared: None,
         }
+    }
+
+    /// Keeps the rate and the pauses of `tenant` across the instances of `cluster` (none: this
+    /// instance alone).
+    pub fn shared(mut self, cluster: Option<Arc<Cluster>>, tenant: &str, limits: &Limits) -> Self {
+        self.shared = cluster.map(|cluster| Shared {
+            cluster,
+            tenant: tenant.to_owned(),
+            rate: SharedRate::new(limits.requests_per_second, limits.burst),
+            charged: AtomicU64::new(u64::MAX),
+            last_alone_us: AtomicU64::new(0),
+        });
+        self
     }
 
     /// The vendor asked us to hold off: no call of this tenant goes out for `wanted` (at most
@@ -61,13 +94,33 @@ impl TenantLimiter {
                 pause_ms = pause.as_millis() as u64,
                 "vendor throttling: the tenant's calls are paused"
             );
+            if let Some(shared) = &self.shared {
+                shared.cluster.pause(&shared.tenant, Instant::now() + pause);
+            }
         }
     }
 
-    /// What is left of a pause (zero when there is none).
+    /// Microseconds since the limiter's epoch.
+    fn micros_now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Notes a call governor let through while this instance limited alone.
+    fn took_alone(&self) {
+        if let Some(shared) = &self.shared {
+            shared
+                .last_alone_us
+                .store(self.micros_now().saturating_add(1), Ordering::Release);
+        }
+    }
+
+    /// What is left of a pause (zero when there is none), this instance's or another's.
     pub fn paused_for(&self) -> Duration {
-        let until =
+        let mut until =
             self.epoch + Duration::from_micros(self.paused_until_us.load(Ordering::Acquire));
+        if let Some(shared) = &self.shared {
+            until = until.max(shared.cluster.paused_until(&shared.tenant).unwrap_or(until));
+        }
         until.saturating_duration_since(Instant::now())
     }
 
@@ -100,8 +153,28 @@ impl TenantLimiter {
             tokio::time::sleep(pause).await;
         }
         let bound = bound.saturating_sub(started.elapsed());
+        if let Some(taken) = self.take_shared(bound).await {
+            return match taken {
+                Ok(wait) => {
+                    if !wait.is_zero() {
+                        if !waited {
+                            self.metrics.waits.inc();
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                    Ok(())
+                }
+                Err(wait) => {
+                    self.metrics.rejections.inc();
+                    Err(wait)
+                }
+            };
+        }
         match self.limiter.check() {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.took_alone();
+                Ok(())
+            }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
@@ -114,7 +187,10 @@ impl TenantLimiter {
                     self.metrics.waits.inc();
                 }
                 match tokio::time::timeout(bound, self.limiter.until_ready()).await {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        self.took_alone();
+                        Ok(())
+                    }
                     Err(_) => {
                         self.metrics.rejections.inc();
                         Err(wait)
@@ -122,6 +198,27 @@ impl TenantLimiter {
                 }
             }
         }
+    }
+}
+
+impl TenantLimiter {
+    /// The turn from the store while other instances run; `None` while this one is alone (or
+    /// the store cannot be reached): governor decides.
+    async fn take_shared(&self, bound: Duration) -> Option<Result<Duration, Duration>> {
+        let shared = self.shared.as_ref()?;
+        let stretch = shared.cluster.sharing()?;
+        // The first shared call after limiting alone charges the burst as spent when governor
+        // let calls through lately (within one burst's refill): the row cannot see them.
+        let charge = shared.charged.swap(stretch, Ordering::AcqRel) != stretch && {
+            let last = shared.last_alone_us.load(Ordering::Acquire);
+            let refill = u64::try_from(shared.rate.tolerance_us + shared.rate.interval_us)
+                .unwrap_or(u64::MAX);
+            last != 0 && self.micros_now().saturating_sub(last - 1) <= refill
+        };
+        shared
+            .cluster
+            .take(&shared.tenant, shared.rate, bound, charge)
+            .await
     }
 }
 

@@ -3,6 +3,7 @@
 //! mapping's rules and the error module can tell a timeout from a refused connection.
 
 pub mod breaker;
+pub mod cluster;
 pub mod limit;
 pub mod proxy;
 

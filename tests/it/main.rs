@@ -11,6 +11,7 @@ mod crash;
 mod gateway;
 mod hardening;
 mod hostile_input;
+mod instances;
 mod journal;
 mod load;
 mod mapping_engine;

@@ -425,8 +425,8 @@ pub(super) const PRUNE: [&str; 9] = [
     "DELETE FROM claims WHERE until_ms < $1",
     "DELETE FROM instances WHERE until_ms < $1",
     "DELETE FROM vendor_signals WHERE paused_until_ms < $1 AND open_until_ms < $1",
-    // Rates are kept in microseconds.
-    "DELETE FROM vendor_rates WHERE tat_us < CAST($1 AS BIGINT) * 1000",
+    // Rates are kept in microseconds (divided, not multiplied: no overflow at the extremes).
+    "DELETE FROM vendor_rates WHERE tat_us / 1000 < $1",
 ];
 
 /// The last of a prune's statements: `$1` = [`super::PruneBefore::failures_ms`].

@@ -396,7 +396,7 @@ impl AppContext {
     /// The token map entries of every connected account (for [`crate::loyalty::auth::Tenants`]).
     pub async fn token_entries(&self) -> Result<Vec<(TokenHash, AppEntry)>, StoreError> {
         let mut out = Vec::new();
-        for t in self.store.app_tenants_connected().await? {
+        for t in self.store.app_tenants_changed(0).await?.tenants {
             let Some(hash) = t.token_sha256.as_deref().and_then(parse_hash) else {
                 continue;
             };

@@ -24,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use app_tenants::{AppConnection, AppState, AppTenant, AppTenantStore};
+pub use app_tenants::{AppConnection, AppState, AppTenant, AppTenantChanges, AppTenantStore};
 pub use journal::{Begin, JournalStore, Kind, Record, RecordState};
 pub use key_value::{CodeCheck, KeyValueStore};
 pub use outbox::{OutboxItem, OutboxState, OutboxStats, OutboxStore};

@@ -349,7 +349,7 @@ async fn non_admins_read_only_and_their_posts_are_refused() {
 
     // Even holding a non-admin session and its CSRF token (started here on a second handle of
     // the bridge's store, as the page started one), a post is refused before any action.
-    let store = SqliteStore::open(&w.store_path).await.unwrap();
+    let store = SqliteStore::open(w.store_path()).await.unwrap();
     let sessions = Sessions::new(Arc::new(store), Duration::from_secs(600));
     let (id, session) = sessions
         .start(ACCOUNT_A, "Cashier", false, "en", now_ms())
@@ -479,7 +479,7 @@ async fn assets_are_served_and_unknown_ones_are_not() {
 
 /// Rows of the bridge's store that opening pages writes: context key claims and sessions.
 fn page_rows(w: &AppWorld) -> (i64, i64) {
-    let conn = rusqlite::Connection::open(&w.store_path).unwrap();
+    let conn = rusqlite::Connection::open(w.store_path()).unwrap();
     let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
     (
         count("SELECT count(*) FROM claims WHERE scope = 'moysklad-context'"),
@@ -624,7 +624,7 @@ async fn rapid_checks_in_one_session_are_limited_before_the_vendor() {
     );
     // A refused attempt does not even extend the session (no store write).
     let expiry = || {
-        let conn = rusqlite::Connection::open(&w.store_path).unwrap();
+        let conn = rusqlite::Connection::open(w.store_path()).unwrap();
         conn.query_row(
             "SELECT expires_ms FROM kv WHERE tenant = 'moysklad-settings-session'",
             [],

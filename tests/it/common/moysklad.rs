@@ -32,14 +32,20 @@ pub struct AppWorld {
     pub maxma_url: String,
     /// The bridge, whose config a test may read (to build its own `AppContext`).
     pub bridge: TestBridge,
-    /// The bridge's SQLite store (a test may open a second handle on it).
-    pub store_path: std::path::PathBuf,
-    _store: TestStore,
+    store: TestStore,
+    /// The bridge's `[moysklad_app]` keys, for another bridge on the same store.
+    app_keys: String,
     _emulators: [ServedEmulator; 2],
 }
 
 impl AppWorld {
+    /// The world on a fresh SQLite store.
     pub async fn start() -> AppWorld {
+        AppWorld::start_on(TestStore::sqlite()).await
+    }
+
+    /// The world on `store`.
+    pub async fn start_on(store: TestStore) -> AppWorld {
         let maxma = MaxmaSandbox::with_demo_data(MAXMA_KEY);
         let maxma_emulator = ServedEmulator::start(maxma.clone()).await;
         let maxma_url = maxma_emulator.url().to_string();
@@ -52,25 +58,20 @@ impl AppWorld {
         let moysklad_emulator = ServedEmulator::start(moysklad.clone()).await;
         let moysklad_url = moysklad_emulator.url().to_string();
 
-        let store = TestStore::sqlite();
-        let store_path = store.sqlite_path().expect("a SQLite store").to_path_buf();
         let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-        let bridge = TestBridge::builder()
-            .store(&store)
-            .moysklad_app(format!(
-                r#"app_id = "{APP_ID}"
-                app_uid = "{APP_UID}"
-                secret_key = "${{SECRET}}"
-                public_base_url = "{bridge_url}"
-                vendor_api_url = "{moysklad_url}/api/vendor/1.0"
-                encryption_key = "${{ENC_KEY}}"
-                mappings_dir = "{mappings}"
-                frame_ancestors = ["{moysklad_url}"]
-                vendor_base_urls = {{ maxma = "{maxma_url}" }}"#,
-                mappings = mappings.display(),
-            ))
-            .env("SECRET", SECRET)
-            .env("ENC_KEY", ENC_KEY)
+        let app_keys = format!(
+            r#"app_id = "{APP_ID}"
+            app_uid = "{APP_UID}"
+            secret_key = "${{SECRET}}"
+            public_base_url = "{bridge_url}"
+            vendor_api_url = "{moysklad_url}/api/vendor/1.0"
+            encryption_key = "${{ENC_KEY}}"
+            mappings_dir = "{mappings}"
+            frame_ancestors = ["{moysklad_url}"]
+            vendor_base_urls = {{ maxma = "{maxma_url}" }}"#,
+            mappings = mappings.display(),
+        );
+        let bridge = app_bridge(&store, &app_keys)
             .listener(listener)
             .start()
             .await;
@@ -80,10 +81,20 @@ impl AppWorld {
             moysklad_url,
             maxma_url,
             bridge,
-            store_path,
-            _store: store,
+            store,
+            app_keys,
             _emulators: [maxma_emulator, moysklad_emulator],
         }
+    }
+
+    /// The bridge's SQLite store (a test may open a second handle on it).
+    pub fn store_path(&self) -> &Path {
+        self.store.sqlite_path().expect("a world on SQLite")
+    }
+
+    /// Another bridge with the same `[moysklad_app]` on the same store: a second instance.
+    pub async fn another_bridge(&self) -> TestBridge {
+        app_bridge(&self.store, &self.app_keys).start().await
     }
 
     pub async fn install(&self, account_id: &str) {
@@ -155,6 +166,15 @@ impl AppWorld {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A bridge on `store` with `[moysklad_app]` keys `app_keys` and their secrets.
+pub fn app_bridge(store: &TestStore, app_keys: &str) -> super::TestBridgeBuilder {
+    TestBridge::builder()
+        .store(store)
+        .moysklad_app(app_keys)
+        .env("SECRET", SECRET)
+        .env("ENC_KEY", ENC_KEY)
 }
 
 /// A page as fetched over HTTP.

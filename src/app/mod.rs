@@ -28,6 +28,7 @@ pub mod crypto;
 pub mod guards;
 pub mod jwt;
 pub mod recent;
+pub mod refresh;
 pub mod settings;
 pub mod vendor;
 
@@ -41,7 +42,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Limits, MoyskladAppConfig, Tenant, TokenHash, is_mapping_name};
 use crate::error::Error;
-use crate::loyalty::auth::AppEntry;
+use crate::loyalty::auth::{AppEntry, AppSlot};
 use crate::secret::Secret;
 use crate::store::{AppConnection, AppState, AppTenant, Store, StoreError, now_ms};
 use crypto::Sealer;
@@ -317,12 +318,6 @@ impl AppContext {
             Some(t) if t.state.is_active() => t,
             _ => return Err(ConnectError::NotInstalled(account_id.to_owned())),
         };
-        let credentials: BTreeMap<&str, &str> = request
-            .credentials
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.expose()))
-            .collect();
-        let credentials_json = serde_json::to_string(&credentials).unwrap_or_default();
         // 2 × 122 random bits from the OS generator.
         let token = format!(
             "{}{}",
@@ -333,9 +328,7 @@ impl AppContext {
             token_sha256: hex::encode(TokenHash::of(&token).0),
             mapping: request.mapping,
             base_url,
-            credentials_sealed: self
-                .sealer
-                .seal(&credentials_json, &credentials_context(account_id)),
+            credentials_sealed: self.seal_credentials(account_id, &request.credentials),
             settings: request.settings,
             external_search: request.external_search,
         };
@@ -393,28 +386,23 @@ impl AppContext {
         self.config.mappings_dir.join(format!("{name}.toml"))
     }
 
-    /// The token map entries of every connected account (for [`crate::loyalty::auth::Tenants`]).
-    pub async fn token_entries(&self) -> Result<Vec<(TokenHash, AppEntry)>, StoreError> {
-        let mut out = Vec::new();
-        for t in self.store.app_tenants_connected().await? {
-            let Some(hash) = t.token_sha256.as_deref().and_then(parse_hash) else {
-                continue;
-            };
-            let entry = match t.state {
-                AppState::Activated => match self.tenant_of(&t) {
-                    Ok(tenant) => AppEntry::Active(Arc::new(tenant)),
-                    Err(why) => {
-                        tracing::error!(account_id = %t.account_id, why = %why, "app tenant cannot be served");
-                        continue;
-                    }
-                },
-                AppState::Suspended => AppEntry::Suspended,
-                // Connected but not yet confirmed by MoySklad: not accepted yet.
-                AppState::SettingsRequired | AppState::Uninstalled => continue,
-            };
-            out.push((hash, entry));
-        }
-        Ok(out)
+    /// What the account puts in the token map ([`crate::loyalty::auth::Tenants`]), `None`
+    /// when its token is not accepted (not connected, or not confirmed by MoySklad yet).
+    pub fn token_slot(&self, t: &AppTenant) -> Option<AppSlot> {
+        let token_hash = t.token_sha256.as_deref().and_then(parse_hash)?;
+        let entry = match t.state {
+            AppState::Activated => match self.tenant_of(t) {
+                Ok(tenant) => AppEntry::Active(Arc::new(tenant)),
+                Err(why) => {
+                    tracing::error!(account_id = %t.account_id, why = %why, "app tenant cannot be served");
+                    return None;
+                }
+            },
+            AppState::Suspended => AppEntry::Suspended,
+            // Connected but not yet confirmed by MoySklad: not accepted yet.
+            AppState::SettingsRequired | AppState::Uninstalled => return None,
+        };
+        Some(AppSlot { token_hash, entry })
     }
 
     /// The tenant an activated account's LoyaltyAPI calls run as.
@@ -423,7 +411,7 @@ impl AppContext {
         let base_url = t.base_url.clone().ok_or("no base URL")?;
         let credentials = self.open_credentials(t)?.ok_or("no credentials")?;
         Ok(Tenant {
-            name: format!("{TENANT_PREFIX}{}", t.account_id),
+            name: tenant_name(&t.account_id),
             token_hash: t
                 .token_sha256
                 .as_deref()
@@ -436,6 +424,20 @@ impl AppContext {
             limits: app_tenant_limits(),
             outbox: Default::default(),
         })
+    }
+
+    /// An account's vendor credentials as the store keeps them: a JSON object, sealed.
+    pub fn seal_credentials(
+        &self,
+        account_id: &str,
+        credentials: &BTreeMap<String, Secret>,
+    ) -> String {
+        let credentials: BTreeMap<&str, &str> = credentials
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
+        let json = serde_json::to_string(&credentials).unwrap_or_default();
+        self.sealer.seal(&json, &credentials_context(account_id))
     }
 
     /// The account's vendor credentials, opened; `None` when none are stored.
@@ -477,6 +479,11 @@ impl AppContext {
             .ok()
             .map(Secret::new)
     }
+}
+
+/// The name an account's tenant has in logs, metrics and the store (`app:<accountId>`).
+pub fn tenant_name(account_id: &str) -> String {
+    format!("{TENANT_PREFIX}{account_id}")
 }
 
 fn access_context(account_id: &str) -> String {

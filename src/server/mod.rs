@@ -24,11 +24,12 @@ use std::sync::{Arc, Mutex};
 use crate::app::AppContext;
 use crate::app::guards::{AppGuards, TenantGuards};
 use crate::app::recent::{FailureSource, RecentFailures};
+use crate::app::refresh::AppRefresh;
 use crate::app::settings::SettingsPage;
 use crate::cache::StepCache;
 use crate::config::{Config, Tenant, TokenHash};
 use crate::error::{self, Error};
-use crate::loyalty::auth::{self, AppEntry, Tenants};
+use crate::loyalty::auth::{self, Tenants};
 use crate::loyalty::journal::Journal;
 use crate::loyalty::ops::{self, OpContext, Reply};
 use crate::mapping::memory::Memory;
@@ -63,6 +64,8 @@ struct App {
     metrics_token: Option<TokenHash>,
     /// The MoySklad app lifecycle, when `[moysklad_app]` is configured.
     moysklad: Option<Arc<AppContext>>,
+    /// How far `tenants` has read the app tenants' changes; one refresh at a time.
+    app_refresh: tokio::sync::Mutex<AppRefresh>,
     /// The MoySklad app's settings page (with `[moysklad_app]`).
     settings: Option<Arc<SettingsPage>>,
     /// Rate limiters and breakers of app tenants, made when first needed (shared with the
@@ -123,36 +126,21 @@ impl App {
         self.app_limits.of(&tenant.name, &tenant.limits)
     }
 
-    /// Reloads the app tenants' token map from the store (and their mappings).
-    async fn refresh_app_tenants(self: &Arc<Self>) {
+    /// Brings the app tenants' token map up to date with the store: what changed since the
+    /// last refresh (and their mappings).
+    async fn refresh_app_tenants(&self) {
         let Some(ctx) = &self.moysklad else { return };
-        let entries = match ctx.token_entries().await {
-            Ok(entries) => entries,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot load the MoySklad app tenants; keeping the last ones");
-                return;
-            }
-        };
-        for (_, entry) in &entries {
-            if let AppEntry::Active(tenant) = entry
-                && !self.mappings.contains(&tenant.mapping)
-            {
-                let app = self.clone();
-                let path = tenant.mapping.clone();
-                let loaded = tokio::task::spawn_blocking(move || app.mappings.ensure(&path)).await;
-                if let Ok(Err(e)) = loaded {
-                    tracing::error!(tenant = %tenant.name, error = %e, "app tenant's mapping does not load");
-                }
-            }
+        let mut refresh = self.app_refresh.lock().await;
+        if let Err(e) = refresh.refresh(ctx, &self.tenants, &self.mappings).await {
+            tracing::warn!(error = %e, "cannot read the MoySklad app tenants' changes; keeping the last ones");
         }
-        self.tenants.set_apps(entries);
     }
 }
 
 /// How often expired cache entries are swept out of memory when no request does it.
 const CACHE_SWEEP: Duration = Duration::from_secs(5);
 
-/// How often app tenants are re-read from the store (other instances' changes).
+/// How often app tenants' changes are read from the store (other instances' writes).
 const APP_REFRESH: Duration = Duration::from_secs(1);
 
 async fn refresh_app_tenants_forever(app: Arc<App>) {
@@ -241,6 +229,7 @@ pub async fn serve_with(
     };
     let app = Arc::new(App {
         moysklad,
+        app_refresh: tokio::sync::Mutex::new(AppRefresh::new()),
         settings,
         app_limits,
         in_flight: tokio::sync::Semaphore::new(config.server.max_in_flight),

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::StoreFuture;
+use super::{StoreError, StoreFuture};
 
 /// Where a MoySklad account that installed the app is (see `src/app/mod.rs` for the lifecycle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,32 @@ pub struct AppTenant {
     pub vendor_note: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The number of the last write to this row: every write takes the next one (see
+    /// [`AppTenantStore::app_tenants_changed`]).
+    pub change_number: i64,
+}
+
+/// The app tenants written since a change number (see [`AppTenantStore::app_tenants_changed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppTenantChanges {
+    /// In the order of their changes, in every state.
+    pub tenants: Vec<AppTenant>,
+    /// The newest change number read (the number asked after when nothing changed): what to
+    /// ask after next time.
+    pub newest: i64,
+}
+
+impl AppTenantChanges {
+    /// `tenants`, read in the order of their change numbers after `after`.
+    pub(super) fn read_after(after: i64, tenants: Vec<AppTenant>) -> AppTenantChanges {
+        let newest = tenants.last().map_or(after, |t| t.change_number.max(after));
+        AppTenantChanges { tenants, newest }
+    }
+}
+
+/// The counter [`super::sql::APP_NEXT_CHANGE`] updates has lost its one row.
+pub(super) fn counter_missing() -> StoreError {
+    StoreError::Corrupt("app_tenant_counter has no row".into())
 }
 
 /// What connecting an app tenant stores (see [`AppTenantStore::app_connect`]).
@@ -126,7 +152,10 @@ pub trait AppTenantStore: Send + Sync {
 
     fn app_tenant(&self, account_id: &str) -> StoreFuture<'_, Option<AppTenant>>;
 
-    /// Every app tenant that has a LoyaltyAPI token (activated or suspended), for the
-    /// in-memory token map.
-    fn app_tenants_connected(&self) -> StoreFuture<'_, Vec<AppTenant>>;
+    /// The app tenants written after change number `after` (0: all of them), whatever their
+    /// state, for the in-memory token map: each instance keeps the newest number it read and
+    /// next asks only after it. Every write above takes the next number, and no write becomes
+    /// visible with a number below one already visible (`sql::APP_NEXT_CHANGE` says how), so
+    /// a reader misses nothing.
+    fn app_tenants_changed(&self, after: i64) -> StoreFuture<'_, AppTenantChanges>;
 }

@@ -28,7 +28,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use app_failures::{AppFailure, AppFailureStore, FAILURES_PER_ACCOUNT, FailureSource};
-pub use app_tenants::{AppConnection, AppState, AppTenant, AppTenantStore};
+pub use app_tenants::{AppConnection, AppState, AppTenant, AppTenantChanges, AppTenantStore};
 pub use cluster::{ClusterStore, Member, RateTake, VendorSignal};
 pub use journal::{Begin, JournalStore, Kind, Record, RecordState};
 pub use key_value::{CodeCheck, KeyValueStore};

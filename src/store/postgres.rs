@@ -16,18 +16,19 @@ use deadpool_postgres::{
 };
 use serde_json::Value;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{IsolationLevel, NoTls, Row};
 
+use super::app_tenants::counter_missing;
 use super::journal::begin_answer;
 use super::key_value::{CodeAction, check_code};
 use super::outbox::ItemOwner;
 use super::rows::{self, Columns, json_text, parse_app_state};
 use super::schema::{self, Dialect};
 use super::{
-    AppConnection, AppFailure, AppFailureStore, AppState, AppTenant, AppTenantStore, Begin,
-    ClusterStore, CodeCheck, FAILURES_PER_ACCOUNT, JournalStore, KeyValueStore, Kind, Member,
-    OutboxItem, OutboxStats, OutboxStore, PruneBefore, RateTake, Record, Store, StoreError,
-    StoreFuture, VendorSignal, sql,
+    AppConnection, AppFailure, AppFailureStore, AppState, AppTenant, AppTenantChanges,
+    AppTenantStore, Begin, ClusterStore, CodeCheck, FAILURES_PER_ACCOUNT, JournalStore,
+    KeyValueStore, Kind, Member, OutboxItem, OutboxStats, OutboxStore, PruneBefore, RateTake,
+    Record, Store, StoreError, StoreFuture, VendorSignal, sql,
 };
 
 /// Parameters of a statement.
@@ -221,6 +222,26 @@ impl PgStore {
             .await?
             .map(|row| rows::record(&PgRow::of(&row, "records")))
             .transpose()
+    }
+
+    /// The transaction of one app-tenant write and the change number it stamps, taken first
+    /// (see [`sql::APP_NEXT_CHANGE`], which also says why READ COMMITTED).
+    async fn app_write<'c>(
+        &self,
+        client: &'c mut Object,
+    ) -> Result<(deadpool_postgres::Transaction<'c>, i64), StoreError> {
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(|e| self.db(e))?;
+        let row = self
+            .query_opt(&tx, sql::APP_NEXT_CHANGE, &[])
+            .await?
+            .ok_or_else(counter_missing)?;
+        let change = PgRow::of(&row, "app_tenant_counter").int(0)?;
+        Ok((tx, change))
     }
 
     /// The record an outbox item belongs to, and the item's state; the item's row stays
@@ -667,14 +688,23 @@ impl AppTenantStore for PgStore {
         );
         let sealed = access_token_sealed.map(str::to_owned);
         Box::pin(async move {
-            let client = self.client().await?;
-            let params: [&(dyn ToSql + Sync); 5] =
-                [&account_id, &app_id, &account_name, &sealed, &now_ms];
-            let row = client
+            let mut client = self.client().await?;
+            let (tx, change) = self.app_write(&mut client).await?;
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &account_id,
+                &app_id,
+                &account_name,
+                &sealed,
+                &now_ms,
+                &change,
+            ];
+            let row = tx
                 .query_one(sql::APP_ACTIVATE, &params)
                 .await
                 .map_err(|e| self.db(e))?;
-            rows::app_tenant(&PgRow::of(&row, "app_tenants"))
+            let tenant = rows::app_tenant(&PgRow::of(&row, "app_tenants"))?;
+            tx.commit().await.map_err(|e| self.db(e))?;
+            Ok(tenant)
         })
     }
 
@@ -687,8 +717,8 @@ impl AppTenantStore for PgStore {
         let account_id = account_id.to_owned();
         Box::pin(async move {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| self.db(e))?;
-            let params: [&(dyn ToSql + Sync); 3] = [&account_id, &uninstall, &now_ms];
+            let (tx, change) = self.app_write(&mut client).await?;
+            let params: [&(dyn ToSql + Sync); 4] = [&account_id, &uninstall, &now_ms, &change];
             let before = self
                 .query_opt(&tx, sql::APP_DEACTIVATE_POSTGRES, &params)
                 .await?
@@ -712,9 +742,10 @@ impl AppTenantStore for PgStore {
         let account_id = account_id.to_owned();
         let c = connection.clone();
         Box::pin(async move {
-            let client = self.client().await?;
+            let mut client = self.client().await?;
+            let (tx, change) = self.app_write(&mut client).await?;
             let settings = json_text(&c.settings);
-            let params: [&(dyn ToSql + Sync); 8] = [
+            let params: [&(dyn ToSql + Sync); 9] = [
                 &account_id,
                 &c.token_sha256,
                 &c.mapping,
@@ -723,8 +754,10 @@ impl AppTenantStore for PgStore {
                 &settings,
                 &c.external_search,
                 &now_ms,
+                &change,
             ];
-            let changed = self.execute(&client, sql::APP_CONNECT, &params).await?;
+            let changed = self.execute(&tx, sql::APP_CONNECT, &params).await?;
+            tx.commit().await.map_err(|e| self.db(e))?;
             Ok(changed == 1)
         })
     }
@@ -738,9 +771,12 @@ impl AppTenantStore for PgStore {
     ) -> StoreFuture<'_, bool> {
         let (account_id, note) = (account_id.to_owned(), note.to_owned());
         Box::pin(async move {
-            let client = self.client().await?;
-            let params: [&(dyn ToSql + Sync); 4] = [&account_id, &note, &activated, &now_ms];
-            let changed = self.execute(&client, sql::APP_MARK, &params).await?;
+            let mut client = self.client().await?;
+            let (tx, change) = self.app_write(&mut client).await?;
+            let params: [&(dyn ToSql + Sync); 5] =
+                [&account_id, &note, &activated, &now_ms, &change];
+            let changed = self.execute(&tx, sql::APP_MARK, &params).await?;
+            tx.commit().await.map_err(|e| self.db(e))?;
             Ok(changed == 1)
         })
     }
@@ -756,14 +792,16 @@ impl AppTenantStore for PgStore {
         })
     }
 
-    fn app_tenants_connected(&self) -> StoreFuture<'_, Vec<AppTenant>> {
+    fn app_tenants_changed(&self, after: i64) -> StoreFuture<'_, AppTenantChanges> {
         Box::pin(async move {
             let client = self.client().await?;
-            self.query(&client, sql::APP_TENANTS_CONNECTED, &[])
+            let tenants = self
+                .query(&client, sql::APP_TENANTS_CHANGED, &[&after])
                 .await?
                 .iter()
                 .map(|row| rows::app_tenant(&PgRow::of(row, "app_tenants")))
-                .collect()
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(AppTenantChanges::read_after(after, tenants))
         })
     }
 }

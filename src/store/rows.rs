@@ -107,6 +107,7 @@ pub(super) fn app_tenant(row: &dyn Columns) -> Result<AppTenant, StoreError> {
         vendor_note: row.text_or_null(11)?,
         created_ms: row.int(12)?,
         updated_ms: row.int(13)?,
+        change_number: row.int(14)?,
     })
 }
 

@@ -188,6 +188,30 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     ) {clustered};
     "#,
     ),
+    (
+        5,
+        // Every write to an app tenant stamps it with the next number of a one-row counter
+        // (`sql::APP_NEXT_CHANGE` says why a counter), so instances re-read only the rows
+        // changed since the newest number they saw. Rows already there are numbered in the
+        // order they last changed. A bridge from before this migration (a rolling upgrade)
+        // writes without stamping — its new rows get the default 0, its updates keep the old
+        // number — so only the periodic full re-read (`crate::app::refresh`) sees those.
+        r#"
+    ALTER TABLE app_tenants ADD COLUMN change_number {int} NOT NULL DEFAULT 0;
+    UPDATE app_tenants SET change_number = numbered.n
+      FROM (SELECT account_id, ROW_NUMBER() OVER (ORDER BY updated_ms, account_id) AS n
+              FROM app_tenants) AS numbered
+     WHERE app_tenants.account_id = numbered.account_id;
+    CREATE INDEX app_tenants_changes ON app_tenants (change_number);
+
+    CREATE TABLE app_tenant_counter (
+        id              {int}   NOT NULL PRIMARY KEY CHECK (id = 1),
+        newest_change   {int}   NOT NULL
+    ) {clustered};
+    INSERT INTO app_tenant_counter (id, newest_change)
+         SELECT 1, COALESCE(MAX(change_number), 0) FROM app_tenants;
+    "#,
+    ),
 ];
 
 /// The newest schema version this build knows.

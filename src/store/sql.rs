@@ -27,7 +27,7 @@ macro_rules! app_columns {
     () => {
         "account_id, app_id, account_name, state, access_token_sealed, token_sha256, mapping, \
          base_url, credentials_sealed, settings, external_search, vendor_note, created_ms, \
-         updated_ms"
+         updated_ms, change_number"
     };
 }
 
@@ -231,19 +231,39 @@ pub(super) const CLAIM: &str = "INSERT INTO claims (scope, key, until_ms) VALUES
 
 // --- app tenants ---
 
+/// The next app-tenant change number. Every write to `app_tenants` runs this first, in its own
+/// transaction, and stamps the row it changes with the number (`change_number`); a reader that
+/// has seen N reads only `change_number > N` ([`APP_TENANTS_CHANGED`]).
+///
+/// Why a one-row counter and not a sequence: a reader must never miss a row that becomes
+/// visible with a number below one it has seen. Sequence numbers are handed out at `nextval`
+/// but become visible at commit, in any order (a reader sees 11, then 10 commits: lost). The
+/// counter's row stays locked by this `UPDATE` until the transaction ends, so the next writer,
+/// on any instance, gets N + 1 only after N's transaction is over and its row visible: numbers
+/// become visible in order. The price is that app-tenant writes (rare: installs, connects,
+/// MoySklad's answers) take turns. Every writer locks the counter before the tenant's row, so
+/// two never wait for each other in a circle. PostgreSQL runs it READ COMMITTED (under
+/// REPEATABLE READ the second writer would fail instead of waiting). SQLite has one writer at a
+/// time, but still needs the number and the write in one transaction, or another process could
+/// commit N + 1 between them. A write that changes no row leaves a gap, which is harmless.
+pub(super) const APP_NEXT_CHANGE: &str = "UPDATE app_tenant_counter
+        SET newest_change = newest_change + 1
+      WHERE id = 1
+  RETURNING newest_change";
+
 /// Install / resume, in one statement. `$1` account, `$2` app, `$3` name, `$4` sealed access
-/// token or NULL (keep the old one), `$5` now.
+/// token or NULL (keep the old one), `$5` now, `$6` change number.
 pub(super) const APP_ACTIVATE: &str = concat!(
     "INSERT INTO app_tenants (account_id, app_id, account_name, state,
-                              access_token_sealed, created_ms, updated_ms)
-     VALUES ($1, $2, $3, 'settings_required', $4, $5, $5)
+                              access_token_sealed, created_ms, updated_ms, change_number)
+     VALUES ($1, $2, $3, 'settings_required', $4, $5, $5, $6)
      ON CONFLICT (account_id) DO UPDATE
         SET app_id = excluded.app_id, account_name = excluded.account_name,
             state = CASE WHEN app_tenants.token_sha256 IS NULL
                          THEN 'settings_required' ELSE 'activated' END,
             access_token_sealed = COALESCE(excluded.access_token_sealed,
                                            app_tenants.access_token_sealed),
-            updated_ms = excluded.updated_ms
+            updated_ms = excluded.updated_ms, change_number = excluded.change_number
      RETURNING ",
     app_columns!()
 );
@@ -251,17 +271,19 @@ pub(super) const APP_ACTIVATE: &str = concat!(
 /// Suspend or uninstall, SQLite: three statements in one `BEGIN IMMEDIATE` transaction (its
 /// `RETURNING` cannot name the state before an update). This one reads the state before.
 pub(super) const APP_STATE_SQLITE: &str = "SELECT state FROM app_tenants WHERE account_id = $1";
-/// `$2` now.
+/// `$2` now, `$3` change number.
 pub(super) const APP_UNINSTALL_SQLITE: &str = "UPDATE app_tenants
         SET state = 'uninstalled', access_token_sealed = NULL,
-            credentials_sealed = NULL, token_sha256 = NULL, updated_ms = $2
+            credentials_sealed = NULL, token_sha256 = NULL, updated_ms = $2,
+            change_number = $3
       WHERE account_id = $1";
-/// `$2` now.
+/// `$2` now, `$3` change number.
 pub(super) const APP_SUSPEND_SQLITE: &str =
-    "UPDATE app_tenants SET state = 'suspended', updated_ms = $2
+    "UPDATE app_tenants SET state = 'suspended', updated_ms = $2, change_number = $3
       WHERE account_id = $1 AND state != 'uninstalled'";
 /// Suspend or uninstall, PostgreSQL: one statement; the row is locked by the sub-select, so
-/// the state returned is the one this update replaced. `$2` uninstall, `$3` now.
+/// the state returned is the one this update replaced. `$2` uninstall, `$3` now, `$4` change
+/// number.
 pub(super) const APP_DEACTIVATE_POSTGRES: &str = "UPDATE app_tenants t
         SET state = CASE WHEN $2 THEN 'uninstalled'
                          WHEN old.state = 'uninstalled' THEN old.state
@@ -269,23 +291,23 @@ pub(super) const APP_DEACTIVATE_POSTGRES: &str = "UPDATE app_tenants t
             access_token_sealed = CASE WHEN $2 THEN NULL ELSE t.access_token_sealed END,
             credentials_sealed = CASE WHEN $2 THEN NULL ELSE t.credentials_sealed END,
             token_sha256 = CASE WHEN $2 THEN NULL ELSE t.token_sha256 END,
-            updated_ms = $3
+            updated_ms = $3, change_number = $4
        FROM (SELECT account_id, state FROM app_tenants
               WHERE account_id = $1 FOR UPDATE) old
       WHERE t.account_id = old.account_id
   RETURNING old.state";
 
 /// `$2` token hash, `$3` mapping, `$4` base URL, `$5` sealed credentials, `$6` settings,
-/// `$7` external search, `$8` now.
+/// `$7` external search, `$8` now, `$9` change number.
 pub(super) const APP_CONNECT: &str = "UPDATE app_tenants
         SET token_sha256 = $2, mapping = $3, base_url = $4,
             credentials_sealed = $5, settings = $6, external_search = $7,
-            updated_ms = $8
+            updated_ms = $8, change_number = $9
       WHERE account_id = $1 AND state IN ('settings_required', 'activated')";
 
-/// `$2` note, `$3` activated, `$4` now.
+/// `$2` note, `$3` activated, `$4` now, `$5` change number.
 pub(super) const APP_MARK: &str = "UPDATE app_tenants
-        SET vendor_note = $2, updated_ms = $4,
+        SET vendor_note = $2, updated_ms = $4, change_number = $5,
             state = CASE WHEN $3 AND token_sha256 IS NOT NULL
                           AND state IN ('settings_required', 'activated')
                          THEN 'activated' ELSE state END
@@ -297,10 +319,13 @@ pub(super) const APP_TENANT: &str = concat!(
     " FROM app_tenants WHERE account_id = $1"
 );
 
-pub(super) const APP_TENANTS_CONNECTED: &str = concat!(
+/// Every app tenant changed after `$1` (a change number; 0 for all), in the order of their
+/// changes, whatever their state: a reader drops the ones no longer connected. Reads the
+/// `app_tenants_changes` index, so nothing changed costs a lookup, not a scan.
+pub(super) const APP_TENANTS_CHANGED: &str = concat!(
     "SELECT ",
     app_columns!(),
-    " FROM app_tenants WHERE token_sha256 IS NOT NULL ORDER BY account_id"
+    " FROM app_tenants WHERE change_number > $1 ORDER BY change_number"
 );
 
 // --- app accounts' recent failures ---

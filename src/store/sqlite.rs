@@ -14,15 +14,16 @@ use std::time::Duration;
 use rusqlite::{CachedStatement, Connection, Row, ToSql, TransactionBehavior};
 use serde_json::Value;
 
+use super::app_tenants::counter_missing;
 use super::journal::begin_answer;
 use super::key_value::{CodeAction, check_code};
 use super::rows::{self, Columns, json_text, parse_app_state};
 use super::schema::{self, Dialect};
 use super::{
-    AppConnection, AppFailure, AppFailureStore, AppState, AppTenant, AppTenantStore, Begin,
-    ClusterStore, CodeCheck, FAILURES_PER_ACCOUNT, JournalStore, KeyValueStore, Kind, Member,
-    OutboxItem, OutboxStats, OutboxStore, PruneBefore, RateTake, Record, Store, StoreError,
-    StoreFuture, VendorSignal, sql,
+    AppConnection, AppFailure, AppFailureStore, AppState, AppTenant, AppTenantChanges,
+    AppTenantStore, Begin, ClusterStore, CodeCheck, FAILURES_PER_ACCOUNT, JournalStore,
+    KeyValueStore, Kind, Member, OutboxItem, OutboxStats, OutboxStore, PruneBefore, RateTake,
+    Record, Store, StoreError, StoreFuture, VendorSignal, sql,
 };
 
 /// The SQLite backend (the embedded default).
@@ -123,7 +124,7 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
 
 /// The shared statements' parameters, by name: SQLite numbers `$N` by first appearance, not by
 /// N (see `sql.rs`).
-const PARAMETERS: [&str; 8] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8"];
+const PARAMETERS: [&str; 9] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9"];
 
 /// `sql` prepared (cached per connection) with `params` bound to `$1`, `$2`…; refuses a
 /// statement that takes a different number of parameters, which would otherwise run with the
@@ -215,6 +216,12 @@ impl Columns for Row<'_> {
 fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(unavailable)
+}
+
+/// The next app-tenant change number, inside the caller's write transaction (see
+/// [`sql::APP_NEXT_CHANGE`]).
+fn next_app_change(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
+    query_opt(tx, sql::APP_NEXT_CHANGE, &[], |row| row.int(0))?.ok_or_else(counter_missing)
 }
 
 fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -619,13 +626,24 @@ impl AppTenantStore for SqliteStore {
         );
         let sealed = access_token_sealed.map(str::to_owned);
         self.call(move |conn| {
-            query_opt(
-                conn,
+            let tx = immediate(conn)?;
+            let change = next_app_change(&tx)?;
+            let tenant = query_opt(
+                &tx,
                 sql::APP_ACTIVATE,
-                &[&account_id, &app_id, &account_name, &sealed, &now_ms],
+                &[
+                    &account_id,
+                    &app_id,
+                    &account_name,
+                    &sealed,
+                    &now_ms,
+                    &change,
+                ],
                 rows::app_tenant,
             )?
-            .ok_or_else(no_rows)
+            .ok_or_else(no_rows)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(tenant)
         })
     }
 
@@ -644,12 +662,15 @@ impl AppTenantStore for SqliteStore {
             else {
                 return Ok(None);
             };
-            if uninstall {
-                execute(&tx, sql::APP_UNINSTALL_SQLITE, &[&account_id, &now_ms])?;
+            let update = if uninstall {
+                // An uninstalled account's failures go with its secrets.
                 execute(&tx, sql::APP_FAILURES_FORGET, &[&account_id])?;
+                sql::APP_UNINSTALL_SQLITE
             } else {
-                execute(&tx, sql::APP_SUSPEND_SQLITE, &[&account_id, &now_ms])?;
-            }
+                sql::APP_SUSPEND_SQLITE
+            };
+            let change = next_app_change(&tx)?;
+            execute(&tx, update, &[&account_id, &now_ms, &change])?;
             tx.commit().map_err(unavailable)?;
             Ok(Some(before))
         })
@@ -664,8 +685,10 @@ impl AppTenantStore for SqliteStore {
         let account_id = account_id.to_owned();
         let c = connection.clone();
         self.call(move |conn| {
+            let tx = immediate(conn)?;
+            let change = next_app_change(&tx)?;
             let changed = execute(
-                conn,
+                &tx,
                 sql::APP_CONNECT,
                 &[
                     &account_id,
@@ -676,8 +699,10 @@ impl AppTenantStore for SqliteStore {
                     &json_text(&c.settings),
                     &c.external_search,
                     &now_ms,
+                    &change,
                 ],
             )?;
+            tx.commit().map_err(unavailable)?;
             Ok(changed == 1)
         })
     }
@@ -691,11 +716,14 @@ impl AppTenantStore for SqliteStore {
     ) -> StoreFuture<'_, bool> {
         let (account_id, note) = (account_id.to_owned(), note.to_owned());
         self.call(move |conn| {
+            let tx = immediate(conn)?;
+            let change = next_app_change(&tx)?;
             let changed = execute(
-                conn,
+                &tx,
                 sql::APP_MARK,
-                &[&account_id, &note, &activated, &now_ms],
+                &[&account_id, &note, &activated, &now_ms, &change],
             )?;
+            tx.commit().map_err(unavailable)?;
             Ok(changed == 1)
         })
     }
@@ -705,8 +733,11 @@ impl AppTenantStore for SqliteStore {
         self.call(move |conn| query_opt(conn, sql::APP_TENANT, &[&account_id], rows::app_tenant))
     }
 
-    fn app_tenants_connected(&self) -> StoreFuture<'_, Vec<AppTenant>> {
-        self.call(|conn| query_all(conn, sql::APP_TENANTS_CONNECTED, &[], rows::app_tenant))
+    fn app_tenants_changed(&self, after: i64) -> StoreFuture<'_, AppTenantChanges> {
+        self.call(move |conn| {
+            let tenants = query_all(conn, sql::APP_TENANTS_CHANGED, &[&after], rows::app_tenant)?;
+            Ok(AppTenantChanges::read_after(after, tenants))
+        })
     }
 }
 

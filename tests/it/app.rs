@@ -5,18 +5,26 @@
 use crate::common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{client, the_error};
+use common::{TestBridge, TestStore, client, the_error};
 use http::Method;
 use loyalty_bridge::app::jwt::{self, IncomingClaims};
+use loyalty_bridge::app::refresh::{AppRefresh, FULL_REREAD};
 use loyalty_bridge::app::{AppContext, ConnectRequest};
+use loyalty_bridge::config::TokenHash;
+use loyalty_bridge::error::Error;
+use loyalty_bridge::loyalty::auth::{TOKEN_HEADER, Tenants};
+use loyalty_bridge::mapping::registry::Mappings;
 use loyalty_bridge::secret::Secret;
-use loyalty_bridge::store::{AppState, SqliteStore, Store};
+use loyalty_bridge::store::{AppConnection, AppState, Store};
 use serde_json::{Value, json};
 
 use common::moysklad::{
-    ACCESS_TOKEN, ACCOUNT_A as ACCOUNT, APP_ID, APP_UID, AppWorld, MAXMA_KEY, SECRET,
+    ACCESS_TOKEN, ACCOUNT_A as ACCOUNT, ACCOUNT_B, APP_ID, APP_UID, AppWorld, ENC_KEY, MAXMA_KEY,
+    SECRET,
 };
 
 const STORE: &str = r#"{"meta":{"href":"https://api.moysklad.ru/api/remap/1.2/entity/retailstore/s1","id":"2b5eb22f-139e-11e6-9464-e4de00000073"},"name":"Магазин №1"}"#;
@@ -51,8 +59,9 @@ impl World {
 
     /// The app side as the settings page will use it, on its own handle of the bridge's store.
     async fn app(&self) -> (AppContext, std::sync::Arc<dyn Store>) {
-        let store: std::sync::Arc<dyn Store> =
-            std::sync::Arc::new(SqliteStore::open(self.store_path()).await.unwrap());
+        let store = loyalty_bridge::store::open(&self.bridge.config().store)
+            .await
+            .unwrap();
         let ctx = AppContext::new(
             self.bridge.config().moysklad_app.clone().unwrap(),
             &self.bridge.config().server.base_path,
@@ -64,25 +73,7 @@ impl World {
 
     /// `POST /counterparty/detail` for the MAXMA demo client, with `token`.
     async fn detail(&self, token: &str) -> (u16, Value) {
-        let body = json!({
-            "retailStore": serde_json::from_str::<Value>(STORE).unwrap(),
-            "meta": {"id": "6a7b8c9d-0000-4000-8000-000000000001"},
-            "phone": "+79990000001",
-        });
-        let resp = client()
-            .post(self.bridge.url_of("/counterparty/detail"))
-            .header("Lognex-Discount-API-Auth-Token", token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        detail_at(&self.bridge, token).await
     }
 
     /// Waits (the bridge re-reads app tenants every second) until `token` gets `want`.
@@ -107,6 +98,29 @@ impl World {
         )
         .unwrap()
     }
+}
+
+/// `POST /counterparty/detail` on `bridge` for the MAXMA demo client, with `token`.
+async fn detail_at(bridge: &TestBridge, token: &str) -> (u16, Value) {
+    let body = json!({
+        "retailStore": serde_json::from_str::<Value>(STORE).unwrap(),
+        "meta": {"id": "6a7b8c9d-0000-4000-8000-000000000001"},
+        "phone": "+79990000001",
+    });
+    let resp = client()
+        .post(bridge.url_of("/counterparty/detail"))
+        .header("Lognex-Discount-API-Auth-Token", token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,6 +226,202 @@ async fn install_connect_serve_suspend_resume_uninstall() {
     // A reinstall needs settings again.
     let (status, body) = ms.install(w.bridge.url(), ACCOUNT, ACCESS_TOKEN).await;
     assert_eq!((status, body), (200, json!({"status": "SettingsRequired"})));
+}
+
+/// Waits until `bridge` answers `token` with `want`: it learns of writes it did not serve at
+/// its next refresh of the app tenants (every second); allowed a few, for a busy machine.
+async fn detail_within_a_refresh(bridge: &TestBridge, token: &str, want: u16) {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = detail_at(bridge, token).await;
+        if status == want {
+            return;
+        }
+        assert!(Instant::now() < until, "still {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two instances on one store: each sees the app tenants the other (or a third writer, the
+/// settings page of any instance) installed, connected, suspended, resumed or uninstalled,
+/// though it reads only what changed.
+async fn two_bridges_see_each_others_app_tenants(store: TestStore) {
+    let w = World(AppWorld::start_on(store).await);
+    let ms = &w.moysklad;
+    let a = &w.bridge;
+    let b = w.another_bridge().await;
+    let (ctx, _store) = w.app().await;
+
+    let (status, body) = ms.install(a.url(), ACCOUNT, ACCESS_TOKEN).await;
+    assert_eq!(status, 200, "{body}");
+    let connected = ctx.connect(ACCOUNT, w.maxma_connection(false)).await;
+    let token = connected.expect("connected").token.expose().to_string();
+    detail_within_a_refresh(a, &token, 200).await;
+    detail_within_a_refresh(&b, &token, 200).await;
+
+    // Suspended through A: A refuses at once, B after its refresh.
+    assert_eq!(ms.suspend(a.url(), ACCOUNT).await, 200);
+    assert_eq!(detail_at(a, &token).await.0, 403);
+    detail_within_a_refresh(&b, &token, 403).await;
+
+    // Resumed through B: the other way round.
+    let (status, body) = ms.resume(b.url(), ACCOUNT).await;
+    assert_eq!((status, body), (200, json!({"status": "Activated"})));
+    assert_eq!(detail_at(&b, &token).await.0, 200);
+    detail_within_a_refresh(a, &token, 200).await;
+
+    // A second account, installed through B: both serve it, and the first as before.
+    let (status, body) = ms.install(b.url(), ACCOUNT_B, ACCESS_TOKEN).await;
+    assert_eq!(status, 200, "{body}");
+    let connected = ctx.connect(ACCOUNT_B, w.maxma_connection(false)).await;
+    let token_b = connected.expect("connected").token.expose().to_string();
+    detail_within_a_refresh(a, &token_b, 200).await;
+    detail_within_a_refresh(&b, &token_b, 200).await;
+    assert_eq!(detail_at(a, &token).await.0, 200);
+
+    // The first uninstalled through B: both forget its token; the second stays.
+    assert_eq!(ms.uninstall(b.url(), ACCOUNT).await, 200);
+    assert_eq!(detail_at(&b, &token).await.0, 401);
+    detail_within_a_refresh(a, &token, 401).await;
+    assert_eq!(detail_at(a, &token_b).await.0, 200);
+    assert_eq!(detail_at(&b, &token_b).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_on_sqlite_see_each_others_app_tenants() {
+    two_bridges_see_each_others_app_tenants(TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_on_postgres_see_each_others_app_tenants() {
+    let Some(store) = TestStore::postgres().await else {
+        return;
+    };
+    two_bridges_see_each_others_app_tenants(store).await;
+}
+
+/// The LoyaltyAPI token the refresh test gives account `i`.
+fn token_of(i: usize) -> String {
+    format!("loyalty-token-{i}")
+}
+
+/// Who `token` is to `tenants`: the tenant's name, or why not.
+fn who(tenants: &Tenants, token: &str) -> String {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(TOKEN_HEADER, token.parse().unwrap());
+    match tenants.authenticate(&headers) {
+        Ok(tenant) => tenant.name.clone(),
+        Err(Error::AccountSuspended) => "suspended".into(),
+        Err(Error::UnknownToken) => "unknown".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// A refresh reads only the app tenants written since the newest change number it saw, and
+/// changes only their entries; a mapping that did not load is tried again on the next one;
+/// every `FULL_REREAD` every row is read again.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_reads_only_the_app_tenants_written_since_the_last() {
+    let place = TestStore::sqlite();
+    let mappings_dir = tempfile::tempdir().unwrap();
+    let keys = format!(
+        r#"app_id = "{APP_ID}"
+        app_uid = "{APP_UID}"
+        secret_key = "${{SECRET}}"
+        public_base_url = "http://127.0.0.1:9"
+        encryption_key = "${{ENC_KEY}}"
+        mappings_dir = "{}""#,
+        mappings_dir.path().display()
+    );
+    let config = TestBridge::builder()
+        .store(&place)
+        .moysklad_app(keys)
+        .env("SECRET", SECRET)
+        .env("ENC_KEY", ENC_KEY)
+        .config();
+    let store = loyalty_bridge::store::open(&config.store).await.unwrap();
+    let ctx = AppContext::new(config.moysklad_app.clone().unwrap(), "", store.clone()).unwrap();
+    let account = |i: usize| format!("account-{i}");
+    for i in 0..3 {
+        let id = account(i);
+        store
+            .app_activate(&id, APP_ID, "Shop", None, 1)
+            .await
+            .unwrap();
+        let credentials = BTreeMap::from([("api_key".to_owned(), Secret::new(MAXMA_KEY))]);
+        let connection = AppConnection {
+            token_sha256: hex::encode(TokenHash::of(&token_of(i)).0),
+            mapping: "maxma".into(),
+            base_url: "http://127.0.0.1:9".into(),
+            credentials_sealed: ctx.seal_credentials(&id, &credentials),
+            settings: json!({}),
+            external_search: false,
+        };
+        assert!(store.app_connect(&id, &connection, 2).await.unwrap());
+        assert!(store.app_mark(&id, true, "Activated", 3).await.unwrap());
+    }
+    let tenants = Tenants::new([]);
+    let mappings = Arc::new(Mappings::load([]).unwrap());
+    let maxma = ctx.mapping_path("maxma");
+    let mut refresh = AppRefresh::new();
+
+    let read = refresh.refresh(&ctx, &tenants, &mappings).await.unwrap();
+    assert_eq!(
+        (read.full, read.rows),
+        (true, 3),
+        "the first reads everything"
+    );
+    assert_eq!(who(&tenants, &token_of(0)), "app:account-0");
+    assert!(!mappings.contains(&maxma), "not in mappings_dir yet");
+    let read = refresh.refresh(&ctx, &tenants, &mappings).await.unwrap();
+    assert_eq!((read.full, read.rows), (false, 0), "nothing changed");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml"),
+        &maxma,
+    )
+    .unwrap();
+    refresh.refresh(&ctx, &tenants, &mappings).await.unwrap();
+    assert!(mappings.contains(&maxma), "tried again, and loaded");
+
+    store.app_deactivate(&account(1), false, 4).await.unwrap();
+    let read = refresh.refresh(&ctx, &tenants, &mappings).await.unwrap();
+    assert_eq!((read.full, read.rows), (false, 1));
+    assert_eq!(who(&tenants, &token_of(1)), "suspended");
+    store.app_deactivate(&account(2), true, 5).await.unwrap();
+    let read = refresh.refresh(&ctx, &tenants, &mappings).await.unwrap();
+    assert_eq!((read.full, read.rows), (false, 1));
+    assert_eq!(who(&tenants, &token_of(2)), "unknown");
+    assert!(tenants.by_name("app:account-2").is_none());
+    assert_eq!(who(&tenants, &token_of(0)), "app:account-0", "untouched");
+    assert_eq!(
+        tenants.by_name("app:account-0").unwrap().name,
+        "app:account-0"
+    );
+    assert_eq!(tenants.active_apps(), 1);
+
+    // Rows written without a number (a bridge from before them, a hand edit) are found by the
+    // full re-read only.
+    let sqlite = rusqlite::Connection::open(place.sqlite_path().unwrap()).unwrap();
+    sqlite
+        .execute(
+            "UPDATE app_tenants SET state = 'suspended' WHERE account_id = 'account-0'",
+            [],
+        )
+        .unwrap();
+    let read = refresh.refresh(&ctx, &tenants, &mappings).await.unwrap();
+    assert_eq!((read.full, read.rows), (false, 0));
+    assert_eq!(who(&tenants, &token_of(0)), "app:account-0");
+    tokio::time::advance(FULL_REREAD).await;
+    let read = refresh.refresh(&ctx, &tenants, &mappings).await.unwrap();
+    assert_eq!((read.full, read.rows), (true, 3));
+    assert_eq!(who(&tenants, &token_of(0)), "suspended");
+    assert_eq!(tenants.active_apps(), 0);
+    let read = refresh.refresh(&ctx, &tenants, &mappings).await.unwrap();
+    assert_eq!(
+        (read.full, read.rows),
+        (false, 0),
+        "then only what changes again"
+    );
 }
 
 fn token_with(alg: jsonwebtoken::Algorithm, secret: &str, exp_in: i64, jti: &str) -> String {

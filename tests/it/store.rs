@@ -13,8 +13,9 @@ use std::sync::Arc;
 use common::{FreshDatabase, connect_postgres};
 
 use loyalty_bridge::store::{
-    AppConnection, AppFailure, AppState, Begin, CodeCheck, FAILURES_PER_ACCOUNT, FailureSource,
-    Kind, OutboxState, PgStore, PruneBefore, RecordState, SqliteStore, Store, StoreError,
+    AppConnection, AppFailure, AppState, AppTenantChanges, Begin, CodeCheck, FAILURES_PER_ACCOUNT,
+    FailureSource, Kind, OutboxState, PgStore, PruneBefore, RecordState, SqliteStore, Store,
+    StoreError,
 };
 use serde_json::json;
 
@@ -92,6 +93,87 @@ impl TestDb {
                     .unwrap();
             }
         }
+    }
+}
+
+/// The schema as migrations 1 and 2 left it (a released migration never changes, so this copy
+/// stays right), with `schema_version` saying so: a database from before the change numbers.
+/// Placeholders as in `src/store/schema.rs`.
+const SCHEMA_VERSION_2: &str = "
+    CREATE TABLE schema_version (
+        version    {int} NOT NULL PRIMARY KEY,
+        applied_ms {int} NOT NULL
+    );
+    INSERT INTO schema_version (version, applied_ms) VALUES (1, 0), (2, 0);
+    CREATE TABLE records (
+        tenant TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL,
+        kept TEXT NOT NULL DEFAULT 'null', lease_until_ms {int} NOT NULL,
+        created_ms {int} NOT NULL, updated_ms {int} NOT NULL,
+        PRIMARY KEY (tenant, kind, id)
+    ) {clustered};
+    CREATE INDEX records_prune ON records (updated_ms) WHERE state IN ('done', 'failed');
+    CREATE TABLE outbox (
+        seq {seq}, tenant TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
+        request TEXT NOT NULL, state TEXT NOT NULL, attempts {int} NOT NULL DEFAULT 0,
+        next_attempt_ms {int} NOT NULL, last_error TEXT, created_ms {int} NOT NULL,
+        updated_ms {int} NOT NULL,
+        FOREIGN KEY (tenant, kind, id) REFERENCES records (tenant, kind, id)
+    );
+    CREATE INDEX outbox_pending ON outbox (tenant, seq) WHERE state = 'pending';
+    CREATE INDEX outbox_record ON outbox (tenant, kind, id);
+    CREATE TABLE outbox_leases (
+        tenant TEXT NOT NULL PRIMARY KEY, holder TEXT NOT NULL, until_ms {int} NOT NULL
+    ) {clustered};
+    CREATE TABLE kv (
+        tenant TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_ms {int} NOT NULL,
+        PRIMARY KEY (tenant, key)
+    ) {clustered};
+    CREATE TABLE codes (
+        tenant TEXT NOT NULL, key TEXT NOT NULL, code TEXT NOT NULL, expires_ms {int} NOT NULL,
+        attempts_left {int} NOT NULL,
+        PRIMARY KEY (tenant, key)
+    ) {clustered};
+    CREATE TABLE claims (
+        scope TEXT NOT NULL, key TEXT NOT NULL, until_ms {int} NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) {clustered};
+    CREATE TABLE app_tenants (
+        account_id TEXT NOT NULL PRIMARY KEY, app_id TEXT NOT NULL,
+        account_name TEXT NOT NULL, state TEXT NOT NULL, access_token_sealed TEXT,
+        token_sha256 TEXT UNIQUE, mapping TEXT, base_url TEXT, credentials_sealed TEXT,
+        settings TEXT NOT NULL DEFAULT 'null', external_search {bool} NOT NULL DEFAULT {false},
+        vendor_note TEXT, created_ms {int} NOT NULL, updated_ms {int} NOT NULL
+    ) {clustered};
+";
+
+impl TestDb {
+    /// Makes the (empty) database one at schema version 2 ([`SCHEMA_VERSION_2`]).
+    async fn create_schema_version_2(&self) {
+        let words: [(&str, &str); 5] = match &self.place {
+            Place::Sqlite { path, .. } => {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                [
+                    ("{int}", "INTEGER"),
+                    ("{seq}", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+                    ("{clustered}", "WITHOUT ROWID"),
+                    ("{bool}", "INTEGER"),
+                    ("{false}", "0"),
+                ]
+            }
+            Place::Postgres { .. } => [
+                ("{int}", "BIGINT"),
+                ("{seq}", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+                ("{clustered}", ""),
+                ("{bool}", "BOOLEAN"),
+                ("{false}", "FALSE"),
+            ],
+        };
+        let sql = words
+            .iter()
+            .fold(SCHEMA_VERSION_2.to_owned(), |sql, (from, to)| {
+                sql.replace(from, to)
+            });
+        self.raw(&sql).await;
     }
 }
 
@@ -1149,6 +1231,12 @@ mod suite {
         }
     }
 
+    /// How many app tenants hold a LoyaltyAPI token.
+    async fn connected(s: &Arc<dyn Store>) -> usize {
+        let all = s.app_tenants_changed(0).await.unwrap().tenants;
+        all.iter().filter(|t| t.token_sha256.is_some()).count()
+    }
+
     pub async fn app_tenant_lifecycle(db: &TestDb) {
         let s = db.store().await;
         assert_eq!(s.app_tenant("acc-1").await.unwrap(), None);
@@ -1176,7 +1264,7 @@ mod suite {
         assert_eq!(again.access_token_sealed.as_deref(), Some("sealed-at"));
         assert_eq!(again.account_name, "Shop 2");
         assert_eq!(again.created_ms, T0);
-        assert!(s.app_tenants_connected().await.unwrap().is_empty());
+        assert_eq!(connected(&s).await, 0);
 
         // Connecting stores; activation comes with MoySklad's answer.
         assert!(
@@ -1195,7 +1283,7 @@ mod suite {
             (t.state, t.vendor_note.as_deref()),
             (AppState::Activated, Some("ok"))
         );
-        assert_eq!(s.app_tenants_connected().await.unwrap().len(), 1);
+        assert_eq!(connected(&s).await, 1);
 
         // Suspend keeps everything; Resume comes back Activated.
         assert_eq!(
@@ -1250,7 +1338,7 @@ mod suite {
             AppState::Uninstalled,
             "a suspend after uninstall stays uninstalled"
         );
-        assert!(s.app_tenants_connected().await.unwrap().is_empty());
+        assert_eq!(connected(&s).await, 0);
         let t = s
             .app_activate("acc-1", "app", "Shop", Some("new"), T0 + 9)
             .await
@@ -1434,6 +1522,222 @@ mod suite {
         .unwrap();
         assert_eq!(failures_of(&s, "acc-1").await.len(), 1);
     }
+
+    /// `(account, change number)` of each tenant read.
+    fn numbered(changes: &AppTenantChanges) -> Vec<(&str, i64)> {
+        let tenants = changes.tenants.iter();
+        tenants
+            .map(|t| (t.account_id.as_str(), t.change_number))
+            .collect()
+    }
+
+    pub async fn every_app_tenant_write_takes_the_next_change_number(db: &TestDb) {
+        let s = db.store().await;
+        let nothing = s.app_tenants_changed(0).await.unwrap();
+        assert_eq!((nothing.tenants.len(), nothing.newest), (0, 0));
+
+        let a = s.app_activate("a", "app", "A", None, T0).await.unwrap();
+        let b = s.app_activate("b", "app", "B", None, T0).await.unwrap();
+        assert!(a.change_number > 0 && b.change_number > a.change_number);
+        let mut seen = b.change_number;
+        let all = s.app_tenants_changed(0).await.unwrap();
+        assert_eq!(numbered(&all), [("a", a.change_number), ("b", seen)]);
+        assert_eq!(all.newest, seen);
+        let none = s.app_tenants_changed(seen).await.unwrap();
+        assert_eq!(
+            (none.tenants.len(), none.newest),
+            (0, seen),
+            "nothing after"
+        );
+
+        // Each writer stamps the row it changes, with a number above every earlier one.
+        let later = |s: Arc<dyn Store>, after: i64| async move {
+            let changes = s.app_tenants_changed(after).await.unwrap();
+            assert_eq!(changes.tenants.len(), 1, "{changes:?}");
+            let t = changes.tenants.into_iter().next().unwrap();
+            assert_eq!(
+                (t.account_id.as_str(), t.change_number),
+                ("a", changes.newest)
+            );
+            assert!(changes.newest > after);
+            t
+        };
+        assert!(s.app_connect("a", &connection("h1"), T0 + 1).await.unwrap());
+        let t = later(s.clone(), seen).await;
+        assert_eq!(t.token_sha256.as_deref(), Some("h1"));
+        seen = t.change_number;
+        assert!(s.app_mark("a", true, "ok", T0 + 2).await.unwrap());
+        let t = later(s.clone(), seen).await;
+        assert_eq!(t.state, AppState::Activated);
+        seen = t.change_number;
+        s.app_deactivate("a", false, T0 + 3).await.unwrap();
+        let t = later(s.clone(), seen).await;
+        assert_eq!(t.state, AppState::Suspended);
+        seen = t.change_number;
+        let resumed = s.app_activate("a", "app", "A", None, T0 + 4).await.unwrap();
+        let t = later(s.clone(), seen).await;
+        assert_eq!(
+            (t.state, t.change_number),
+            (AppState::Activated, resumed.change_number)
+        );
+        seen = t.change_number;
+        // One that stopped being connected is read too, so a reader can drop it.
+        s.app_deactivate("a", true, T0 + 5).await.unwrap();
+        let t = later(s.clone(), seen).await;
+        assert_eq!((t.state, t.token_sha256), (AppState::Uninstalled, None));
+        seen = t.change_number;
+
+        // A write that changes nothing is not read.
+        assert!(!s.app_connect("a", &connection("h2"), T0 + 6).await.unwrap());
+        assert_eq!(
+            s.app_deactivate("nobody", true, T0 + 6).await.unwrap(),
+            None
+        );
+        assert!(
+            s.app_tenants_changed(seen)
+                .await
+                .unwrap()
+                .tenants
+                .is_empty()
+        );
+        // The numbers go on after a reopen.
+        drop(s);
+        let s = db.store().await;
+        let c = s.app_activate("c", "app", "C", None, T0 + 7).await.unwrap();
+        assert!(c.change_number > seen);
+        let changes = s.app_tenants_changed(seen).await.unwrap();
+        assert_eq!(numbered(&changes), [("c", c.change_number)]);
+        assert_eq!(
+            numbered(&s.app_tenants_changed(0).await.unwrap()),
+            [("b", b.change_number), ("a", seen), ("c", c.change_number)],
+            "everything, in the order of the changes"
+        );
+    }
+
+    /// Two store handles (two instances' pools) write app tenants at once while a third reads
+    /// only what changed after the newest number it saw, again and again. If a write could
+    /// become visible with a number below one the reader had already seen, the reader would
+    /// never read it, and its copy of that account would differ from the store's in the end.
+    pub async fn concurrent_app_writers_never_hide_a_change_from_a_reader(db: &TestDb) {
+        const ACCOUNTS: usize = 24;
+        const TASKS_PER_WRITER: usize = 6;
+        const WRITES_PER_TASK: usize = 30;
+        let (one, two, reader) = (db.store().await, db.store().await, db.store().await);
+        for i in 0..ACCOUNTS {
+            one.app_activate(&format!("acc-{i}"), "app", "start", None, T0)
+                .await
+                .unwrap();
+        }
+        let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let read = {
+            let writing = writing.clone();
+            tokio::spawn(async move {
+                let mut copy = std::collections::BTreeMap::new();
+                let (mut seen, mut reads) = (0, 0);
+                loop {
+                    // Read once more after the writers are done.
+                    let last = !writing.load(std::sync::atomic::Ordering::SeqCst);
+                    let changes = reader.app_tenants_changed(seen).await.unwrap();
+                    reads += 1;
+                    for t in changes.tenants {
+                        assert!(t.change_number > seen, "{} after {seen}", t.change_number);
+                        seen = t.change_number;
+                        copy.insert(t.account_id.clone(), t);
+                    }
+                    assert_eq!(changes.newest, seen);
+                    if last {
+                        return (copy, reads);
+                    }
+                }
+            })
+        };
+        let mut tasks = Vec::new();
+        for (w, store) in [one, two].into_iter().enumerate() {
+            for task in 0..TASKS_PER_WRITER {
+                let s = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..WRITES_PER_TASK {
+                        let account = format!("acc-{}", (task * 7 + i * 5 + w) % ACCOUNTS);
+                        let label = format!("w{w}-t{task}-{i}");
+                        let now = T0 + i as i64;
+                        match i % 3 {
+                            0 => {
+                                s.app_activate(&account, "app", &label, None, now)
+                                    .await
+                                    .unwrap();
+                            }
+                            1 => {
+                                s.app_connect(&account, &connection(&label), now)
+                                    .await
+                                    .unwrap();
+                            }
+                            _ => {
+                                s.app_mark(&account, true, &label, now).await.unwrap();
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        writing.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (copy, reads) = read.await.unwrap();
+        assert!(
+            reads > 2,
+            "the reader read while they wrote ({reads} reads)"
+        );
+
+        let store = db
+            .store()
+            .await
+            .app_tenants_changed(0)
+            .await
+            .unwrap()
+            .tenants;
+        let mut numbers: Vec<i64> = store.iter().map(|t| t.change_number).collect();
+        numbers.dedup();
+        assert_eq!(
+            numbers.len(),
+            ACCOUNTS,
+            "one number per write: no two rows share one"
+        );
+        let store: std::collections::BTreeMap<_, _> = store
+            .into_iter()
+            .map(|t| (t.account_id.clone(), t))
+            .collect();
+        assert_eq!(copy, store, "the reader's copy is the store");
+    }
+
+    pub async fn the_migration_numbers_the_app_tenants_already_there(db: &TestDb) {
+        db.create_schema_version_2().await;
+        db.raw(
+            "INSERT INTO app_tenants (account_id, app_id, account_name, state, created_ms,
+                                      updated_ms)
+             VALUES ('late', 'app', 'L', 'settings_required', 1, 300),
+                    ('early', 'app', 'E', 'settings_required', 1, 100),
+                    ('b-same', 'app', 'B', 'settings_required', 1, 200),
+                    ('a-same', 'app', 'A', 'settings_required', 1, 200)",
+        )
+        .await;
+        let s = db.store().await;
+        let all = s.app_tenants_changed(0).await.unwrap();
+        assert_eq!(
+            numbered(&all),
+            [("early", 1), ("a-same", 2), ("b-same", 3), ("late", 4)],
+            "in the order they last changed"
+        );
+        assert_eq!(all.newest, 4);
+        let next = s.app_mark("early", false, "note", T0).await;
+        assert!(next.unwrap());
+        let changes = s.app_tenants_changed(4).await.unwrap();
+        assert_eq!(
+            numbered(&changes),
+            [("early", 5)],
+            "the counter goes on from them"
+        );
+    }
 }
 
 /// Instantiates every suite test for one backend: `store_suite!(module, constructor)`.
@@ -1460,6 +1764,9 @@ macro_rules! store_suite {
             data_survives_close_and_reopen,
             claim_once_is_exclusive_until_it_runs_out,
             app_tenant_lifecycle,
+            every_app_tenant_write_takes_the_next_change_number,
+            concurrent_app_writers_never_hide_a_change_from_a_reader,
+            the_migration_numbers_the_app_tenants_already_there,
             app_failures_counted_bounded_pruned_and_forgotten,
             heartbeats_count_instances_until_they_run_out_or_leave,
             rate_take_counts_each_call_once_across_handles,

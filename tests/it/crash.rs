@@ -6,13 +6,11 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ServedEmulator, TestStore};
+use common::{BridgeProcess, ServedEmulator, TestStore};
 use emulators::maxma::{Fault, MaxmaSandbox, SandboxClient};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -20,55 +18,6 @@ use serde_json::{Value, json};
 const TOKEN: &str = "crash-test-token-0001";
 const KEY: &str = "crash-test-maxma-key";
 const PHONE: &str = "79161234567";
-
-struct Bridge {
-    child: Child,
-    addr: String,
-}
-
-impl Bridge {
-    /// Starts the binary on `config` and waits for its "listening" log line.
-    fn start(config: &Path) -> Bridge {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-bridge"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("LB_CRASH_TOKEN", TOKEN)
-            .env("LB_CRASH_KEY", KEY)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the bridge starts and logs its address");
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["message"] == "loyalty-bridge listening" {
-                break v["addr"].as_str().unwrap().to_string();
-            }
-        };
-        Bridge { child, addr }
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL on Unix
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn sale(id: &str) -> Value {
     json!({"retailStore": {"meta": {"id": "s1"}, "name": "Касса 1"}, "name": "00042",
@@ -148,7 +97,7 @@ async fn sales_survive_kill_9(store: TestStore) {
 
     // 1. MAXMA is down: earning sales are accepted and queued.
     sandbox.set_fault(Some(Fault::Http500));
-    let bridge = Bridge::start(&config);
+    let bridge = BridgeProcess::start(&config, &[("LB_CRASH_TOKEN", TOKEN), ("LB_CRASH_KEY", KEY)]);
     let queued: Vec<String> = (0..5)
         .map(|i| format!("c0000000-0000-4000-8000-{i:012}"))
         .collect();
@@ -199,7 +148,7 @@ async fn sales_survive_kill_9(store: TestStore) {
     sandbox.set_fault(None);
 
     // 3. Restart: the queue resumes; MoySklad repeats what got no answer until it gets one.
-    let bridge = Bridge::start(&config);
+    let bridge = BridgeProcess::start(&config, &[("LB_CRASH_TOKEN", TOKEN), ("LB_CRASH_KEY", KEY)]);
     let started = Instant::now();
     while let Some(id) = unanswered.first().cloned() {
         assert!(

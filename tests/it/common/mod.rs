@@ -6,6 +6,7 @@
 mod bridge;
 mod emulator;
 pub mod moysklad;
+mod process;
 mod store;
 mod tenant;
 mod worlds;
@@ -16,6 +17,7 @@ use tokio::sync::Mutex;
 
 pub use bridge::{TestBridge, TestBridgeBuilder};
 pub use emulator::ServedEmulator;
+pub use process::BridgeProcess;
 pub use store::{FreshDatabase, TestStore, connect_postgres};
 pub use tenant::{PB_TOKEN, TestTenant, UDS_COMPANY, UDS_KEY};
 pub use worlds::{MaxmaWorld, PbWorld, UdsWorld};

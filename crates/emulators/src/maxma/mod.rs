@@ -428,6 +428,23 @@ impl MaxmaSandbox {
         self.shared.lock().traffic.set_fault(fault);
     }
 
+    /// Answers at most `per_second` calls in each second from now (whole seconds from this
+    /// call), the rest with 429 and `Retry-After: 1`, as a rate-limiting proxy in front of
+    /// MAXMA would (maxma.md documents no limits of its own); `None` lifts it.
+    pub fn set_call_limit(&self, per_second: Option<usize>) {
+        self.shared.lock().traffic.set_limit(per_second);
+    }
+
+    /// Calls that arrived in each second since the call limit was set, refused ones included.
+    pub fn calls_per_second(&self) -> Vec<usize> {
+        self.shared.lock().traffic.calls_per_second()
+    }
+
+    /// Calls refused with 429 for going over the call limit.
+    pub fn refused_over_limit(&self) -> usize {
+        self.shared.lock().traffic.over_limit()
+    }
+
     /// Serves the API on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then stops
     /// accepting and gives in-flight requests up to 5 s to finish.
     pub async fn serve(

@@ -15,11 +15,11 @@ use emulators::maxma::{Fault, MaxmaSandbox, SandboxClient};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "crash-test-token-0001";
-const KEY: &str = "crash-test-maxma-key";
-const PHONE: &str = "79161234567";
+pub(crate) const TOKEN: &str = "crash-test-token-0001";
+pub(crate) const KEY: &str = "crash-test-maxma-key";
+pub(crate) const PHONE: &str = "79161234567";
 
-fn sale(id: &str) -> Value {
+pub(crate) fn sale(id: &str) -> Value {
     json!({"retailStore": {"meta": {"id": "s1"}, "name": "Касса 1"}, "name": "00042",
            "meta": {"id": id}, "agent": {"meta": {"id": "c-1"}, "phone": format!("+{PHONE}")},
            "positions": [{"assortment": {"meta": {"id": "sku-coffee"}}, "quantity": 1, "price": 200.00}],
@@ -27,7 +27,11 @@ fn sale(id: &str) -> Value {
 }
 
 /// Sends one sale; `None` when the connection failed (the bridge was killed under it).
-async fn post_sale(client: &reqwest::Client, addr: &str, id: &str) -> Option<StatusCode> {
+pub(crate) async fn post_sale(
+    client: &reqwest::Client,
+    addr: &str,
+    id: &str,
+) -> Option<StatusCode> {
     client
         .post(format!("http://{addr}/retaildemand"))
         .header("Lognex-Discount-API-Auth-Token", TOKEN)
@@ -40,7 +44,7 @@ async fn post_sale(client: &reqwest::Client, addr: &str, id: &str) -> Option<Sta
 }
 
 /// How many times MAXMA confirmed each txid.
-fn confirmed(sandbox: &MaxmaSandbox) -> BTreeMap<String, usize> {
+pub(crate) fn confirmed(sandbox: &MaxmaSandbox) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for (path, body) in sandbox.requests() {
         if path == "/confirm-ticket" {

@@ -180,3 +180,206 @@ async fn a_breaker_opened_on_one_instance_opens_on_the_other() {
     first.stop().await;
     second.stop().await;
 }
+
+/// The world of issue #26: three bridge processes on one PostgreSQL in front of a MAXMA that
+/// answers at most the tenant's rate plus its burst (20 + 5) in each second — as a
+/// rate-limiting proxy in front of a vendor would, with one call of slack for the network's
+/// jitter — and counts the calls of every second. 300 requests a second are offered across the
+/// instances for 6 s, one in ten a sale; one instance is killed with SIGKILL halfway. The
+/// vendor is never over its limit (so never answers 429: none leaks through), the callers get
+/// 429 envelopes instead, and every sale — repeated as MoySklad repeats one that got no 201 —
+/// reaches MAXMA exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_keep_the_vendor_limit_and_lose_no_sale_when_one_is_killed() {
+    use crate::crash::{KEY, PHONE, TOKEN, confirmed, post_sale, sale};
+    use common::BridgeProcess;
+    use emulators::maxma::SandboxClient;
+    use std::path::Path;
+
+    const RATE: usize = 20;
+    const BURST: usize = 5;
+    let Some(store) = TestStore::postgres().await else {
+        return;
+    };
+    let _alone = common::alone().lock().await;
+    let sandbox = MaxmaSandbox::new(KEY);
+    sandbox.add_client(SandboxClient {
+        phone: Some(PHONE.into()),
+        external_id: Some("c-1".into()),
+        ..Default::default()
+    });
+    let vendor = ServedEmulator::start(sandbox.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            {store}
+            [server]
+            listen = "127.0.0.1:0"
+            request_timeout_ms = 2000
+            [log]
+            format = "json"
+            level = "info"
+            [[tenants]]
+            name = "shop"
+            token = "${{LB_CRASH_TOKEN}}"
+            mapping = "{mapping}"
+            base_url = "{vendor}"
+            credentials = {{ api_key = "${{LB_CRASH_KEY}}" }}
+            limits = {{ requests_per_second = {RATE}, burst = {BURST}, max_wait_ms = 100, breaker_failures = 1000 }}
+            "#,
+            store = store.section(),
+            mapping = mapping.display(),
+            vendor = vendor.url(),
+        ),
+    )
+    .unwrap();
+    let env = [("LB_CRASH_TOKEN", TOKEN), ("LB_CRASH_KEY", KEY)];
+    // One after the other: each serves once the others count it.
+    let mut bridges: Vec<Option<BridgeProcess>> = (0..3)
+        .map(|_| Some(BridgeProcess::start(&config, &env)))
+        .collect();
+    let addrs: Vec<String> = bridges.iter().flatten().map(|b| b.addr.clone()).collect();
+    loyalty_bridge::upstream::install_crypto();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    sandbox.set_call_limit(Some(RATE + BURST + 1));
+
+    // 100 ticks a second, each one request to every instance still running.
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    let mut sales = Vec::new();
+    let mut killed = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for n in 0..600usize {
+        tick.tick().await;
+        if n == 300 {
+            bridges[1].take().unwrap().kill_9();
+            killed = true;
+        }
+        for (i, addr) in addrs.iter().enumerate() {
+            if killed && i == 1 {
+                continue;
+            }
+            let (client, addr) = (client.clone(), addr.clone());
+            if (n + i) % 10 == 0 {
+                let id = format!("c0000000-0000-4000-8000-{:012}", sales.len());
+                sales.push(id.clone());
+                calls.push(tokio::spawn(async move {
+                    let resp = client
+                        .post(format!("http://{addr}/retaildemand"))
+                        .header("Lognex-Discount-API-Auth-Token", TOKEN)
+                        .header("content-type", "application/json")
+                        .body(sale(&id).to_string())
+                        .send()
+                        .await;
+                    (Some(id), answer_of(resp).await)
+                }));
+            } else {
+                calls.push(tokio::spawn(async move {
+                    let resp = client
+                        .post(format!("http://{addr}/counterparty/detail"))
+                        .header("Lognex-Discount-API-Auth-Token", TOKEN)
+                        .header("content-type", "application/json")
+                        .body(detail(n).to_string())
+                        .send()
+                        .await;
+                    (None, answer_of(resp).await)
+                }));
+            }
+        }
+    }
+    let offered_for = started.elapsed();
+    let mut recorded = std::collections::BTreeSet::new();
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for call in calls {
+        let (sale_id, answer) = call.await.unwrap();
+        let Some((status, retry_after, body)) = answer else {
+            continue; // the killed instance's
+        };
+        *by_status.entry(status.as_u16()).or_default() += 1;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(retry_after, "a 429 says when to come back: {body}");
+            assert_eq!(the_error(&body)["code"], 9429, "{body}");
+        }
+        if let (Some(id), StatusCode::CREATED) = (sale_id, status) {
+            recorded.insert(id);
+        }
+    }
+    let per_second = sandbox.calls_per_second();
+    assert_eq!(
+        sandbox.refused_over_limit(),
+        0,
+        "the vendor had to refuse calls: {per_second:?}"
+    );
+    assert!(
+        per_second.iter().all(|&n| n <= RATE + BURST + 1),
+        "calls a second at the vendor: {per_second:?}"
+    );
+    assert!(
+        by_status.get(&429).copied().unwrap_or(0) > 1_000,
+        "most of the offered load is refused with 429: {by_status:?} in {offered_for:?}"
+    );
+
+    // MoySklad repeats every sale that got no 201 until it does (at the instances still up).
+    sandbox.set_call_limit(None);
+    let live: Vec<&String> = addrs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, a)| a)
+        .collect();
+    let until = Instant::now() + Duration::from_secs(90);
+    let mut pending: Vec<String> = sales
+        .iter()
+        .filter(|id| !recorded.contains(*id))
+        .cloned()
+        .collect();
+    let mut round = 0;
+    while !pending.is_empty() {
+        assert!(Instant::now() < until, "not recorded in time: {pending:?}");
+        let mut still = Vec::new();
+        for id in pending {
+            let addr = live[round % live.len()];
+            if post_sale(&client, addr, &id).await != Some(StatusCode::CREATED) {
+                still.push(id);
+            }
+        }
+        pending = still;
+        round += 1;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // Every sale reached MAXMA, and took effect once: a confirm-ticket repeated after a kill
+    // is refused by MAXMA as already processed (see crash.rs). Each sale of 200 ₽ earns 10.
+    let seen = confirmed(&sandbox);
+    assert_eq!(
+        seen.len(),
+        sales.len(),
+        "{} sales, confirmed: {seen:?}",
+        sales.len()
+    );
+    assert_eq!(
+        sandbox.balance_by_phone(PHONE),
+        Some(10 * sales.len() as i64),
+        "{seen:?}"
+    );
+}
+
+type Answer = Option<(StatusCode, bool, Value)>;
+
+/// A response's status, whether it says `Retry-After`, and its JSON body; `None` when there
+/// was no answer.
+async fn answer_of(resp: reqwest::Result<reqwest::Response>) -> Answer {
+    let resp = resp.ok()?;
+    let status = resp.status();
+    let retry_after = resp.headers().contains_key("retry-after");
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Some((status, retry_after, body))
+}

@@ -54,7 +54,10 @@ impl<E: Clone> Traffic<E> {
             self.per_second.resize(second + 1, 0);
         }
         self.per_second[second] += 1;
-        if self.limit.is_some_and(|limit| self.per_second[second] > limit) {
+        if self
+            .limit
+            .is_some_and(|limit| self.per_second[second] > limit)
+        {
             self.over_limit += 1;
             return Some(Fault::TooManyRequests {
                 retry_after: Some("1".into()),

@@ -25,6 +25,10 @@ pub struct Cli {
         env = "LOYALTY_BRIDGE_CONFIG"
     )]
     config: PathBuf,
+    /// `serve` listens here instead of at `server.listen`: several instances on one machine
+    /// can share one configuration file.
+    #[arg(long, global = true, env = "LOYALTY_BRIDGE_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -59,7 +63,13 @@ enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve::serve(load_config(&self.config)),
+            Command::Serve => {
+                let mut config = load_config(&self.config);
+                if let Some(addr) = self.listen {
+                    config.server.listen = addr;
+                }
+                serve::serve(config)
+            }
             Command::Check { mapping } => check::check(&self.config, mapping),
             Command::Map { op, mapping } => map::map(&op, &mapping),
             Command::Outbox { action } => outbox::outbox(&load_config(&self.config), action),

@@ -45,6 +45,14 @@ impl BridgeProcess {
         BridgeProcess { child, addr }
     }
 
+    /// SIGTERM, as systemd stops a unit, and waits for the process to end.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.child.wait().unwrap()
+    }
+
     /// SIGKILL: no shutdown, nothing given back.
     pub fn kill_9(mut self) {
         self.child.kill().unwrap(); // SIGKILL on Unix

@@ -56,7 +56,8 @@ pub(crate) fn confirmed(sandbox: &MaxmaSandbox) -> BTreeMap<String, usize> {
     seen
 }
 
-async fn sales_survive_kill_9(store: TestStore) {
+/// MAXMA with the crash tests' customer ([`PHONE`]), served.
+pub(crate) async fn maxma_with_customer() -> (MaxmaSandbox, ServedEmulator) {
     let sandbox = MaxmaSandbox::new(KEY);
     sandbox.add_client(SandboxClient {
         phone: Some(PHONE.into()),
@@ -64,9 +65,21 @@ async fn sales_survive_kill_9(store: TestStore) {
         ..Default::default()
     });
     let vendor = ServedEmulator::start(sandbox.clone()).await;
+    (sandbox, vendor)
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
+/// The environment the config of [`write_config`] reads its token and key from.
+pub(crate) const ENV: [(&str, &str); 2] = [("LB_CRASH_TOKEN", TOKEN), ("LB_CRASH_KEY", KEY)];
+
+/// A config file in `dir` for the binary: `store`, JSON logs (the process helper reads the
+/// address from them), tenant "shop" on `vendor` with these `limits` keys.
+pub(crate) fn write_config(
+    dir: &Path,
+    store: &TestStore,
+    vendor: &ServedEmulator,
+    limits: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("config.toml");
     let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
     std::fs::write(
         &config,
@@ -85,7 +98,7 @@ async fn sales_survive_kill_9(store: TestStore) {
             mapping = "{mapping}"
             base_url = "{vendor}"
             credentials = {{ api_key = "${{LB_CRASH_KEY}}" }}
-            limits = {{ breaker_failures = 1000 }}
+            limits = {{ {limits} }}
             "#,
             store = store.section(),
             mapping = mapping.display(),
@@ -93,6 +106,13 @@ async fn sales_survive_kill_9(store: TestStore) {
         ),
     )
     .unwrap();
+    config
+}
+
+async fn sales_survive_kill_9(store: TestStore) {
+    let (sandbox, vendor) = maxma_with_customer().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &store, &vendor, "breaker_failures = 1000");
     loyalty_bridge::upstream::install_crypto();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -101,7 +121,7 @@ async fn sales_survive_kill_9(store: TestStore) {
 
     // 1. MAXMA is down: earning sales are accepted and queued.
     sandbox.set_fault(Some(Fault::Http500));
-    let bridge = BridgeProcess::start(&config, &[("LB_CRASH_TOKEN", TOKEN), ("LB_CRASH_KEY", KEY)]);
+    let bridge = BridgeProcess::start(&config, &ENV);
     let queued: Vec<String> = (0..5)
         .map(|i| format!("c0000000-0000-4000-8000-{i:012}"))
         .collect();
@@ -120,8 +140,7 @@ async fn sales_survive_kill_9(store: TestStore) {
             "list",
             "--json",
         ])
-        .env("LB_CRASH_TOKEN", TOKEN)
-        .env("LB_CRASH_KEY", KEY)
+        .envs(ENV)
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&list.stdout);
@@ -152,7 +171,7 @@ async fn sales_survive_kill_9(store: TestStore) {
     sandbox.set_fault(None);
 
     // 3. Restart: the queue resumes; MoySklad repeats what got no answer until it gets one.
-    let bridge = BridgeProcess::start(&config, &[("LB_CRASH_TOKEN", TOKEN), ("LB_CRASH_KEY", KEY)]);
+    let bridge = BridgeProcess::start(&config, &ENV);
     let started = Instant::now();
     while let Some(id) = unanswered.first().cloned() {
         assert!(

@@ -37,22 +37,35 @@ async fn two_bridges(
     (first, second)
 }
 
-/// POSTs `/counterparty/detail` to `bridge`; the status, the `Retry-After` header and the body.
-async fn detail_on(bridge: &TestBridge, i: usize) -> (StatusCode, Option<u64>, Value) {
-    let resp = client()
-        .post(bridge.url_of("/counterparty/detail"))
-        .header("Lognex-Discount-API-Auth-Token", bridge.token())
+/// A response's status, its `Retry-After` in seconds (if it says one) and its JSON body;
+/// `None` when there was no answer.
+type Answer = Option<(StatusCode, Option<u64>, Value)>;
+
+/// POSTs `body` to `url` with the MoySklad token `token` (owned: it is spawned).
+async fn post_as(client: reqwest::Client, url: String, token: String, body: Value) -> Answer {
+    let resp = client
+        .post(url)
+        .header("Lognex-Discount-API-Auth-Token", token)
         .header("content-type", "application/json")
-        .body(detail(i).to_string())
+        .body(body.to_string())
         .send()
         .await
-        .unwrap();
+        .ok()?;
     let status = resp.status();
     let retry_after = resp
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    (status, retry_after, resp.json().await.unwrap())
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Some((status, retry_after, body))
+}
+
+/// POSTs `/counterparty/detail` to `bridge`, which answers.
+async fn detail_on(bridge: &TestBridge, i: usize) -> (StatusCode, Option<u64>, Value) {
+    let url = bridge.url_of("/counterparty/detail");
+    post_as(client(), url, bridge.token().to_owned(), detail(i))
+        .await
+        .expect("an answer")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,32 +84,17 @@ async fn two_instances_keep_one_vendor_rate() {
     let calls: Vec<_> = (0..16)
         .map(|i| {
             let bridge = if i % 2 == 0 { &first } else { &second };
-            let (url, token) = (
-                bridge.url_of("/counterparty/detail"),
-                bridge.token().to_owned(),
-            );
-            tokio::spawn(async move {
-                let resp = client()
-                    .post(url)
-                    .header("Lognex-Discount-API-Auth-Token", token)
-                    .header("content-type", "application/json")
-                    .body(detail(i).to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status();
-                let retry_after = resp.headers().contains_key("retry-after");
-                (status, retry_after, resp.json::<Value>().await.unwrap())
-            })
+            let url = bridge.url_of("/counterparty/detail");
+            tokio::spawn(post_as(client(), url, bridge.token().to_owned(), detail(i)))
         })
         .collect();
     let (mut answered, mut refused) = (0, 0);
     for call in calls {
-        let (status, retry_after, body) = call.await.unwrap();
+        let (status, retry_after, body) = call.await.unwrap().expect("an answer");
         match status {
             StatusCode::OK => answered += 1,
             StatusCode::TOO_MANY_REQUESTS => {
-                assert!(retry_after, "a 429 says when to come back");
+                assert!(retry_after.is_some(), "a 429 says when to come back");
                 assert_eq!(the_error(&body)["code"], 9429, "{body}");
                 refused += 1;
             }
@@ -191,10 +189,10 @@ async fn a_breaker_opened_on_one_instance_opens_on_the_other() {
 /// reaches MAXMA exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_keep_the_vendor_limit_and_lose_no_sale_when_one_is_killed() {
-    use crate::crash::{KEY, PHONE, TOKEN, confirmed, post_sale, sale};
+    use crate::crash::{
+        ENV, PHONE, TOKEN, confirmed, maxma_with_customer, post_sale, sale, write_config,
+    };
     use common::BridgeProcess;
-    use emulators::maxma::SandboxClient;
-    use std::path::Path;
 
     const RATE: usize = 20;
     const BURST: usize = 5;
@@ -202,42 +200,13 @@ async fn three_instances_keep_the_vendor_limit_and_lose_no_sale_when_one_is_kill
         return;
     };
     let _alone = common::alone().lock().await;
-    let sandbox = MaxmaSandbox::new(KEY);
-    sandbox.add_client(SandboxClient {
-        phone: Some(PHONE.into()),
-        external_id: Some("c-1".into()),
-        ..Default::default()
-    });
-    let vendor = ServedEmulator::start(sandbox.clone()).await;
+    let (sandbox, vendor) = maxma_with_customer().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-            {store}
-            [server]
-            listen = "127.0.0.1:0"
-            request_timeout_ms = 2000
-            [log]
-            format = "json"
-            level = "info"
-            [[tenants]]
-            name = "shop"
-            token = "${{LB_CRASH_TOKEN}}"
-            mapping = "{mapping}"
-            base_url = "{vendor}"
-            credentials = {{ api_key = "${{LB_CRASH_KEY}}" }}
-            limits = {{ requests_per_second = {RATE}, burst = {BURST}, max_wait_ms = 100, breaker_failures = 1000 }}
-            "#,
-            store = store.section(),
-            mapping = mapping.display(),
-            vendor = vendor.url(),
-        ),
-    )
-    .unwrap();
-    let env = [("LB_CRASH_TOKEN", TOKEN), ("LB_CRASH_KEY", KEY)];
+    let limits = format!(
+        "requests_per_second = {RATE}, burst = {BURST}, max_wait_ms = 100, breaker_failures = 1000"
+    );
+    let config = write_config(dir.path(), &store, &vendor, &limits);
+    let env = ENV;
     // One after the other: each serves once the others count it.
     let mut bridges: Vec<Option<BridgeProcess>> = (0..3)
         .map(|_| Some(BridgeProcess::start(&config, &env)))
@@ -266,31 +235,17 @@ async fn three_instances_keep_the_vendor_limit_and_lose_no_sale_when_one_is_kill
             if killed && i == 1 {
                 continue;
             }
-            let (client, addr) = (client.clone(), addr.clone());
+            let token = TOKEN.to_owned();
             if (n + i) % 10 == 0 {
                 let id = format!("c0000000-0000-4000-8000-{:012}", sales.len());
                 sales.push(id.clone());
-                calls.push(tokio::spawn(async move {
-                    let resp = client
-                        .post(format!("http://{addr}/retaildemand"))
-                        .header("Lognex-Discount-API-Auth-Token", TOKEN)
-                        .header("content-type", "application/json")
-                        .body(sale(&id).to_string())
-                        .send()
-                        .await;
-                    (Some(id), answer_of(resp).await)
-                }));
+                let url = format!("http://{addr}/retaildemand");
+                let answer = post_as(client.clone(), url, token, sale(&id));
+                calls.push(tokio::spawn(async move { (Some(id), answer.await) }));
             } else {
-                calls.push(tokio::spawn(async move {
-                    let resp = client
-                        .post(format!("http://{addr}/counterparty/detail"))
-                        .header("Lognex-Discount-API-Auth-Token", TOKEN)
-                        .header("content-type", "application/json")
-                        .body(detail(n).to_string())
-                        .send()
-                        .await;
-                    (None, answer_of(resp).await)
-                }));
+                let url = format!("http://{addr}/counterparty/detail");
+                let answer = post_as(client.clone(), url, token, detail(n));
+                calls.push(tokio::spawn(async move { (None, answer.await) }));
             }
         }
     }
@@ -304,7 +259,10 @@ async fn three_instances_keep_the_vendor_limit_and_lose_no_sale_when_one_is_kill
         };
         *by_status.entry(status.as_u16()).or_default() += 1;
         if status == StatusCode::TOO_MANY_REQUESTS {
-            assert!(retry_after, "a 429 says when to come back: {body}");
+            assert!(
+                retry_after.is_some(),
+                "a 429 says when to come back: {body}"
+            );
             assert_eq!(the_error(&body)["code"], 9429, "{body}");
         }
         if let (Some(id), StatusCode::CREATED) = (sale_id, status) {
@@ -370,115 +328,4 @@ async fn three_instances_keep_the_vendor_limit_and_lose_no_sale_when_one_is_kill
         Some(10 * sales.len() as i64),
         "{seen:?}"
     );
-}
-
-type Answer = Option<(StatusCode, bool, Value)>;
-
-/// A response's status, whether it says `Retry-After`, and its JSON body; `None` when there
-/// was no answer.
-async fn answer_of(resp: reqwest::Result<reqwest::Response>) -> Answer {
-    let resp = resp.ok()?;
-    let status = resp.status();
-    let retry_after = resp.headers().contains_key("retry-after");
-    let body = resp.json().await.unwrap_or(Value::Null);
-    Some((status, retry_after, body))
-}
-
-/// `deploy/several-instances/` as its systemd units start it: three processes on the one
-/// `bridge.toml`, each with its own `instance-<n>.env`, and what `shared.env` holds (here: the
-/// test's database, tokens and vendor key; in the file only the vendor's URL, an emulator's,
-/// and the mappings' path change). Each answers; they count
-/// each other (`instances` 3 on every one); one stopped as systemd stops it leaves at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_several_instances_example_runs_as_one_bridge() {
-    use common::{API_KEY_A, BridgeProcess, METRICS_TOKEN, TOKEN_A};
-    use std::path::Path;
-
-    let Some(store) = TestStore::postgres().await else {
-        return;
-    };
-    let TestStore::Postgres(database_url) = &store else {
-        unreachable!("a PostgreSQL store")
-    };
-    let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
-    let vendor = ServedEmulator::start(sandbox.clone()).await;
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/several-instances");
-    // The example's file, but for the vendor (an emulator) and the mappings' place.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bridge.toml");
-    let text = std::fs::read_to_string(example.join("bridge.toml")).unwrap();
-    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
-    for line in [
-        "base_url = \"https://api.maxma.com\"",
-        "mapping = \"../../mappings/maxma.toml\"",
-    ] {
-        assert!(text.contains(line), "the example has {line}");
-    }
-    let text = text
-        .replace(
-            "base_url = \"https://api.maxma.com\"",
-            &format!("base_url = \"{}\"", vendor.url()),
-        )
-        .replace(
-            "mapping = \"../../mappings/maxma.toml\"",
-            &format!("mapping = \"{}\"", mapping.display()),
-        );
-    std::fs::write(&config, text).unwrap();
-    let shared = [
-        ("LOYALTY_BRIDGE_DATABASE_URL", database_url.as_str()),
-        ("LOYALTY_BRIDGE_TOKEN", TOKEN_A),
-        ("LOYALTY_BRIDGE_METRICS_TOKEN", METRICS_TOKEN),
-        ("MAXMA_API_KEY", API_KEY_A),
-    ];
-    let mut bridges = Vec::new();
-    for n in 1..=3 {
-        let file = std::fs::read_to_string(example.join(format!("instance-{n}.env"))).unwrap();
-        let own: Vec<(String, String)> = file
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| {
-                let (k, v) = l.split_once('=').expect("KEY=value");
-                (k.to_owned(), v.to_owned())
-            })
-            .collect();
-        let mut env: Vec<(&str, &str)> = shared.to_vec();
-        env.extend(own.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        bridges.push(BridgeProcess::start(&config, &env));
-    }
-    let instances_seen_by = |addr: String| async move {
-        let (status, text) = common::scrape(&format!("http://{addr}"), Some(METRICS_TOKEN)).await;
-        assert_eq!(status, StatusCode::OK, "{text}");
-        common::sample(&text, "loyalty_bridge_instances", &[])
-    };
-    let until = Instant::now() + Duration::from_secs(5);
-    for bridge in &bridges {
-        let resp = client()
-            .post(format!("http://{}/counterparty/detail", bridge.addr))
-            .header("Lognex-Discount-API-Auth-Token", TOKEN_A)
-            .header("content-type", "application/json")
-            .body(detail(1).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        // The first ones learn of the last at their next heartbeat.
-        while instances_seen_by(bridge.addr.clone()).await != 3.0 {
-            assert!(Instant::now() < until, "{} does not count 3", bridge.addr);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let stopped = bridges.pop().unwrap().terminate();
-    assert!(stopped.success(), "a graceful stop: {stopped}");
-    let until = Instant::now() + Duration::from_secs(3);
-    for bridge in &bridges {
-        while instances_seen_by(bridge.addr.clone()).await != 2.0 {
-            assert!(
-                Instant::now() < until,
-                "{} still counts the stopped one",
-                bridge.addr
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }

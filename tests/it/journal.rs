@@ -10,7 +10,7 @@ use emulators::maxma::{Fault, MaxmaSandbox};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use common::moysklad::{ACCOUNT_A, AppWorld, MAXMA_KEY, action_fields, get_page, post_form};
+use common::moysklad::{ACCOUNT_A, AppWorld, connect_maxma, get_page};
 use common::{
     API_KEY_A, MaxmaWorld, ServedEmulator, TestBridge, TestBridgeBuilder, TestStore, TestTenant,
     the_error,
@@ -273,22 +273,7 @@ async fn a_graceful_stop_gives_back_every_tenants_delivery_lease(store: TestStor
     let session = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU"))
         .await
         .session();
-    let saved = post_form(
-        &w,
-        &action_fields(
-            &session,
-            "save",
-            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
-        ),
-        None,
-    )
-    .await;
-    assert!(saved.html.contains("notice success"), "{}", saved.html);
-    let app_token = w.loyalty_settings(ACCOUNT_A).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    w.search_until(&app_token, 200).await;
+    let app_token = connect_maxma(&w, ACCOUNT_A, &session).await;
 
     // Both vendors down: each tenant's earning sale is queued, and the bridge takes each
     // tenant's delivery lease to try it.

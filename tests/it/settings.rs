@@ -7,7 +7,7 @@ use crate::common;
 
 use common::moysklad::{
     ACCOUNT_A, ACCOUNT_B, APP_ID, AppWorld, DEMO_PHONE, MAXMA_KEY, action_fields, check_maxma_key,
-    get_page, post_form, query_of,
+    connect_maxma, get_page, post_form, query_of,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -658,22 +658,7 @@ async fn checks_go_through_the_accounts_vendor_rate_limiter() {
     let session = get_page(&w.settings_url(ACCOUNT_A, true, "ru_RU"))
         .await
         .session();
-    let saved = post_form(
-        &w,
-        &action_fields(
-            &session,
-            "save",
-            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
-        ),
-        None,
-    )
-    .await;
-    assert!(saved.html.contains("notice success"), "{}", saved.html);
-    let token = w.loyalty_settings(ACCOUNT_A).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    w.search_until(&token, 200).await;
+    let token = connect_maxma(&w, ACCOUNT_A, &session).await;
     // MAXMA asks the account's calls to hold off for 30 s.
     w.maxma.set_fault(Some(Fault::TooManyRequests {
         retry_after: Some("30".into()),
@@ -735,22 +720,7 @@ async fn a_failure_one_instance_saw_is_listed_by_the_other(store: common::TestSt
 
     // Connected, the account's LoyaltyAPI calls fail on the first instance while MAXMA is
     // down (other phones each time: answers are cached).
-    let saved = post_form(
-        &w,
-        &action_fields(
-            &session,
-            "save",
-            &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
-        ),
-        None,
-    )
-    .await;
-    assert!(saved.html.contains("notice success"), "{}", saved.html);
-    let token = w.loyalty_settings(ACCOUNT_A).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    w.search_until(&token, 200).await;
+    let token = connect_maxma(&w, ACCOUNT_A, &session).await;
     w.maxma.set_fault(Some(Fault::Http500));
     for i in 0..5 {
         let (status, _) = w.search_for(&token, &format!("+7999000007{i}")).await;

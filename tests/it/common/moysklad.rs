@@ -295,6 +295,29 @@ pub async fn check_maxma_key(world: &AppWorld, session: &(String, String), key: 
     post_form(world, &fields, None).await
 }
 
+/// The settings form's **Save** of MAXMA with the world's key in the session
+/// `(session, csrf)` of `account_id`; the account's LoyaltyAPI token, once its calls are
+/// answered.
+pub async fn connect_maxma(
+    world: &AppWorld,
+    account_id: &str,
+    session: &(String, String),
+) -> String {
+    let fields = action_fields(
+        session,
+        "save",
+        &[("mapping", "maxma"), ("cred.maxma.api_key", MAXMA_KEY)],
+    );
+    let saved = post_form(world, &fields, None).await;
+    assert!(saved.html.contains("notice success"), "{}", saved.html);
+    let token = world.loyalty_settings(account_id).expect("connected")["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    world.search_until(&token, 200).await;
+    token
+}
+
 /// The form fields of an action of the session `(session, csrf)`.
 pub fn action_fields<'a>(
     session: &'a (String, String),

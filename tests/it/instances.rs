@@ -329,3 +329,102 @@ async fn three_instances_keep_the_vendor_limit_and_lose_no_sale_when_one_is_kill
         "{seen:?}"
     );
 }
+
+/// `deploy/several-instances/` as its systemd units start it: three processes on the one
+/// `bridge.toml`, each with its own `instance-<n>.env`, and what `shared.env` holds (here: the
+/// test's database, tokens and vendor key; in the file only the vendor's URL, an emulator's,
+/// and the mappings' path change). Each answers; they count
+/// each other (`instances` 3 on every one); one stopped as systemd stops it leaves at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_several_instances_example_runs_as_one_bridge() {
+    use common::{API_KEY_A, BridgeProcess, METRICS_TOKEN, TOKEN_A};
+    use std::path::Path;
+
+    let Some(store) = TestStore::postgres().await else {
+        return;
+    };
+    let TestStore::Postgres(database_url) = &store else {
+        unreachable!("a PostgreSQL store")
+    };
+    let sandbox = MaxmaSandbox::with_demo_data(API_KEY_A);
+    let vendor = ServedEmulator::start(sandbox.clone()).await;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/several-instances");
+    // The example's file, but for the vendor (an emulator) and the mappings' place.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    let text = std::fs::read_to_string(example.join("bridge.toml")).unwrap();
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/maxma.toml");
+    for line in [
+        "base_url = \"https://api.maxma.com\"",
+        "mapping = \"../../mappings/maxma.toml\"",
+    ] {
+        assert!(text.contains(line), "the example has {line}");
+    }
+    let text = text
+        .replace(
+            "base_url = \"https://api.maxma.com\"",
+            &format!("base_url = \"{}\"", vendor.url()),
+        )
+        .replace(
+            "mapping = \"../../mappings/maxma.toml\"",
+            &format!("mapping = \"{}\"", mapping.display()),
+        );
+    std::fs::write(&config, text).unwrap();
+    let shared = [
+        ("LOYALTY_BRIDGE_DATABASE_URL", database_url.as_str()),
+        ("LOYALTY_BRIDGE_TOKEN", TOKEN_A),
+        ("LOYALTY_BRIDGE_METRICS_TOKEN", METRICS_TOKEN),
+        ("MAXMA_API_KEY", API_KEY_A),
+    ];
+    let mut bridges = Vec::new();
+    for n in 1..=3 {
+        let file = std::fs::read_to_string(example.join(format!("instance-{n}.env"))).unwrap();
+        let own: Vec<(String, String)> = file
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (k, v) = l.split_once('=').expect("KEY=value");
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        let mut env: Vec<(&str, &str)> = shared.to_vec();
+        env.extend(own.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        bridges.push(BridgeProcess::start(&config, &env));
+    }
+    let instances_seen_by = |addr: String| async move {
+        let (status, text) = common::scrape(&format!("http://{addr}"), Some(METRICS_TOKEN)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        common::sample(&text, "loyalty_bridge_instances", &[])
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    for bridge in &bridges {
+        let resp = client()
+            .post(format!("http://{}/counterparty/detail", bridge.addr))
+            .header("Lognex-Discount-API-Auth-Token", TOKEN_A)
+            .header("content-type", "application/json")
+            .body(detail(1).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        // The first ones learn of the last at their next heartbeat.
+        while instances_seen_by(bridge.addr.clone()).await != 3.0 {
+            assert!(Instant::now() < until, "{} does not count 3", bridge.addr);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let stopped = bridges.pop().unwrap().terminate();
+    assert!(stopped.success(), "a graceful stop: {stopped}");
+    let until = Instant::now() + Duration::from_secs(3);
+    for bridge in &bridges {
+        while instances_seen_by(bridge.addr.clone()).await != 2.0 {
+            assert!(
+                Instant::now() < until,
+                "{} still counts the stopped one",
+                bridge.addr
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -32,7 +32,36 @@ fn no_transparent_huge_pages() {
     }
 }
 
+/// Rust starts every program with SIGPIPE ignored, so a `println!` into a closed pipe
+/// (`loyalty-bridge check | head -1`) panics with "failed printing to stdout". The commands that
+/// print for a user end as any Unix tool does on a closed pipe: quietly, by the signal (status
+/// 141). `serve` and `sandbox` keep it ignored: a client that goes away must cost a server one
+/// connection (an error on that socket), never the process.
+fn sigpipe(default: bool) {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_DFL or SIG_IGN installs no handler code; it
+    // runs before any thread is started.
+    unsafe {
+        libc::signal(
+            libc::SIGPIPE,
+            if default {
+                libc::SIG_DFL
+            } else {
+                libc::SIG_IGN
+            },
+        );
+    }
+    #[cfg(not(unix))]
+    let _ = default;
+}
+
 fn main() -> anyhow::Result<()> {
     no_transparent_huge_pages();
-    cli::Cli::parse().run()
+    // Before parsing: `--help | head -1` prints too.
+    sigpipe(true);
+    let cli = cli::Cli::parse();
+    if cli.serves() {
+        sigpipe(false);
+    }
+    cli.run()
 }

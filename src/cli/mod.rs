@@ -61,6 +61,14 @@ enum Command {
 }
 
 impl Cli {
+    /// The command serves the network until stopped (as opposed to printing for a user).
+    pub fn serves(&self) -> bool {
+        matches!(
+            self.command,
+            None | Some(Command::Serve) | Some(Command::Sandbox(_))
+        )
+    }
+
     pub fn run(self) -> anyhow::Result<()> {
         match self.command.unwrap_or(Command::Serve) {
             Command::Serve => {

@@ -6,6 +6,7 @@ mod common;
 
 mod app;
 mod binary;
+mod closed_pipe;
 mod config;
 mod crash;
 mod gateway;

@@ -49,6 +49,11 @@ const BEGIN_TRIES: usize = 5;
 /// The PostgreSQL backend.
 pub struct PgStore {
     pool: Pool,
+    /// One connection of its own for the instances' bookkeeping (heartbeat, leave, reading the
+    /// vendor signals): behind a pool busy with requests a heartbeat waited seconds, the other
+    /// instances stopped counting this one, and each went on limiting alone (three times the
+    /// vendor's rate in `benches/load/instances.sh`).
+    control: Pool,
     /// Masked out of every error message.
     password: Option<String>,
 }
@@ -89,22 +94,30 @@ impl PgStore {
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .filter(|p| !p.is_empty());
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(15)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("cannot build the pool: {e}")))?;
-        let store = PgStore { pool, password };
+        let pool = |size: usize, wait: Duration| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(wait))
+                .create_timeout(Some(Duration::from_secs(15)))
+                .recycle_timeout(Some(Duration::from_secs(5)))
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("cannot build the pool: {e}")))
+        };
+        let store = PgStore {
+            pool: pool(pool_size.max(1), Duration::from_secs(30))?,
+            // Only the cluster task uses it, one call at a time: a wait means a call hangs,
+            // and the next beat should not queue behind it for long.
+            control: pool(1, Duration::from_secs(5))?,
+            password,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -123,6 +136,14 @@ impl PgStore {
 
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(self.mask(format!("postgres connection: {e}"))))
+    }
+
+    /// The instances' bookkeeping connection ([`PgStore::control`]).
+    async fn control_client(&self) -> Result<Object, StoreError> {
+        self.control
             .get()
             .await
             .map_err(|e| StoreError::Unavailable(self.mask(format!("postgres connection: {e}"))))
@@ -866,7 +887,7 @@ impl ClusterStore for PgStore {
     ) -> StoreFuture<'_, Vec<Member>> {
         let instance = instance.to_owned();
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.control_client().await?;
             let params: [&(dyn ToSql + Sync); 3] = [&instance, &now_ms, &until_ms];
             self.execute(&client, sql::HEARTBEAT, &params).await?;
             self.query(&client, sql::MEMBERS, &[&now_ms])
@@ -880,7 +901,7 @@ impl ClusterStore for PgStore {
     fn leave(&self, instance: &str) -> StoreFuture<'_, ()> {
         let instance = instance.to_owned();
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.control_client().await?;
             self.execute(&client, sql::LEAVE, &[&instance]).await?;
             Ok(())
         })
@@ -939,7 +960,7 @@ impl ClusterStore for PgStore {
 
     fn vendor_signals(&self, now_ms: i64) -> StoreFuture<'_, Vec<VendorSignal>> {
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.control_client().await?;
             self.query(&client, sql::VENDOR_SIGNALS, &[&now_ms])
                 .await?
                 .iter()

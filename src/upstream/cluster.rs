@@ -59,6 +59,8 @@ struct View {
     others: usize,
     /// Counts the times this instance went from limiting alone to sharing.
     generation: u64,
+    /// While sharing: since when no other instance has been seen (see [`others_after_beat`]).
+    none_seen_since: Option<Instant>,
     /// Running signals by tenant.
     signals: HashMap<String, Signal>,
 }
@@ -67,6 +69,30 @@ struct View {
 struct Signal {
     paused_until: Option<Instant>,
     open_until: Option<Instant>,
+}
+
+/// How many other instances a beat leaves this one counting, given `before` and the `seen`
+/// alive now. Limiting alone is the direction that can overrun the vendor, so a sharing
+/// instance goes alone only once it has seen no other for [`ALIVE_FOR`] of its own beats: an
+/// instance whose beats were late (a busy machine) is back within it, and one that is gone has
+/// then been silent for twice `ALIVE_FOR`. Sharing again needs one beat.
+fn others_after_beat(
+    before: usize,
+    seen: usize,
+    none_seen_since: &mut Option<Instant>,
+    now: Instant,
+) -> usize {
+    if seen > 0 || before == 0 {
+        *none_seen_since = None;
+        return seen;
+    }
+    let since = *none_seen_since.get_or_insert(now);
+    if now.saturating_duration_since(since) < ALIVE_FOR {
+        before
+    } else {
+        *none_seen_since = None;
+        0
+    }
 }
 
 /// The store's wall-clock milliseconds as this process' clock (one in the past: none).
@@ -150,13 +176,15 @@ impl Cluster {
             }
         };
         self.store_back();
-        let others = members
+        let seen = members
             .iter()
             .filter(|m| m.instance != self.instance)
             .count();
         self.instances
-            .set(i64::try_from(others + 1).unwrap_or(i64::MAX));
+            .set(i64::try_from(seen + 1).unwrap_or(i64::MAX));
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        let others =
+            others_after_beat(view.others, seen, &mut view.none_seen_since, Instant::now());
         if others != view.others {
             if view.others == 0 {
                 view.generation += 1;
@@ -343,6 +371,26 @@ mod tests {
         assert_eq!(SharedRate::new(3, 1).interval_us, 333_334);
         assert_eq!(SharedRate::new(3, 1).tolerance_us, 0);
         assert_eq!(SharedRate::new(0, 0).interval_us, 1_000_000);
+    }
+
+    #[test]
+    fn an_instance_goes_alone_only_after_seeing_no_other_for_a_while() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut since = None;
+        // Alone from the start, sharing at once when another shows up.
+        assert_eq!(others_after_beat(0, 0, &mut since, at(0)), 0);
+        assert_eq!(others_after_beat(0, 2, &mut since, at(1_000)), 2);
+        // The others' beats are late: still sharing, as two.
+        assert_eq!(others_after_beat(2, 0, &mut since, at(2_000)), 2);
+        assert_eq!(others_after_beat(2, 0, &mut since, at(4_999)), 2);
+        // One is back before ALIVE_FOR ran out: the count follows it, the silence is over.
+        assert_eq!(others_after_beat(2, 1, &mut since, at(5_000)), 1);
+        assert_eq!(since, None);
+        assert_eq!(others_after_beat(1, 0, &mut since, at(6_000)), 1);
+        // Silent for ALIVE_FOR of beats: alone.
+        assert_eq!(others_after_beat(1, 0, &mut since, at(9_000)), 0);
+        assert_eq!(since, None);
     }
 
     #[test]

@@ -428,3 +428,38 @@ async fn the_several_instances_example_runs_as_one_bridge() {
         }
     }
 }
+
+/// The heartbeat has a connection of its own: requests that keep every pooled connection busy
+/// (here: one, waiting on a table another session locked) do not hold it up, so the other
+/// instances go on counting this one and none starts limiting alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_does_not_wait_behind_busy_requests() {
+    use loyalty_bridge::store::{KeyValueStore, PgStore};
+    let Some(db) = common::FreshDatabase::create("heartbeat behind busy requests").await else {
+        return;
+    };
+    let store = std::sync::Arc::new(PgStore::open(&db.url, 1).await.unwrap());
+    let locker = common::connect_postgres(&db.config).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let busy = {
+        let store = store.clone();
+        tokio::spawn(async move { store.kv_get("t", "k", 0).await })
+    };
+    // The pool's one connection is now waiting on the lock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!busy.is_finished(), "the request waits on the lock");
+    let beat = tokio::time::timeout(
+        Duration::from_secs(2),
+        loyalty_bridge::store::ClusterStore::heartbeat(&*store, "a", 1_000, 4_000),
+    )
+    .await;
+    assert!(
+        matches!(&beat, Ok(Ok(members)) if members.len() == 1),
+        "the heartbeat went through while every pooled connection was busy: {beat:?}"
+    );
+    locker.batch_execute("COMMIT").await.unwrap();
+    busy.await.unwrap().unwrap();
+}

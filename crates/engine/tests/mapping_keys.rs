@@ -39,8 +39,9 @@ fn sections() -> Vec<Section> {
         op("retaildemand.recalc", "[")
     );
     let step_part = |name: &str| format!("{step}[ops.\"retaildemand.recalc\".steps.{name}]\n");
-    let example_head =
-        format!("{vendor}[[examples]]\nname = \"e\"\nop = \"retaildemand.recalc\"\nrequest = '{{}}'\n");
+    let example_head = format!(
+        "{vendor}[[examples]]\nname = \"e\"\nop = \"retaildemand.recalc\"\nrequest = '{{}}'\n"
+    );
     let example = format!("{example_head}expect.status = 200\n");
     let section = |id, places: Vec<String>, required, open| Section {
         id,
@@ -49,9 +50,24 @@ fn sections() -> Vec<Section> {
         open,
     };
     vec![
-        section("top", vec![String::new()], &["vendor = { name = \"v\" }"], false),
-        section("vendor", vec!["[vendor]\n".into()], &["name = \"v\""], false),
-        section("op", vec![format!("{}]\n", op("retaildemand.create", ""))], &[], false),
+        section(
+            "top",
+            vec![String::new()],
+            &["vendor = { name = \"v\" }"],
+            false,
+        ),
+        section(
+            "vendor",
+            vec!["[vendor]\n".into()],
+            &["name = \"v\""],
+            false,
+        ),
+        section(
+            "op",
+            vec![format!("{}]\n", op("retaildemand.create", ""))],
+            &[],
+            false,
+        ),
         section(
             "recall",
             vec![format!("{}.recall]\n", op("retaildemand.create", ""))],
@@ -77,7 +93,12 @@ fn sections() -> Vec<Section> {
                 ),
                 format!("{vendor}[[errors]]\nwhen = 'true'\n[errors.error]\n"),
             ],
-            &["status = 409", "code = 1", "error = \"e\"", "message = \"m\""],
+            &[
+                "status = 409",
+                "code = 1",
+                "error = \"e\"",
+                "message = \"m\"",
+            ],
             false,
         ),
         section(
@@ -86,7 +107,12 @@ fn sections() -> Vec<Section> {
             &["name = \"calc\"", "method = \"POST\"", "path = \"/calc\""],
             false,
         ),
-        section("cache", vec![step_part("cache")], &["key = \"k\"", "ttl_secs = 1"], false),
+        section(
+            "cache",
+            vec![step_part("cache")],
+            &["key = \"k\"", "ttl_secs = 1"],
+            false,
+        ),
         section(
             "remember",
             vec![step_part("remember")],
@@ -215,7 +241,11 @@ fn tables(page: &str, problems: &mut Vec<String>) -> BTreeMap<String, Vec<Row>> 
                     .and_then(|c| c.strip_suffix('`'))
                     .map(str::to_string)
             };
-            match (cells.len(), code(&cells[0]), cells.get(3).and_then(|c| code(c))) {
+            match (
+                cells.len(),
+                code(&cells[0]),
+                cells.get(3).and_then(|c| code(c)),
+            ) {
                 (4, Some(key), Some(example)) => rows.push(Row {
                     key,
                     default: cells[2].clone(),
@@ -228,7 +258,9 @@ fn tables(page: &str, problems: &mut Vec<String>) -> BTreeMap<String, Vec<Row>> 
             }
         }
         if tables.insert(id.clone(), rows).is_some() {
-            problems.push(format!("{PAGE}: two tables are marked `<!-- keys: {id} -->`"));
+            problems.push(format!(
+                "{PAGE}: two tables are marked `<!-- keys: {id} -->`"
+            ));
         }
     }
     tables
@@ -424,10 +456,23 @@ fn a_drifted_page_is_reported_by_section_and_key() {
     let cache = sections().into_iter().find(|s| s.id == "cache").unwrap();
     let mut problems = Vec::new();
     // `key` missing, `ttl` not a key, `ttl_secs` not marked required.
-    check_section(&cache, &rows(&[("ttl", "none"), ("ttl_secs", "none")]), &mut problems);
+    check_section(
+        &cache,
+        &rows(&[("ttl", "none"), ("ttl_secs", "none")]),
+        &mut problems,
+    );
     let text = problems.join("\n");
-    assert!(text.contains("the loader accepts `key` in section `cache`"), "{text}");
-    assert!(text.contains("the row `ttl` names a key the loader does not accept"), "{text}");
+    assert!(
+        text.contains("the loader accepts `key` in section `cache`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the row `ttl` names a key the loader does not accept"),
+        "{text}"
+    );
     assert!(text.contains("the loader requires `ttl_secs`"), "{text}");
-    assert!(text.contains("the example of `ttl` does not load"), "{text}");
+    assert!(
+        text.contains("the example of `ttl` does not load"),
+        "{text}"
+    );
 }

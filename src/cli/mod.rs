@@ -2,6 +2,7 @@
 
 mod check;
 mod map;
+mod new_mapping;
 mod outbox;
 mod sandbox;
 mod serve;
@@ -58,6 +59,9 @@ enum Command {
         #[arg(long)]
         mapping: PathBuf,
     },
+    /// Write a commented skeleton of a new vendor's mapping file (NAME.toml): the nine
+    /// operations, each refusing until filled in, so that `check` passes on it as written.
+    NewMapping(new_mapping::NewMappingArgs),
 }
 
 impl Cli {
@@ -80,6 +84,7 @@ impl Cli {
             }
             Command::Check { mapping } => check::check(&self.config, mapping),
             Command::Map { op, mapping } => map::map(&op, &mapping),
+            Command::NewMapping(args) => new_mapping::new_mapping(args),
             Command::Outbox { action } => outbox::outbox(&load_config(&self.config), action),
             Command::Sandbox(args) => sandbox::sandbox(args),
         }

@@ -19,6 +19,7 @@ mod mapping_engine;
 mod maxma;
 mod metrics;
 mod models;
+mod new_mapping;
 mod premiumbonus;
 mod reload;
 mod settings;

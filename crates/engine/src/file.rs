@@ -1,5 +1,6 @@
 //! The mapping file as written (TOML, `deny_unknown_fields`): what ops people edit.
-//! [`crate::plan`] compiles it; docs/mapping-language.md documents every key.
+//! [`crate::plan`] compiles it. docs/mapping-keys.md lists every key: a key added here fails
+//! `tests/mapping_keys.rs` until the page has its row.
 
 use std::collections::BTreeMap;
 

@@ -49,7 +49,8 @@ pub fn check(config_path: &Path, only: Vec<PathBuf>) -> anyhow::Result<()> {
                 failed += 1;
                 println!("  FAIL {}", report.name);
                 for p in &report.problems {
-                    println!("       {p}");
+                    // A problem's further lines (expected / sent) under its first.
+                    println!("       {}", p.replace('\n', "\n       "));
                 }
             }
         }

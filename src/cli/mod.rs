@@ -58,6 +58,16 @@ enum Command {
         op: String,
         #[arg(long)]
         mapping: PathBuf,
+        /// The tenant's settings, a JSON object (`.settings`; default `{}`).
+        #[arg(long, value_name = "FILE")]
+        settings: Option<PathBuf>,
+        /// For a return: what the returned sale's journal record kept, `{"kept": …}` (`.sale`).
+        #[arg(long, value_name = "FILE")]
+        sale: Option<PathBuf>,
+        /// The tenant's credentials, a JSON object of strings (`.credentials`); still masked
+        /// in the output.
+        #[arg(long, value_name = "FILE")]
+        credentials: Option<PathBuf>,
     },
     /// Write a commented skeleton of a new vendor's mapping file (NAME.toml): the nine
     /// operations, each refusing until filled in, so that `check` passes on it as written.
@@ -83,7 +93,19 @@ impl Cli {
                 serve::serve(config)
             }
             Command::Check { mapping } => check::check(&self.config, mapping),
-            Command::Map { op, mapping } => map::map(&op, &mapping),
+            Command::Map {
+                op,
+                mapping,
+                settings,
+                sale,
+                credentials,
+            } => map::map(map::MapArgs {
+                op,
+                mapping,
+                settings,
+                sale,
+                credentials,
+            }),
             Command::NewMapping(args) => new_mapping::new_mapping(args),
             Command::Outbox { action } => outbox::outbox(&load_config(&self.config), action),
             Command::Sandbox(args) => sandbox::sandbox(args),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-use engine::example::{Canned, EXAMPLE_BASE_URL, Example, MadeCall, Observed, relative};
+use engine::example::{Canned, EXAMPLE_BASE_URL, Example, Given, MadeCall, Observed, relative};
 use engine::plan::Mapping;
 use serde_json::Map;
 
@@ -21,6 +21,7 @@ use crate::cache::StepCache;
 use crate::config::{Limits, OutboxPolicy, Tenant, TokenHash};
 use crate::error::{self, Error};
 use crate::mapping::memory::Memory;
+use crate::secret::Secret;
 use crate::store::{Kind, Store};
 use crate::upstream::{Upstream, UpstreamError, UpstreamFuture, UpstreamRequest, UpstreamResponse};
 
@@ -77,15 +78,19 @@ impl Upstream for CannedUpstream {
     }
 }
 
-/// A tenant for examples: no secrets, the pretend vendor's URL.
+/// The name of the tenant examples and dry runs run as.
+pub const EXAMPLE_TENANT: &str = "example";
+
+/// A tenant for examples: no secrets, no settings, the pretend vendor's URL.
 pub fn example_tenant(mapping: &Mapping) -> Tenant {
     Tenant {
-        name: "example".into(),
+        name: EXAMPLE_TENANT.into(),
         token_hash: TokenHash::of(""),
         mapping: mapping.path.clone(),
         base_url: EXAMPLE_BASE_URL.into(),
         credentials: BTreeMap::new(),
-        settings: serde_json::Value::Null,
+        // What a configured tenant without `[tenants.settings]` has.
+        settings: Value::Object(Map::new()),
         limits: Limits::default(),
         // Examples check the mapping's answer to a failing vendor, not the outbox's.
         outbox: OutboxPolicy {
@@ -238,7 +243,7 @@ async fn seed_sale(tenant: &str, request: &Value, sale: &Value) -> Result<Arc<Jo
         .pointer("/demand/meta/id")
         .and_then(Value::as_str)
         .filter(|id| !id.trim().is_empty())
-        .ok_or("`sale` needs the request's demand.meta.id")?;
+        .ok_or("a return of a known sale needs the request's demand.meta.id")?;
     let journal = memory_journal().await.map_err(|e| e.to_string())?;
     let kept = sale.get("kept").cloned().unwrap_or(Value::Null);
     let store: &dyn Store = journal.store.as_ref();
@@ -268,45 +273,83 @@ pub async fn run_examples(mapping: &Arc<Mapping>) -> Vec<ExampleReport> {
     reports
 }
 
-async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport {
-    let upstream = Arc::new(CannedUpstream::new(example.upstream.clone(), None));
+/// What one run of a request in a [`Given`] world left: the answer, and the memory (to read
+/// what the call remembered).
+pub struct GivenRun {
+    pub answer: Answer,
+    pub memory: Arc<Memory>,
+}
+
+/// Runs `request` as the example tenant in the world `given` describes: its settings and
+/// credentials, its remembered values in a fresh memory, the returned sale in a fresh journal.
+/// An error says why the sale cannot be seeded (the request names no sale).
+pub async fn answer_given(
+    mapping: &Arc<Mapping>,
+    op: ops::Op,
+    request: &Value,
+    given: &Given,
+    upstream: Arc<dyn Upstream>,
+) -> Result<GivenRun, String> {
     let tenant = Arc::new(Tenant {
-        settings: example.settings.clone(),
+        settings: Value::Object(given.settings.clone()),
+        credentials: given
+            .credentials
+            .iter()
+            .map(|(name, value)| (name.clone(), Secret::new(value.clone())))
+            .collect(),
         ..example_tenant(mapping)
     });
     let memory = Arc::new(Memory::new());
-    for (key, value) in &example.remembered {
+    for (key, value) in &given.remembered {
         // In-process memory: storing cannot fail.
         let _ = memory
             .put(&tenant.name, key, value.clone(), SEEDED_FOR)
             .await;
     }
-    let journal = match &example.sale {
-        Some(sale) => match seed_sale(&tenant.name, &example.request, sale).await {
-            Ok(journal) => Some(journal),
-            Err(problem) => {
-                return ExampleReport {
-                    name: example.name.clone(),
-                    problems: vec![problem],
-                };
-            }
-        },
+    let journal = match &given.sale {
+        Some(sale) => Some(seed_sale(&tenant.name, request, sale).await?),
         None => None,
     };
-    let got = answer_with_state(
-        tenant.clone(),
+    let answer = answer_with_state(
+        tenant,
         mapping.clone(),
-        example.op,
-        &example.request,
-        upstream.clone(),
+        op,
+        request,
+        upstream,
         memory.clone(),
         journal,
     )
     .await;
+    Ok(GivenRun { answer, memory })
+}
+
+async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport {
+    let name = format!("{} [{}]", example.name, example.op);
+    let upstream = Arc::new(CannedUpstream::new(example.upstream.clone(), None));
+    let run = answer_given(
+        mapping,
+        example.op,
+        &example.request,
+        &example.given,
+        upstream.clone(),
+    )
+    .await;
+    let GivenRun {
+        answer: got,
+        memory,
+    } = match run {
+        Ok(run) => run,
+        Err(problem) => {
+            return ExampleReport {
+                name,
+                problems: vec![format!("sale: {problem}")],
+            };
+        }
+    };
     let mut remembered = Map::new();
     for key in example.expect_remembered.keys() {
         let kept = memory
-            .get(&tenant.name, key)
+            .get(EXAMPLE_TENANT, key)
             .await
             .ok()
             .flatten()
@@ -320,6 +363,7 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
             path: relative(&call.url).to_string(),
             step: call.step,
             method: call.method,
+            headers: call.headers,
             body: call.body,
         })
         .collect();
@@ -331,7 +375,7 @@ async fn run_example(mapping: &Arc<Mapping>, example: &Example) -> ExampleReport
         remembered,
     };
     ExampleReport {
-        name: format!("{} [{}]", example.name, example.op),
+        name,
         problems: example.problems(&observed),
     }
 }

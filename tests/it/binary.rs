@@ -1,5 +1,7 @@
 //! The real binary: starts from a config file, logs one JSON line per request without ever
-//! showing a token or key, and stops cleanly on SIGTERM.
+//! showing a token or key, and stops cleanly on SIGTERM; `map` dry-runs a request in the world
+//! its options give (settings, credentials, the returned sale) and never prints a credential;
+//! `check` runs the golden examples.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -167,6 +169,214 @@ fn map_prints_the_vendor_requests_without_secrets() {
     );
     assert!(text.contains("\"blackPrice\": 123.45"), "{text}");
     assert!(text.contains("x-processing-key: ****"), "{text}");
+}
+
+/// Runs `loyalty-bridge map ARGS` with `request` on stdin: whether it succeeded, its stdout
+/// and its stderr.
+fn run_map(args: &[&str], request: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-bridge"))
+        .arg("map")
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A refusal before the request is read may close stdin first.
+    let _ = child.stdin.take().unwrap().write_all(request.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A directory for one test's files.
+fn scratch(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lb-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const UDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/uds.toml");
+const PREMIUMBONUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/premiumbonus.toml");
+
+#[test]
+fn map_runs_a_return_the_bridge_would_accept_only_with_its_sale() {
+    let dir = scratch("map-sale");
+    let sale = dir.join("sale.json");
+    std::fs::write(
+        &sale,
+        r#"{"kept": {"operation": 123456789, "total": 1166.66}}"#,
+    )
+    .unwrap();
+    let credentials = dir.join("credentials.json");
+    std::fs::write(
+        &credentials,
+        r#"{"company_id": "549755813888", "api_key": "uds-key-5be1c0d2"}"#,
+    )
+    .unwrap();
+    let request = r#"{"retailStore": {"meta": {"id": "s1"}}, "meta": {"id": "ret-2"}, "demand": {"meta": {"id": "sale-1"}},
+        "agent": {}, "positions": [{"assortment": {"meta": {"id": "coffee"}}, "quantity": 1, "price": 333.33}]}"#;
+    let op = ["--op", "retailsalesreturn.create", "--mapping", UDS];
+
+    // Without the sale the mapping refuses the return, as the bridge does for a sale it never recorded.
+    let (ok, out, err) = run_map(&op, request);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("(no vendor call; the bridge would answer 409"),
+        "{out}"
+    );
+    assert!(out.contains("2013"), "{out}");
+
+    let (ok, out, err) = run_map(
+        &[
+            &op[..],
+            &["--sale", sale.to_str().unwrap()],
+            &["--credentials", credentials.to_str().unwrap()],
+        ]
+        .concat(),
+        request,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("POST http://vendor.example/operations/123456789/refund"),
+        "{out}"
+    );
+    assert!(out.contains("\"partialAmount\": 333.33"), "{out}");
+    // Secret headers stay masked with real credentials given.
+    assert!(out.contains("authorization: ****"), "{out}");
+    assert!(!out.contains("uds-key-5be1c0d2"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn map_reads_the_tenants_settings() {
+    let dir = scratch("map-settings");
+    let settings = dir.join("settings.json");
+    std::fs::write(&settings, r#"{"sale_point_id": "sp-7c41"}"#).unwrap();
+    let request = r#"{"retailStore": {"meta": {"id": "s1"}}, "meta": {"id": "sale-1"}, "agent": {"meta": {"id": "c1"}, "phone": "+79990000001"},
+        "positions": [{"assortment": {"meta": {"id": "A-100"}}, "quantity": 1, "price": 500.00}]}"#;
+    let op = ["--op", "retaildemand.create", "--mapping", PREMIUMBONUS];
+    let (ok, out, err) = run_map(&op, request);
+    assert!(ok, "{out}\n{err}");
+    assert!(!out.contains("sale_point_id"), "{out}");
+    let (ok, out, err) = run_map(
+        &[&op[..], &["--settings", settings.to_str().unwrap()]].concat(),
+        request,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("\"sale_point_id\": \"sp-7c41\""), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn map_masks_credentials_wherever_a_mapping_puts_them() {
+    let dir = scratch("map-credentials");
+    let mapping = dir.join("leaky.toml");
+    std::fs::write(
+        &mapping,
+        r#"
+        [vendor]
+        name = "leaky"
+        headers = { X-Client = "client {.credentials.client}", X-Api-Key = "{.credentials.key}" }
+        [[ops."counterparty.detail".steps]]
+        name = "find"
+        method = "POST"
+        path = "/find/{.credentials.client}"
+        query = { key = "{.credentials.key}" }
+        body = '{client: .credentials.client}'
+        "#,
+    )
+    .unwrap();
+    let credentials = dir.join("credentials.json");
+    std::fs::write(
+        &credentials,
+        r#"{"client": "client-8d2f", "key": "key-71aa"}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = run_map(
+        &[
+            "--op",
+            "counterparty.detail",
+            "--mapping",
+            mapping.to_str().unwrap(),
+            "--credentials",
+            credentials.to_str().unwrap(),
+        ],
+        r#"{"retailStore": {"meta": {"id": "s1"}}, "meta": {"id": "c1"}}"#,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("POST http://vendor.example/find/****?key=****"),
+        "{out}"
+    );
+    assert!(out.contains("x-client: client ****"), "{out}");
+    assert!(out.contains("x-api-key: ****"), "{out}");
+    assert!(out.contains("\"client\": \"****\""), "{out}");
+    assert!(
+        !out.contains("client-8d2f") && !out.contains("key-71aa"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn map_names_the_option_and_the_file_it_cannot_use() {
+    let dir = scratch("map-bad-files");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let broken = write("broken.json", r#"{"sale_point_id":"#);
+    let list = write("list.json", "[1, 2]");
+    let numbers = write("numbers.json", r#"{"token": 42}"#);
+    let no_kept = write("no-kept.json", r#"{"operation": 1}"#);
+    let sale = write("sale.json", r#"{"kept": {}}"#);
+    let missing = dir.join("missing.json").to_str().unwrap().to_string();
+    let request = r#"{"retailStore": {"meta": {"id": "s1"}}, "meta": {"id": "r1"}, "demand": {"meta": {"id": "sale-1"}}, "positions": []}"#;
+    let refused = |op: &str, option: &str, file: &str, says: &str| {
+        let (ok, out, err) = run_map(
+            &["--op", op, "--mapping", PREMIUMBONUS, option, file],
+            request,
+        );
+        assert!(!ok, "{option} {file}: {out}");
+        assert!(
+            err.contains(&format!("{option} {file}: ")) && err.contains(says),
+            "{option} {file}: {err}"
+        );
+    };
+    let ret = "retailsalesreturn.create";
+    refused(ret, "--settings", &missing, "cannot read the file");
+    refused(ret, "--settings", &broken, "not valid JSON");
+    refused(ret, "--settings", &list, "must be a JSON object");
+    refused(
+        ret,
+        "--credentials",
+        &numbers,
+        "token: must be a JSON object of strings",
+    );
+    refused(ret, "--sale", &no_kept, "{\"kept\": …}");
+    refused(ret, "--sale", &missing, "cannot read the file");
+    // A sale for an operation that is not a return.
+    let (ok, _, err) = run_map(
+        &[
+            "--op",
+            "retaildemand.create",
+            "--mapping",
+            PREMIUMBONUS,
+            "--sale",
+            &sale,
+        ],
+        request,
+    );
+    assert!(!ok);
+    assert!(err.contains("--sale: only a return"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -189,9 +189,9 @@ fn load_world() -> World {
                 request: example.request.clone(),
                 mapping: Some(i),
                 canned: example.upstream.clone(),
-                settings: example.settings.clone(),
-                remembered: example.remembered.clone(),
-                sale: example.sale.clone(),
+                settings: Value::Object(example.given.settings.clone()),
+                remembered: example.given.remembered.clone(),
+                sale: example.given.sale.clone(),
             });
         }
     }

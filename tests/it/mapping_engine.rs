@@ -884,6 +884,77 @@ async fn examples_start_from_remembered_values_and_check_what_is_kept() {
     assert!(err.contains("remembered"), "{err}");
 }
 
+#[tokio::test]
+async fn examples_give_fake_credentials_and_check_the_headers_sent() {
+    // The vendor's headers (X-Key, Basic auth) come from the credentials; the step adds an
+    // idempotency key from the request; the lookup carries none.
+    let ops = r#"
+        [[ops."retaildemand.create".steps]]
+        name = "find"
+        method = "GET"
+        path = "/find"
+        [[ops."retaildemand.create".steps]]
+        name = "sale"
+        method = "POST"
+        path = "/sales"
+        headers = { Idempotency-Key = "ms-{.req.meta.id}" }
+        body = '{id: .req.meta.id}'
+    "#;
+    let example = |credentials: &str, sale_headers: &str| {
+        format!(
+            r#"
+            [[examples]]
+            name = "sale"
+            op = "retaildemand.create"
+            {credentials}
+            request = '{{"retailStore": {{"meta": {{"id": "s"}}}}, "meta": {{"id": "sale-1"}}, "positions": []}}'
+            upstream.find.body = '{{}}'
+            upstream.sale.body = '{{}}'
+            expect_calls = [
+              {{ step = "find", method = "GET", path = "/find", headers = {{ idempotency-key = false, x-key = "test-key" }} }},
+              {{ step = "sale", method = "POST", path = "/sales", headers = {sale_headers} }},
+            ]
+            expect.status = 201
+            "#
+        )
+    };
+    let credentials = r#"credentials = '{"key": "test-key", "user": "shop", "password": "fake"}'"#;
+    // "shop:fake" in base64.
+    let headers = r#"{ Idempotency-Key = "ms-sale-1", X-KEY = "test-key", Authorization = "Basic c2hvcDpmYWtl" }"#;
+    let m = mapping(&format!("{ops}{}", example(credentials, headers)));
+    let report = examples::run_examples(&m).await.remove(0);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // Without `credentials` an example's tenant has none: the key is sent empty.
+    let m = mapping(&format!("{ops}{}", example("", headers)));
+    let problems = examples::run_examples(&m).await.remove(0).problems;
+    assert!(
+        problems.contains(
+            &"call 0 (find): header x-key\n  expected \"test-key\"\n  sent     \"\"".to_string()
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("call 1 (sale): header X-KEY")),
+        "{problems:?}"
+    );
+
+    // A wrong idempotency key names the call, the header, what was expected and what was sent.
+    let m = mapping(&format!(
+        "{ops}{}",
+        example(credentials, r#"{ Idempotency-Key = "ms-sale-2" }"#)
+    ));
+    let problems = examples::run_examples(&m).await.remove(0).problems;
+    assert_eq!(
+        problems,
+        [
+            "call 1 (sale): header Idempotency-Key\n  expected \"ms-sale-2\"\n  sent     \"ms-sale-1\""
+        ]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rule_with_pause_ms_pauses_the_tenants_calls() {
     use loyalty_bridge::error::{Error, UpstreamFailure};

@@ -1,18 +1,22 @@
 //! Golden examples (docs/design.md §3): each example in a mapping file is a MoySklad request
-//! plus canned vendor answers, and says which vendor calls the mapping must make and what it
-//! must answer. An example may start from values earlier calls remembered (`remembered`) and
-//! check what the call leaves remembered (`expect.remembered`).
+//! plus canned vendor answers, and says which vendor calls the mapping must make (their paths,
+//! bodies and headers) and what it must answer. An example may give the world around the
+//! request ([`Given`]: the tenant's settings and fake credentials, values earlier calls
+//! remembered, the sale a return returns) and check what the call leaves remembered
+//! (`expect.remembered`).
 //!
 //! Here: the example compiled from its file section, and [`Example::problems`], what it expects
 //! held against what a run produced ([`Observed`]). Running one takes the bridge (its operation
-//! handlers, against a canned vendor): `loyalty-bridge check` and `cargo test` do.
+//! handlers, against a canned vendor): `loyalty-bridge check` and `cargo test` do, and
+//! `loyalty-bridge map` runs a dry run with a [`Given`] read from files.
 
 use std::collections::BTreeMap;
 
 use http::Method;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
-use crate::file::{self, ExampleSection};
+use crate::file::{self, ExampleSection, HeaderExpectation};
 use crate::op::Op;
 
 /// Where in the file and what is wrong (as the plan compiler reports it).
@@ -26,17 +30,66 @@ pub struct Example {
     pub name: String,
     pub op: Op,
     pub request: Value,
-    pub settings: Value,
-    /// Seeded into the example's memory before the run: key → value.
-    pub remembered: Map<String, Value>,
-    /// For a return: what its sale's journal record kept (`{"kept": …}`).
-    pub sale: Option<Value>,
+    pub given: Given,
     pub upstream: BTreeMap<String, Canned>,
     pub expect_calls: Vec<ExpectedCall>,
     pub expect_status: u16,
     pub expect_body: Option<Value>,
     /// Checked in the memory after the run: key → value (`null`: nothing kept).
     pub expect_remembered: Map<String, Value>,
+}
+
+/// The world around a request in an example or a dry run (`map --settings/--credentials/--sale`),
+/// each part in one format for both: the tenant's settings and credentials, what earlier calls
+/// remembered, and for a return the sale it returns.
+#[derive(Debug, Default)]
+pub struct Given {
+    /// `.settings`: a JSON object (`{}` when not given, as for a tenant without settings).
+    pub settings: Map<String, Value>,
+    /// `.credentials`: fake values in examples; none when not given.
+    pub credentials: BTreeMap<String, String>,
+    /// Seeded into the memory before the run: key → value.
+    pub remembered: Map<String, Value>,
+    /// For a return: what its sale's journal record kept (`{"kept": …}`); `None`: the bridge
+    /// does not know the sale (`.sale` is null).
+    pub sale: Option<Value>,
+}
+
+/// Reads `settings` (an example's key, `map --settings`): a JSON object.
+pub fn parse_settings(text: &str) -> Result<Map<String, Value>, String> {
+    match parse_json(text)? {
+        Value::Object(map) => Ok(map),
+        _ => Err("must be a JSON object: the tenant's settings by name".into()),
+    }
+}
+
+/// Reads `credentials` (an example's key, `map --credentials`): a JSON object of strings, as
+/// a tenant's credentials are.
+pub fn parse_credentials(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let not_strings =
+        || "must be a JSON object of strings: {\"api_key\": \"test-key\"}".to_string();
+    let Value::Object(map) = parse_json(text)? else {
+        return Err(not_strings());
+    };
+    map.into_iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name, text)),
+            _ => Err(format!("{name}: {}", not_strings())),
+        })
+        .collect()
+}
+
+/// Reads `sale` (an example's key, `map --sale`): `{"kept": …}`, what the sale's journal
+/// record kept (its `keep`), which the return's plan sees as `.sale.kept`.
+pub fn parse_sale(text: &str) -> Result<Value, String> {
+    match parse_json(text)? {
+        Value::Object(map) if map.len() == 1 && map.contains_key("kept") => Ok(Value::Object(map)),
+        _ => Err("must be a JSON object {\"kept\": …}: what the sale's journal record kept".into()),
+    }
+}
+
+fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
 }
 
 /// A canned vendor answer to one step.
@@ -53,6 +106,16 @@ pub struct ExpectedCall {
     pub method: Method,
     pub path: String,
     pub body: Option<Value>,
+    pub headers: Vec<ExpectedHeader>,
+}
+
+/// One header an expected call names.
+#[derive(Debug)]
+pub struct ExpectedHeader {
+    /// As the example writes it (messages quote it so).
+    pub written: String,
+    pub name: HeaderName,
+    pub expect: HeaderExpectation,
 }
 
 /// One vendor call the mapping made while an example ran.
@@ -62,6 +125,7 @@ pub struct MadeCall {
     pub method: Method,
     /// Path plus encoded query, relative to [`EXAMPLE_BASE_URL`] ([`relative`]).
     pub path: String,
+    pub headers: HeaderMap,
     pub body: Option<Vec<u8>>,
 }
 
@@ -129,6 +193,14 @@ impl Example {
                     ));
                 }
             }
+            for header in &want.headers {
+                if let Some(problem) = header.problem(&call.headers) {
+                    problems.push(format!(
+                        "call {i} ({}): header {}\n  {problem}",
+                        call.step, header.written
+                    ));
+                }
+            }
         }
         if let (true, Some(detail)) = (got.status != self.expect_status, &got.detail) {
             problems.push(detail.clone());
@@ -147,6 +219,27 @@ impl Example {
             ));
         }
         problems
+    }
+}
+
+impl ExpectedHeader {
+    /// What differs between this expectation and the headers a call sent, as
+    /// "expected …\n  sent …" (example credentials are fake: values are shown as they are).
+    fn problem(&self, sent: &HeaderMap) -> Option<String> {
+        let shown =
+            |value: &HeaderValue| format!("{:?}", String::from_utf8_lossy(value.as_bytes()));
+        let sent = sent.get(&self.name);
+        let expected = match (&self.expect, sent) {
+            (HeaderExpectation::Value(want), Some(got)) if got.as_bytes() == want.as_bytes() => {
+                return None;
+            }
+            (HeaderExpectation::Sent, Some(_)) | (HeaderExpectation::Absent, None) => return None,
+            (HeaderExpectation::Value(want), _) => format!("{want:?}"),
+            (HeaderExpectation::Sent, None) => "sent (any value)".to_string(),
+            (HeaderExpectation::Absent, Some(_)) => "not sent".to_string(),
+        };
+        let got = sent.map_or_else(|| "not sent".to_string(), shown);
+        Some(format!("expected {expected}\n  sent     {got}"))
     }
 }
 
@@ -173,7 +266,7 @@ pub fn same_json(a: &Value, b: &Value) -> bool {
 }
 
 fn json_text(text: &str, place: &str) -> Result<Value, Failure> {
-    serde_json::from_str(text).map_err(|e| (place.to_string(), format!("not valid JSON: {e}")))
+    parse_json(text).map_err(|message| (place.to_string(), message))
 }
 
 /// An optional JSON object text (`remembered`, `expect.remembered`); absent is empty.
@@ -232,7 +325,36 @@ pub(crate) fn compile<'p>(
         if !has_step(&call.step) {
             return Err((format!("{call_place}.step"), "no such step".into()));
         }
+        let mut headers: Vec<ExpectedHeader> = Vec::with_capacity(call.headers.len());
+        for (written, expect) in call.headers {
+            let at = format!("{call_place}.headers.{written}");
+            let name = HeaderName::from_bytes(written.as_bytes())
+                .map_err(|_| (at.clone(), "not a valid header name".to_string()))?;
+            if let HeaderExpectation::Value(text) = &expect {
+                HeaderValue::from_str(text).map_err(|_| {
+                    (
+                        at.clone(),
+                        "has characters not allowed in a header, so no call can send it".into(),
+                    )
+                })?;
+            }
+            if let Some(other) = headers.iter().find(|h| h.name == name) {
+                return Err((
+                    at,
+                    format!(
+                        "names the same header as {} (names are case-insensitive)",
+                        other.written
+                    ),
+                ));
+            }
+            headers.push(ExpectedHeader {
+                written,
+                name,
+                expect,
+            });
+        }
         expect_calls.push(ExpectedCall {
+            headers,
             method: file::method(&call.method)
                 .map_err(|message| (format!("{call_place}.method"), message))?,
             body: call
@@ -243,22 +365,25 @@ pub(crate) fn compile<'p>(
             path: call.path,
         });
     }
-    Ok(Example {
-        request: json_text(&example.request, &format!("{place}.request"))?,
+    let given_at = |key: &str| {
+        let at = format!("{place}.{key}");
+        move |message: String| (at, message)
+    };
+    let given = Given {
         settings: example
             .settings
-            .map(|s| json_text(&s, &format!("{place}.settings")))
-            .transpose()?
-            .unwrap_or(Value::Null),
-        expect_body: example
-            .expect
-            .body
-            .map(|b| json_text(&b, &format!("{place}.expect.body")))
-            .transpose()?,
-        expect_remembered: json_object(
-            example.expect.remembered.as_deref(),
-            &format!("{place}.expect.remembered"),
-        )?,
+            .as_deref()
+            .map(parse_settings)
+            .transpose()
+            .map_err(given_at("settings"))?
+            .unwrap_or_default(),
+        credentials: example
+            .credentials
+            .as_deref()
+            .map(parse_credentials)
+            .transpose()
+            .map_err(given_at("credentials"))?
+            .unwrap_or_default(),
         remembered: json_object(
             example.remembered.as_deref(),
             &format!("{place}.remembered"),
@@ -271,8 +396,21 @@ pub(crate) fn compile<'p>(
                     "only a return (retailsalesreturn.create) has a sale".into(),
                 ));
             }
-            Some(text) => Some(json_text(text, &format!("{place}.sale"))?),
+            Some(text) => Some(parse_sale(text).map_err(given_at("sale"))?),
         },
+    };
+    Ok(Example {
+        request: json_text(&example.request, &format!("{place}.request"))?,
+        given,
+        expect_body: example
+            .expect
+            .body
+            .map(|b| json_text(&b, &format!("{place}.expect.body")))
+            .transpose()?,
+        expect_remembered: json_object(
+            example.expect.remembered.as_deref(),
+            &format!("{place}.expect.remembered"),
+        )?,
         expect_status: example.expect.status,
         name: example.name,
         op,
@@ -294,5 +432,145 @@ mod tests {
         ));
         assert!(!same_json(&json!([1, 2]), &json!([1, 2, 3])));
         assert!(!same_json(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+    }
+
+    /// An example of one `send` step whose expected call says `headers`.
+    fn example(headers: &str) -> Result<Example, Failure> {
+        let section: ExampleSection = toml::from_str(&format!(
+            r#"
+            name = "e"
+            op = "counterparty.detail"
+            request = '{{}}'
+            expect_calls = [{{ step = "send", method = "POST", path = "/x", headers = {headers} }}]
+            expect.status = 200
+            "#
+        ))
+        .map_err(|e| ("toml".to_string(), e.to_string()))?;
+        compile(section, "examples[0]", |_| Some(vec!["send"]))
+    }
+
+    /// The problems of `example` against one `send` call with `sent` headers.
+    fn header_problems(example: &Example, sent: &[(&str, &str)]) -> Vec<String> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in sent {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        example.problems(&Observed {
+            calls: vec![MadeCall {
+                step: "send".into(),
+                method: Method::POST,
+                path: "/x".into(),
+                headers,
+                body: None,
+            }],
+            status: 200,
+            body: Value::Null,
+            detail: None,
+            remembered: Map::new(),
+        })
+    }
+
+    #[test]
+    fn named_headers_must_be_sent_with_exactly_their_value() {
+        let e =
+            example(r#"{ Idempotency-Key = "ms-sale-1", X-Processing-Key = "test-key" }"#).unwrap();
+        let sent = [
+            ("idempotency-key", "ms-sale-1"),
+            ("x-processing-key", "test-key"),
+            ("x-request-id", "example"),
+        ];
+        // Names match in any case; headers the example does not name are not checked.
+        assert_eq!(header_problems(&e, &sent), Vec::<String>::new());
+
+        let wrong = header_problems(
+            &e,
+            &[
+                ("idempotency-key", "ms-sale-2"),
+                ("x-processing-key", "test-key"),
+            ],
+        );
+        assert_eq!(
+            wrong,
+            [
+                "call 0 (send): header Idempotency-Key\n  expected \"ms-sale-1\"\n  sent     \"ms-sale-2\""
+            ]
+        );
+
+        let missing = header_problems(&e, &[("x-processing-key", "test-key")]);
+        assert_eq!(
+            missing,
+            [
+                "call 0 (send): header Idempotency-Key\n  expected \"ms-sale-1\"\n  sent     not sent"
+            ]
+        );
+
+        // Values compare exactly: another case is another value.
+        let case = header_problems(
+            &e,
+            &[
+                ("idempotency-key", "MS-SALE-1"),
+                ("x-processing-key", "test-key"),
+            ],
+        );
+        assert_eq!(case.len(), 1, "{case:?}");
+    }
+
+    #[test]
+    fn true_wants_a_header_sent_and_false_wants_it_absent() {
+        let e = example("{ X-Origin-Request-Id = true, authorization = false }").unwrap();
+        assert!(header_problems(&e, &[("x-origin-request-id", "3f0c")]).is_empty());
+        assert_eq!(
+            header_problems(&e, &[("Authorization", "Basic Og==")]),
+            [
+                "call 0 (send): header X-Origin-Request-Id\n  expected sent (any value)\n  sent     not sent",
+                "call 0 (send): header authorization\n  expected not sent\n  sent     \"Basic Og==\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_header_expectation_that_cannot_hold_is_refused_naming_the_place() {
+        let refused = |headers: &str| example(headers).unwrap_err();
+        let (at, message) = refused(r#"{ "Bad Name" = "x" }"#);
+        assert_eq!(at, "examples[0] (e).expect_calls[0].headers.Bad Name");
+        assert!(message.contains("header name"), "{message}");
+        let (at, message) = refused(r#"{ X-A = "1", x-a = "2" }"#);
+        assert!(at.ends_with("headers.x-a"), "{at}");
+        assert!(message.contains("X-A"), "{message}");
+        let (at, _) = refused(r#"{ X-A = "line\nbreak" }"#);
+        assert!(at.ends_with("headers.X-A"), "{at}");
+        let (at, message) = refused("{ X-A = 1 }");
+        assert_eq!(at, "toml");
+        assert!(message.contains("true (sent, any value)"), "{message}");
+    }
+
+    #[test]
+    fn given_parts_are_read_in_one_format() {
+        assert_eq!(
+            parse_credentials(r#"{"api_key": "test-key"}"#).unwrap()["api_key"],
+            "test-key"
+        );
+        assert!(
+            parse_credentials(r#"{"api_key": 1}"#)
+                .unwrap_err()
+                .starts_with("api_key: ")
+        );
+        assert!(parse_credentials("[]").is_err());
+        assert!(parse_settings(r#"{"skus": ["a"]}"#).is_ok());
+        assert!(parse_settings("null").is_err());
+        assert_eq!(
+            parse_sale(r#"{"kept": {"operation": 7}}"#).unwrap(),
+            json!({"kept": {"operation": 7}})
+        );
+        // A sale written without `kept` would silently be a sale that kept nothing.
+        assert!(parse_sale(r#"{"operation": 7}"#).is_err());
+        assert!(
+            parse_sale("{not json")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
     }
 }

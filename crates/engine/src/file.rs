@@ -209,9 +209,13 @@ pub struct ExampleSection {
     pub op: String,
     /// The MoySklad request body (JSON text); for the GETs, the query as a JSON object.
     pub request: String,
-    /// The tenant's `[tenants.settings]` for this example (JSON text).
+    /// The tenant's `[tenants.settings]` for this example (a JSON object; absent: `{}`).
     #[serde(default)]
     pub settings: Option<String>,
+    /// The tenant's credentials for this example: fake values, as a JSON object of strings
+    /// (`{"api_key": "test-key"}`); absent: none, so credential holes render empty.
+    #[serde(default)]
+    pub credentials: Option<String>,
     /// Values earlier calls remembered, as a JSON object `{"<key>": value}` (keys as rendered by
     /// `remember.key`): what `recall` finds during this example.
     #[serde(default)]
@@ -256,6 +260,41 @@ pub struct ExpectedCall {
     /// JSON text compared as JSON.
     #[serde(default)]
     pub body: Option<String>,
+    /// Headers checked by name (any case); headers not named are not checked.
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderExpectation>,
+}
+
+/// What an expected call says of one header: sent with exactly this text (`"…"`), sent with
+/// any value (`true`: a fresh id, a timestamp), or not sent at all (`false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderExpectation {
+    Value(String),
+    Sent,
+    Absent,
+}
+
+impl<'de> Deserialize<'de> for HeaderExpectation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HeaderExpectation;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the header's value (text), true (sent, any value) or false (not sent)")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(HeaderExpectation::Value(text.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, sent: bool) -> Result<Self::Value, E> {
+                Ok(if sent {
+                    HeaderExpectation::Sent
+                } else {
+                    HeaderExpectation::Absent
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,7 @@ use common::{
     API_KEY_A, MaxmaWorld, ServedEmulator, TestBridge, TestBridgeBuilder, TestStore, TestTenant,
     the_error,
 };
-use loyalty_bridge::store::now_ms;
+use loyalty_bridge::store::{Kind, RecordState, now_ms};
 
 const PHONE: &str = "+7 916 123-45-67";
 const CUSTOMER: &str = "7d0f4c2e-1b3a-4e5f-9a8b-0c1d2e3f4a5b";
@@ -102,6 +102,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     fifty_duplicate_sales_at_once_reach_the_vendor_once,
     a_refused_sale_can_be_tried_again,
+    a_sale_whose_answer_is_wrong_is_undone_and_not_recorded,
     vendor_down_an_earning_sale_is_queued_and_delivered_once,
     a_return_after_a_partial_return,
     two_instances_on_one_store_deliver_once,
@@ -157,6 +158,63 @@ async fn a_refused_sale_can_be_tried_again(store: TestStore) {
     let (status, body) = w.post("/retaildemand", &sale(id, 100)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // 100 spent, 5 % of the 900 paid in money earned.
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(445));
+}
+
+/// MAXMA answers a sale with fewer bonuses applied than the receipt paid with (a purchase an
+/// earlier attempt of the sale left open under its txid answers as it was first priced): the
+/// mapping's `verify` discards the ticket, the sale is refused and not recorded, and a repeat
+/// of it reaches MAXMA again (refused: the purchase is discarded) rather than the journal.
+async fn a_sale_whose_answer_is_wrong_is_undone_and_not_recorded(store: TestStore) {
+    let sandbox = sandbox();
+    let w = world(&sandbox, &store).await;
+    let id = "a1b2c3d4-0000-4000-8000-000000000055";
+    // The earlier attempt: priced without spending, never confirmed.
+    let earlier = json!({"txid": format!("ms-retaildemand-{id}"), "calculationQuery": {
+        "client": {"phoneNumber": "+79161234567"}, "shop": {"code": "s1", "name": "Касса 1"},
+        "rows": [{"id": "0", "product": {"sku": "sku-coffee", "blackPrice": 500.00}, "qty": 2}],
+        "applyBonuses": 0, "collectBonuses": "auto"}});
+    let answer: Value = common::client()
+        .post(format!("{}/set-purchase", w.vendor.url()))
+        .header("X-Processing-Key", API_KEY_A)
+        .json(&earlier)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["calculationResult"]["bonuses"]["applied"], 0,
+        "{answer}"
+    );
+
+    let (status, body) = w.post("/retaildemand", &sale(id, 100)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 1051);
+    assert_eq!(
+        the_error(&body)["error_message"],
+        "MAXMA приняла к списанию 0 бонусов вместо 100; покупка в MAXMA отменена. Оформите продажу заново."
+    );
+    assert_eq!(sandbox.calls("discard-ticket"), 1);
+    assert_eq!(sandbox.calls("confirm-ticket"), 0);
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(500));
+    let journal = store.open().await;
+    let record = journal.record("shop", Kind::Sale, id).await.unwrap();
+    assert_eq!(record.map(|r| r.state), Some(RecordState::Failed));
+
+    // MoySklad repeats the sale: not answered from the journal, refused by MAXMA this time.
+    let (status, body) = w.post("/retaildemand", &sale(id, 100)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(the_error(&body)["code"], 1022);
+    assert_eq!(sandbox.calls("set-purchase"), 3);
+    assert_eq!(sandbox.calls("confirm-ticket"), 0);
+    assert_eq!(sandbox.balance_by_phone("79161234567"), Some(500));
+
+    // Made again as a new sale, it goes through: 100 spent, 5 % of the 900 paid earned.
+    let again = "a1b2c3d4-0000-4000-8000-000000000056";
+    let (status, body) = w.post("/retaildemand", &sale(again, 100)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(sandbox.balance_by_phone("79161234567"), Some(445));
 }
 

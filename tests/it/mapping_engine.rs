@@ -502,6 +502,201 @@ async fn an_ambiguous_failure_is_not_undone() {
     assert_eq!(up.take_calls().len(), 2, "no compensation call");
 }
 
+// ------------------------------------------------------------------------------------------
+// `verify`: a step's own answer judged after its rules took it as a success.
+
+const SPENDING_SALE: &str = r#"{"retailStore":{"meta":{"id":"s"}},"meta":{"id":"sale-1"},"positions":[],
+    "bonusProgram":{"bonusValueToSpend":100}}"#;
+
+/// A hold and a commit that says how much it spent. `commit_undo`: the commit's own
+/// compensation line (or none).
+fn verified(commit_undo: &str) -> Arc<Mapping> {
+    mapping(&format!(
+        r#"
+        [[ops."retaildemand.create".steps]]
+        name = "hold"
+        method = "POST"
+        path = "/hold"
+        compensate = {{ method = "POST", path = "/release/{{.steps.hold.body.ticket}}" }}
+
+        [[ops."retaildemand.create".steps]]
+        name = "commit"
+        method = "POST"
+        path = "/commit"
+        body = '{{ticket: .steps.hold.body.ticket}}'
+        when = '.req.meta.id != "skip"'
+        remember = {{ key = "spent:{{.req.meta.id}}", value = '.step.body.spent', ttl_secs = 60 }}
+        {commit_undo}
+
+        [[ops."retaildemand.create".steps.verify]]
+        that = '.step.body.spent == .req.bonusProgram.bonusValueToSpend'
+        error = {{ status = 409, code = 4010, error = "Списано не столько", message = "{{.step.name}}: списано {{.step.body.spent}} вместо {{.req.bonusProgram.bonusValueToSpend}}", parameter = "bonusProgram.bonusValueToSpend" }}
+
+        [[ops."retaildemand.create".steps.verify]]
+        that = '.step.body.receipt != null'
+        error = {{ status = 422, code = 4011, error = "Нет чека", message = "нет чека" }}
+
+        [[ops."retaildemand.create".errors]]
+        step = "commit"
+        when = '.step.body.error == "declined"'
+        error = {{ status = 409, code = 4009, error = "Отказ", message = "Отказ" }}
+
+        [[ops."retaildemand.create".errors]]
+        step = "commit"
+        when = '.step.body.error == "repeat"'
+        accept = true
+
+        [[ops."retaildemand.create".errors]]
+        step = "commit"
+        when = '.step.body.error == "gone"'
+        respond = 'null'
+        "#
+    ))
+}
+
+/// Runs a sale against `commit`'s answer (the hold answers ticket T1; anything else, `{}`):
+/// the answer, the URLs called (after the base URL) and what the commit left remembered.
+async fn sale_with(
+    m: &Arc<Mapping>,
+    request: &str,
+    commit: Value,
+) -> (examples::Answer, Vec<String>, Option<Value>) {
+    use loyalty_bridge::mapping::memory::Memory;
+    let up = Arc::new(CannedUpstream::new(
+        [
+            ("hold".to_string(), ok(json!({"ticket": "T1"}))),
+            ("commit".to_string(), ok(commit)),
+        ]
+        .into_iter()
+        .collect(),
+        None,
+    ));
+    let memory = Arc::new(Memory::new());
+    let request: Value = serde_json::from_str(request).unwrap();
+    let got = examples::answer_with_memory(
+        tenant(),
+        m.clone(),
+        Op::RetaildemandCreate,
+        &request,
+        up.clone(),
+        memory.clone(),
+    )
+    .await;
+    let urls = up
+        .take_calls()
+        .iter()
+        .map(|c| {
+            c.url
+                .trim_start_matches("https://vendor.example/api")
+                .to_string()
+        })
+        .collect();
+    let id = request["meta"]["id"].as_str().unwrap();
+    let remembered = memory.get("t", &format!("spent:{id}")).await.unwrap();
+    (got, urls, remembered)
+}
+
+#[tokio::test]
+async fn a_wrong_answer_undoes_the_step_and_the_ones_before() {
+    let m = verified(r#"compensate = { method = "POST", path = "/refund/{.req.meta.id}" }"#);
+    // Right: the sale goes through, and what the step remembers is kept.
+    let (got, urls, kept) =
+        sale_with(&m, SPENDING_SALE, json!({"spent": 100, "receipt": "R"})).await;
+    assert_eq!((got.status, got.body), (201, Value::Null));
+    assert_eq!(urls, ["/hold", "/commit"]);
+    assert_eq!(kept, Some(json!(100)));
+    // Fewer points than the receipt says: this step undone, then the hold, newest first; the
+    // check's envelope, its message rendered from the answer; nothing remembered.
+    let (got, urls, kept) =
+        sale_with(&m, SPENDING_SALE, json!({"spent": 40, "receipt": "R"})).await;
+    assert_eq!(got.status, 409, "{}", got.body);
+    assert_eq!(
+        got.body,
+        json!({"errors": [{"error": "Списано не столько", "code": 4010,
+            "error_message": "commit: списано 40 вместо 100", "parameter": "bonusProgram.bonusValueToSpend"}]})
+    );
+    assert_eq!(urls, ["/hold", "/commit", "/refund/sale-1", "/release/T1"]);
+    assert_eq!(kept, None);
+    // Checks in order, the first that fails answers.
+    let (got, _, _) = sale_with(&m, SPENDING_SALE, json!({"spent": 100})).await;
+    assert_eq!(
+        (got.status, &got.body["errors"][0]["code"]),
+        (422, &json!(4011))
+    );
+    let (got, _, _) = sale_with(&m, SPENDING_SALE, json!({"spent": 40})).await;
+    assert_eq!(
+        (got.status, &got.body["errors"][0]["code"]),
+        (409, &json!(4010))
+    );
+    // A rule's accept makes it a success: judged too.
+    let (got, urls, _) = sale_with(
+        &m,
+        SPENDING_SALE,
+        json!({"error": "repeat", "spent": 40, "receipt": "R"}),
+    )
+    .await;
+    assert_eq!(got.body["errors"][0]["code"], 4010, "{}", got.body);
+    assert_eq!(urls, ["/hold", "/commit", "/refund/sale-1", "/release/T1"]);
+    // A rule's refusal is not judged: the refused step is not undone, the ones before are.
+    let (got, urls, _) = sale_with(&m, SPENDING_SALE, json!({"error": "declined"})).await;
+    assert_eq!(got.body["errors"][0]["code"], 4009, "{}", got.body);
+    assert_eq!(urls, ["/hold", "/commit", "/release/T1"]);
+    // Nor a rule's respond (the plan ends there), nor a skipped step.
+    let (got, urls, _) = sale_with(&m, SPENDING_SALE, json!({"error": "gone"})).await;
+    assert_eq!((got.status, urls.len()), (201, 2), "{}", got.body);
+    let skipped = SPENDING_SALE.replace("sale-1", "skip");
+    let (got, urls, _) = sale_with(&m, &skipped, json!({"spent": 40})).await;
+    assert_eq!((got.status, urls), (201, vec!["/hold".to_string()]));
+}
+
+#[tokio::test]
+async fn a_step_without_compensation_may_verify_its_answer() {
+    // Nothing undoes the commit itself; the hold before it is still released.
+    let m = verified("");
+    let (got, urls, _) = sale_with(&m, SPENDING_SALE, json!({"spent": 40, "receipt": "R"})).await;
+    assert_eq!(got.body["errors"][0]["code"], 4010, "{}", got.body);
+    assert_eq!(urls, ["/hold", "/commit", "/release/T1"]);
+}
+
+#[tokio::test]
+async fn a_check_that_cannot_be_evaluated_fails_the_step_too() {
+    // An answer the check cannot read is not one to keep: undone, and a mapping failure.
+    let m = mapping(
+        r#"
+        [[ops."retaildemand.create".steps]]
+        name = "commit"
+        method = "POST"
+        path = "/commit"
+        compensate = { method = "POST", path = "/refund" }
+        [[ops."retaildemand.create".steps.verify]]
+        that = '.step.body.spent | test("^[0-9]+$")'
+        error = { status = 409, code = 4010, error = "Списано не столько", message = "нет" }
+        "#,
+    );
+    let up = answers(&[("commit", ok(json!({"spent": 40})))]);
+    let got = run(&m, Op::RetaildemandCreate, SPENDING_SALE, &up).await;
+    assert_eq!(got.status, 502, "{}", got.body);
+    assert!(
+        got.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("steps.commit.verify[0].that")),
+        "{:?}",
+        got.detail
+    );
+    let urls: Vec<String> = up.take_calls().iter().map(|c| c.url.clone()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://vendor.example/api/commit",
+            "https://vendor.example/api/refund"
+        ]
+    );
+    // A string it can read passes.
+    let up = answers(&[("commit", ok(json!({"spent": "40"})))]);
+    let got = run(&m, Op::RetaildemandCreate, SPENDING_SALE, &up).await;
+    assert_eq!(got.status, 201, "{}", got.body);
+}
+
 #[tokio::test]
 async fn answers_are_checked_against_the_loyaltyapi_models() {
     // Search rows must carry GUID ids; gift cards that can be used must carry a balance.

@@ -137,6 +137,21 @@ pub struct StepSection {
     /// After the step succeeds, keep a value for later calls (see `recall`).
     #[serde(default)]
     pub remember: Option<RememberSection>,
+    /// Checks of the step's answer once its rules took it as a success; the first that fails
+    /// undoes this step and the earlier ones and answers its error.
+    #[serde(default)]
+    pub verify: Vec<VerifySection>,
+}
+
+/// One check of a step's answer (`verify`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    /// jq condition over the rules' input (`{req, steps, step: {name, status, body, error}, …}`)
+    /// that must be true.
+    pub that: String,
+    /// Answer MoySklad with this error envelope when it is false (a 4xx).
+    pub error: ErrorSpec,
 }
 
 #[derive(Debug, Deserialize)]

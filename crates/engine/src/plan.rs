@@ -9,7 +9,7 @@ use http::{HeaderName, Method, StatusCode};
 
 use crate::example::{self, Example};
 use crate::expr::Expr;
-use crate::file::{self, CallSection, MappingFile, RuleSection, StepSection};
+use crate::file::{self, CallSection, ErrorSpec, MappingFile, RuleSection, StepSection};
 use crate::need::Need;
 use crate::op::Op;
 use crate::template::{Template, encode_component};
@@ -73,13 +73,23 @@ pub struct Step {
     pub cache: Option<CachePlan>,
     pub compensate: Option<Call>,
     pub remember: Option<RememberPlan>,
+    /// Checks of the answer after the rules took it as a success, in order (`verify`).
+    pub verify: Vec<Verify>,
     /// What of the vendor's answer body any expression of the operation may read (`need.rs`),
     /// settled for parsing; `None`: all of it (parsed whole).
     pub answer_need: Option<Need>,
     /// Whether something that sees this step's outcome as `.step` (its rules, the vendor's,
-    /// `remember`) may also read `.steps`: then the outcome is in both places at once (a
-    /// copy); else it moves to `.steps.<name>` once the rules are done.
+    /// `remember`, `verify`) may also read `.steps`: then the outcome is in both places at once
+    /// (a copy); else it moves to `.steps.<name>` once the rules are done.
     pub copy_outcome: bool,
+}
+
+/// A check of a step's answer (`verify`): when `that` is false, this step and the earlier ones
+/// are undone and the operation answers `error`.
+#[derive(Debug)]
+pub struct Verify {
+    pub that: Expr,
+    pub error: ErrorPlan,
 }
 
 #[derive(Debug)]
@@ -296,7 +306,10 @@ fn compile(file: MappingFile, path: &Path) -> Result<Mapping, Failure> {
             rules.push(compile_rule(rule, &rule_place, defs)?);
         }
         for step in &mut steps {
+            // `verify` reads `.step` after the rules, and when it fails this step's own
+            // compensation reads `.steps.<name>`: both must be there.
             step.copy_outcome = step.remember.is_some()
+                || !step.verify.is_empty()
                 || rules
                     .iter()
                     .filter(|r| r.step.as_deref().is_none_or(|n| n == step.name))
@@ -406,6 +419,10 @@ fn plan_needs(plan: &OpPlan, vendor: &Vendor, vendor_rules: &[Rule]) -> Option<N
         if let Some(remember) = &step.remember {
             reads.push(remember.key.input_needs());
             reads.push(remember.value.input_needs());
+        }
+        for check in &step.verify {
+            reads.push(check.that.input_needs());
+            reads.push(check.error.message.input_needs());
         }
     }
     reads.extend(plan.invalidate.iter().map(Template::input_needs));
@@ -586,10 +603,60 @@ fn compile_step(step: StepSection, place: &str, defs: &str) -> Result<Step, Fail
             .compensate
             .map(|c| compile_call(c, &format!("{place}.compensate"), defs))
             .transpose()?,
+        verify: step
+            .verify
+            .into_iter()
+            .enumerate()
+            .map(|(i, check)| compile_verify(check, &format!("{place}.verify[{i}]"), defs))
+            .collect::<Result<_, Failure>>()?,
         // Decided once the operation's rules are compiled.
         copy_outcome: true,
         answer_need: None,
     })
+}
+
+/// An `error` table: the LoyaltyAPI envelope a rule or a check answers.
+fn compile_error(spec: ErrorSpec, place: &str, defs: &str) -> Result<ErrorPlan, Failure> {
+    let status = StatusCode::from_u16(spec.status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .ok_or_else(|| {
+            (
+                format!("{place}.status"),
+                "must be a 4xx or 5xx status".to_string(),
+            )
+        })?;
+    if spec.error.trim().is_empty() {
+        return Err((
+            format!("{place}.error"),
+            "the title must not be empty".into(),
+        ));
+    }
+    Ok(ErrorPlan {
+        status,
+        code: spec.code,
+        error: spec.error,
+        message: Template::parse_with(&spec.message, defs)
+            .map_err(at(format!("{place}.message")))?,
+        parameter: spec.parameter,
+    })
+}
+
+/// A step's `verify` check. Its error is a 4xx: the vendor did answer, and what the plan did is
+/// undone, so the refusal is definite. A 5xx reads as "vendor unavailable" to the journal, which
+/// would accept a sale for the outbox to send again.
+fn compile_verify(check: file::VerifySection, place: &str, defs: &str) -> Result<Verify, Failure> {
+    let that = Expr::compile_with(defs, &check.that).map_err(at(format!("{place}.that")))?;
+    let error = compile_error(check.error, &format!("{place}.error"), defs)?;
+    if !error.status.is_client_error() {
+        return Err((
+            format!("{place}.error.status"),
+            "must be a 4xx status: the step and the ones before it are undone, so the refusal \
+             is definite (a 5xx would read as \"vendor unavailable\" and queue a sale for the outbox)"
+                .into(),
+        ));
+    }
+    Ok(Verify { that, error })
 }
 
 fn compile_rule(rule: RuleSection, place: &str, defs: &str) -> Result<Rule, Failure> {
@@ -606,29 +673,7 @@ fn compile_rule(rule: RuleSection, place: &str, defs: &str) -> Result<Rule, Fail
     };
     let action = match (rule.error, rule.respond, rule.accept) {
         (Some(spec), None, false) => {
-            let status = StatusCode::from_u16(spec.status)
-                .ok()
-                .filter(|s| s.is_client_error() || s.is_server_error())
-                .ok_or_else(|| {
-                    (
-                        format!("{place}.error.status"),
-                        "must be a 4xx or 5xx status".to_string(),
-                    )
-                })?;
-            if spec.error.trim().is_empty() {
-                return Err((
-                    format!("{place}.error.error"),
-                    "the title must not be empty".into(),
-                ));
-            }
-            RuleAction::Fail(ErrorPlan {
-                status,
-                code: spec.code,
-                error: spec.error,
-                message: Template::parse_with(&spec.message, defs)
-                    .map_err(at(format!("{place}.error.message")))?,
-                parameter: spec.parameter,
-            })
+            RuleAction::Fail(compile_error(spec, &format!("{place}.error"), defs)?)
         }
         (None, Some(respond), false) => RuleAction::Respond(
             Expr::compile_with(defs, &respond).map_err(at(format!("{place}.respond")))?,
@@ -704,5 +749,74 @@ mod tests {
         // The cached balance answer is parsed for the recalc too (it is cached as text).
         let balance = step(&maxma, Op::RetaildemandRecalc, "balance");
         assert!(balance.answer_need.is_some());
+    }
+
+    /// What only a `verify` check reads of an answer is parsed too: without it the check would
+    /// see `null` where MAXMA says how many bonuses it applied, and let a wrong answer through.
+    #[test]
+    fn the_fields_verify_reads_are_parsed() {
+        let maxma = shipped("maxma.toml");
+        let set = step(&maxma, Op::RetaildemandCreate, "set");
+        assert!(!set.verify.is_empty());
+        assert!(set.copy_outcome, "verify reads .step after the rules");
+        let need = set.answer_need.as_ref().expect("the answer is projected");
+        let answer = json!({"ticket": "T", "receiptInfo": [],
+            "calculationResult": {"bonuses": {"applied": 0, "collected": 5}, "summary": {}}});
+        assert_eq!(
+            need.project(&answer),
+            json!({"ticket": "T", "calculationResult": {"bonuses": {"applied": 0}}})
+        );
+    }
+
+    #[test]
+    fn verify_is_compiled_with_errors_naming_its_place() {
+        let load = |verify: &str| {
+            let text = format!(
+                r#"
+                [vendor]
+                name = "v"
+                [[ops."retaildemand.create".steps]]
+                name = "sale"
+                method = "POST"
+                path = "/sale"
+                [[ops."retaildemand.create".steps.verify]]
+                {verify}
+                "#
+            );
+            Mapping::parse(&text, Path::new("v.toml"))
+        };
+        let error =
+            r#"error = { status = 409, code = 1, error = "Отказ", message = "{.step.body.n}" }"#;
+        let ok = load(&format!("that = '.step.body.n == 1'\n{error}")).expect("compiles");
+        let plan = ok.op(Op::RetaildemandCreate).expect("op");
+        assert_eq!(plan.steps[0].verify.len(), 1);
+        for (verify, at, says) in [
+            (
+                format!("that = '.step.body.n =='\n{error}"),
+                r#"ops."retaildemand.create".steps[0] (sale).verify[0].that"#,
+                "",
+            ),
+            (
+                "that = 'true'\nerror = { status = 502, code = 1, error = \"x\", message = \"y\" }"
+                    .to_string(),
+                r#"ops."retaildemand.create".steps[0] (sale).verify[0].error.status"#,
+                "must be a 4xx status",
+            ),
+            (
+                "that = 'true'\nerror = { status = 409, code = 1, error = \"x\", message = \"{.a\" }"
+                    .to_string(),
+                r#"ops."retaildemand.create".steps[0] (sale).verify[0].error.message"#,
+                "",
+            ),
+            (
+                "that = 'true'".to_string(),
+                "toml",
+                "missing field `error`",
+            ),
+        ] {
+            let e = load(&verify).expect_err(&verify);
+            assert_eq!(e.at, at, "{verify}: {e}");
+            assert!(e.message.contains(says), "{verify}: {e}");
+        }
     }
 }

@@ -92,6 +92,9 @@ fn sections() -> Vec<Section> {
                     op("retaildemand.recalc", "[")
                 ),
                 format!("{vendor}[[errors]]\nwhen = 'true'\n[errors.error]\n"),
+                format!(
+                    "{step}[[ops.\"retaildemand.recalc\".steps.verify]]\nthat = 'true'\n[ops.\"retaildemand.recalc\".steps.verify.error]\n"
+                ),
             ],
             &[
                 "status = 409",
@@ -105,6 +108,15 @@ fn sections() -> Vec<Section> {
             "step",
             vec![format!("{}.steps]]\n", op("retaildemand.recalc", "["))],
             &["name = \"calc\"", "method = \"POST\"", "path = \"/calc\""],
+            false,
+        ),
+        section(
+            "verify",
+            vec![format!("{step}[[ops.\"retaildemand.recalc\".steps.verify]]\n")],
+            &[
+                "that = 'true'",
+                "error = { status = 409, code = 1, error = \"e\", message = \"m\" }",
+            ],
             false,
         ),
         section(

@@ -1,6 +1,6 @@
-//! Running an operation's plan: steps in order, rules after each step, compensations on
-//! failure, then the answer. Every expression is evaluated synchronously on plain
-//! `serde_json::Value`s, so the future stays `Send` across the upstream awaits.
+//! Running an operation's plan: steps in order, rules and `verify` checks after each step,
+//! compensations on failure, then the answer. Every expression is evaluated synchronously on
+//! plain `serde_json::Value`s, so the future stays `Send` across the upstream awaits.
 
 mod root;
 mod rules;
@@ -233,8 +233,8 @@ enum StepEnd {
     Answered(Outcome),
 }
 
-/// One step: sent (or answered from the cache), judged by the rules, compensated on a refusal,
-/// and what it should leave remembered kept. `done`: the steps before it that succeeded.
+/// One step: sent (or answered from the cache), judged by the rules and its `verify` checks,
+/// compensated on a refusal, and what it should leave remembered kept. `done`: the steps before it that succeeded.
 async fn run_step(
     mapping: &Mapping,
     plan: &OpPlan,
@@ -255,13 +255,35 @@ async fn run_step(
     }
     let (result, cache_key) = send(mapping, step, call, root, upstream).await?;
     let (decided, default_failure) = judge(mapping, plan, step, call, root, &result)?;
+    let succeeded = match &decided {
+        Some(Verdict::Accept) => true,
+        None => default_failure.is_none(),
+        Some(Verdict::Respond(_) | Verdict::Fail(_)) => false,
+    };
+    // A success is held against the step's own checks before anything is kept of it.
+    let wrong_answer = if succeeded {
+        verify(step, call, root)
+    } else {
+        None
+    };
     // A cached answer that the rules did not take as a plain success (an error inside a 200
-    // body, a "not found" answered as an empty list) must not be served again.
+    // body, a "not found" answered as an empty list, an answer its checks refused) must not be
+    // served again.
     if let Some(key) = &cache_key {
-        let plain = matches!(decided, None | Some(Verdict::Accept)) && default_failure.is_none();
+        let plain = matches!(decided, None | Some(Verdict::Accept))
+            && default_failure.is_none()
+            && wrong_answer.is_none();
         if !plain {
             call.cache.invalidate(&call.tenant.name, key).await;
         }
+    }
+    if let Some(err) = wrong_answer {
+        // The vendor did what the answer says: undo it, and what came before, as after a
+        // refusal of a later step.
+        let mut undo = done.to_vec();
+        undo.push(step);
+        compensate(mapping, &undo, root, call, upstream).await;
+        return Err(err);
     }
     let accepted = match decided {
         Some(Verdict::Accept) => true,
@@ -390,6 +412,47 @@ fn judge(
         move_step(root, &step.name);
     }
     Ok((decided, default_failure))
+}
+
+/// The step's `verify` checks, in order: the error of the first that fails (or cannot be
+/// evaluated: then the answer cannot be trusted either), else `None`.
+fn verify(step: &Step, call: &Invocation<'_>, root: &Value) -> Option<Error> {
+    for (i, check) in step.verify.iter().enumerate() {
+        let field = format!("verify[{i}]");
+        let (refusal, judged) = match check.that.test(root) {
+            Ok(true) => continue,
+            Ok(false) => {
+                let refusal = match check.error.message.render(root, Encoding::Verbatim) {
+                    Ok(message) => Error::Refused {
+                        status: check.error.status,
+                        code: check.error.code,
+                        title: check.error.error.clone(),
+                        message,
+                        parameter: check.error.parameter.clone(),
+                    },
+                    Err(e) => step_failed(call, step, &format!("{field}.error.message"), e),
+                };
+                (refusal, "false")
+            }
+            Err(e) => (
+                step_failed(call, step, &format!("{field}.that"), e),
+                "not evaluated",
+            ),
+        };
+        // Not the error's text: it is scrubbed of credentials only once the plan returns.
+        tracing::warn!(
+            request_id = call.request_id,
+            tenant = %call.tenant.name,
+            op = call.op.name(),
+            step = %step.name,
+            check = i,
+            that = judged,
+            code = check.error.code,
+            "the step's answer failed its verify check: undoing it and the steps before"
+        );
+        return Some(refusal);
+    }
+    None
 }
 
 /// Keeps what the step's `remember` names for later calls.

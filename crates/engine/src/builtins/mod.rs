@@ -119,6 +119,9 @@ pub enum BuiltinError {
     NotADecimal { found: String },
 }
 
+/// Positions priced (`allocate_discount`, `allocate_lines`): their lines, or what was wrong.
+pub type Priced = Result<Vec<AllocLine>, BuiltinError>;
+
 /// A built-in as mapping expressions see it.
 pub struct Builtin {
     /// The jq name it is called by.
@@ -161,9 +164,9 @@ pub enum Signature {
     /// `positions | f(total)` → lines: `allocate_discount`. The kinds over positions are their
     /// own because the native path builds the lines borrowing the positions; both paths read
     /// the positions and write the lines alike (`allocate::priced_json`, `fast/calls.rs`).
-    Positions(fn(&[AllocInput], Decimal) -> Result<Vec<AllocLine>, BuiltinError>),
+    Positions(fn(&[AllocInput], Decimal) -> Priced),
     /// `positions | f([discount, …])` → lines, one discount per position: `allocate_lines`.
-    PositionsEach(fn(&[AllocInput], &[Decimal]) -> Result<Vec<AllocLine>, BuiltinError>),
+    PositionsEach(fn(&[AllocInput], &[Decimal]) -> Priced),
     /// `[number, …] | f(number)` → `[number, …]`: `prorate`.
     Shares(fn(&[Decimal], Decimal) -> Result<Vec<Decimal>, BuiltinError>),
 }

@@ -1277,6 +1277,8 @@ fn jq() -> BoxedStrategy<String> {
             "ddiv",
             "ms_to_iso",
             "allocate_discount",
+            "allocate_lines",
+            "prorate",
             "select",
             "map",
             "has",

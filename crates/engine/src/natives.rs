@@ -8,7 +8,7 @@ use jaq_core::{Cv, DataT, RunPtr, ValR, ValXs};
 use jaq_json::Val;
 use rust_decimal::Decimal;
 
-use crate::builtins::{self, BUILTINS, Builtin, Signature};
+use crate::builtins::{self, BUILTINS, Builtin, BuiltinError, Signature};
 use crate::jaq_value::{from_val, to_val};
 
 /// jaq's natives are plain function pointers, with no room for data: the pointer of row `I` of
@@ -23,7 +23,7 @@ macro_rules! rows {
 /// Every built-in as a jaq native.
 pub fn funs<D: for<'a> DataT<V<'a> = Val>>() -> impl Iterator<Item = Fun<D>> {
     let rows: [RunPtr<D>; BUILTINS.len()] = rows![
-        D: 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20
+        D: 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22
     ];
     BUILTINS
         .iter()
@@ -60,25 +60,38 @@ fn call<'a, D: for<'b> DataT<V<'b> = Val>>(builtin: &Builtin, cv: Cv<'a, D>) -> 
                 .ok_or_else(|| fail(format!("{name}: places must be 0–10")))?;
             number(f(decimal(&x)?, places))
         }),
-        Signature::Numbers(f) => bome(match &cv.1 {
-            Val::Arr(items) => items
-                .iter()
-                .map(decimal)
-                .collect::<Result<Vec<_>, _>>()
-                .and_then(|xs| {
-                    f(&xs)
-                        .ok_or_else(|| fail(format!("{name}: the sum is out of range")))
-                        .and_then(number)
-                }),
-            other => Err(fail(format!("{name}: expected an array, got {other}"))),
-        }),
+        Signature::Numbers(f) => bome(decimals(name, "amounts", &cv.1).and_then(|xs| {
+            f(&xs)
+                .ok_or_else(|| fail(format!("{name}: the sum is out of range")))
+                .and_then(number)
+        })),
         Signature::Json(f) => bome(from_val(&cv.1).map(|v| to_val(&f(v))).map_err(fail)),
         Signature::Positions(f) => unary(cv, move |positions, total| {
-            let positions = from_val(&positions).map_err(fail)?;
             let total = decimal(&total)?;
-            f(positions, total).map(|v| to_val(&v)).map_err(fail)
+            priced(name, &positions, |inputs| f(inputs, total))
+        }),
+        Signature::PositionsEach(f) => unary(cv, move |positions, discounts| {
+            let discounts = decimals(name, "discounts", &discounts)?;
+            priced(name, &positions, |inputs| f(inputs, &discounts))
+        }),
+        Signature::Shares(f) => unary(cv, move |weights, total| {
+            let shares =
+                f(&decimals(name, "weights", &weights)?, decimal(&total)?).map_err(fail)?;
+            shares.into_iter().map(number).collect()
         }),
     }
+}
+
+/// Positions as jaq has them, priced by `price` (`name`'s).
+fn priced(
+    name: &str,
+    positions: &Val,
+    price: impl FnOnce(&[builtins::AllocInput]) -> Result<Vec<builtins::AllocLine>, BuiltinError>,
+) -> ValR<Val> {
+    let positions = from_val(positions).map_err(fail)?;
+    builtins::priced_json(name, positions, price)
+        .map(|v| to_val(&v))
+        .map_err(fail)
 }
 
 fn fail(message: impl ToString) -> jaq_core::Error<Val> {
@@ -99,6 +112,20 @@ fn string(s: String) -> Val {
 fn decimal(v: &Val) -> Result<Decimal, jaq_core::Error<Val>> {
     let value = from_val(v).map_err(fail)?;
     builtins::decimal_of(&value).map_err(fail)
+}
+
+/// An array of numbers: `name`'s input or argument, `what` (`"weights"`) in errors.
+fn decimals(name: &str, what: &str, v: &Val) -> Result<Vec<Decimal>, jaq_core::Error<Val>> {
+    let Val::Arr(items) = v else {
+        return Err(fail(format!(
+            "{name}: expected an array of {what}, got {v}"
+        )));
+    };
+    let read = |(i, item)| {
+        let value = from_val(item).map_err(fail)?;
+        builtins::decimal_of(&value).map_err(|e| fail(format!("{name}: {what}[{i}]: {e}")))
+    };
+    items.iter().enumerate().map(read).collect()
 }
 
 fn number(d: Decimal) -> ValR<Val> {

@@ -187,7 +187,8 @@ pub fn hand_request(root: &Value) -> Value {
     }})
 }
 
-/// One position through `allocate_discount`, as the jq built-in writes it.
+/// One position with its own discount, as `allocate_lines` writes it (the lines of
+/// `allocate_discount` on that position alone).
 pub fn allocate_one(position: &Value, discount: Decimal, out: &mut Vec<Value>) {
     let input = AllocInput {
         quantity: dec(&position["quantity"]),

@@ -10,7 +10,7 @@
 //! table, and a test runs every example through both (`expr/builtin_examples.rs`).
 //!
 //! By family: money ([`money`]: rounding, kopecks, sums, exact arithmetic, [`decimal_of`]),
-//! [`allocate`] (`allocate_discount`), [`phones`], [`ids`] (`uuid_v5`), [`dates`] and [`json`]
+//! [`allocate`] (`allocate_discount`, `allocate_lines`, `prorate`), [`phones`], [`ids`] (`uuid_v5`), [`dates`] and [`json`]
 //! (`drop_nulls`). Every failure is a [`BuiltinError`] whose message names the function, the
 //! argument and what was wrong with it.
 
@@ -26,7 +26,9 @@ use std::fmt;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
-pub use allocate::{AllocInput, AllocLine, allocate_discount, allocate_json};
+pub use allocate::{
+    AllocInput, AllocLine, allocate_discount, allocate_lines, priced_json, prorate,
+};
 pub use dates::{date_to_ms, iso_to_ms, ms_to_iso};
 pub use ids::{UUID_NAMESPACE, uuid_v5};
 pub use json::drop_nulls;
@@ -47,17 +49,57 @@ pub enum BuiltinError {
     DiscountNotKopecks { discount: Decimal },
     #[error("allocate_discount: total_discount {discount} is above the receipt total {total}")]
     DiscountAboveTotal { discount: Decimal, total: Decimal },
-    #[error("allocate_discount: positions[{index}].quantity must be above zero, got {quantity}")]
-    NonPositiveQuantity { index: usize, quantity: Decimal },
-    #[error("allocate_discount: positions[{index}].price must not be negative, got {price}")]
-    NegativePrice { index: usize, price: Decimal },
+    #[error("{function}: positions[{index}].quantity must be above zero, got {quantity}")]
+    NonPositiveQuantity {
+        function: &'static str,
+        index: usize,
+        quantity: Decimal,
+    },
+    #[error("{function}: positions[{index}].price must not be negative, got {price}")]
+    NegativePrice {
+        function: &'static str,
+        index: usize,
+        price: Decimal,
+    },
     #[error(
-        "allocate_discount: positions[{index}].price {price} is not a whole number of kopecks \
+        "{function}: positions[{index}].price {price} is not a whole number of kopecks \
          (at most 2 decimals)"
     )]
-    PriceNotKopecks { index: usize, price: Decimal },
-    #[error("allocate_discount: the amounts are too large to compute exactly")]
-    Overflow,
+    PriceNotKopecks {
+        function: &'static str,
+        index: usize,
+        price: Decimal,
+    },
+    #[error("{function}: the numbers are too large to compute exactly")]
+    Overflow { function: &'static str },
+    #[error(
+        "allocate_lines: {discounts} discounts for {positions} positions; expected one per position"
+    )]
+    DiscountCount { positions: usize, discounts: usize },
+    #[error("allocate_lines: discounts[{index}] must not be negative, got {discount}")]
+    NegativeLineDiscount { index: usize, discount: Decimal },
+    #[error(
+        "allocate_lines: discounts[{index}] {discount} is not a whole number of kopecks \
+         (at most 2 decimals)"
+    )]
+    LineDiscountNotKopecks { index: usize, discount: Decimal },
+    #[error(
+        "allocate_lines: discounts[{index}] {discount} is above the amount of positions[{index}], \
+         {amount}"
+    )]
+    LineDiscountAboveAmount {
+        index: usize,
+        discount: Decimal,
+        amount: Decimal,
+    },
+    #[error("prorate: total must not be negative, got {total}")]
+    NegativeProrateTotal { total: Decimal },
+    #[error("prorate: total {total} is not a whole number of kopecks (at most 2 decimals)")]
+    ProrateTotalNotKopecks { total: Decimal },
+    #[error("prorate: weights[{index}] must not be negative, got {weight}")]
+    NegativeWeight { index: usize, weight: Decimal },
+    #[error("prorate: the weights add up to 0, so there is nothing to spread {total} by")]
+    NoWeight { total: Decimal },
     /// The phone itself is not repeated: it is personal data and error messages get logged.
     #[error("{function}: the phone {reason}")]
     InvalidPhone {
@@ -76,6 +118,9 @@ pub enum BuiltinError {
     #[error("decimal_of: expected a JSON number or a numeric string, got {found}")]
     NotADecimal { found: String },
 }
+
+/// Positions priced (`allocate_discount`, `allocate_lines`): their lines, or what was wrong.
+pub type Priced = Result<Vec<AllocLine>, BuiltinError>;
 
 /// A built-in as mapping expressions see it.
 pub struct Builtin {
@@ -116,10 +161,14 @@ pub enum Signature {
     Numbers(fn(&[Decimal]) -> Option<Decimal>),
     /// `value | f` → value.
     Json(fn(Value) -> Value),
-    /// `positions | f(total)` → positions: `allocate_discount`. Its own kind because the
-    /// native path builds the lines borrowing the positions; `f` is the jaq path's, and the
-    /// native path's for positions it built itself.
-    Positions(fn(Value, Decimal) -> Result<Value, String>),
+    /// `positions | f(total)` → lines: `allocate_discount`. The kinds over positions are their
+    /// own because the native path builds the lines borrowing the positions; both paths read
+    /// the positions and write the lines alike (`allocate::priced_json`, `fast/calls.rs`).
+    Positions(fn(&[AllocInput], Decimal) -> Priced),
+    /// `positions | f([discount, …])` → lines, one discount per position: `allocate_lines`.
+    PositionsEach(fn(&[AllocInput], &[Decimal]) -> Priced),
+    /// `[number, …] | f(number)` → `[number, …]`: `prorate`.
+    Shares(fn(&[Decimal], Decimal) -> Result<Vec<Decimal>, BuiltinError>),
 }
 
 impl Signature {
@@ -131,7 +180,9 @@ impl Signature {
             Signature::TextText(_)
             | Signature::NumberNumber(_)
             | Signature::Round(_)
-            | Signature::Positions(_) => 1,
+            | Signature::Positions(_)
+            | Signature::PositionsEach(_)
+            | Signature::Shares(_) => 1,
         }
     }
 }
@@ -376,7 +427,7 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "allocate_discount",
         summary: "a receipt discount spread over positions to the kopeck, splitting one where needed",
-        signature: Signature::Positions(allocate_json),
+        signature: Signature::Positions(allocate_discount),
         examples: &[
             called(
                 r#"[{"id": "a", "quantity": 2, "price": 50}, {"id": "b", "quantity": 1, "price": 100}]"#,
@@ -389,6 +440,41 @@ pub const BUILTINS: &[Builtin] = &[
             // A negative total (a string: a literal `-1` is jq arithmetic, outside the native subset).
             called(r#"[{"quantity": 1, "price": 10}]"#, &[r#""-1""#], None),
             called(r#"[{"price": 10}]"#, &["1"], None),
+        ],
+    },
+    Builtin {
+        name: "allocate_lines",
+        summary: "one discount per position taken off that position to the kopeck, splitting it where needed",
+        signature: Signature::PositionsEach(allocate_lines),
+        examples: &[
+            // 30.00 − 1.00 = 29.00 over 3 units: 2 at 9.67 and 1 at 9.66; 5.00 − 0.50 at 4.50.
+            called(
+                r#"[{"id": "a", "quantity": 3, "price": 10}, {"id": "b", "quantity": 1, "price": 5}]"#,
+                &["[1, 0.5]"],
+                Some(
+                    r#"[{"id": "a", "quantity": 2, "price": 10, "discountedPrice": 9.67, "discountPercent": 3.3},
+                        {"id": "a", "quantity": 1, "price": 10, "discountedPrice": 9.66, "discountPercent": 3.4},
+                        {"id": "b", "quantity": 1, "price": 5, "discountedPrice": 4.5, "discountPercent": 10}]"#,
+                ),
+            ),
+            // A discount above its position's amount; not one discount per position.
+            called(r#"[{"quantity": 1, "price": 10}]"#, &["[10.01]"], None),
+            called(r#"[{"quantity": 1, "price": 10}]"#, &["[1, 0]"], None),
+        ],
+    },
+    Builtin {
+        name: "prorate",
+        summary: "an amount split over weights to the kopeck, the shares adding up to it exactly",
+        signature: Signature::Shares(prorate),
+        examples: &[
+            called("[100, 200, 0]", &["10"], Some("[3.33, 6.67, 0]")),
+            // Equal remainders: the earlier weight takes the kopeck.
+            called("[1, 1, 1]", &["0.02"], Some("[0.01, 0.01, 0]")),
+            called("[1.5, 0.5]", &["1"], Some("[0.75, 0.25]")),
+            called("[]", &["0"], Some("[]")),
+            called("[1, -1]", &["1"], None),
+            called("[0, 0]", &["1"], None),
+            called("[1]", &["0.001"], None),
         ],
     },
 ];

@@ -196,3 +196,24 @@ fn dates_and_nulls() {
         json!({"b": {"d": 1}})
     );
 }
+
+/// The worked example of "Money over lines" in docs/mapping-language.md, run as written.
+#[test]
+fn the_money_over_lines_example_in_the_docs_answers_as_it_says() {
+    let docs = include_str!("../../../../docs/mapping-language.md");
+    let section = &docs[docs.find("**Money over lines.**").expect("the section")..];
+    let start = section.find("```jq\n").expect("a jq block") + "```jq\n".len();
+    let source = &section[start..start + section[start..].find("```").expect("closed")];
+    let input: Value = serde_json::from_str(
+        r#"{"req": {"positions": [{"id": "a", "quantity": 3, "price": 10.00},
+                                  {"id": "b", "quantity": 1, "price": 5.00}]}}"#,
+    )
+    .unwrap();
+    let want: Value = serde_json::from_str(
+        r#"[{"id": "a", "quantity": 2, "price": 10.00, "discountedPrice": 9.54, "discountPercent": 4.6},
+            {"id": "a", "quantity": 1, "price": 10.00, "discountedPrice": 9.53, "discountPercent": 4.7},
+            {"id": "b", "quantity": 1, "price": 5.00, "discountedPrice": 4.44, "discountPercent": 11.2}]"#,
+    )
+    .unwrap();
+    assert_eq!(eval(source, input), want, "{source}");
+}

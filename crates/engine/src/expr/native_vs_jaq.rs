@@ -245,21 +245,44 @@ fn input_keys_are_all_an_expression_reads() {
     }
 }
 
-/// `allocate_discount` on positions borrowed from the input (lines that borrow them) and on
-/// built ones (the JSON version), streamed on and looked into, agrees with jaq's.
+/// `allocate_discount`, `allocate_lines` and `prorate` on positions borrowed from the input
+/// (lines that borrow them) and on built ones (the JSON version), streamed on and looked into,
+/// agree with jaq's, errors included.
 #[test]
-fn allocate_discount_agrees_with_jaq() {
+fn allocation_agrees_with_jaq() {
+    // An argument reads the call's input (`.p`), so the input's other members come as
+    // variables.
     let exprs = [
-        ".p | allocate_discount(.d)",
-        "[.p[] | [.] | allocate_discount(1) | .[]]",
-        "[.p | to_entries[] | [.value] | allocate_discount(.value.price) | .[]]",
-        ".p | allocate_discount(.d) | .[0] | to_entries",
-        ".p | allocate_discount(.d) | [.[] | [to_entries[] | .key]]",
-        ".p | allocate_discount(.d) | [.[] | .sn]",
-        "[.p[] | {quantity, price, x: 1}] | allocate_discount(.d)",
-        ".p | allocate_discount(.neg)",
+        ".d as $d | .p | allocate_discount($d)",
+        "[.p[] | [.] | allocate_discount(0.1) | .[]]",
+        "[.p | to_entries[] | .value.price as $d | [.value] | allocate_discount($d | ddiv(10) | round_money) | .[]]",
+        ".d as $d | .p | allocate_discount($d) | .[0] | to_entries",
+        ".d as $d | .p | allocate_discount($d) | [.[] | [to_entries[] | .key]]",
+        ".d as $d | .p | allocate_discount($d) | [.[] | .sn]",
+        ".d as $d | [.p[] | {quantity, price, x: 1}] | allocate_discount($d)",
+        ".neg as $n | .p | allocate_discount($n)",
         ".p | allocate_discount(\"x\")",
         ".q | allocate_discount(1)",
+        ".l as $l | .p | allocate_lines($l)",
+        ".p | allocate_lines([.[] | 0.05])",
+        ".l as $l | [.p[] | {quantity, price, x: 1}] | allocate_lines($l)",
+        "[.p[] | [.]] | .[0] | allocate_lines([0.01])",
+        ".l as $l | .p | allocate_lines($l) | [.[] | .sn]",
+        ".l as $l | .p | allocate_lines($l) | .[1] | to_entries",
+        ".p | allocate_lines([1])",
+        ".p | allocate_lines(5)",
+        ".p | allocate_lines([\"x\", 0, 0])",
+        ".p | allocate_lines([100, 0, 0])",
+        ".q | allocate_lines([0, 0])",
+        ".d as $d | .w | prorate($d)",
+        "[.p[] | .price] | prorate(10)",
+        ".d as $d | .w | prorate($d) | [.[] | . == 0]",
+        "[.w[], 0] | prorate(0.01)",
+        ".neg as $n | .w | prorate($n)",
+        ".w | prorate(0.001)",
+        ".p | prorate(1)",
+        "[0, 0] | prorate(1)",
+        "5 | prorate(1)",
     ];
     let input = json!({
         "d": 7.5,
@@ -271,16 +294,22 @@ fn allocate_discount_agrees_with_jaq() {
              "discountPercent": 99},
             {"quantity": 2, "price": 0.05, "sn": []}
         ],
-        "q": [{"quantity": 1}, 5]
+        "q": [{"quantity": 1}, 5],
+        "l": [1.5, 0.5, 0.1],
+        "w": [1, 0, 2.5, "3"]
     });
+    let mut answered = 0;
     for src in exprs {
         let expr = Expr::compile(src).unwrap();
         assert!(expr.is_native(), "{src}");
         let jaq = expr.eval_jaq(&input);
+        answered += usize::from(jaq.is_ok());
         assert_eq!(expr.eval(&input), jaq, "{src}");
         let written = jaq.ok().map(|v| serde_json::to_vec(&v).unwrap());
         assert_eq!(expr.eval_json(&input).ok(), written, "{src}");
     }
+    // The first 7 of allocate_discount, 6 of allocate_lines and 4 of prorate answer.
+    assert_eq!(answered, 17);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::value::{V, decimal, index_number, insert, member, number_of, small_int_text, text_of};
 use super::{Fun0, Stop};
-use crate::builtins::{self, Builtin, Signature};
+use crate::builtins::{self, AllocInput, AllocLine, Builtin, BuiltinError, Signature};
 
 /// Beyond this many entries `from_entries` goes to jaq (keys are kept unique by a scan).
 pub(super) const MAX_BUILT_ENTRIES: usize = 64;
@@ -141,31 +141,49 @@ pub(super) fn call_builtin<'a>(
                 .ok_or(Stop::Jq)?;
             number_of(f(decimal(v)?, places))?
         }
-        (Signature::Numbers(f), None) => {
-            let amounts = match v {
-                V::Ref(Value::Array(items)) | V::Own(Value::Array(items)) => items
-                    .iter()
-                    .map(|x| decimal(&V::Ref(x)))
-                    .collect::<Result<Vec<_>, _>>()?,
-                V::Arr(items) => items.iter().map(decimal).collect::<Result<Vec<_>, _>>()?,
-                _ => return Err(Stop::Jq),
-            };
-            number_of(f(&amounts).ok_or(Stop::Jq)?)?
-        }
+        (Signature::Numbers(f), None) => number_of(f(&decimals(v)?).ok_or(Stop::Jq)?)?,
         (Signature::Json(f), None) => V::Own(f(v.clone().into_value())),
-        (Signature::Positions(f), Some(total)) => allocate(v, decimal(total)?, f)?,
+        (Signature::Positions(f), Some(total)) => {
+            let total = decimal(total)?;
+            priced(builtin.name, v, |inputs| f(inputs, total))?
+        }
+        (Signature::PositionsEach(f), Some(discounts)) => {
+            let discounts = decimals(discounts)?;
+            priced(builtin.name, v, |inputs| f(inputs, &discounts))?
+        }
+        (Signature::Shares(f), Some(total)) => {
+            let shares = f(&decimals(v)?, decimal(total)?).map_err(|_| Stop::Jq)?;
+            V::Arr(
+                shares
+                    .into_iter()
+                    .map(number_of)
+                    .collect::<Result<_, _>>()?,
+            )
+        }
         // Not reached: the compiler matched the call's arity with the signature's.
         _ => return Err(Stop::Unsure),
     })
 }
 
-/// `allocate_discount(total)`. Positions borrowed from the input (the usual case) give lines
-/// that borrow them too. Built positions are made JSON first and go to `on_json` (the table's
-/// function). Any problem: jaq raises the error, with its own text.
-pub(super) fn allocate<'a>(
+/// An array of numbers, as jaq's adapter reads one.
+fn decimals(v: &V<'_>) -> Result<Vec<Decimal>, Stop> {
+    match v {
+        V::Ref(Value::Array(items)) | V::Own(Value::Array(items)) => {
+            items.iter().map(|x| decimal(&V::Ref(x))).collect()
+        }
+        V::Arr(items) => items.iter().map(decimal).collect(),
+        _ => Err(Stop::Jq),
+    }
+}
+
+/// `allocate_discount` or `allocate_lines` (`function`, priced by `price`). Positions borrowed
+/// from the input (the usual case) give lines that borrow them too; built positions are made
+/// JSON first and priced as jaq's adapter prices them. Any problem: jaq raises the error, with
+/// its own text.
+pub(super) fn priced<'a>(
+    function: &str,
     positions: &V<'a>,
-    total: Decimal,
-    on_json: fn(Value, Decimal) -> Result<Value, String>,
+    price: impl FnOnce(&[AllocInput]) -> Result<Vec<AllocLine>, BuiltinError>,
 ) -> Result<V<'a>, Stop> {
     let borrowed: Option<Vec<&'a Value>> = match positions {
         V::Ref(Value::Array(items)) => Some(items.iter().collect()),
@@ -179,25 +197,26 @@ pub(super) fn allocate<'a>(
         _ => None,
     };
     match borrowed {
-        Some(sources) => allocate_lines(&sources, total).map(V::Arr),
-        None => on_json(positions.clone().into_value(), total).map(V::Own),
+        Some(sources) => priced_lines(function, &sources, price).map(V::Arr),
+        None => builtins::priced_json(function, positions.clone().into_value(), price).map(V::Own),
     }
     .map_err(|_| Stop::Jq)
 }
 
-/// The lines `allocate_discount` gives for `sources`: each the position it comes from with
-/// `quantity`, `discountedPrice` and `discountPercent` set (and `sn` when split), borrowing the
-/// rest of it. A position may give two lines where kopecks demand it.
-pub(super) fn allocate_lines<'a>(
+/// The lines `price` gives for `sources`: each the position it comes from with `quantity`,
+/// `discountedPrice` and `discountPercent` set (and `sn` when split), borrowing the rest of it.
+/// A position may give two lines where kopecks demand it.
+pub(super) fn priced_lines<'a>(
+    function: &str,
     sources: &[&'a Value],
-    total: Decimal,
+    price: impl FnOnce(&[AllocInput]) -> Result<Vec<AllocLine>, BuiltinError>,
 ) -> Result<Vec<V<'a>>, String> {
     let field = |p: &Value, name: &str, i: usize| {
         let v = p
             .as_object()
             .and_then(|m| member(m, name))
-            .ok_or_else(|| format!("allocate_discount: positions[{i}] has no {name}"))?;
-        builtins::decimal_of(v).map_err(|e| format!("positions[{i}].{name}: {e}"))
+            .ok_or_else(|| format!("{function}: positions[{i}] has no {name}"))?;
+        builtins::decimal_of(v).map_err(|e| format!("{function}: positions[{i}].{name}: {e}"))
     };
     // A position's serial numbers; lines borrow them (a split one takes a part of them).
     let serials = |p: &'a Value| {
@@ -209,14 +228,14 @@ pub(super) fn allocate_lines<'a>(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            Ok(builtins::AllocInput {
+            Ok(AllocInput {
                 quantity: field(p, "quantity", i)?,
                 price: field(p, "price", i)?,
                 serials: serials(p).len(),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let lines = builtins::allocate_discount(&inputs, total).map_err(|e| e.to_string())?;
+    let lines = price(&inputs).map_err(|e| e.to_string())?;
     // Kept as decimals until written or read (a negative zero is `odd_numbers_v`'s to catch).
     let number = |d: Decimal| V::Dec(d.normalize());
     let mut out = Vec::with_capacity(lines.len());
@@ -224,7 +243,7 @@ pub(super) fn allocate_lines<'a>(
         let Value::Object(source) = sources[line.source] else {
             // Not reached: `field` found a quantity in it.
             return Err(format!(
-                "allocate_discount: positions[{}] is not an object",
+                "{function}: positions[{}] is not an object",
                 line.source
             ));
         };

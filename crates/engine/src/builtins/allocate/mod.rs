@@ -1,6 +1,8 @@
-//! `allocate_discount`: spread a receipt-level discount (UDS computes discounts per receipt,
-//! MoySklad wants them per position) over the positions, to the kopeck, splitting a position in
-//! two when no single unit price gives its share exactly (LoyaltyAPI recalc rules).
+//! Money over lines, to the kopeck. `allocate_discount` spreads a receipt-level discount (UDS
+//! computes discounts per receipt, MoySklad wants them per position) over the positions;
+//! `allocate_lines` takes one discount per position (vendors that price line by line);
+//! `prorate` splits an amount over weights. Where no single unit price gives a position its
+//! discount exactly, the position is split in two (LoyaltyAPI recalc rules).
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +42,11 @@ pub struct AllocLine {
     /// them unless the position is split. A range, not copies: the caller slices its own.
     pub sn: Range<usize>,
 }
+
+/// Amounts beyond exact 128-bit integer arithmetic (not reachable with real receipts); each
+/// public function reports it as [`BuiltinError::Overflow`] under its own name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TooLarge;
 
 /// Spreads a receipt-level discount (rubles, at most 2 decimals) over `positions` and prices
 /// every position per unit, to the kopeck.
@@ -109,6 +116,8 @@ pub fn allocate_discount(
     positions: &[AllocInput],
     total_discount: Decimal,
 ) -> Result<Vec<AllocLine>, BuiltinError> {
+    const FUNCTION: &str = "allocate_discount";
+    let too_large = |TooLarge| BuiltinError::Overflow { function: FUNCTION };
     if total_discount < Decimal::ZERO {
         return Err(BuiltinError::NegativeDiscount {
             discount: total_discount,
@@ -117,29 +126,142 @@ pub fn allocate_discount(
     let discount = exact_kopecks(total_discount).ok_or(BuiltinError::DiscountNotKopecks {
         discount: total_discount,
     })?;
-    let items = positions
-        .iter()
-        .enumerate()
-        .map(|(index, position)| Item::new(index, position))
-        .collect::<Result<Vec<_>, _>>()?;
+    let items = items_of(FUNCTION, positions)?;
     let total = items
         .iter()
         .try_fold(0i128, |sum, item| sum.checked_add(item.amount))
-        .ok_or(BuiltinError::Overflow)?;
+        .ok_or(BuiltinError::Overflow { function: FUNCTION })?;
     if discount > total {
         return Err(BuiltinError::DiscountAboveTotal {
             discount: total_discount,
-            total: kopecks_to_rubles(total)?,
+            total: kopecks_to_rubles(total).map_err(too_large)?,
         });
     }
 
     let amounts: Vec<i128> = items.iter().map(|item| item.amount).collect();
-    let shares = proportional_shares(&amounts, discount)?;
+    let shares = proportional_shares(&amounts, discount).map_err(too_large)?;
     let targets: Vec<i128> = amounts.iter().zip(&shares).map(|(a, s)| a - s).collect();
-    let plans = plan_lines(&items, &targets)?;
+    let plans = plan_lines(&items, &targets).map_err(too_large)?;
+    lines_of(positions, &items, plans).map_err(too_large)
+}
 
+/// Prices every position so that its line total is its amount (`round_money(price ×
+/// quantity)`) less its own discount: `discounts[i]` (rubles, at most 2 decimals) for
+/// `positions[i]`, for vendors that compute discounts line by line (MAXMA's rows, Premium
+/// Bonus's items).
+///
+/// Each position is priced exactly as `allocate_discount` prices a receipt of that position
+/// alone, so the lines are those of `[p] | allocate_discount(d)` per position, concatenated: a
+/// whole quantity meets its discount exactly, split into two lines a kopeck apart when its
+/// units cannot share it evenly (serial numbers divided); a quantity below one unit meets it
+/// exactly; a fractional quantity above one unit (`1.5` kg) takes the nearest unit price, which
+/// may miss its discount by up to `⌊⌈q⌉/2⌋` kopecks. Nothing is carried from one position to
+/// another: each keeps the discount its vendor gave it, and no other line's discount changes
+/// to make up a weighed line's miss.
+///
+/// A discount above its position's amount is an error, not clamped: the vendor's numbers do not
+/// fit the cart, and clamping would quietly price the receipt above what the vendor charged.
+///
+/// Errors: not one discount per position; a negative discount, or one with more than 2
+/// decimals; a discount above its position's amount; the positions' errors of
+/// `allocate_discount` (quantity ≤ 0, price negative or with more than 2 decimals).
+pub fn allocate_lines(
+    positions: &[AllocInput],
+    discounts: &[Decimal],
+) -> Result<Vec<AllocLine>, BuiltinError> {
+    const FUNCTION: &str = "allocate_lines";
+    let too_large = |TooLarge| BuiltinError::Overflow { function: FUNCTION };
+    if positions.len() != discounts.len() {
+        return Err(BuiltinError::DiscountCount {
+            positions: positions.len(),
+            discounts: discounts.len(),
+        });
+    }
+    let items = items_of(FUNCTION, positions)?;
+    let mut plans = Vec::with_capacity(items.len());
+    for (index, (item, &discount)) in items.iter().zip(discounts).enumerate() {
+        if discount < Decimal::ZERO {
+            return Err(BuiltinError::NegativeLineDiscount { index, discount });
+        }
+        let kopecks = exact_kopecks(discount)
+            .ok_or(BuiltinError::LineDiscountNotKopecks { index, discount })?;
+        if kopecks > item.amount {
+            return Err(BuiltinError::LineDiscountAboveAmount {
+                index,
+                discount,
+                amount: kopecks_to_rubles(item.amount).map_err(too_large)?,
+            });
+        }
+        // A receipt of this position alone: its share is the whole discount, and there is
+        // nothing to carry a weighed position's miss to.
+        let plan = plan_lines(std::slice::from_ref(item), &[item.amount - kopecks]);
+        plans.extend(plan.map_err(too_large)?);
+    }
+    lines_of(positions, &items, plans).map_err(too_large)
+}
+
+/// Splits `total` (rubles, at most 2 decimals) into one share per weight, proportional to the
+/// weights, to the kopeck: the shares add up to `total` exactly, each is within one kopeck of
+/// its exact proportion `total·w/Σw`, and a zero weight gets 0. The method is
+/// `allocate_discount`'s (largest remainder: everyone gets the proportion rounded down and the
+/// kopecks left over go one each to the largest remainders, ties to the earlier weight).
+/// Weights are any non-negative numbers (amounts, quantities, percentages), compared exactly.
+///
+/// Errors: a negative `total`, or one with more than 2 decimals; a negative weight; weights
+/// adding up to 0 when `total` is not 0 (there is nothing to spread it by); weights or a total
+/// too large for exact integer arithmetic.
+pub fn prorate(weights: &[Decimal], total: Decimal) -> Result<Vec<Decimal>, BuiltinError> {
+    let too_large = |TooLarge| BuiltinError::Overflow {
+        function: "prorate",
+    };
+    if total < Decimal::ZERO {
+        return Err(BuiltinError::NegativeProrateTotal { total });
+    }
+    let kopecks = exact_kopecks(total).ok_or(BuiltinError::ProrateTotalNotKopecks { total })?;
+    if let Some((index, &weight)) = weights
+        .iter()
+        .enumerate()
+        .find(|(_, w)| **w < Decimal::ZERO)
+    {
+        return Err(BuiltinError::NegativeWeight { index, weight });
+    }
+    // The weights as integers in units of the finest decimal any of them has.
+    let weights: Vec<Decimal> = weights.iter().map(|w| w.normalize()).collect();
+    let scale = weights.iter().map(Decimal::scale).max().unwrap_or(0);
+    let units = weights
+        .iter()
+        .map(|w| mul(w.mantissa(), 10i128.pow(scale - w.scale())))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(too_large)?;
+    let sum = units
+        .iter()
+        .try_fold(0i128, |sum, &w| add(sum, w))
+        .map_err(too_large)?;
+    if sum == 0 && kopecks != 0 {
+        return Err(BuiltinError::NoWeight { total });
+    }
+    proportional_shares(&units, kopecks)
+        .and_then(|shares| shares.into_iter().map(kopecks_to_rubles).collect())
+        .map_err(too_large)
+}
+
+/// The positions validated and in kopecks; errors name `function`.
+fn items_of(function: &'static str, positions: &[AllocInput]) -> Result<Vec<Item>, BuiltinError> {
+    positions
+        .iter()
+        .enumerate()
+        .map(|(index, position)| Item::new(function, index, position))
+        .collect()
+}
+
+/// The lines of `positions` priced by `plans` (one per position).
+fn lines_of(
+    positions: &[AllocInput],
+    items: &[Item],
+    plans: Vec<Plan>,
+) -> Result<Vec<AllocLine>, TooLarge> {
     let mut lines = Vec::with_capacity(positions.len() + 1);
-    for (source, ((input, item), plan)) in positions.iter().zip(&items).zip(plans).enumerate() {
+    for (source, ((input, item), plan)) in positions.iter().zip(items).zip(plans).enumerate() {
         let line = |quantity: Decimal, unit: i128, sn: Range<usize>| -> Result<AllocLine, _> {
             Ok(AllocLine {
                 source,
@@ -153,9 +275,9 @@ pub fn allocate_discount(
         match plan {
             Plan::Single { unit } => lines.push(line(input.quantity, unit, 0..input.serials)?),
             Plan::Split { units_high, unit } => {
-                let first = Decimal::try_from_i128_with_scale(units_high, 0)
-                    .map_err(|_| BuiltinError::Overflow)?;
-                let at = usize::try_from(units_high).map_err(|_| BuiltinError::Overflow)?;
+                let first =
+                    Decimal::try_from_i128_with_scale(units_high, 0).map_err(|_| TooLarge)?;
+                let at = usize::try_from(units_high).map_err(|_| TooLarge)?;
                 // `units_high < quantity`, so with one serial per unit the split point is inside.
                 let one_per_unit = i128::try_from(input.serials).ok() == item.qty.whole();
                 let (sn_high, sn_low) = if one_per_unit && at < input.serials {
@@ -198,7 +320,7 @@ impl Qty {
     }
 
     /// `round_money(unit × q)` in kopecks, for `unit` in kopecks.
-    fn line_total(self, unit: i128) -> Result<i128, BuiltinError> {
+    fn line_total(self, unit: i128) -> Result<i128, TooLarge> {
         div_round(mul(unit, self.num)?, self.den)
     }
 }
@@ -214,25 +336,35 @@ struct Item {
 }
 
 impl Item {
-    fn new(index: usize, position: &AllocInput) -> Result<Self, BuiltinError> {
+    /// `positions[index]` of a call of `function` (which errors name).
+    fn new(
+        function: &'static str,
+        index: usize,
+        position: &AllocInput,
+    ) -> Result<Self, BuiltinError> {
         if position.quantity <= Decimal::ZERO {
             return Err(BuiltinError::NonPositiveQuantity {
+                function,
                 index,
                 quantity: position.quantity,
             });
         }
         if position.price < Decimal::ZERO {
             return Err(BuiltinError::NegativePrice {
+                function,
                 index,
                 price: position.price,
             });
         }
         let price = exact_kopecks(position.price).ok_or(BuiltinError::PriceNotKopecks {
+            function,
             index,
             price: position.price,
         })?;
         let qty = Qty::of(position.quantity);
-        let amount = qty.line_total(price)?;
+        let amount = qty
+            .line_total(price)
+            .map_err(|TooLarge| BuiltinError::Overflow { function })?;
         Ok(Item { price, qty, amount })
     }
 }
@@ -245,10 +377,11 @@ enum Plan {
     Split { units_high: i128, unit: i128 },
 }
 
-/// Largest-remainder shares of `discount` proportional to `amounts` (all in kopecks).
-/// Requires `0 ≤ discount ≤ Σ amounts`.
-fn proportional_shares(amounts: &[i128], discount: i128) -> Result<Vec<i128>, BuiltinError> {
-    let total: i128 = amounts.iter().sum();
+/// Largest-remainder shares of `discount` proportional to `amounts` (kopecks, or any whole
+/// units for `prorate`'s weights), `discount ≥ 0`, `amounts ≥ 0`. All zero when the amounts
+/// are. With `discount ≤ Σ amounts` no share is above its amount.
+fn proportional_shares(amounts: &[i128], discount: i128) -> Result<Vec<i128>, TooLarge> {
+    let total = amounts.iter().try_fold(0i128, |sum, &a| add(sum, a))?;
     if discount == 0 || total == 0 {
         return Ok(vec![0; amounts.len()]);
     }
@@ -257,18 +390,18 @@ fn proportional_shares(amounts: &[i128], discount: i128) -> Result<Vec<i128>, Bu
         shares.push(quot(mul(discount, amount)?, total));
     }
     // Σ remainders = left · total with every remainder < total, so 0 ≤ left < positions, and only
-    // positions with a positive remainder (hence a share below their amount) get a kopeck.
+    // positions with a positive remainder (hence a non-zero amount, and a share below it when
+    // `discount ≤ total`) get a kopeck.
     let left = discount - shares.iter().sum::<i128>();
-    let left = usize::try_from(left).map_err(|_| BuiltinError::Overflow)?;
+    let left = usize::try_from(left).map_err(|_| TooLarge)?;
     if left == 0 {
-        // Exact shares (always so for a single position, as `allocate_discount` is called per
-        // position in mappings): no remainders to rank.
+        // Exact shares (always so for a single position): no remainders to rank.
         return Ok(shares);
     }
     let remainders = amounts
         .iter()
         .map(|&amount| Ok(rem(mul(discount, amount)?, total)))
-        .collect::<Result<Vec<_>, BuiltinError>>()?;
+        .collect::<Result<Vec<_>, TooLarge>>()?;
     let mut order: Vec<usize> = (0..amounts.len()).collect();
     order.sort_by(|&a, &b| remainders[b].cmp(&remainders[a]).then(a.cmp(&b)));
     for &index in order.iter().take(left) {
@@ -304,7 +437,7 @@ impl Room {
 }
 
 /// Chooses every position's line total and unit price(s): see [`allocate_discount`].
-fn plan_lines(items: &[Item], targets: &[i128]) -> Result<Vec<Plan>, BuiltinError> {
+fn plan_lines(items: &[Item], targets: &[i128]) -> Result<Vec<Plan>, TooLarge> {
     let mut room = Room { down: 0, up: 0 };
     let mut fractional = Vec::new();
     for (index, (item, &target)) in items.iter().zip(targets).enumerate() {
@@ -355,7 +488,7 @@ fn carry_fractional(
     targets: &[i128],
     fractional: &[usize],
     room: Room,
-) -> Result<(Vec<i128>, i128), BuiltinError> {
+) -> Result<(Vec<i128>, i128), TooLarge> {
     let mut units = Vec::with_capacity(fractional.len());
     // Target total minus the line totals chosen so far, in kopecks.
     let mut carry = 0i128;
@@ -402,7 +535,7 @@ fn search_fractional(
     targets: &[i128],
     fractional: &[usize],
     room: Room,
-) -> Result<Option<(Vec<i128>, i128)>, BuiltinError> {
+) -> Result<Option<(Vec<i128>, i128)>, TooLarge> {
     let mut budget = SEARCH_BUDGET;
     // (miss, cost, units, carry)
     let mut best: Option<(i128, i128, Vec<i128>, i128)> = None;
@@ -434,7 +567,7 @@ fn search_window(
     room: Room,
     window: i128,
     budget: &mut usize,
-) -> Result<Option<(i128, Vec<i128>, i128)>, BuiltinError> {
+) -> Result<Option<(i128, Vec<i128>, i128)>, TooLarge> {
     const UNREACHABLE: u8 = u8::MAX;
     // Candidate (unit, T − line total) per position, and the range every partial sum lies in.
     let mut options = Vec::with_capacity(fractional.len());
@@ -520,7 +653,7 @@ fn search_window(
 
 /// Unit price(s) giving exactly `total` kopecks for a whole or sub-unit quantity,
 /// `0 ≤ total ≤ amount`.
-fn realise(item: Item, total: i128) -> Result<Plan, BuiltinError> {
+fn realise(item: Item, total: i128) -> Result<Plan, TooLarge> {
     if let Some(units) = item.qty.whole() {
         let unit = quot(total, units);
         let units_high = total - unit * units;
@@ -544,12 +677,12 @@ fn realise(item: Item, total: i128) -> Result<Plan, BuiltinError> {
     Ok(Plan::Single { unit })
 }
 
-fn discount_percent(price: i128, unit: i128) -> Result<Decimal, BuiltinError> {
+fn discount_percent(price: i128, unit: i128) -> Result<Decimal, TooLarge> {
     if price == 0 {
         return Ok(Decimal::new(0, 2));
     }
     let hundredths = div_round(mul(price - unit, 10_000)?, price)?;
-    Decimal::try_from_i128_with_scale(hundredths, 2).map_err(|_| BuiltinError::Overflow)
+    Decimal::try_from_i128_with_scale(hundredths, 2).map_err(|_| TooLarge)
 }
 
 /// `value` in kopecks when it has at most 2 decimals (trailing zeros do not count).
@@ -560,20 +693,20 @@ fn exact_kopecks(value: Decimal) -> Option<i128> {
     (scale <= 2).then(|| value.mantissa() * 10i128.pow(2 - scale))
 }
 
-fn kopecks_to_rubles(kopecks: i128) -> Result<Decimal, BuiltinError> {
-    Decimal::try_from_i128_with_scale(kopecks, 2).map_err(|_| BuiltinError::Overflow)
+fn kopecks_to_rubles(kopecks: i128) -> Result<Decimal, TooLarge> {
+    Decimal::try_from_i128_with_scale(kopecks, 2).map_err(|_| TooLarge)
 }
 
-fn mul(a: i128, b: i128) -> Result<i128, BuiltinError> {
-    a.checked_mul(b).ok_or(BuiltinError::Overflow)
+fn mul(a: i128, b: i128) -> Result<i128, TooLarge> {
+    a.checked_mul(b).ok_or(TooLarge)
 }
 
-fn add(a: i128, b: i128) -> Result<i128, BuiltinError> {
-    a.checked_add(b).ok_or(BuiltinError::Overflow)
+fn add(a: i128, b: i128) -> Result<i128, TooLarge> {
+    a.checked_add(b).ok_or(TooLarge)
 }
 
-fn sub(a: i128, b: i128) -> Result<i128, BuiltinError> {
-    a.checked_sub(b).ok_or(BuiltinError::Overflow)
+fn sub(a: i128, b: i128) -> Result<i128, TooLarge> {
+    a.checked_sub(b).ok_or(TooLarge)
 }
 
 /// `n / d`, for `d > 0`. Real amounts fit in 64 bits, where division is a machine instruction;
@@ -594,7 +727,7 @@ fn rem(n: i128, d: i128) -> i128 {
 }
 
 /// `n / d` rounded half away from zero, for `n ≥ 0`, `d > 0`.
-fn div_round(n: i128, d: i128) -> Result<i128, BuiltinError> {
+fn div_round(n: i128, d: i128) -> Result<i128, TooLarge> {
     Ok(quot(add(mul(2, n)?, d)?, mul(2, d)?))
 }
 
@@ -603,20 +736,25 @@ fn div_ceil(n: i128, d: i128) -> i128 {
     quot(n, d) + i128::from(rem(n, d) != 0)
 }
 
-/// `allocate_discount($total)` on LoyaltyAPI positions as JSON: the same positions with
-/// `quantity`, `discountedPrice` and `discountPercent` set (and `sn` divided where a position
-/// splits), a position giving two lines where kopecks demand it. The jaq path calls this; the
-/// native path builds the same lines borrowing the positions (`fast`).
-pub fn allocate_json(positions: Value, total: Decimal) -> Result<Value, String> {
+/// `allocate_discount` or `allocate_lines` (`function`, priced by `price`) on LoyaltyAPI
+/// positions as JSON: the same positions with `quantity`, `discountedPrice` and
+/// `discountPercent` set (and `sn` divided where a position splits), a position giving two lines
+/// where kopecks demand it. The jaq path calls this; the native path builds the same lines
+/// borrowing the positions (`fast`).
+pub fn priced_json(
+    function: &str,
+    positions: Value,
+    price: impl FnOnce(&[AllocInput]) -> Result<Vec<AllocLine>, BuiltinError>,
+) -> Result<Value, String> {
     let Value::Array(sources) = &positions else {
-        return Err("allocate_discount: expected an array of positions".into());
+        return Err(format!("{function}: expected an array of positions"));
     };
     let field = |p: &Value, name: &str, i: usize| {
         let v = p
             .as_object()
             .and_then(|m| m.get(name))
-            .ok_or_else(|| format!("allocate_discount: positions[{i}] has no {name}"))?;
-        decimal_of(v).map_err(|e| format!("positions[{i}].{name}: {e}"))
+            .ok_or_else(|| format!("{function}: positions[{i}] has no {name}"))?;
+        decimal_of(v).map_err(|e| format!("{function}: positions[{i}].{name}: {e}"))
     };
     let serials = |p: &Value| p.get("sn").and_then(Value::as_array).map_or(0, Vec::len);
     let inputs = sources
@@ -630,7 +768,7 @@ pub fn allocate_json(positions: Value, total: Decimal) -> Result<Value, String> 
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let lines = allocate_discount(&inputs, total).map_err(|e| e.to_string())?;
+    let lines = price(&inputs).map_err(|e| e.to_string())?;
     // Written as the native path writes its decimals: normalized, exact text.
     let number =
         |d: Decimal| crate::amount::json_number(d.normalize()).map_or(Value::Null, Value::Number);
@@ -639,7 +777,7 @@ pub fn allocate_json(positions: Value, total: Decimal) -> Result<Value, String> 
         let Value::Object(source) = &sources[line.source] else {
             // Not reached: `field` found a quantity in it.
             return Err(format!(
-                "allocate_discount: positions[{}] is not an object",
+                "{function}: positions[{}] is not an object",
                 line.source
             ));
         };

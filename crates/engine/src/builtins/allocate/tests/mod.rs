@@ -1,3 +1,5 @@
+mod lines;
+
 use std::str::FromStr;
 
 use proptest::prelude::*;
@@ -293,6 +295,7 @@ fn allocation_errors_name_the_argument() {
     assert_eq!(
         allocate_discount(&[pos("1", "1"), pos("0", "1")], d("0")).unwrap_err(),
         BuiltinError::NonPositiveQuantity {
+            function: "allocate_discount",
             index: 1,
             quantity: d("0")
         }
@@ -305,6 +308,7 @@ fn allocation_errors_name_the_argument() {
     assert_eq!(
         allocate_discount(&[pos("1", "-0.01")], d("0")).unwrap_err(),
         BuiltinError::NegativePrice {
+            function: "allocate_discount",
             index: 0,
             price: d("-0.01")
         }
@@ -327,7 +331,9 @@ fn absurd_amounts_are_an_error_not_a_panic() {
     };
     assert_eq!(
         allocate_discount(&[huge.clone(), huge], d("1")).unwrap_err(),
-        BuiltinError::Overflow
+        BuiltinError::Overflow {
+            function: "allocate_discount"
+        }
     );
 }
 
@@ -501,7 +507,7 @@ proptest! {
             price: Decimal::new(p, 2),
             serials: 0,
         };
-        let item = Item::new(0, &position).unwrap();
+        let item = Item::new("allocate_discount", 0, &position).unwrap();
         let target = item.amount - item.amount * i128::from(share) / 1000;
         let room = Room { down: 0, up: 0 };
         let (units, carry) = carry_fractional(&[item], &[target], &[0], room).unwrap();

@@ -27,6 +27,12 @@ pub struct SandboxArgs {
     /// load tests; see benches/load/run.sh).
     #[arg(long)]
     pub delay_ms: Option<u64>,
+    /// MAXMA only: answer at most this many calls in each second (whole seconds from start),
+    /// the rest 429 with `Retry-After: 1`, as a rate-limiting proxy in front of MAXMA would. On
+    /// exit the sandbox prints, as one JSON line on stdout, the calls that arrived in each second
+    /// and how many it refused (benches/load/instances.sh reads them).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit_per_second: Option<u32>,
     /// moysklad only: the app's id (as `moysklad_app.app_id`); the key is its secret key.
     #[arg(long, default_value = "4c5b1a2e-7d3f-4a9b-8c1d-2e3f4a5b6c7d")]
     pub app_id: String,
@@ -53,6 +59,7 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         key,
         company_id,
         delay_ms,
+        limit_per_second,
         app_id,
         app_uid,
         bridge,
@@ -62,6 +69,9 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     let vendor = vendor.as_str();
     if delay_ms.is_some() && vendor != "maxma" {
         bail!("--delay-ms is supported by the maxma sandbox only");
+    }
+    if limit_per_second.is_some() && vendor != "maxma" {
+        bail!("--limit-per-second is supported by the maxma sandbox only");
     }
     telemetry::init(&Default::default());
     runtime()?.block_on(async {
@@ -76,7 +86,17 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
                         std::time::Duration::from_millis(ms),
                     )));
                 }
-                emulator.serve(listener, shutdown_signal()).await?
+                let limit = limit_per_second.map(|n| n as usize);
+                emulator.set_call_limit(limit);
+                emulator.clone().serve(listener, shutdown_signal()).await?;
+                if limit.is_some() {
+                    let traffic = serde_json::json!({
+                        "limit_per_second": limit,
+                        "calls_per_second": emulator.calls_per_second(),
+                        "refused_over_limit": emulator.refused_over_limit(),
+                    });
+                    println!("{traffic}");
+                }
             }
             "uds" => {
                 emulators::uds::UdsSandbox::with_demo_data(company_id, key)

@@ -112,7 +112,9 @@ fn sections() -> Vec<Section> {
         ),
         section(
             "verify",
-            vec![format!("{step}[[ops.\"retaildemand.recalc\".steps.verify]]\n")],
+            vec![format!(
+                "{step}[[ops.\"retaildemand.recalc\".steps.verify]]\n"
+            )],
             &[
                 "that = 'true'",
                 "error = { status = 409, code = 1, error = \"e\", message = \"m\" }",

@@ -1,5 +1,7 @@
 //! `sandbox`: a vendor emulator with demo data, for trying the bridge without a vendor account.
 
+use std::io::Write;
+
 use anyhow::{Context, bail};
 use clap::Args;
 use loyalty_bridge::telemetry;
@@ -95,7 +97,9 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
                         "calls_per_second": emulator.calls_per_second(),
                         "refused_over_limit": emulator.refused_over_limit(),
                     });
-                    println!("{traffic}");
+                    // SIGPIPE is ignored in a server (main.rs): a reader that has gone
+                    // away is no reason to panic on the way out.
+                    let _ = writeln!(std::io::stdout().lock(), "{traffic}");
                 }
             }
             "uds" => {

@@ -160,6 +160,9 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let builder = builder.clone();
+        #[cfg(unix)]
+        let registered = conns.register(std::os::fd::AsRawFd::as_raw_fd(&stream));
+        #[cfg(not(unix))]
         let registered = conns.register();
         let head_error_answer = options.head_error_answer;
         tokio::spawn(async move {
@@ -302,6 +305,12 @@ struct ConnState {
     evicted: AtomicBool,
     /// tokio's clock, as the timers that read these times use (tests may pause it).
     epoch: tokio::time::Instant,
+    /// The connection's socket, to ask the kernel whether bytes wait in it
+    /// ([`waiting_to_be_read`]). Read-only use: once the connection has closed, the number may
+    /// name another socket until this state is dropped, which at worst spares one connection
+    /// from eviction once.
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
 }
 
 impl ConnState {
@@ -343,6 +352,24 @@ struct Conns {
     emptied: Notify,
 }
 
+/// Whether bytes the client sent wait in the connection's socket, unread.
+fn waiting_to_be_read(conn: &ConnState) -> bool {
+    #[cfg(unix)]
+    {
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which points at one; on a
+        // descriptor that is not a socket (any more) it fails and writes nothing.
+        let ok =
+            unsafe { libc::ioctl(conn.fd, libc::FIONREAD, &mut waiting as *mut libc::c_int) } == 0;
+        ok && waiting > 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = conn;
+        false
+    }
+}
+
 /// A connection's place in [`Conns`], given up when dropped.
 struct Registered {
     conns: Arc<Conns>,
@@ -370,8 +397,10 @@ impl Conns {
         }
     }
 
-    fn register(self: &Arc<Self>) -> Registered {
+    fn register(self: &Arc<Self>, #[cfg(unix)] fd: std::os::fd::RawFd) -> Registered {
         let state = Arc::new(ConnState {
+            #[cfg(unix)]
+            fd,
             active: AtomicU32::new(0),
             served: AtomicBool::new(false),
             idle_since: AtomicU64::new(self.epoch.elapsed().as_micros() as u64),
@@ -402,6 +431,12 @@ impl Conns {
             .filter(|c| c.active.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed))
             .map(|c| (c.idle_since.load(Ordering::Relaxed), c))
             .filter(|(since, _)| *since <= idle_before)
+            // A request the client has sent and this server has not read yet is not idleness:
+            // under a burst, a connection can wait longer than EVICT_MIN_IDLE for its first
+            // read, and closing it lost the request (oha: "connection closed before message
+            // completed"). A silent stranger sends nothing; a trickling one is bounded by
+            // header_read_timeout.
+            .filter(|(_, c)| !waiting_to_be_read(c))
             .min_by_key(|(since, _)| *since)
             .map(|(_, c)| c);
         match victim {
@@ -563,6 +598,42 @@ impl AsyncWrite for HeadErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under a burst a connection's first read can come later than [`EVICT_MIN_IDLE`]: one
+    /// whose request waits unread in its socket is not idle, a silent one is.
+    #[cfg(unix)]
+    #[test]
+    fn a_connection_whose_request_waits_unread_is_not_evicted() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (sent_to, _) = listener.accept().unwrap();
+        let _silent_client = std::net::TcpStream::connect(addr).unwrap();
+        let (silent, _) = listener.accept().unwrap();
+        client
+            .write_all(b"POST /retaildemand/recalc HTTP/1.1\r\nhost: bridge\r\n\r\n")
+            .unwrap();
+        let conns = Arc::new(Conns::new());
+        // The one with the request is registered first: idle the longest, were it idle.
+        let with_request = conns.register(sent_to.as_raw_fd());
+        let without = conns.register(silent.as_raw_fd());
+        let until = Instant::now() + Duration::from_secs(5);
+        while !waiting_to_be_read(&with_request.state) {
+            assert!(Instant::now() < until, "the request reached the socket");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(EVICT_MIN_IDLE + Duration::from_millis(20));
+        assert!(conns.close_longest_idle());
+        assert!(without.state.evicted.load(Ordering::Relaxed));
+        assert!(!with_request.state.evicted.load(Ordering::Relaxed));
+        assert!(
+            !conns.close_longest_idle(),
+            "a request waiting to be read is never closed to admit another connection"
+        );
+        assert!(!with_request.state.evicted.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn hyper_error_answers_are_recognised_and_the_services_are_not() {

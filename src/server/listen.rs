@@ -437,7 +437,10 @@ impl Conns {
             // completed"). A silent stranger sends nothing; a trickling one is bounded by
             // header_read_timeout.
             .filter(|(_, c)| !waiting_to_be_read(c))
-            .min_by_key(|(since, _)| *since)
+            // Kept-alive connections that have been answered go first, as nginx closes its
+            // keep-alive ones first: a fresh connection may simply not have written its
+            // request yet (a client starting thousands at once).
+            .min_by_key(|(since, c)| (!c.served.load(Ordering::Relaxed), *since))
             .map(|(_, c)| c);
         match victim {
             Some(conn) => {
@@ -633,6 +636,32 @@ mod tests {
             "a request waiting to be read is never closed to admit another connection"
         );
         assert!(!with_request.state.evicted.load(Ordering::Relaxed));
+    }
+
+    /// An answered connection kept alive goes before a fresh one that has sent nothing yet,
+    /// even when the fresh one has waited longer.
+    #[cfg(unix)]
+    #[test]
+    fn answered_connections_are_evicted_before_fresh_ones() {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _clients: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let (fresh, _) = listener.accept().unwrap();
+        let (answered, _) = listener.accept().unwrap();
+        let conns = Arc::new(Conns::new());
+        let fresh = conns.register(fresh.as_raw_fd());
+        let answered = conns.register(answered.as_raw_fd());
+        drop(answered.state.request_started());
+        std::thread::sleep(EVICT_MIN_IDLE + Duration::from_millis(20));
+        assert!(conns.close_longest_idle());
+        assert!(answered.state.evicted.load(Ordering::Relaxed));
+        assert!(!fresh.state.evicted.load(Ordering::Relaxed));
+        // With no answered one left, the fresh one that sent nothing goes (a silent stranger).
+        assert!(conns.close_longest_idle());
+        assert!(fresh.state.evicted.load(Ordering::Relaxed));
     }
 
     #[test]

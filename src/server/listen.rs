@@ -121,6 +121,10 @@ where
         idle: options.idle_timeout,
     };
     let mut full_logged: Option<Instant> = None;
+    // Set while a connection waits for room: answers then end their HTTP/1 connection
+    // (`Connection: close`), which frees a place for it without the race of closing an idle
+    // kept-alive connection under a client that is just sending its next request on it.
+    let crowded = Arc::new(AtomicBool::new(false));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -147,10 +151,12 @@ where
                         "connection limit reached: the connection idle the longest is closed to admit a new one; while all are busy, new ones wait"
                     );
                 }
+                crowded.store(true, Ordering::Relaxed);
                 let waited = tokio::select! {
                     permit = wait_for_room(&open, &conns) => permit,
                     () = &mut shutdown => None,
                 };
+                crowded.store(false, Ordering::Relaxed);
                 match waited {
                     Some(permit) => permit,
                     None => break,
@@ -159,6 +165,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let crowded = crowded.clone();
         let builder = builder.clone();
         #[cfg(unix)]
         let registered = conns.register(std::os::fd::AsRawFd::as_raw_fd(&stream));
@@ -173,9 +180,20 @@ where
                 service_fn(move |mut req: Request<Incoming>| {
                     let turn = state.request_started();
                     req.extensions_mut().insert(ClientAddr(peer));
+                    // HTTP/2 has no `Connection` header (and shares one connection anyway).
+                    let http1 = req.version() < http::Version::HTTP_2;
                     let answer = handler(req);
+                    let crowded = crowded.clone();
                     async move {
-                        let answer = answer.await;
+                        let mut answer = answer.await;
+                        if let Ok(response) = &mut answer {
+                            if http1 && crowded.load(Ordering::Relaxed) {
+                                response.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
+                            }
+                        }
                         drop(turn);
                         answer
                     }

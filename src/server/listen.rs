@@ -9,8 +9,10 @@
 //! - a connection with no request in progress for `idle_timeout` is closed (h2: GOAWAY, then
 //!   close);
 //! - when `max_connections` are open, the one idle the longest is closed to admit the new one,
-//!   as nginx does under `worker_connections` pressure; only when every connection has a
-//!   request in progress do new ones wait in the kernel's accept queue.
+//!   as nginx does under `worker_connections` pressure (answered kept-alive ones first, never
+//!   one whose request waits unread), and HTTP/1 answers say `Connection: close` while one
+//!   waits; only when every connection has a request in progress do new ones wait in the
+//!   kernel's accept queue.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -85,6 +85,12 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(60);
 /// closed to admit a new one: one just accepted in a burst has its request on the way.
 const EVICT_MIN_IDLE: Duration = Duration::from_millis(100);
 
+/// How long a connection that has sent nothing yet must have been open before it is closed to
+/// admit a new one while other connections have requests in progress (their answers make room:
+/// see `crowded` in [`accept_loop`]). A client opening thousands at once may write its request
+/// late; with every connection silent (a stranger's flood) [`EVICT_MIN_IDLE`] applies.
+const EVICT_MIN_FRESH: Duration = Duration::from_secs(1);
+
 /// How long a connection asked to close (idle, or to admit a new one) may take to say
 /// goodbye (h2's GOAWAY, a response still being written) before it is dropped. A request in
 /// progress is never cut: its own deadline bounds it.
@@ -445,12 +451,26 @@ impl Conns {
     /// false when there is none.
     fn close_longest_idle(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let idle_before = (self.epoch.elapsed().saturating_sub(EVICT_MIN_IDLE)).as_micros() as u64;
+        let before = |min: Duration| (self.epoch.elapsed().saturating_sub(min)).as_micros() as u64;
+        let idle_before = before(EVICT_MIN_IDLE);
+        let some_busy = open.values().any(|c| c.active.load(Ordering::Acquire) > 0);
+        let fresh_before = if some_busy {
+            before(EVICT_MIN_FRESH)
+        } else {
+            idle_before
+        };
         let victim = open
             .values()
             .filter(|c| c.active.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed))
             .map(|c| (c.idle_since.load(Ordering::Relaxed), c))
-            .filter(|(since, _)| *since <= idle_before)
+            .filter(|(since, c)| {
+                *since
+                    <= if c.served.load(Ordering::Relaxed) {
+                        idle_before
+                    } else {
+                        fresh_before
+                    }
+            })
             // A request the client has sent and this server has not read yet is not idleness:
             // under a burst, a connection can wait longer than EVICT_MIN_IDLE for its first
             // read, and closing it lost the request (oha: "connection closed before message
@@ -656,6 +676,32 @@ mod tests {
             "a request waiting to be read is never closed to admit another connection"
         );
         assert!(!with_request.state.evicted.load(Ordering::Relaxed));
+    }
+
+    /// While another connection has a request in progress (its answer will make room), a
+    /// fresh connection that has sent nothing yet gets [`EVICT_MIN_FRESH`] to write it.
+    #[cfg(unix)]
+    #[test]
+    fn a_fresh_connection_has_longer_to_write_while_others_are_busy() {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _clients: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let (fresh, _) = listener.accept().unwrap();
+        let (busy, _) = listener.accept().unwrap();
+        let conns = Arc::new(Conns::new());
+        let fresh = conns.register(fresh.as_raw_fd());
+        let busy = conns.register(busy.as_raw_fd());
+        let turn = busy.state.request_started();
+        std::thread::sleep(EVICT_MIN_IDLE + Duration::from_millis(20));
+        assert!(!conns.close_longest_idle(), "the fresh one still has time");
+        assert!(!fresh.state.evicted.load(Ordering::Relaxed));
+        // No request in progress any more: a connection silent this long is a stranger's.
+        drop(turn);
+        assert!(conns.close_longest_idle());
+        assert!(fresh.state.evicted.load(Ordering::Relaxed));
     }
 
     /// An answered connection kept alive goes before a fresh one that has sent nothing yet,

@@ -129,9 +129,11 @@ where
         idle: options.idle_timeout,
     };
     let mut full_logged: Option<Instant> = None;
-    // Set while a connection waits for room: answers then end their HTTP/1 connection
-    // (`Connection: close`), which frees a place for it without the race of closing an idle
-    // kept-alive connection under a client that is just sending its next request on it.
+    // Set when a connection had to wait for room, until one finds room at once: answers then
+    // end their HTTP/1 connection (`Connection: close`), which frees a place without the race
+    // of closing an idle kept-alive connection under a client that is just sending its next
+    // request on it. Between two waits of a burst it stays set (a keep-alive answer there was
+    // such a race's start).
     let crowded = Arc::new(AtomicBool::new(false));
     loop {
         let (stream, peer) = tokio::select! {
@@ -149,7 +151,10 @@ where
         // A connection waits for its permit here, holding only its socket, while the rest
         // queue in the kernel.
         let permit = match open.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+            Ok(permit) => {
+                crowded.store(false, Ordering::Relaxed);
+                permit
+            }
             Err(_) => {
                 if full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
                     full_logged = Some(Instant::now());
@@ -164,7 +169,6 @@ where
                     permit = wait_for_room(&open, &conns) => permit,
                     () = &mut shutdown => None,
                 };
-                crowded.store(false, Ordering::Relaxed);
                 match waited {
                     Some(permit) => permit,
                     None => break,

@@ -263,6 +263,13 @@ async fn answers_close_their_connection_while_another_waits_for_room() {
         .expect("the waiting connection is served once the other closed")
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    // Once a connection finds room at once, connections are kept alive again.
+    drop(waiting);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sandbox.set_fault(None);
+    let calm_again = send("c-3").await.unwrap();
+    assert_eq!(calm_again.status(), 200);
+    assert_eq!(calm_again.headers().get("connection"), None, "kept alive");
 }
 
 /// Two tenants on their own MAXMA emulators: A's behind `a_vendor`, B's behind `b_vendor`.

@@ -85,11 +85,11 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(60);
 /// closed to admit a new one: one just accepted in a burst has its request on the way.
 const EVICT_MIN_IDLE: Duration = Duration::from_millis(100);
 
-/// How long a connection that has sent nothing yet must have been open before it is closed to
-/// admit a new one while other connections have requests in progress (their answers make room:
-/// see `crowded` in [`accept_loop`]). A client opening thousands at once may write its request
-/// late; with every connection silent (a stranger's flood) [`EVICT_MIN_IDLE`] applies.
-const EVICT_MIN_FRESH: Duration = Duration::from_secs(1);
+/// [`EVICT_MIN_IDLE`] while other connections have requests in progress: their answers make
+/// room (see `crowded` in [`accept_loop`]), and closing an idle connection races its client,
+/// which may be writing its (first or next) request just then. With no request in progress
+/// anywhere (a stranger's flood of silent connections) [`EVICT_MIN_IDLE`] applies.
+const EVICT_MIN_WHILE_BUSY: Duration = Duration::from_secs(1);
 
 /// How long a connection asked to close (idle, or to admit a new one) may take to say
 /// goodbye (h2's GOAWAY, a response still being written) before it is dropped. A request in
@@ -455,26 +455,21 @@ impl Conns {
     /// false when there is none.
     fn close_longest_idle(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let before = |min: Duration| (self.epoch.elapsed().saturating_sub(min)).as_micros() as u64;
-        let idle_before = before(EVICT_MIN_IDLE);
+        // While some connection has a request in progress, its answer makes room (it says
+        // `Connection: close`, see `crowded` in `accept_loop`): an idle one is closed only after
+        // a longer wait, since closing it races a client about to use it.
         let some_busy = open.values().any(|c| c.active.load(Ordering::Acquire) > 0);
-        let fresh_before = if some_busy {
-            before(EVICT_MIN_FRESH)
+        let min_idle = if some_busy {
+            EVICT_MIN_WHILE_BUSY
         } else {
-            idle_before
+            EVICT_MIN_IDLE
         };
+        let idle_before = (self.epoch.elapsed().saturating_sub(min_idle)).as_micros() as u64;
         let victim = open
             .values()
             .filter(|c| c.active.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed))
             .map(|c| (c.idle_since.load(Ordering::Relaxed), c))
-            .filter(|(since, c)| {
-                *since
-                    <= if c.served.load(Ordering::Relaxed) {
-                        idle_before
-                    } else {
-                        fresh_before
-                    }
-            })
+            .filter(|(since, _)| *since <= idle_before)
             // A request the client has sent and this server has not read yet is not idleness:
             // under a burst, a connection can wait longer than EVICT_MIN_IDLE for its first
             // read, and closing it lost the request (oha: "connection closed before message
@@ -683,7 +678,7 @@ mod tests {
     }
 
     /// While another connection has a request in progress (its answer will make room), a
-    /// fresh connection that has sent nothing yet gets [`EVICT_MIN_FRESH`] to write it.
+    /// fresh connection that has sent nothing yet gets [`EVICT_MIN_WHILE_BUSY`] to write it.
     #[cfg(unix)]
     #[test]
     fn a_fresh_connection_has_longer_to_write_while_others_are_busy() {

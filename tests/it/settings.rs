@@ -7,7 +7,7 @@ use crate::common;
 
 use common::moysklad::{
     ACCOUNT_A, ACCOUNT_B, APP_ID, AppWorld, DEMO_PHONE, MAXMA_KEY, action_fields, check_maxma_key,
-    connect_maxma, get_page, post_form, query_of,
+    connect_maxma, fetch, get_page, post_form, query_of,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -502,25 +502,31 @@ async fn random_context_keys_store_nothing_and_reach_moysklad_a_bounded_number_o
     let _alone = common::alone().lock().await;
     let w = AppWorld::start().await;
     // Well-formed keys MoySklad never issued, as fast as one client can send them.
+    let http = common::client();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     let mut limited = None;
+    let sending = std::time::Instant::now();
     for _ in 0..300 {
         let key = uuid::Uuid::new_v4().simple().to_string();
-        let page = get_page(&format!("{}?contextKey={key}", w.page_url())).await;
+        let page = fetch(http.get(format!("{}?contextKey={key}", w.page_url()))).await;
         *statuses.entry(page.status).or_default() += 1;
         if page.status == 429 && limited.is_none() {
             limited = Some(page);
         }
     }
+    let sent_in = sending.elapsed();
     let exchanges = context_exchanges(&w);
-    // One client address gets the per-address burst (10), and a refill or two while it sends.
+    // One client address gets the per-address burst (10), then one more every 6 s it keeps
+    // sending: however long the 300 took on a busy machine (the limit counts time, so the
+    // bound does too; rounded up).
+    let refills = sent_in.as_millis().div_ceil(6_000) as usize;
     assert!(
-        exchanges <= 12,
-        "{exchanges} exchanges; statuses {statuses:?}"
+        exchanges <= 10 + refills,
+        "{exchanges} exchanges in {sent_in:?}; statuses {statuses:?}"
     );
     assert!(
-        exchanges >= 1,
-        "the first keys are asked about: {statuses:?}"
+        exchanges >= 10,
+        "the first keys (the burst) are asked about: {statuses:?}"
     );
     assert_eq!(statuses.get(&403).copied(), Some(exchanges), "{statuses:?}");
     assert_eq!(

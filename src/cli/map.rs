@@ -1,6 +1,6 @@
 //! `map`: a dry run printing the vendor request(s) a MoySklad request would cause, in the
 //! world the options give (the tenant's settings and credentials, the returned sale), read in
-//! the formats of a golden example's `settings`, `credentials` and `sale` keys.
+//! the formats of a golden example's `settings`, `credentials`, `remembered` and `sale` keys.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ pub struct MapArgs {
     pub settings: Option<PathBuf>,
     pub sale: Option<PathBuf>,
     pub credentials: Option<PathBuf>,
+    pub remembered: Option<PathBuf>,
 }
 
 pub fn map(args: MapArgs) -> anyhow::Result<()> {
@@ -44,7 +45,12 @@ pub fn map(args: MapArgs) -> anyhow::Result<()> {
             example::parse_credentials,
         )?
         .unwrap_or_default(),
-        remembered: Default::default(),
+        remembered: read_option(
+            "--remembered",
+            args.remembered.as_deref(),
+            example::parse_remembered,
+        )?
+        .unwrap_or_default(),
         sale: read_option("--sale", args.sale.as_deref(), example::parse_sale)?,
     };
     if given.sale.is_some() && op != Op::RetailsalesreturnCreate {

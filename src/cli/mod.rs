@@ -68,6 +68,10 @@ enum Command {
         /// in the output.
         #[arg(long, value_name = "FILE")]
         credentials: Option<PathBuf>,
+        /// Values earlier calls remembered, a JSON object `{"<key>": value}` (what `recall`
+        /// finds).
+        #[arg(long, value_name = "FILE")]
+        remembered: Option<PathBuf>,
     },
     /// Write a commented skeleton of a new vendor's mapping file (NAME.toml): the nine
     /// operations, each refusing until filled in, so that `check` passes on it as written.
@@ -99,12 +103,14 @@ impl Cli {
                 settings,
                 sale,
                 credentials,
+                remembered,
             } => map::map(map::MapArgs {
                 op,
                 mapping,
                 settings,
                 sale,
                 credentials,
+                remembered,
             }),
             Command::NewMapping(args) => new_mapping::new_mapping(args),
             Command::Outbox { action } => outbox::outbox(&load_config(&self.config), action),

@@ -274,6 +274,37 @@ fn map_reads_the_tenants_settings() {
 }
 
 #[test]
+fn map_reads_what_earlier_calls_remembered() {
+    let dir = scratch("map-remembered");
+    let remembered = dir.join("remembered.json");
+    std::fs::write(&remembered, r#"{"verified:79990000077": {"code": "4821"}}"#).unwrap();
+    let request = r#"{"retailStore": {"meta": {"id": "s1"}}, "meta": {"id": "c9"}, "phone": "8 (999) 000-00-77", "statusCheck": "UNCHECKED"}"#;
+    let op = ["--op", "counterparty.create", "--mapping", PREMIUMBONUS];
+    // Premium Bonus registers a customer whose phone a code verified as phone_checked.
+    let (ok, out, err) = run_map(&op, request);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("\"phone_checked\": false"), "{out}");
+    let (ok, out, err) = run_map(
+        &[&op[..], &["--remembered", remembered.to_str().unwrap()]].concat(),
+        request,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("\"phone_checked\": true"), "{out}");
+    let list = dir.join("list.json");
+    std::fs::write(&list, "[]").unwrap();
+    let (ok, out, err) = run_map(
+        &[&op[..], &["--remembered", list.to_str().unwrap()]].concat(),
+        request,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("--remembered") && err.contains("must be a JSON object"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn map_masks_credentials_wherever_a_mapping_puts_them() {
     let dir = scratch("map-credentials");
     let mapping = dir.join("leaky.toml");

@@ -79,6 +79,15 @@ pub fn parse_credentials(text: &str) -> Result<BTreeMap<String, String>, String>
         .collect()
 }
 
+/// `remembered` (and `map --remembered`): a JSON object, each key as `remember.key` renders it
+/// and the value kept under it.
+pub fn parse_remembered(text: &str) -> Result<Map<String, Value>, String> {
+    match parse_json(text)? {
+        Value::Object(map) => Ok(map),
+        _ => Err("must be a JSON object of remembered keys and their values".into()),
+    }
+}
+
 /// Reads `sale` (an example's key, `map --sale`): `{"kept": …}`, what the sale's journal
 /// record kept (its `keep`), which the return's plan sees as `.sale.kept`.
 pub fn parse_sale(text: &str) -> Result<Value, String> {

@@ -641,6 +641,20 @@ impl AsyncWrite for HeadErrors {
 mod tests {
     use super::*;
 
+    /// Two connections accepted on a fresh loopback listener: (their clients, the server
+    /// sides, in the order they connected).
+    #[cfg(unix)]
+    fn two_connections() -> (Vec<std::net::TcpStream>, [std::net::TcpStream; 2]) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut accept = || listener.accept().unwrap().0;
+        let first = accept();
+        (clients, [first, accept()])
+    }
+
     /// Under a burst a connection's first read can come later than [`EVICT_MIN_IDLE`]: one
     /// whose request waits unread in its socket is not idle, a silent one is.
     #[cfg(unix)]
@@ -648,13 +662,8 @@ mod tests {
     fn a_connection_whose_request_waits_unread_is_not_evicted() {
         use std::io::Write;
         use std::os::fd::AsRawFd;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
-        let (sent_to, _) = listener.accept().unwrap();
-        let _silent_client = std::net::TcpStream::connect(addr).unwrap();
-        let (silent, _) = listener.accept().unwrap();
-        client
+        let (mut clients, [sent_to, silent]) = two_connections();
+        clients[0]
             .write_all(b"POST /retaildemand/recalc HTTP/1.1\r\nhost: bridge\r\n\r\n")
             .unwrap();
         let conns = Arc::new(Conns::new());
@@ -683,13 +692,7 @@ mod tests {
     #[test]
     fn a_fresh_connection_has_longer_to_write_while_others_are_busy() {
         use std::os::fd::AsRawFd;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _clients: Vec<_> = (0..2)
-            .map(|_| std::net::TcpStream::connect(addr).unwrap())
-            .collect();
-        let (fresh, _) = listener.accept().unwrap();
-        let (busy, _) = listener.accept().unwrap();
+        let (_clients, [fresh, busy]) = two_connections();
         let conns = Arc::new(Conns::new());
         let fresh = conns.register(fresh.as_raw_fd());
         let busy = conns.register(busy.as_raw_fd());
@@ -709,13 +712,7 @@ mod tests {
     #[test]
     fn answered_connections_are_evicted_before_fresh_ones() {
         use std::os::fd::AsRawFd;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _clients: Vec<_> = (0..2)
-            .map(|_| std::net::TcpStream::connect(addr).unwrap())
-            .collect();
-        let (fresh, _) = listener.accept().unwrap();
-        let (answered, _) = listener.accept().unwrap();
+        let (_clients, [fresh, answered]) = two_connections();
         let conns = Arc::new(Conns::new());
         let fresh = conns.register(fresh.as_raw_fd());
         let answered = conns.register(answered.as_raw_fd());

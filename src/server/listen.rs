@@ -650,7 +650,7 @@ mod tests {
         let clients: Vec<_> = (0..2)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
-        let mut accept = || listener.accept().unwrap().0;
+        let accept = || listener.accept().unwrap().0;
         let first = accept();
         (clients, [first, accept()])
     }
